@@ -1,0 +1,125 @@
+//! The traits a storage backend implements, and the error type they all report in.
+//!
+//! # Contract
+//! - Every method is synchronous and may be called from several threads at once.
+//! - [`TokenDatabase::import`] is atomic: it takes the backend's lock for the user, reads the
+//!   current tokens, calls [`ImportRequest::decide`], writes the result (if any) durably,
+//!   and releases the lock. A reader never sees a half-written token set, and a concurrent
+//!   writer's tokens are never lost.
+//! - Every token and every top-level or per-token key that the converter does not touch is
+//!   kept exactly as it was.
+//! - Nothing that holds an [`AccessHash`] is ever logged or put in an error; errors name the
+//!   location and what is wrong with it.
+//! - Backends map their private errors into [`BackendError`]; core never sees their types.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::acl::Privileges;
+use crate::audit::AuditEvent;
+use crate::import::{Decision, ImportError, ImportRequest};
+use crate::secret::AccessHash;
+use crate::token::TokenSet;
+use crate::user::UserName;
+
+/// What a user is to WHM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WhmRole {
+    /// `root`, who holds every ACL.
+    Root,
+    /// A reseller with its privileges.
+    Reseller(Privileges),
+    /// Neither root nor a reseller (perhaps no such user at all).
+    NotReseller,
+}
+
+impl WhmRole {
+    pub fn privileges(&self) -> Option<Privileges> {
+        match self {
+            Self::Root => Some(Privileges::All),
+            Self::Reseller(p) => Some(p.clone()),
+            Self::NotReseller => None,
+        }
+    }
+}
+
+/// The directory of WHM users: who is root, who is a reseller, with which ACLs.
+pub trait UserDirectory: Send + Sync {
+    fn role(&self, user: &UserName) -> Result<WhmRole, BackendError>;
+
+    /// Every reseller, sorted by name. Root is not a reseller.
+    fn resellers(&self) -> Result<Vec<UserName>, BackendError>;
+}
+
+/// Where access hashes come from.
+pub trait AccessHashSource: Send + Sync {
+    /// The raw access hash of `user`, or `None` when the user has none.
+    fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError>;
+}
+
+/// The WHM API token database.
+pub trait TokenDatabase: Send + Sync {
+    /// The user's tokens, read without taking a lock and without creating anything.
+    fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError>;
+
+    /// Atomically decides and applies `request` for `user`; see the module contract.
+    fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError>;
+
+    /// Appends one audit record.
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError>;
+}
+
+/// A complete backend, as the command line uses it.
+pub trait Backend: UserDirectory + AccessHashSource + TokenDatabase + fmt::Debug {
+    /// Its `kind` in the config file and in `--json` output (`files`, `sqlite`, ...).
+    fn kind(&self) -> &'static str;
+}
+
+/// A failure reported by a backend. Messages name the location (a file path, a database
+/// and table) and what was wrong there, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{location}: {source}")]
+    Io {
+        location: String,
+        source: std::io::Error,
+    },
+
+    /// Data that cannot be parsed or has the wrong shape; it was left as it was.
+    #[error("{location}: {detail}")]
+    Corrupt { location: String, detail: String },
+
+    /// Something refused for safety: a symbolic link, a FIFO, a wrong owner, a huge file.
+    #[error("refusing to read {location}: {detail}")]
+    Unsafe { location: String, detail: String },
+
+    /// Another process holds the lock; the same run can be retried later.
+    #[error("{location} is locked by another process (waited {} s); try again later", waited.as_secs())]
+    LockTimeout { location: String, waited: Duration },
+
+    #[error("{location}: token file is {what}: this can indicate a compromised server")]
+    Immutable {
+        location: String,
+        what: &'static str,
+    },
+
+    #[error(transparent)]
+    Import(#[from] ImportError),
+
+    /// A backend-specific failure that fits none of the above.
+    #[error("{backend} backend: {source}")]
+    Other {
+        backend: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BackendError {
+    /// Whether the same operation may succeed when simply tried again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::LockTimeout { .. })
+    }
+}
+
+/// How long a backend waits for a lock held by another live process by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);

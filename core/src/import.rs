@@ -1,0 +1,218 @@
+//! What importing one converted key into a user's token set means, as a pure decision
+//! that a backend evaluates under its own lock.
+
+use rand::Rng;
+
+use crate::restrictions::Restrictions;
+use crate::secret::TokenHash;
+use crate::token::{TokenEntry, TokenSet};
+
+/// cPanel's script tries the plain name and then up to 24 suffixed ones.
+pub const NAME_ATTEMPTS: usize = 25;
+const SUFFIX_LEN: usize = 8;
+const SUFFIX_ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// Everything needed to import one key, fixed before any lock is taken.
+#[derive(Clone, Debug)]
+pub struct ImportRequest {
+    pub hash: TokenHash,
+    /// `accesshash-<epoch>` first, then the same with `-` and 8 characters of `[0-9A-Z]`.
+    pub candidate_names: Vec<String>,
+    pub create_time: i64,
+    pub restrictions: Restrictions,
+    /// Replace an entry that already holds the key (cPanel's behaviour) instead of keeping it.
+    pub replace: bool,
+}
+
+/// What a backend must do with the user's token set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The key is already there and is kept exactly as it is.
+    AlreadyPresent { name: String },
+    /// Store `entry` under the key; `replaces` says whether an entry with the key goes.
+    Write { entry: TokenEntry, replaces: bool },
+}
+
+impl Decision {
+    /// The token name the user ends up with.
+    pub fn token_name(&self) -> &str {
+        match self {
+            Self::AlreadyPresent { name } => name,
+            Self::Write { entry, .. } => &entry.name,
+        }
+    }
+}
+
+/// Why a key cannot be imported.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "Cannot import accesshash: A conflicting API token with the name “{last}” already exists \
+         ({NAME_ATTEMPTS} names tried)"
+    )]
+    NamesExhausted { last: String },
+}
+
+impl ImportRequest {
+    pub fn new(
+        hash: TokenHash,
+        now: i64,
+        restrictions: Restrictions,
+        replace: bool,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let base = format!("accesshash-{now}");
+        let suffixed = (1..NAME_ATTEMPTS).map(|_| {
+            let suffix: String = (0..SUFFIX_LEN)
+                .map(|_| char::from(SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())]))
+                .collect();
+            format!("{base}-{suffix}")
+        });
+        let candidate_names = std::iter::once(base.clone()).chain(suffixed).collect();
+        Self {
+            hash,
+            candidate_names,
+            create_time: now,
+            restrictions,
+            replace,
+        }
+    }
+
+    /// Decides against the user's current tokens. Backends call this while holding their
+    /// lock, so that the check and the write are one step.
+    pub fn decide(&self, existing: &TokenSet) -> Result<Decision, ImportError> {
+        let replaces = match existing.get(&self.hash) {
+            Some(entry) if !self.replace => {
+                return Ok(Decision::AlreadyPresent {
+                    name: entry.name.clone(),
+                });
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let name = self
+            .candidate_names
+            .iter()
+            .find(|name| !existing.name_taken(name, Some(&self.hash)))
+            .ok_or_else(|| ImportError::NamesExhausted {
+                last: self.candidate_names.last().cloned().unwrap_or_default(),
+            })?;
+        let entry = TokenEntry {
+            name: name.clone(),
+            create_time: Some(self.create_time),
+            expires_at: self.restrictions.expires_at,
+            whitelist_ips: self.restrictions.whitelist_ips.clone(),
+            acls: self.restrictions.acls.clone(),
+            extra: Default::default(),
+        };
+        Ok(Decision::Write { entry, replaces })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn request(replace: bool) -> ImportRequest {
+        let mut rng = StdRng::seed_from_u64(7);
+        ImportRequest::new(
+            TokenHash::of_secret(b"k"),
+            1000,
+            Restrictions::default(),
+            replace,
+            &mut rng,
+        )
+    }
+
+    fn set(entries: &[(&[u8], &str)]) -> TokenSet {
+        TokenSet::new(
+            entries
+                .iter()
+                .map(|(secret, name)| {
+                    let entry = TokenEntry {
+                        name: (*name).into(),
+                        ..Default::default()
+                    };
+                    (TokenHash::of_secret(secret), entry)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn candidate_names_follow_cpanels_pattern() {
+        let r = request(false);
+        assert_eq!(r.candidate_names.len(), NAME_ATTEMPTS);
+        assert_eq!(r.candidate_names[0], "accesshash-1000");
+        for n in &r.candidate_names[1..] {
+            let suffix = n.strip_prefix("accesshash-1000-").unwrap();
+            assert_eq!(suffix.len(), 8);
+            assert!(
+                suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            );
+        }
+    }
+
+    #[test]
+    fn new_key_takes_the_first_free_name() {
+        let d = request(false)
+            .decide(&set(&[(b"other", "accesshash-1000")]))
+            .unwrap();
+        let Decision::Write { entry, replaces } = d else {
+            panic!("{d:?}")
+        };
+        assert!(!replaces);
+        assert!(entry.name.starts_with("accesshash-1000-"));
+        assert_eq!(entry.create_time, Some(1000));
+        assert!(entry.has_full_access());
+    }
+
+    #[test]
+    fn existing_key_is_kept_unless_replacing() {
+        let existing = set(&[(b"k", "billing")]);
+        assert_eq!(
+            request(false).decide(&existing).unwrap(),
+            Decision::AlreadyPresent {
+                name: "billing".into()
+            }
+        );
+        let d = request(true).decide(&existing).unwrap();
+        assert!(
+            matches!(d, Decision::Write { replaces: true, ref entry } if entry.name == "accesshash-1000")
+        );
+    }
+
+    #[test]
+    fn every_name_taken_is_an_error() {
+        let r = request(false);
+        let names: Vec<(Vec<u8>, String)> = r
+            .candidate_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (vec![i as u8], n.clone()))
+            .collect();
+        let taken = TokenSet::new(
+            names
+                .iter()
+                .map(|(s, n)| {
+                    (
+                        TokenHash::of_secret(s),
+                        TokenEntry {
+                            name: n.clone(),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        );
+        let err = r.decide(&taken).unwrap_err().to_string();
+        assert!(
+            err.starts_with("Cannot import accesshash: A conflicting API token"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! The conversion pipeline: [`plan`] reads and checks every user, [`apply`] writes.
+//!
+//! Both return one result per user, in the order the users were given; a failure for one
+//! user never stops the others. A dry run is a plan turned into a report with
+//! [`Plan::preview`]: it makes every read and check a real run makes and writes nothing.
+
+use rand::Rng;
+
+use crate::audit::AuditEvent;
+use crate::backend::{Backend, BackendError, WhmRole};
+use crate::clock::Clock;
+use crate::import::{Decision, ImportRequest};
+use crate::restrictions::Restrictions;
+use crate::user::{InvalidUserName, UserName};
+
+/// What the caller asked for, beyond the list of users.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Replace an entry that already holds the key, as cPanel's script does.
+    pub replace: bool,
+    /// Restrictions for newly written entries.
+    pub restrictions: Restrictions,
+    /// Read the existing tokens during planning, so that [`Plan::preview`] can tell what a
+    /// real run would do. A real run decides under the backend's lock instead.
+    pub dry_run: bool,
+}
+
+/// A user's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Converted,
+    Replaced,
+    AlreadyConverted,
+    NoAccesshash,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Self::Converted,
+        Self::Replaced,
+        Self::AlreadyConverted,
+        Self::NoAccesshash,
+        Self::Failed,
+    ];
+
+    /// The name used in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Converted => "converted",
+            Self::Replaced => "replaced",
+            Self::AlreadyConverted => "already_converted",
+            Self::NoAccesshash => "no_accesshash",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why one user could not be converted. The messages are those of cPanel's script where it
+/// has one.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(transparent)]
+    InvalidName(#[from] InvalidUserName),
+    #[error("User {0} is not a reseller.")]
+    NotReseller(UserName),
+    #[error("There was a problem loading the accesshash.")]
+    EmptyAccessHash,
+    #[error("cannot grant ACL “{acl}”: {user} does not hold it")]
+    AclNotHeld { user: UserName, acl: String },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("the token was stored as “{token_name}”, but its audit line was not written: {source}")]
+    AuditFailed {
+        token_name: String,
+        source: BackendError,
+    },
+}
+
+/// One user's line in the report.
+#[derive(Debug)]
+pub struct UserResult {
+    /// The user as given (it may not be a valid name).
+    pub user: String,
+    pub status: Status,
+    pub token_name: Option<String>,
+    /// The first 12 hex characters of the key, once the access hash was read.
+    pub token_hash_prefix: Option<String>,
+    pub error: Option<UserError>,
+}
+
+impl UserResult {
+    fn new(user: &str, status: Status) -> Self {
+        Self {
+            user: user.to_owned(),
+            status,
+            token_name: None,
+            token_hash_prefix: None,
+            error: None,
+        }
+    }
+
+    fn failed(user: &str, prefix: Option<String>, error: impl Into<UserError>) -> Self {
+        Self {
+            token_hash_prefix: prefix,
+            error: Some(error.into()),
+            ..Self::new(user, Status::Failed)
+        }
+    }
+}
+
+/// The per-user results of a run, in processing order.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub results: Vec<UserResult>,
+}
+
+impl Report {
+    pub fn count(&self, status: Status) -> usize {
+        self.results.iter().filter(|r| r.status == status).count()
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.count(Status::Failed) > 0
+    }
+}
+
+/// A user ready to be written, or already settled during planning.
+#[derive(Debug)]
+enum Planned {
+    Settled(UserResult),
+    Import {
+        user: UserName,
+        request: ImportRequest,
+        preview: Option<Decision>,
+    },
+}
+
+/// What a run will do, user by user.
+#[derive(Debug)]
+pub struct Plan {
+    items: Vec<Planned>,
+}
+
+/// Reads and checks every user in `users` (each at most once, first occurrence kept).
+pub fn plan(
+    backend: &dyn Backend,
+    users: &[String],
+    options: &RunOptions,
+    clock: &dyn Clock,
+    rng: &mut impl Rng,
+) -> Plan {
+    let mut seen = std::collections::HashSet::new();
+    let items = users
+        .iter()
+        .filter(|u| seen.insert(u.as_str()))
+        .map(|raw| plan_user(backend, raw, options, clock, rng))
+        .collect();
+    Plan { items }
+}
+
+fn plan_user(
+    backend: &dyn Backend,
+    raw: &str,
+    options: &RunOptions,
+    clock: &dyn Clock,
+    rng: &mut impl Rng,
+) -> Planned {
+    let settle = Planned::Settled;
+    let user = match UserName::new(raw) {
+        Ok(user) => user,
+        Err(e) => return settle(UserResult::failed(raw, None, e)),
+    };
+    let privileges = match backend.role(&user) {
+        Ok(WhmRole::NotReseller) => {
+            return settle(UserResult::failed(raw, None, UserError::NotReseller(user)));
+        }
+        Ok(role) => role
+            .privileges()
+            .expect("root and resellers have privileges"),
+        Err(e) => return settle(UserResult::failed(raw, None, e)),
+    };
+    let hash = match backend.read_access_hash(&user) {
+        Ok(None) => return settle(UserResult::new(raw, Status::NoAccesshash)),
+        Ok(Some(access_hash)) => match access_hash.token_hash() {
+            Some(hash) => hash,
+            None => return settle(UserResult::failed(raw, None, UserError::EmptyAccessHash)),
+        },
+        Err(e) => return settle(UserResult::failed(raw, None, e)),
+    };
+    let prefix = Some(hash.prefix().to_owned());
+    tracing::debug!(user = %user, key = %hash, "access hash read");
+    let ungranted = options
+        .restrictions
+        .acls
+        .iter()
+        .flatten()
+        .find(|acl| !privileges.holds(acl));
+    if let Some(acl) = ungranted {
+        let error = UserError::AclNotHeld {
+            user,
+            acl: acl.clone(),
+        };
+        return settle(UserResult::failed(raw, prefix, error));
+    }
+    let now = clock.now().timestamp().as_second();
+    let request = ImportRequest::new(
+        hash,
+        now,
+        options.restrictions.clone(),
+        options.replace,
+        rng,
+    );
+    let preview = if options.dry_run {
+        let decided = backend
+            .tokens(&user)
+            .map_err(UserError::from)
+            .and_then(|tokens| {
+                request
+                    .decide(&tokens)
+                    .map_err(|e| BackendError::from(e).into())
+            });
+        match decided {
+            Ok(decision) => Some(decision),
+            Err(e) => return settle(UserResult::failed(raw, prefix, e)),
+        }
+    } else {
+        None
+    };
+    Planned::Import {
+        user,
+        request,
+        preview,
+    }
+}
+
+impl Plan {
+    /// What a real run would report, without writing anything. Only meaningful for a plan
+    /// made with [`RunOptions::dry_run`].
+    pub fn preview(self) -> Report {
+        let results = self
+            .items
+            .into_iter()
+            .map(|item| match item {
+                Planned::Settled(result) => result,
+                Planned::Import {
+                    user,
+                    request,
+                    preview,
+                } => {
+                    let decision = preview.expect("a dry-run plan previews every import");
+                    decided(user.as_str(), &request, &decision)
+                }
+            })
+            .collect();
+        Report { results }
+    }
+
+    /// The users this plan will write to, in order.
+    pub fn pending(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Planned::Import { .. }))
+            .count()
+    }
+}
+
+/// Writes every planned import, in order, and audits each entry written.
+pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock) -> Report {
+    let results = plan
+        .items
+        .into_iter()
+        .map(|item| match item {
+            Planned::Settled(result) => result,
+            Planned::Import { user, request, .. } => apply_one(backend, &user, &request, clock),
+        })
+        .collect();
+    Report { results }
+}
+
+fn apply_one(
+    backend: &dyn Backend,
+    user: &UserName,
+    request: &ImportRequest,
+    clock: &dyn Clock,
+) -> UserResult {
+    let prefix = Some(request.hash.prefix().to_owned());
+    let decision = match backend.import(user, request) {
+        Ok(decision) => decision,
+        Err(e) => return UserResult::failed(user.as_str(), prefix, e),
+    };
+    if let Decision::Write { entry, .. } = &decision {
+        tracing::info!(user = %user, key = %request.hash, name = %entry.name, "token stored");
+        let event = AuditEvent {
+            time: clock.now(),
+            user: user.clone(),
+            token_name: entry.name.clone(),
+        };
+        if let Err(source) = backend.append_audit(&event) {
+            let error = UserError::AuditFailed {
+                token_name: entry.name.clone(),
+                source,
+            };
+            return UserResult::failed(user.as_str(), prefix, error);
+        }
+    }
+    decided(user.as_str(), request, &decision)
+}
+
+fn decided(user: &str, request: &ImportRequest, decision: &Decision) -> UserResult {
+    let status = match decision {
+        Decision::AlreadyPresent { .. } => Status::AlreadyConverted,
+        Decision::Write { replaces: true, .. } => Status::Replaced,
+        Decision::Write {
+            replaces: false, ..
+        } => Status::Converted,
+    };
+    UserResult {
+        token_name: Some(decision.token_name().to_owned()),
+        token_hash_prefix: Some(request.hash.prefix().to_owned()),
+        ..UserResult::new(user, status)
+    }
+}

@@ -1,0 +1,231 @@
+//! Least-privilege restrictions for a newly written token: ACLs, an IP allow-list and an
+//! expiry, validated and normalised as cPanel's writer stores them (reference 2.2, 2.4).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::acl::ALL;
+
+/// At most this many allow-list entries (cPanel's limit).
+pub const MAX_ALLOW_IPS: usize = 100;
+
+/// Restrictions put on a token the converter writes. The default is full access, any
+/// address, no expiry: what cPanel's script always writes.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Restrictions {
+    /// Sorted and de-duplicated; `None` is full access.
+    pub acls: Option<Vec<String>>,
+    /// Normalised allow-list; `None` is any address.
+    pub whitelist_ips: Option<Vec<String>>,
+    /// Epoch seconds.
+    pub expires_at: Option<i64>,
+}
+
+impl Restrictions {
+    /// ACL names as given on the command line (each may be a comma-separated list).
+    /// `all` anywhere means full access, as cPanel treats it.
+    pub fn with_acls<S: AsRef<str>>(mut self, given: &[S]) -> Result<Self, String> {
+        let names: BTreeSet<String> = given
+            .iter()
+            .flat_map(|g| g.as_ref().split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = names.iter().find(|n| !is_acl_name(n)) {
+            return Err(format!("invalid ACL name “{}”", bad.escape_debug()));
+        }
+        if given.is_empty() {
+            return Ok(self);
+        }
+        if names.is_empty() {
+            return Err("--acl needs at least one ACL name".to_owned());
+        }
+        self.acls = (!names.contains(ALL)).then(|| names.into_iter().collect());
+        Ok(self)
+    }
+
+    /// Addresses and CIDR ranges, normalised: de-duplicated, IPv4 before IPv6, in address
+    /// order, single-host `/32` and `/128` suffixes dropped, IPv6 written fully expanded.
+    pub fn with_allow_ips<S: AsRef<str>>(mut self, given: &[S]) -> Result<Self, String> {
+        if given.is_empty() {
+            return Ok(self);
+        }
+        if given.len() > MAX_ALLOW_IPS {
+            return Err(format!(
+                "{} --allow-ip entries given; at most {MAX_ALLOW_IPS} are allowed",
+                given.len()
+            ));
+        }
+        let nets: BTreeSet<(u8, u128, u8)> = given
+            .iter()
+            .map(|g| parse_net(g.as_ref()))
+            .collect::<Result<_, _>>()?;
+        self.whitelist_ips = Some(nets.into_iter().map(format_net).collect());
+        Ok(self)
+    }
+
+    /// An expiry as epoch seconds or a span from `now` (`90d`, `12h`, `30m`, `45s`, `2w`).
+    /// It must lie in the future.
+    pub fn with_expiry(mut self, given: &str, now: i64) -> Result<Self, String> {
+        let at = parse_expiry(given, now)?;
+        if at <= now {
+            return Err(format!(
+                "--expires {given}: {at} is not in the future (now is {now})"
+            ));
+        }
+        self.expires_at = Some(at);
+        Ok(self)
+    }
+
+    pub fn is_full_access(&self) -> bool {
+        self.acls.is_none()
+    }
+}
+
+fn is_acl_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn parse_expiry(given: &str, now: i64) -> Result<i64, String> {
+    let bad =
+        || format!("--expires {given}: expected epoch seconds or a span such as 90d, 12h, 2w");
+    let given_trimmed = given.trim();
+    if given_trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return given_trimmed.parse().map_err(|_| bad());
+    }
+    let (digits, unit) = given_trimmed.split_at(given_trimmed.len() - 1);
+    let seconds_per_unit: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    let count: i64 = digits.parse().map_err(|_| bad())?;
+    count
+        .checked_mul(seconds_per_unit)
+        .and_then(|span| now.checked_add(span))
+        .ok_or_else(bad)
+}
+
+/// (family order, network address, prefix length): sorts IPv4 first, then by address.
+fn parse_net(given: &str) -> Result<(u8, u128, u8), String> {
+    let text = given.trim();
+    let net: IpNet = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => IpNet::from(text.parse::<IpAddr>().map_err(|_| {
+            format!(
+                "--allow-ip “{}”: not an IP address or CIDR range",
+                text.escape_debug()
+            )
+        })?),
+    };
+    if net.network() != net.addr() {
+        return Err(format!(
+            "--allow-ip {text}: host bits are set in the range; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(match net {
+        IpNet::V4(v4) => (4, u32::from(v4.addr()).into(), v4.prefix_len()),
+        IpNet::V6(v6) => (6, u128::from(v6.addr()), v6.prefix_len()),
+    })
+}
+
+fn format_net((family, addr, prefix): (u8, u128, u8)) -> String {
+    let (text, host_prefix) = if family == 4 {
+        let v4 = std::net::Ipv4Addr::from(u32::try_from(addr).expect("IPv4 fits in 32 bits"));
+        (v4.to_string(), 32)
+    } else {
+        let groups = std::net::Ipv6Addr::from(addr).segments();
+        let expanded: Vec<String> = groups.iter().map(|g| format!("{g:04x}")).collect();
+        (expanded.join(":"), 128)
+    };
+    if prefix == host_prefix {
+        text
+    } else {
+        format!("{text}/{prefix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acls_are_sorted_deduplicated_and_all_means_full_access() {
+        let r = Restrictions::default()
+            .with_acls(&["list-accts,clustering", "list-accts"])
+            .unwrap();
+        assert_eq!(r.acls, Some(vec!["clustering".into(), "list-accts".into()]));
+        let all = Restrictions::default().with_acls(&["all"]).unwrap();
+        assert!(all.is_full_access());
+        assert!(Restrictions::default().with_acls(&["Bad ACL"]).is_err());
+        assert!(Restrictions::default().with_acls(&[","]).is_err());
+    }
+
+    #[test]
+    fn allow_list_is_normalised_like_cpanels_writer() {
+        let r = Restrictions::default()
+            .with_allow_ips(&[
+                "2001:db8::1",
+                "192.0.2.1/32",
+                "10.0.0.0/8",
+                "::1/128",
+                "192.0.2.1",
+                "2001:db8::/32",
+            ])
+            .unwrap();
+        assert_eq!(
+            r.whitelist_ips.unwrap(),
+            [
+                "10.0.0.0/8",
+                "192.0.2.1",
+                "0000:0000:0000:0000:0000:0000:0000:0001",
+                "2001:0db8:0000:0000:0000:0000:0000:0000/32",
+                "2001:0db8:0000:0000:0000:0000:0000:0001",
+            ]
+        );
+    }
+
+    #[test]
+    fn allow_list_rejects_bad_input() {
+        for bad in ["10.0.0.0/33", "300.1.1.1", "example.com", "10.1.2.3/8", ""] {
+            assert!(
+                Restrictions::default().with_allow_ips(&[bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let many: Vec<String> = (0..101).map(|i| format!("10.0.0.{i}")).collect();
+        let err = Restrictions::default().with_allow_ips(&many).unwrap_err();
+        assert!(err.contains("101"), "{err}");
+        let hundred = &many[..100];
+        assert!(Restrictions::default().with_allow_ips(hundred).is_ok());
+    }
+
+    #[test]
+    fn expiry_takes_epochs_and_spans_in_the_future() {
+        let now = 1_700_000_000;
+        let r = |s| {
+            Restrictions::default()
+                .with_expiry(s, now)
+                .map(|r| r.expires_at.unwrap())
+        };
+        assert_eq!(r("90d"), Ok(now + 90 * 86_400));
+        assert_eq!(r("12h"), Ok(now + 12 * 3600));
+        assert_eq!(r("2w"), Ok(now + 14 * 86_400));
+        assert_eq!(r("1900000000"), Ok(1_900_000_000));
+        assert!(r("1600000000").is_err());
+        assert!(r("0d").is_err());
+        assert!(r("soon").is_err());
+        assert!(r("-5d").is_err());
+        assert!(r("99999999999999999999d").is_err());
+    }
+}
