@@ -1,1 +1,182 @@
-//! stub
+//! The file backend: cPanel's own layout under a configured root (`/` on a real server).
+//!
+//! | what | where, under `root` |
+//! | --- | --- |
+//! | users' uid and home | `etc/passwd` |
+//! | resellers and their ACLs | `var/cpanel/resellers` |
+//! | access hashes | `<home>/.accesshash` |
+//! | WHM API tokens | `var/cpanel/authn/api_tokens_v2/whostmgr/<user>.json` |
+//! | audit lines | `var/cpanel/accounting.log` |
+//!
+//! Home folders are resolved through `etc/passwd` and followed as they are, symbolic links
+//! included (`/home` linking to `/home2` is a common layout, and only root can change those
+//! folders). The last component, `.accesshash`, lives in a folder its tenant controls: it
+//! is never followed through a symbolic link, and it is checked on the open descriptor.
+
+mod accounting;
+mod lock;
+mod passwd;
+mod resellers;
+mod safe_fs;
+mod token_file;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Deserialize;
+use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
+use whmtoken_core::{
+    AccessHash, AccessHashSource, AuditEvent, Backend, BackendError, Decision, ImportRequest,
+    Privileges, TokenDatabase, TokenSet, UserDirectory, UserName, WhmRole,
+};
+
+use crate::safe_fs::{Expect, check, io_error, open_guarded, read_bounded};
+
+/// `.accesshash` files larger than this are refused (real ones are 990 bytes).
+pub const MAX_ACCESS_HASH: u64 = 64 * 1024;
+
+/// The `[backend]` section for `kind = "files"`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The server root: `/` on a real server.
+    pub root: Utf8PathBuf,
+}
+
+/// A skipped line of `etc/passwd` or `var/cpanel/resellers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedLine {
+    pub file: Utf8PathBuf,
+    pub line: usize,
+    pub reason: String,
+}
+
+/// cPanel's file layout under `root`. The passwd and resellers data are read once, when
+/// the backend is opened.
+#[derive(Debug)]
+pub struct FilesBackend {
+    root: Utf8PathBuf,
+    accounts: HashMap<String, passwd::Account>,
+    resellers: BTreeMap<String, Vec<String>>,
+    skipped: Vec<SkippedLine>,
+    lock_timeout: Duration,
+    /// The uid that owns the token files: root on a real server, whoever runs the tests.
+    token_owner: u32,
+}
+
+impl FilesBackend {
+    pub fn open(config: &FilesConfig) -> Result<Self, BackendError> {
+        let root = config.root.clone();
+        let mut skipped = Vec::new();
+        let passwd_path = root.join("etc/passwd");
+        let (accounts, bad) = passwd::parse(&read_root_file(&passwd_path)?);
+        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine { file: passwd_path.clone(), line, reason }));
+        let resellers_path = root.join("var/cpanel/resellers");
+        let (resellers, bad) = resellers::parse(&read_root_file(&resellers_path)?);
+        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine { file: resellers_path.clone(), line, reason }));
+        for s in &skipped {
+            tracing::warn!(file = %s.file, line = s.line, reason = %s.reason, "skipped a line");
+        }
+        Ok(Self {
+            root,
+            accounts,
+            resellers,
+            skipped,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            token_owner: rustix::process::geteuid().as_raw(),
+        })
+    }
+
+    /// How long to wait for a lock held by another live process.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    pub fn root(&self) -> &Utf8Path {
+        &self.root
+    }
+
+    /// Lines of `etc/passwd` and `var/cpanel/resellers` that could not be used.
+    pub fn skipped_lines(&self) -> &[SkippedLine] {
+        &self.skipped
+    }
+
+    /// Where `user`'s WHM token file lives.
+    pub fn token_file(&self, user: &UserName) -> Utf8PathBuf {
+        self.root.join(format!("var/cpanel/authn/api_tokens_v2/whostmgr/{user}.json"))
+    }
+
+    fn account(&self, user: &UserName) -> Result<passwd::Account, BackendError> {
+        match self.accounts.get(user.as_str()) {
+            Some(account) => Ok(account.clone()),
+            None if user.is_root() => Ok(passwd::Account { uid: 0, home: "/root".to_owned() }),
+            None => Err(BackendError::Corrupt {
+                location: self.root.join("etc/passwd").to_string(),
+                detail: format!("no entry for user {user}"),
+            }),
+        }
+    }
+}
+
+/// Reads a root-owned data file; a missing one reads as empty.
+fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
+    let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
+        return Ok(String::new());
+    };
+    check(path, &file, Expect { owner: None, max_len: 64 << 20 })?;
+    let bytes = read_bounded(path, &file, 64 << 20)?;
+    String::from_utf8(bytes).map_err(|e| io_error(path, io::Error::new(io::ErrorKind::InvalidData, e)))
+}
+
+impl UserDirectory for FilesBackend {
+    fn role(&self, user: &UserName) -> Result<WhmRole, BackendError> {
+        if user.is_root() {
+            return Ok(WhmRole::Root);
+        }
+        Ok(match self.resellers.get(user.as_str()) {
+            Some(acls) => WhmRole::Reseller(Privileges::from_list(acls)),
+            None => WhmRole::NotReseller,
+        })
+    }
+
+    fn resellers(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self.resellers.keys().cloned().collect())
+    }
+}
+
+impl AccessHashSource for FilesBackend {
+    fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
+        let account = self.account(user)?;
+        let path = self.root.join(account.home.trim_start_matches('/')).join(".accesshash");
+        let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
+            return Ok(None);
+        };
+        check(&path, &file, Expect { owner: Some(account.uid), max_len: MAX_ACCESS_HASH })?;
+        Ok(Some(AccessHash::from_bytes(read_bounded(&path, &file, MAX_ACCESS_HASH)?)))
+    }
+}
+
+impl TokenDatabase for FilesBackend {
+    fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
+        token_file::read(&self.token_file(user), self.token_owner)
+    }
+
+    fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
+        token_file::import(&self.root, &self.token_file(user), request, self.token_owner, self.lock_timeout)
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
+        let path = self.root.join("var/cpanel/accounting.log");
+        accounting::append(&path, &event.accounting_line(), self.lock_timeout)
+    }
+}
+
+impl Backend for FilesBackend {
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+}

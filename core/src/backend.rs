@@ -47,8 +47,10 @@ impl WhmRole {
 pub trait UserDirectory: Send + Sync {
     fn role(&self, user: &UserName) -> Result<WhmRole, BackendError>;
 
-    /// Every reseller, sorted by name. Root is not a reseller.
-    fn resellers(&self) -> Result<Vec<UserName>, BackendError>;
+    /// Every reseller, sorted by name, as the backend lists them. Root is not a reseller.
+    /// Names are returned unvalidated so that the pipeline reports a bad one as a failed
+    /// user instead of dropping it unseen.
+    fn resellers(&self) -> Result<Vec<String>, BackendError>;
 }
 
 /// Where access hashes come from.

@@ -1,0 +1,97 @@
+//! Opening files in places other users control: never through a symbolic link at the last
+//! component, never blocking on a FIFO, and checked on the open descriptor, not the path.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+
+use camino::Utf8Path;
+use rustix::fs::OFlags;
+use whmtoken_core::BackendError;
+
+/// Flags for every open of a file the backend does not fully control.
+pub(crate) fn guarded_flags() -> i32 {
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    i32::try_from(flags.bits()).expect("open flags fit in an int")
+}
+
+/// Opens `path` with `options` plus the guarded flags. `Ok(None)` when it does not exist.
+pub(crate) fn open_guarded(path: &Utf8Path, options: &mut OpenOptions) -> Result<Option<File>, BackendError> {
+    match options.custom_flags(guarded_flags()).open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            Err(unsafe_file(path, "it is a symbolic link"))
+        }
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// What the checks on an open file require.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Expect {
+    /// Owners accepted besides root.
+    pub owner: Option<u32>,
+    pub max_len: u64,
+}
+
+/// Checks the open file: a regular file with one link, owned by root or `expect.owner`, no
+/// larger than `expect.max_len`.
+pub(crate) fn check(path: &Utf8Path, file: &File, expect: Expect) -> Result<Metadata, BackendError> {
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(unsafe_file(path, &format!("it is {}", describe_type(&meta))));
+    }
+    if meta.nlink() != 1 {
+        return Err(unsafe_file(path, &format!("it has {} hard links", meta.nlink())));
+    }
+    if meta.uid() != 0 && Some(meta.uid()) != expect.owner {
+        return Err(unsafe_file(path, &format!("it is owned by uid {}", meta.uid())));
+    }
+    if meta.len() > expect.max_len {
+        let detail = format!("it is {} bytes, more than {}", meta.len(), expect.max_len);
+        return Err(unsafe_file(path, &detail));
+    }
+    Ok(meta)
+}
+
+/// Reads at most `max_len` bytes: a file that grows past its checked size is refused.
+pub(crate) fn read_bounded(path: &Utf8Path, file: &File, max_len: u64) -> Result<Vec<u8>, BackendError> {
+    let mut bytes = Vec::new();
+    file.take(max_len + 1).read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+    if bytes.len() as u64 > max_len {
+        return Err(unsafe_file(path, &format!("it grew past {max_len} bytes while being read")));
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn describe_type(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a regular file"
+    }
+}
+
+pub(crate) fn unsafe_file(path: &Utf8Path, detail: &str) -> BackendError {
+    BackendError::Unsafe { location: path.to_string(), detail: detail.to_owned() }
+}
+
+pub(crate) fn io_error(path: &Utf8Path, source: io::Error) -> BackendError {
+    BackendError::Io { location: path.to_string(), source }
+}
+
+pub(crate) fn corrupt(path: &Utf8Path, detail: impl Into<String>) -> BackendError {
+    BackendError::Corrupt { location: path.to_string(), detail: detail.into() }
+}

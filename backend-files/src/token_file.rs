@@ -1,0 +1,207 @@
+//! A user's WHM token file, `var/cpanel/authn/api_tokens_v2/whostmgr/<user>.json`: read,
+//! and replaced atomically and durably under cPanel's lock protocol.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::{Map, Value};
+use whmtoken_core::{BackendError, Decision, ImportRequest, TokenSet};
+
+use crate::lock::{DotLock, flock_exclusive, unique_suffix};
+use crate::safe_fs::{Expect, check, corrupt, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file};
+
+/// Token files larger than this are refused rather than parsed.
+pub(crate) const MAX_TOKEN_FILE: u64 = 16 << 20;
+
+/// The folders above a token file, from the top, with the modes cPanel creates them with.
+const TOKEN_DIRS: [(&str, u32); 4] = [
+    ("var/cpanel", 0o755),
+    ("var/cpanel/authn", 0o711),
+    ("var/cpanel/authn/api_tokens_v2", 0o711),
+    ("var/cpanel/authn/api_tokens_v2/whostmgr", 0o700),
+];
+
+/// The parsed document: every top-level key as it was, and the token set.
+struct Document {
+    top: Map<String, Value>,
+    tokens: TokenSet,
+}
+
+/// Reads the tokens without locking or creating anything; a missing file has none.
+pub(crate) fn read(path: &Utf8Path, owner: u32) -> Result<TokenSet, BackendError> {
+    let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
+        return Ok(TokenSet::default());
+    };
+    check_token_file(path, &file, owner)?;
+    let bytes = read_bounded(path, &file, MAX_TOKEN_FILE)?;
+    Ok(parse(path, &bytes)?.tokens)
+}
+
+/// Decides `request` against the file's current contents and writes the result, all while
+/// holding the dot-lock and the flock.
+pub(crate) fn import(
+    root: &Utf8Path,
+    path: &Utf8Path,
+    request: &ImportRequest,
+    owner: u32,
+    timeout: Duration,
+) -> Result<Decision, BackendError> {
+    ensure_token_dirs(root, owner)?;
+    let _dot_lock = DotLock::acquire(path, timeout)?;
+    let file = open_locked(path, owner, timeout)?;
+    let bytes = read_bounded(path, &file, MAX_TOKEN_FILE)?;
+    let Document { mut top, tokens } = parse(path, &bytes)?;
+    let decision = request.decide(&tokens)?;
+    if let Decision::Write { entry, .. } = &decision {
+        let slot = top.entry("tokens").or_insert_with(|| Value::Object(Map::new()));
+        if slot.is_null() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(token_map) = slot else {
+            unreachable!("parse() accepted only an object or null for `tokens`");
+        };
+        token_map.insert(request.hash.as_str().to_owned(), entry.to_json());
+        let json = serde_json::to_vec(&Value::Object(top)).expect("a JSON value serializes");
+        replace_durably(path, &json, owner)?;
+    }
+    Ok(decision)
+    // `file` (the flock) and then `_dot_lock` are released here.
+}
+
+fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Document { top: Map::new(), tokens: TokenSet::default() });
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
+    let tokens = TokenSet::from_document(&value).map_err(|e| corrupt(path, e))?;
+    let Value::Object(top) = value else {
+        unreachable!("from_document accepts only an object here")
+    };
+    Ok(Document { top, tokens })
+}
+
+/// Opens (creating it empty, as cPanel does) and flocks the data file, making sure the
+/// descriptor still names the file at `path` once the lock is held.
+fn open_locked(path: &Utf8Path, owner: u32, timeout: Duration) -> Result<File, BackendError> {
+    loop {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).mode(0o600);
+        let file = match open_guarded(path, &mut options) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Err(io_error(path, io::ErrorKind::NotFound.into())),
+            Err(BackendError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(immutable_or(path, source));
+            }
+            Err(e) => return Err(e),
+        };
+        check_token_file(path, &file, owner)?;
+        flock_exclusive(path, &file, timeout)?;
+        let still_there = fs::symlink_metadata(path)
+            .is_ok_and(|now| file.metadata().is_ok_and(|held| held.ino() == now.ino()));
+        if still_there {
+            (&file).rewind().map_err(|e| io_error(path, e))?;
+            return Ok(file);
+        }
+    }
+}
+
+/// Explains a refused open: the immutable or append-only attribute, or the plain error.
+fn immutable_or(path: &Utf8Path, source: io::Error) -> BackendError {
+    let flags = File::open(path).ok().and_then(|f| rustix::fs::ioctl_getflags(&f).ok());
+    match flags {
+        Some(f) if f.contains(rustix::fs::IFlags::IMMUTABLE) => {
+            BackendError::Immutable { location: path.to_string(), what: "immutable (chattr +i)" }
+        }
+        Some(f) if f.contains(rustix::fs::IFlags::APPEND) => {
+            BackendError::Immutable { location: path.to_string(), what: "append-only (chattr +a)" }
+        }
+        _ => io_error(path, source),
+    }
+}
+
+/// A token file is trusted only when it is a regular file owned by the writing user (root on
+/// a real server) that nobody else can write to.
+fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<(), BackendError> {
+    let meta = check(path, file, Expect { owner: Some(owner), max_len: MAX_TOKEN_FILE })?;
+    if meta.uid() != owner {
+        return Err(unsafe_file(path, &format!("it is owned by uid {}, not {owner}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        let detail = format!("its mode {:04o} lets others write to it", meta.mode() & 0o7777);
+        return Err(unsafe_file(path, &detail));
+    }
+    Ok(())
+}
+
+/// Creates the token folders that are missing, with cPanel's modes, and checks that the
+/// `whostmgr` folder is a real folder that only `owner` can write to.
+fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
+    for (relative, mode) in TOKEN_DIRS {
+        let dir = root.join(relative);
+        match DirBuilder::new().mode(mode).create(&dir) {
+            Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(|e| io_error(&dir, e))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error(&dir, e)),
+        }
+    }
+    let whostmgr = root.join(TOKEN_DIRS[3].0);
+    let meta = fs::symlink_metadata(&whostmgr).map_err(|e| io_error(&whostmgr, e))?;
+    if !meta.is_dir() {
+        return Err(unsafe_file(&whostmgr, &format!("it is {}", crate::safe_fs::describe_type(&meta))));
+    }
+    if meta.uid() != owner || meta.mode() & 0o022 != 0 {
+        let detail = format!("folder owned by uid {} with mode {:04o}", meta.uid(), meta.mode() & 0o7777);
+        return Err(unsafe_file(&whostmgr, &detail));
+    }
+    Ok(())
+}
+
+/// Writes `contents` to a new temporary file beside `path`, syncs it, renames it over
+/// `path` and syncs the folder: after a crash the file holds either the old or the new
+/// contents, never a mix.
+fn replace_durably(path: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), BackendError> {
+    let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
+    let written = write_synced(&temp, contents, owner).and_then(|()| {
+        fs::rename(&temp, path).map_err(|e| io_error(path, e))
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written?;
+    let dir = path.parent().expect("a token file has a folder");
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+}
+
+fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), BackendError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(guarded_flags())
+        .open(temp)
+        .map_err(|e| io_error(temp, e))?;
+    if owner == 0 {
+        rustix::fs::fchown(&file, Some(rustix::process::Uid::ROOT), Some(rustix::process::Gid::ROOT))
+            .map_err(|e| io_error(temp, e.into()))?;
+    }
+    file.write_all(contents).map_err(|e| io_error(temp, e))?;
+    file.sync_all().map_err(|e| io_error(temp, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_whitespace_files_hold_no_tokens() {
+        let p = Utf8Path::new("x.json");
+        assert!(parse(p, b"").unwrap().tokens.is_empty());
+        assert!(parse(p, b" \n").unwrap().tokens.is_empty());
+        let err = parse(p, b"{").err().unwrap().to_string();
+        assert!(err.starts_with("x.json: not valid JSON"), "{err}");
+    }
+}
