@@ -18,8 +18,17 @@ pub(crate) fn append(path: &Utf8Path, line: &str, timeout: Duration) -> Result<(
     options.append(true).create(true).mode(0o600);
     let mut file = open_guarded(path, &mut options)?
         .ok_or_else(|| io_error(path, std::io::ErrorKind::NotFound.into()))?;
-    check(path, &file, Expect { owner: None, max_len: u64::MAX })?;
+    check(
+        path,
+        &file,
+        Expect {
+            owner: None,
+            max_len: u64::MAX,
+        },
+    )?;
     flock_exclusive(path, &file, timeout)?;
-    file.set_permissions(Permissions::from_mode(0o600)).map_err(|e| io_error(path, e))?;
-    file.write_all(format!("{line}\n").as_bytes()).map_err(|e| io_error(path, e))
+    file.set_permissions(Permissions::from_mode(0o600))
+        .map_err(|e| io_error(path, e))?;
+    file.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| io_error(path, e))
 }

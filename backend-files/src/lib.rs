@@ -46,6 +46,9 @@ pub struct FilesConfig {
     pub root: Utf8PathBuf,
 }
 
+/// Lines of a data file that could not be used: (line number, reason).
+type BadLines = Vec<(usize, String)>;
+
 /// A skipped line of `etc/passwd` or `var/cpanel/resellers`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkippedLine {
@@ -73,10 +76,18 @@ impl FilesBackend {
         let mut skipped = Vec::new();
         let passwd_path = root.join("etc/passwd");
         let (accounts, bad) = passwd::parse(&read_root_file(&passwd_path)?);
-        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine { file: passwd_path.clone(), line, reason }));
+        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine {
+            file: passwd_path.clone(),
+            line,
+            reason,
+        }));
         let resellers_path = root.join("var/cpanel/resellers");
         let (resellers, bad) = resellers::parse(&read_root_file(&resellers_path)?);
-        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine { file: resellers_path.clone(), line, reason }));
+        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine {
+            file: resellers_path.clone(),
+            line,
+            reason,
+        }));
         for s in &skipped {
             tracing::warn!(file = %s.file, line = s.line, reason = %s.reason, "skipped a line");
         }
@@ -107,13 +118,18 @@ impl FilesBackend {
 
     /// Where `user`'s WHM token file lives.
     pub fn token_file(&self, user: &UserName) -> Utf8PathBuf {
-        self.root.join(format!("var/cpanel/authn/api_tokens_v2/whostmgr/{user}.json"))
+        self.root.join(format!(
+            "var/cpanel/authn/api_tokens_v2/whostmgr/{user}.json"
+        ))
     }
 
     fn account(&self, user: &UserName) -> Result<passwd::Account, BackendError> {
         match self.accounts.get(user.as_str()) {
             Some(account) => Ok(account.clone()),
-            None if user.is_root() => Ok(passwd::Account { uid: 0, home: "/root".to_owned() }),
+            None if user.is_root() => Ok(passwd::Account {
+                uid: 0,
+                home: "/root".to_owned(),
+            }),
             None => Err(BackendError::Corrupt {
                 location: self.root.join("etc/passwd").to_string(),
                 detail: format!("no entry for user {user}"),
@@ -127,9 +143,17 @@ fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
         return Ok(String::new());
     };
-    check(path, &file, Expect { owner: None, max_len: 64 << 20 })?;
+    check(
+        path,
+        &file,
+        Expect {
+            owner: None,
+            max_len: 64 << 20,
+        },
+    )?;
     let bytes = read_bounded(path, &file, 64 << 20)?;
-    String::from_utf8(bytes).map_err(|e| io_error(path, io::Error::new(io::ErrorKind::InvalidData, e)))
+    String::from_utf8(bytes)
+        .map_err(|e| io_error(path, io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 impl UserDirectory for FilesBackend {
@@ -151,12 +175,26 @@ impl UserDirectory for FilesBackend {
 impl AccessHashSource for FilesBackend {
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
         let account = self.account(user)?;
-        let path = self.root.join(account.home.trim_start_matches('/')).join(".accesshash");
+        let path = self
+            .root
+            .join(account.home.trim_start_matches('/'))
+            .join(".accesshash");
         let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
             return Ok(None);
         };
-        check(&path, &file, Expect { owner: Some(account.uid), max_len: MAX_ACCESS_HASH })?;
-        Ok(Some(AccessHash::from_bytes(read_bounded(&path, &file, MAX_ACCESS_HASH)?)))
+        check(
+            &path,
+            &file,
+            Expect {
+                owner: Some(account.uid),
+                max_len: MAX_ACCESS_HASH,
+            },
+        )?;
+        Ok(Some(AccessHash::from_bytes(read_bounded(
+            &path,
+            &file,
+            MAX_ACCESS_HASH,
+        )?)))
     }
 }
 
@@ -166,7 +204,13 @@ impl TokenDatabase for FilesBackend {
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
-        token_file::import(&self.root, &self.token_file(user), request, self.token_owner, self.lock_timeout)
+        token_file::import(
+            &self.root,
+            &self.token_file(user),
+            request,
+            self.token_owner,
+            self.lock_timeout,
+        )
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {

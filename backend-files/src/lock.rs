@@ -52,7 +52,8 @@ fn write_lock_contents(temp: &Utf8Path) -> Result<(), BackendError> {
         .open(temp)
         .map_err(|e| io_error(temp, e))?;
     let contents = format!("{}\n{}\n", std::process::id(), program_name());
-    file.write_all(contents.as_bytes()).map_err(|e| io_error(temp, e))
+    file.write_all(contents.as_bytes())
+        .map_err(|e| io_error(temp, e))
 }
 
 fn take_by_link(temp: &Utf8Path, path: &Utf8Path, timeout: Duration) -> Result<(), BackendError> {
@@ -68,7 +69,10 @@ fn take_by_link(temp: &Utf8Path, path: &Utf8Path, timeout: Duration) -> Result<(
             continue;
         }
         if started.elapsed() >= timeout {
-            return Err(BackendError::LockTimeout { location: path.to_string(), waited: timeout });
+            return Err(BackendError::LockTimeout {
+                location: path.to_string(),
+                waited: timeout,
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
@@ -102,7 +106,11 @@ fn break_if_stale(path: &Utf8Path) -> Result<bool, BackendError> {
 
 /// (inode, whether it is stale) of the dot-lock, or `None` when it is gone.
 fn inspect(path: &Utf8Path) -> Result<Option<(u64, bool)>, BackendError> {
-    let file = match OpenOptions::new().read(true).custom_flags(guarded_flags()).open(path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(guarded_flags())
+        .open(path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(path, e)),
@@ -127,7 +135,11 @@ fn inspect(path: &Utf8Path) -> Result<Option<(u64, bool)>, BackendError> {
 }
 
 /// Waits for `flock(LOCK_EX)` on `file`, up to `timeout`.
-pub(crate) fn flock_exclusive(path: &Utf8Path, file: &File, timeout: Duration) -> Result<(), BackendError> {
+pub(crate) fn flock_exclusive(
+    path: &Utf8Path,
+    file: &File,
+    timeout: Duration,
+) -> Result<(), BackendError> {
     let started = Instant::now();
     loop {
         match file.try_lock() {
@@ -136,7 +148,10 @@ pub(crate) fn flock_exclusive(path: &Utf8Path, file: &File, timeout: Duration) -
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(BackendError::LockTimeout { location: path.to_string(), waited: timeout });
+                return Err(BackendError::LockTimeout {
+                    location: path.to_string(),
+                    waited: timeout,
+                });
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
         }
@@ -147,8 +162,16 @@ pub(crate) fn flock_exclusive(path: &Utf8Path, file: &File, timeout: Duration) -
 pub(crate) fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("{:x}-{:x}-{:x}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn program_name() -> String {

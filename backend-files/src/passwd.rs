@@ -12,7 +12,7 @@ pub(crate) struct Account {
 
 /// Parses the file. Lines that cannot be used are returned as (line number, reason) so the
 /// caller can report them; the rest is used.
-pub(crate) fn parse(text: &str) -> (HashMap<String, Account>, Vec<(usize, String)>) {
+pub(crate) fn parse(text: &str) -> (HashMap<String, Account>, crate::BadLines) {
     let mut accounts = HashMap::new();
     let mut skipped = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -33,16 +33,30 @@ pub(crate) fn parse(text: &str) -> (HashMap<String, Account>, Vec<(usize, String
 fn parse_line(line: &str) -> Result<(&str, Account), String> {
     let fields: Vec<&str> = line.split(':').collect();
     let [name, _password, uid, _gid, _gecos, home, _shell] = fields[..] else {
-        return Err(format!("expected 7 fields separated by “:”, found {}", fields.len()));
+        return Err(format!(
+            "expected 7 fields separated by “:”, found {}",
+            fields.len()
+        ));
     };
     if name.is_empty() {
         return Err("the user name is empty".to_owned());
     }
-    let uid = uid.parse().map_err(|_| format!("uid “{}” is not a number", uid.escape_debug()))?;
+    let uid = uid
+        .parse()
+        .map_err(|_| format!("uid “{}” is not a number", uid.escape_debug()))?;
     if !home.starts_with('/') {
-        return Err(format!("home “{}” is not an absolute path", home.escape_debug()));
+        return Err(format!(
+            "home “{}” is not an absolute path",
+            home.escape_debug()
+        ));
     }
-    Ok((name, Account { uid, home: home.to_owned() }))
+    Ok((
+        name,
+        Account {
+            uid,
+            home: home.to_owned(),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -59,7 +73,13 @@ mod tests {
              rel:x:5:5::home/rel:/bin/sh\n\
              bob:x:2002:2002::/home2/bob:/bin/bash\n",
         );
-        assert_eq!(accounts["bob"], Account { uid: 1001, home: "/home/bob".into() });
+        assert_eq!(
+            accounts["bob"],
+            Account {
+                uid: 1001,
+                home: "/home/bob".into()
+            }
+        );
         assert_eq!(accounts["root"].uid, 0);
         assert_eq!(accounts.len(), 2);
         let lines: Vec<usize> = skipped.iter().map(|(n, _)| *n).collect();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 /// Parses the file as cPanel's reader does: spaces and tabs removed, the name before the
 /// first `:`, the ACLs after it separated by `,`. Lines with no `:`, an empty name or a
 /// leading `#` are skipped; the skipped non-blank lines are returned with their numbers.
-pub(crate) fn parse(text: &str) -> (BTreeMap<String, Vec<String>>, Vec<(usize, String)>) {
+pub(crate) fn parse(text: &str) -> (BTreeMap<String, Vec<String>>, crate::BadLines) {
     let mut resellers = BTreeMap::new();
     let mut skipped = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -21,7 +21,11 @@ pub(crate) fn parse(text: &str) -> (BTreeMap<String, Vec<String>>, Vec<(usize, S
             skipped.push((index + 1, "the user name is empty".to_owned()));
             continue;
         }
-        let acls = acls.split(',').filter(|a| !a.is_empty()).map(str::to_owned).collect();
+        let acls = acls
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
         resellers.insert(name.to_owned(), acls);
     }
     (resellers, skipped)

@@ -16,7 +16,10 @@ pub(crate) fn guarded_flags() -> i32 {
 }
 
 /// Opens `path` with `options` plus the guarded flags. `Ok(None)` when it does not exist.
-pub(crate) fn open_guarded(path: &Utf8Path, options: &mut OpenOptions) -> Result<Option<File>, BackendError> {
+pub(crate) fn open_guarded(
+    path: &Utf8Path,
+    options: &mut OpenOptions,
+) -> Result<Option<File>, BackendError> {
     match options.custom_flags(guarded_flags()).open(path) {
         Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -37,16 +40,29 @@ pub(crate) struct Expect {
 
 /// Checks the open file: a regular file with one link, owned by root or `expect.owner`, no
 /// larger than `expect.max_len`.
-pub(crate) fn check(path: &Utf8Path, file: &File, expect: Expect) -> Result<Metadata, BackendError> {
+pub(crate) fn check(
+    path: &Utf8Path,
+    file: &File,
+    expect: Expect,
+) -> Result<Metadata, BackendError> {
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
     if !meta.file_type().is_file() {
-        return Err(unsafe_file(path, &format!("it is {}", describe_type(&meta))));
+        return Err(unsafe_file(
+            path,
+            &format!("it is {}", describe_type(&meta)),
+        ));
     }
     if meta.nlink() != 1 {
-        return Err(unsafe_file(path, &format!("it has {} hard links", meta.nlink())));
+        return Err(unsafe_file(
+            path,
+            &format!("it has {} hard links", meta.nlink()),
+        ));
     }
     if meta.uid() != 0 && Some(meta.uid()) != expect.owner {
-        return Err(unsafe_file(path, &format!("it is owned by uid {}", meta.uid())));
+        return Err(unsafe_file(
+            path,
+            &format!("it is owned by uid {}", meta.uid()),
+        ));
     }
     if meta.len() > expect.max_len {
         let detail = format!("it is {} bytes, more than {}", meta.len(), expect.max_len);
@@ -56,11 +72,20 @@ pub(crate) fn check(path: &Utf8Path, file: &File, expect: Expect) -> Result<Meta
 }
 
 /// Reads at most `max_len` bytes: a file that grows past its checked size is refused.
-pub(crate) fn read_bounded(path: &Utf8Path, file: &File, max_len: u64) -> Result<Vec<u8>, BackendError> {
+pub(crate) fn read_bounded(
+    path: &Utf8Path,
+    file: &File,
+    max_len: u64,
+) -> Result<Vec<u8>, BackendError> {
     let mut bytes = Vec::new();
-    file.take(max_len + 1).read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+    file.take(max_len + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, e))?;
     if bytes.len() as u64 > max_len {
-        return Err(unsafe_file(path, &format!("it grew past {max_len} bytes while being read")));
+        return Err(unsafe_file(
+            path,
+            &format!("it grew past {max_len} bytes while being read"),
+        ));
     }
     Ok(bytes)
 }
@@ -85,13 +110,22 @@ pub(crate) fn describe_type(meta: &Metadata) -> &'static str {
 }
 
 pub(crate) fn unsafe_file(path: &Utf8Path, detail: &str) -> BackendError {
-    BackendError::Unsafe { location: path.to_string(), detail: detail.to_owned() }
+    BackendError::Unsafe {
+        location: path.to_string(),
+        detail: detail.to_owned(),
+    }
 }
 
 pub(crate) fn io_error(path: &Utf8Path, source: io::Error) -> BackendError {
-    BackendError::Io { location: path.to_string(), source }
+    BackendError::Io {
+        location: path.to_string(),
+        source,
+    }
 }
 
 pub(crate) fn corrupt(path: &Utf8Path, detail: impl Into<String>) -> BackendError {
-    BackendError::Corrupt { location: path.to_string(), detail: detail.into() }
+    BackendError::Corrupt {
+        location: path.to_string(),
+        detail: detail.into(),
+    }
 }

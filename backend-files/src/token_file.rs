@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 use whmtoken_core::{BackendError, Decision, ImportRequest, TokenSet};
 
 use crate::lock::{DotLock, flock_exclusive, unique_suffix};
-use crate::safe_fs::{Expect, check, corrupt, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file};
+use crate::safe_fs::{
+    Expect, check, corrupt, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file,
+};
 
 /// Token files larger than this are refused rather than parsed.
 pub(crate) const MAX_TOKEN_FILE: u64 = 16 << 20;
@@ -56,7 +58,9 @@ pub(crate) fn import(
     let Document { mut top, tokens } = parse(path, &bytes)?;
     let decision = request.decide(&tokens)?;
     if let Decision::Write { entry, .. } = &decision {
-        let slot = top.entry("tokens").or_insert_with(|| Value::Object(Map::new()));
+        let slot = top
+            .entry("tokens")
+            .or_insert_with(|| Value::Object(Map::new()));
         if slot.is_null() {
             *slot = Value::Object(Map::new());
         }
@@ -73,7 +77,10 @@ pub(crate) fn import(
 
 fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Document { top: Map::new(), tokens: TokenSet::default() });
+        return Ok(Document {
+            top: Map::new(),
+            tokens: TokenSet::default(),
+        });
     }
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
@@ -93,7 +100,9 @@ fn open_locked(path: &Utf8Path, owner: u32, timeout: Duration) -> Result<File, B
         let file = match open_guarded(path, &mut options) {
             Ok(Some(file)) => file,
             Ok(None) => return Err(io_error(path, io::ErrorKind::NotFound.into())),
-            Err(BackendError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
+            Err(BackendError::Io { source, .. })
+                if source.kind() == io::ErrorKind::PermissionDenied =>
+            {
                 return Err(immutable_or(path, source));
             }
             Err(e) => return Err(e),
@@ -111,14 +120,18 @@ fn open_locked(path: &Utf8Path, owner: u32, timeout: Duration) -> Result<File, B
 
 /// Explains a refused open: the immutable or append-only attribute, or the plain error.
 fn immutable_or(path: &Utf8Path, source: io::Error) -> BackendError {
-    let flags = File::open(path).ok().and_then(|f| rustix::fs::ioctl_getflags(&f).ok());
+    let flags = File::open(path)
+        .ok()
+        .and_then(|f| rustix::fs::ioctl_getflags(&f).ok());
     match flags {
-        Some(f) if f.contains(rustix::fs::IFlags::IMMUTABLE) => {
-            BackendError::Immutable { location: path.to_string(), what: "immutable (chattr +i)" }
-        }
-        Some(f) if f.contains(rustix::fs::IFlags::APPEND) => {
-            BackendError::Immutable { location: path.to_string(), what: "append-only (chattr +a)" }
-        }
+        Some(f) if f.contains(rustix::fs::IFlags::IMMUTABLE) => BackendError::Immutable {
+            location: path.to_string(),
+            what: "immutable (chattr +i)",
+        },
+        Some(f) if f.contains(rustix::fs::IFlags::APPEND) => BackendError::Immutable {
+            location: path.to_string(),
+            what: "append-only (chattr +a)",
+        },
         _ => io_error(path, source),
     }
 }
@@ -126,12 +139,25 @@ fn immutable_or(path: &Utf8Path, source: io::Error) -> BackendError {
 /// A token file is trusted only when it is a regular file owned by the writing user (root on
 /// a real server) that nobody else can write to.
 fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<(), BackendError> {
-    let meta = check(path, file, Expect { owner: Some(owner), max_len: MAX_TOKEN_FILE })?;
+    let meta = check(
+        path,
+        file,
+        Expect {
+            owner: Some(owner),
+            max_len: MAX_TOKEN_FILE,
+        },
+    )?;
     if meta.uid() != owner {
-        return Err(unsafe_file(path, &format!("it is owned by uid {}, not {owner}", meta.uid())));
+        return Err(unsafe_file(
+            path,
+            &format!("it is owned by uid {}, not {owner}", meta.uid()),
+        ));
     }
     if meta.mode() & 0o022 != 0 {
-        let detail = format!("its mode {:04o} lets others write to it", meta.mode() & 0o7777);
+        let detail = format!(
+            "its mode {:04o} lets others write to it",
+            meta.mode() & 0o7777
+        );
         return Err(unsafe_file(path, &detail));
     }
     Ok(())
@@ -143,7 +169,8 @@ fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
     for (relative, mode) in TOKEN_DIRS {
         let dir = root.join(relative);
         match DirBuilder::new().mode(mode).create(&dir) {
-            Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(|e| io_error(&dir, e))?,
+            Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                .map_err(|e| io_error(&dir, e))?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_error(&dir, e)),
         }
@@ -151,10 +178,17 @@ fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
     let whostmgr = root.join(TOKEN_DIRS[3].0);
     let meta = fs::symlink_metadata(&whostmgr).map_err(|e| io_error(&whostmgr, e))?;
     if !meta.is_dir() {
-        return Err(unsafe_file(&whostmgr, &format!("it is {}", crate::safe_fs::describe_type(&meta))));
+        return Err(unsafe_file(
+            &whostmgr,
+            &format!("it is {}", crate::safe_fs::describe_type(&meta)),
+        ));
     }
     if meta.uid() != owner || meta.mode() & 0o022 != 0 {
-        let detail = format!("folder owned by uid {} with mode {:04o}", meta.uid(), meta.mode() & 0o7777);
+        let detail = format!(
+            "folder owned by uid {} with mode {:04o}",
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
         return Err(unsafe_file(&whostmgr, &detail));
     }
     Ok(())
@@ -165,15 +199,16 @@ fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
 /// contents, never a mix.
 fn replace_durably(path: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-    let written = write_synced(&temp, contents, owner).and_then(|()| {
-        fs::rename(&temp, path).map_err(|e| io_error(path, e))
-    });
+    let written = write_synced(&temp, contents, owner)
+        .and_then(|()| fs::rename(&temp, path).map_err(|e| io_error(path, e)));
     if written.is_err() {
         let _ = fs::remove_file(&temp);
     }
     written?;
     let dir = path.parent().expect("a token file has a folder");
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
 }
 
 fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), BackendError> {
@@ -185,8 +220,12 @@ fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), Back
         .open(temp)
         .map_err(|e| io_error(temp, e))?;
     if owner == 0 {
-        rustix::fs::fchown(&file, Some(rustix::process::Uid::ROOT), Some(rustix::process::Gid::ROOT))
-            .map_err(|e| io_error(temp, e.into()))?;
+        rustix::fs::fchown(
+            &file,
+            Some(rustix::process::Uid::ROOT),
+            Some(rustix::process::Gid::ROOT),
+        )
+        .map_err(|e| io_error(temp, e.into()))?;
     }
     file.write_all(contents).map_err(|e| io_error(temp, e))?;
     file.sync_all().map_err(|e| io_error(temp, e))

@@ -96,7 +96,8 @@ pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
                 options_ended = true;
                 return arg;
             }
-            let single_dash_long = text.len() > 1 && text.starts_with('-') && !text.starts_with("--");
+            let single_dash_long =
+                text.len() > 1 && text.starts_with('-') && !text.starts_with("--");
             if single_dash_long && !SHORTS.contains(&text) {
                 OsString::from(format!("-{text}"))
             } else {
@@ -120,7 +121,13 @@ mod tests {
         for line in [&["--verbose"][..], &["-verbose"], &["--verb"], &["-v"]] {
             assert!(parse(line).unwrap().verbose, "{line:?}");
         }
-        for line in [&["--all-resellers"][..], &["-all-resellers"], &["-a"], &["--all"], &["--all-r"]] {
+        for line in [
+            &["--all-resellers"][..],
+            &["-all-resellers"],
+            &["-a"],
+            &["--all"],
+            &["--all-r"],
+        ] {
             assert!(parse(line).unwrap().all_resellers, "{line:?}");
         }
         for line in [&["-?"][..], &["-h"], &["--help"], &["-help"], &["--he"]] {

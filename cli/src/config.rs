@@ -20,8 +20,10 @@ use crate::error::CliError;
 pub const SYSTEM_CONFIG: &str = "/etc/whmtoken.toml";
 
 /// Backend kinds this program knows, with the cargo feature that builds each in.
-const KINDS: [(&str, &str, bool); 2] =
-    [("files", "files", cfg!(feature = "files")), ("sqlite", "sqlite", cfg!(feature = "sqlite"))];
+const KINDS: [(&str, &str, bool); 2] = [
+    ("files", "files", cfg!(feature = "files")),
+    ("sqlite", "sqlite", cfg!(feature = "sqlite")),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +45,9 @@ impl BackendConfig {
     /// The built-in default: cPanel's files on this server.
     fn default_for_this_server() -> Result<Self, CliError> {
         #[cfg(feature = "files")]
-        return Ok(Self::Files(whmtoken_backend_files::FilesConfig { root: Utf8PathBuf::from("/") }));
+        return Ok(Self::Files(whmtoken_backend_files::FilesConfig {
+            root: Utf8PathBuf::from("/"),
+        }));
         #[cfg(not(feature = "files"))]
         return Err(CliError::Config(
             "no config file found, and the built-in default needs the cargo feature `files`".into(),
@@ -54,7 +58,10 @@ impl BackendConfig {
 /// Finds and reads the config: `--config`, else `$WHMTOKEN_CONFIG`, else
 /// [`SYSTEM_CONFIG`] if it exists, else the built-in default.
 pub fn load(explicit: Option<&Utf8Path>) -> Result<BackendConfig, CliError> {
-    let from_env = std::env::var("WHMTOKEN_CONFIG").ok().filter(|v| !v.is_empty()).map(Utf8PathBuf::from);
+    let from_env = std::env::var("WHMTOKEN_CONFIG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Utf8PathBuf::from);
     let path = match explicit.map(Utf8Path::to_owned).or(from_env) {
         Some(path) => path,
         None if Path::new(SYSTEM_CONFIG).exists() => Utf8PathBuf::from(SYSTEM_CONFIG),
@@ -78,14 +85,21 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<BackendConfig, CliError> {
             Some(_) => {}
             None => {
                 let known: Vec<&str> = KINDS.iter().map(|(name, ..)| *name).collect();
-                return Err(bad(format!("unknown backend kind “{kind}” (known: {})", known.join(", "))));
+                return Err(bad(format!(
+                    "unknown backend kind “{kind}” (known: {})",
+                    known.join(", ")
+                )));
             }
         }
     }
-    let file: ConfigFile = toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_owned()))?;
-    let base = path.parent().map(Utf8Path::to_owned).unwrap_or_default();
-    let base = if base.as_str().is_empty() { Utf8PathBuf::from(".") } else { base };
-    Ok(resolve_relative(file.backend, &base))
+    let file: ConfigFile =
+        toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_owned()))?;
+    let absolute = std::path::absolute(path)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| bad("cannot make its path absolute".into()))?;
+    let base = absolute.parent().unwrap_or(Utf8Path::new("/"));
+    Ok(resolve_relative(file.backend, base))
 }
 
 fn declared_kind(text: &str) -> Option<String> {
@@ -94,7 +108,13 @@ fn declared_kind(text: &str) -> Option<String> {
 }
 
 fn resolve_relative(config: BackendConfig, base: &Utf8Path) -> BackendConfig {
-    let absolute = |p: Utf8PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let absolute = |p: Utf8PathBuf| {
+        let joined = if p.is_absolute() { p } else { base.join(p) };
+        joined
+            .components()
+            .filter(|c| *c != camino::Utf8Component::CurDir)
+            .collect::<Utf8PathBuf>()
+    };
     match config {
         #[cfg(feature = "files")]
         BackendConfig::Files(mut c) => {
@@ -118,8 +138,11 @@ mod tests {
     }
 
     #[test]
+    #[allow(irrefutable_let_patterns)] // with the files feature alone
     fn relative_roots_are_taken_from_the_config_folder() {
-        let BackendConfig::Files(c) = parse_at("[backend]\nkind = \"files\"\nroot = \"srv\"\n").unwrap() else {
+        let BackendConfig::Files(c) =
+            parse_at("[backend]\nkind = \"files\"\nroot = \"srv\"\n").unwrap()
+        else {
             panic!("files backend expected")
         };
         assert_eq!(c.root, "/etc/whm/srv");
@@ -127,8 +150,12 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_kinds_are_named() {
-        let err = parse_at("[backend]\nkind = \"files\"\nroot = \"/\"\nrooot = \"/\"\n").unwrap_err();
-        assert!(err.contains("/etc/whm/whmtoken.toml") && err.contains("rooot"), "{err}");
+        let err =
+            parse_at("[backend]\nkind = \"files\"\nroot = \"/\"\nrooot = \"/\"\n").unwrap_err();
+        assert!(
+            err.contains("/etc/whm/whmtoken.toml") && err.contains("rooot"),
+            "{err}"
+        );
         let err = parse_at("[backend]\nkind = \"files\"\nroot = \"/\"\n[extra]\n").unwrap_err();
         assert!(err.contains("extra"), "{err}");
         let err = parse_at("[backend]\nkind = \"mysql\"\n").unwrap_err();

@@ -1,0 +1,102 @@
+//! What the command prints: cPanel's lines for people, or one JSON document for programs.
+//! Only results go to stdout; errors and warnings go to stderr.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use whmtoken_core::{Report, Status, UserResult};
+
+/// Human output: with `verbose`, one line per user that has a token; always one
+/// `error: <user>: <message>` line on stderr per failed user.
+pub fn human(
+    report: &Report,
+    verbose: bool,
+    dry_run: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<()> {
+    for result in &report.results {
+        let name = result.token_name.as_deref().unwrap_or_default();
+        let user = &result.user;
+        match result.status {
+            Status::Converted | Status::Replaced if verbose => {
+                let verb = if dry_run { "Would import" } else { "Imported" };
+                writeln!(out, "{verb} accesshash for “{user}” as “{name}”")?;
+            }
+            Status::AlreadyConverted if verbose => {
+                writeln!(out, "Already imported accesshash for “{user}” as “{name}”")?;
+            }
+            Status::Failed => error_line(result, err)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn error_line(result: &UserResult, err: &mut impl Write) -> io::Result<()> {
+    match &result.error {
+        Some(e) => writeln!(err, "error: {}: {e}", result.user),
+        None => writeln!(err, "error: {}: failed", result.user),
+    }
+}
+
+/// The `--json` document (schema version 1, documented in the README).
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    version: u32,
+    dry_run: bool,
+    backend: &'a str,
+    results: Vec<JsonResult<'a>>,
+    summary: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct JsonResult<'a> {
+    user: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_hash_prefix: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Prints the JSON document on stdout, and the `error:` lines on stderr as well.
+pub fn json(
+    report: &Report,
+    backend: &str,
+    dry_run: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<()> {
+    let results = report
+        .results
+        .iter()
+        .map(|r| JsonResult {
+            user: &r.user,
+            status: r.status.as_str(),
+            token_name: r.token_name.as_deref(),
+            token_hash_prefix: r.token_hash_prefix.as_deref(),
+            error: r.error.as_ref().map(ToString::to_string),
+        })
+        .collect();
+    let summary = Status::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), Value::from(report.count(*s))))
+        .collect();
+    let document = JsonReport {
+        version: 1,
+        dry_run,
+        backend,
+        results,
+        summary,
+    };
+    serde_json::to_writer_pretty(&mut *out, &document)?;
+    writeln!(out)?;
+    for result in report.results.iter().filter(|r| r.status == Status::Failed) {
+        error_line(result, err)?;
+    }
+    Ok(())
+}
