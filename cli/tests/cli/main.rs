@@ -3,6 +3,7 @@
 
 mod automation;
 mod dropin;
+mod hostile;
 
 use std::process::Command;
 

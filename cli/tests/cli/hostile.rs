@@ -1,0 +1,247 @@
+//! Hostile trees: tenant-controlled files that try to make root read the wrong thing, hang
+//! or crash, and token files that must not be trusted (issue: hardening).
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use whmtoken_fixtures::{FakeServer, TreeSnapshot, cpanel_style_access_hash};
+
+use crate::{Run, run, run_raw, server_with_resellers};
+
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Runs against `server`, failing the test if the run takes longer than 20 s.
+fn run_bounded(server: &FakeServer, args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .arg("--config")
+        .arg(server.config_path().as_str())
+        .args(args)
+        .env_remove("WHMTOKEN_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("the converter hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// Plants something at res1's `.accesshash`, runs res1 then res2, and checks the refusal.
+fn assert_refused(plant: impl FnOnce(&FakeServer, &camino::Utf8Path), detail: &str) {
+    let server = server_with_resellers();
+    let path = server.access_hash_path("res1");
+    fs::remove_file(&path).unwrap();
+    plant(&server, &path);
+    let out = run_bounded(&server, &["res1", "res2"]);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert_eq!(out.stderr, format!("error: res1: refusing to read {path}: {detail}\n"));
+    assert!(!server.token_file("res1").exists());
+    assert!(server.token_file("res2").exists(), "the run goes on with the next user");
+}
+
+#[test]
+fn a_symbolic_link_to_a_private_file_is_refused() {
+    assert_refused(
+        |server, path| {
+            let secret = server.root().join("etc/shadow");
+            server.write_file(&secret, b"root:$6$private\n", 0o600);
+            std::os::unix::fs::symlink(&secret, path).unwrap();
+        },
+        "it is a symbolic link",
+    );
+}
+
+#[test]
+fn a_symbolic_link_to_dev_zero_is_refused() {
+    assert_refused(|_, path| std::os::unix::fs::symlink("/dev/zero", path).unwrap(), "it is a symbolic link");
+}
+
+#[test]
+fn a_fifo_neither_hangs_nor_is_read() {
+    assert_refused(
+        |_, path| {
+            let made = Command::new("mkfifo").arg(path.as_str()).status().unwrap();
+            assert!(made.success());
+        },
+        "it is a FIFO",
+    );
+}
+
+#[test]
+fn a_hard_link_is_refused() {
+    assert_refused(
+        |server, path| {
+            let other = server.root().join("etc/other-hash");
+            server.write_file(&other, cpanel_style_access_hash("x").as_bytes(), 0o600);
+            fs::hard_link(&other, path).unwrap();
+        },
+        "it has 2 hard links",
+    );
+}
+
+#[test]
+fn a_huge_file_is_refused() {
+    assert_refused(
+        |server, path| server.write_file(path, &vec![b'a'; 10 * 1024 * 1024], 0o600),
+        "it is 10485760 bytes, more than 65536",
+    );
+}
+
+#[test]
+fn a_directory_is_refused() {
+    assert_refused(|_, path| fs::create_dir(path).unwrap(), "it is a directory");
+}
+
+#[test]
+fn a_file_owned_by_another_user_is_refused() {
+    if !running_as_root() {
+        return; // only root can give a file away
+    }
+    assert_refused(
+        |server, path| {
+            server.write_file(path, cpanel_style_access_hash("x").as_bytes(), 0o600);
+            std::os::unix::fs::chown(path, Some(1234), None).unwrap();
+        },
+        "it is owned by uid 1234",
+    );
+}
+
+#[test]
+fn bad_user_names_are_refused_before_any_path_is_built() {
+    let mut server = server_with_resellers();
+    server.append("var/cpanel/resellers", "../x:all\n");
+    server.add_reseller("ok", &[]);
+    let before = TreeSnapshot::of(server.root());
+    let out = run(&server, &["--", "../x", "a/b", ".", "", "-rf"]);
+    assert_eq!(out.code, 65);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", out.stderr);
+    for line in lines {
+        assert!(line.contains("invalid user name"), "{line}");
+    }
+    assert_eq!(TreeSnapshot::of(server.root()), before);
+
+    let out = run(&server, &["--all-resellers"]);
+    assert_eq!(out.code, 65);
+    assert!(out.stderr.starts_with("error: ../x: invalid user name"), "{}", out.stderr);
+    assert!(server.token_file("res1").exists(), "valid resellers are still converted");
+}
+
+#[test]
+fn malformed_token_files_fail_the_user_and_stay_as_they_were() {
+    let cases = [
+        ("{\"tokens\":", "not valid JSON"),
+        ("{\"tokens\":[]}", "`tokens` is an array, expected an object"),
+        ("[]", "the document is an array"),
+        ("{\"tokens\":{\"ABC\":{\"name\":\"x\"}}}", "is not a token hash"),
+        ("{\"tokens\":{\"0123\":{\"name\":\"x\"}}}", "is not a token hash"),
+    ];
+    for (contents, detail) in cases {
+        let server = server_with_resellers();
+        server.write_token_file("res1", contents);
+        let out = run(&server, &["res1", "res2"]);
+        assert_eq!(out.code, 65, "{contents}: {out:?}");
+        let prefix = format!("error: res1: {}: ", server.token_file("res1"));
+        assert!(out.stderr.starts_with(&prefix) && out.stderr.contains(detail), "{contents}: {}", out.stderr);
+        assert_eq!(fs::read_to_string(server.token_file("res1")).unwrap(), contents);
+        assert!(server.token_file("res2").exists());
+    }
+}
+
+#[test]
+fn a_token_file_that_is_a_symbolic_link_is_not_followed() {
+    let server = server_with_resellers();
+    let elsewhere = server.root().join("etc/elsewhere.json");
+    server.write_file(&elsewhere, b"{}", 0o600);
+    server.write_token_file("res2", "{}");
+    fs::remove_file(server.token_file("res1")).ok();
+    std::os::unix::fs::symlink(&elsewhere, server.token_file("res1")).unwrap();
+    let out = run(&server, &["res1"]);
+    assert_eq!(out.code, 65);
+    assert!(out.stderr.contains("it is a symbolic link"), "{}", out.stderr);
+    assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "{}");
+}
+
+#[test]
+fn a_token_file_others_can_write_is_not_trusted() {
+    let server = server_with_resellers();
+    server.write_token_file("res1", "{}");
+    fs::set_permissions(server.token_file("res1"), fs::Permissions::from_mode(0o666)).unwrap();
+    let out = run(&server, &["res1"]);
+    assert_eq!(out.code, 65);
+    assert!(out.stderr.contains("its mode 0666 lets others write to it"), "{}", out.stderr);
+}
+
+#[test]
+fn an_immutable_token_file_is_reported_as_a_possible_compromise() {
+    let server = server_with_resellers();
+    server.write_token_file("root", "{}");
+    let path = server.token_file("root");
+    let made_immutable = Command::new("chattr").arg("+i").arg(path.as_str()).stderr(Stdio::null()).status();
+    if !made_immutable.is_ok_and(|s| s.success()) {
+        return; // needs root and a file system with attributes
+    }
+    let out = run(&server, &["root"]);
+    let _ = Command::new("chattr").arg("-i").arg(path.as_str()).status();
+    assert_eq!(out.code, 65);
+    assert_eq!(
+        out.stderr,
+        format!("error: root: {path}: token file is immutable (chattr +i): this can indicate a compromised server\n")
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{}");
+}
+
+#[test]
+fn unusable_passwd_and_resellers_lines_are_skipped() {
+    let mut server = server_with_resellers();
+    server.append("etc/passwd", "garbage line\nbad:x:NaN:1::/home/bad:/bin/sh\n");
+    server.append("var/cpanel/resellers", "no colon here\n");
+    server.add_reseller("late", &[]);
+    server.write_access_hash("late", &cpanel_style_access_hash("late"));
+    let out = run(&server, &["--verbose", "--all-resellers"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 3, "late, res1 and res2: {}", out.stdout);
+}
+
+#[test]
+fn the_most_verbose_logs_show_no_part_of_any_access_hash() {
+    let server = server_with_resellers();
+    let config = server.config_path();
+    let before = TreeSnapshot::of(server.root());
+    let out = run_raw(
+        &["--config", config.as_str(), "--verbose", "--json", "root", "res1", "res2"],
+        &[("WHMTOKEN_LOG", "trace")],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("token stored"), "trace logging is on: {}", out.stderr);
+    let written: Vec<String> = TreeSnapshot::of(server.root())
+        .paths()
+        .into_iter()
+        .filter(|p| !before.paths().contains(p) || p.as_str().ends_with(".json"))
+        .filter_map(|p| fs::read_to_string(server.root().join(p)).ok())
+        .collect();
+    for user in ["root", "res1", "res2"] {
+        let secret = fs::read_to_string(server.access_hash_path(user)).unwrap().replace('\n', "");
+        for window in secret.as_bytes().windows(16) {
+            let window = std::str::from_utf8(window).unwrap();
+            for text in [&out.stdout, &out.stderr].into_iter().chain(&written) {
+                assert!(!text.contains(window), "a run of {user}'s access hash leaked");
+            }
+        }
+    }
+}
