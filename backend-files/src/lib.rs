@@ -16,6 +16,8 @@
 mod accounting;
 mod lock;
 mod passwd;
+#[cfg(test)]
+mod properties;
 mod resellers;
 mod safe_fs;
 mod token_file;

@@ -75,6 +75,12 @@ pub(crate) fn import(
     // `file` (the flock) and then `_dot_lock` are released here.
 }
 
+/// Parses bytes as a token file would be, for the property tests.
+#[cfg(test)]
+pub(crate) fn parse_for_tests(bytes: &[u8]) -> Result<TokenSet, BackendError> {
+    parse(Utf8Path::new("test.json"), bytes).map(|doc| doc.tokens)
+}
+
 fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Document {
@@ -168,12 +174,17 @@ fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<(), Back
 fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
     for (relative, mode) in TOKEN_DIRS {
         let dir = root.join(relative);
-        match DirBuilder::new().mode(mode).create(&dir) {
-            Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
-                .map_err(|e| io_error(&dir, e))?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_error(&dir, e)),
+        if fs::symlink_metadata(&dir).is_ok() {
+            continue; // existing folders keep their modes
         }
+        // Missing parents above `var/cpanel` (a bare test root) get the same mode.
+        DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&dir)
+            .map_err(|e| io_error(&dir, e))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| io_error(&dir, e))?;
     }
     let whostmgr = root.join(TOKEN_DIRS[3].0);
     let meta = fs::symlink_metadata(&whostmgr).map_err(|e| io_error(&whostmgr, e))?;

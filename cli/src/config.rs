@@ -163,4 +163,12 @@ mod tests {
         let err = parse_at("[backend\n").unwrap_err();
         assert!(err.contains("/etc/whm/whmtoken.toml"), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_config_text_makes_the_parser_panic(text in proptest::prelude::any::<String>()) {
+            let _ = parse_at(&text);
+            let _ = parse_at(&format!("[backend]\nkind = \"files\"\n{text}"));
+        }
+    }
 }

@@ -15,6 +15,9 @@ pub mod secret;
 pub mod token;
 pub mod user;
 
+#[cfg(test)]
+mod properties;
+
 pub use acl::Privileges;
 pub use audit::AuditEvent;
 pub use backend::{AccessHashSource, Backend, BackendError, TokenDatabase, UserDirectory, WhmRole};

@@ -99,13 +99,16 @@ fn parse_expiry(given: &str, now: i64) -> Result<i64, String> {
     if given_trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return given_trimmed.parse().map_err(|_| bad());
     }
-    let (digits, unit) = given_trimmed.split_at(given_trimmed.len() - 1);
+    let Some(unit) = given_trimmed.chars().last() else {
+        return Err(bad());
+    };
+    let digits = &given_trimmed[..given_trimmed.len() - unit.len_utf8()];
     let seconds_per_unit: i64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
         _ => return Err(bad()),
     };
     let count: i64 = digits.parse().map_err(|_| bad())?;

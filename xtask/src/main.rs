@@ -28,7 +28,10 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_owned()
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
@@ -38,15 +41,35 @@ fn cargo(args: &[&str]) -> Result<(), String> {
         .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("cargo {} failed ({status})", args.join(" "))) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
 }
 
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     cargo(&["test", "--workspace", "--locked"])?;
     for feature in ["files", "sqlite"] {
-        cargo(&["check", "-p", "whmtoken-cli", "--no-default-features", "--features", feature, "--locked"])?;
+        cargo(&[
+            "check",
+            "-p",
+            "whmtoken-cli",
+            "--no-default-features",
+            "--features",
+            feature,
+            "--locked",
+        ])?;
     }
     Ok(())
 }
@@ -56,15 +79,26 @@ fn demo() -> Result<(), String> {
     let binary = workspace_root().join("target/debug/convert_accesshash_to_token");
     let mut server = FakeServer::new();
     server.write_access_hash("root", &cpanel_style_access_hash("root"));
-    for (name, acls) in [("alice", &["list-accts", "create-acct"][..]), ("bob", &["clustering"]), ("carol", &[])] {
+    for (name, acls) in [
+        ("alice", &["list-accts", "create-acct"][..]),
+        ("bob", &["clustering"]),
+        ("carol", &[]),
+    ] {
         server.add_reseller(name, acls);
         if name != "carol" {
             server.write_access_hash(name, &cpanel_style_access_hash(name));
         }
     }
-    println!("A fake cPanel server at {} (root, resellers alice, bob and carol; carol has no access hash)\n", server.root());
+    println!(
+        "A fake cPanel server at {} (root, resellers alice, bob and carol; carol has no access hash)\n",
+        server.root()
+    );
     let config = server.config_path();
-    for args in [&["--verbose"][..], &["--verbose", "--all-resellers"], &["--verbose", "--all-resellers"]] {
+    for args in [
+        &["--verbose"][..],
+        &["--verbose", "--all-resellers"],
+        &["--verbose", "--all-resellers"],
+    ] {
         println!("$ convert_accesshash_to_token {}", args.join(" "));
         let status = Command::new(&binary)
             .arg("--config")
@@ -74,8 +108,18 @@ fn demo() -> Result<(), String> {
             .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
         println!("(exit status {})\n", status.code().unwrap_or(-1));
     }
-    let root_tokens = std::fs::read_to_string(server.token_file("root")).map_err(|e| e.to_string())?;
-    println!("{}:\n{root_tokens}\n", server.token_file("root").strip_prefix(server.root()).expect("under root"));
-    println!("The accounting log:\n{}", server.accounting_lines().join("\n"));
+    let root_tokens =
+        std::fs::read_to_string(server.token_file("root")).map_err(|e| e.to_string())?;
+    println!(
+        "{}:\n{root_tokens}\n",
+        server
+            .token_file("root")
+            .strip_prefix(server.root())
+            .expect("under root")
+    );
+    println!(
+        "The accounting log:\n{}",
+        server.accounting_lines().join("\n")
+    );
     Ok(())
 }

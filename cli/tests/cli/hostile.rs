@@ -11,7 +11,9 @@ use whmtoken_fixtures::{FakeServer, TreeSnapshot, cpanel_style_access_hash};
 use crate::{Run, run, run_raw, server_with_resellers};
 
 fn running_as_root() -> bool {
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// Runs against `server`, failing the test if the run takes longer than 20 s.
@@ -49,9 +51,15 @@ fn assert_refused(plant: impl FnOnce(&FakeServer, &camino::Utf8Path), detail: &s
     plant(&server, &path);
     let out = run_bounded(&server, &["res1", "res2"]);
     assert_eq!(out.code, 65, "{out:?}");
-    assert_eq!(out.stderr, format!("error: res1: refusing to read {path}: {detail}\n"));
+    assert_eq!(
+        out.stderr,
+        format!("error: res1: refusing to read {path}: {detail}\n")
+    );
     assert!(!server.token_file("res1").exists());
-    assert!(server.token_file("res2").exists(), "the run goes on with the next user");
+    assert!(
+        server.token_file("res2").exists(),
+        "the run goes on with the next user"
+    );
 }
 
 #[test]
@@ -68,7 +76,10 @@ fn a_symbolic_link_to_a_private_file_is_refused() {
 
 #[test]
 fn a_symbolic_link_to_dev_zero_is_refused() {
-    assert_refused(|_, path| std::os::unix::fs::symlink("/dev/zero", path).unwrap(), "it is a symbolic link");
+    assert_refused(
+        |_, path| std::os::unix::fs::symlink("/dev/zero", path).unwrap(),
+        "it is a symbolic link",
+    );
 }
 
 #[test]
@@ -138,18 +149,34 @@ fn bad_user_names_are_refused_before_any_path_is_built() {
 
     let out = run(&server, &["--all-resellers"]);
     assert_eq!(out.code, 65);
-    assert!(out.stderr.starts_with("error: ../x: invalid user name"), "{}", out.stderr);
-    assert!(server.token_file("res1").exists(), "valid resellers are still converted");
+    assert!(
+        out.stderr.starts_with("error: ../x: invalid user name"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        server.token_file("res1").exists(),
+        "valid resellers are still converted"
+    );
 }
 
 #[test]
 fn malformed_token_files_fail_the_user_and_stay_as_they_were() {
     let cases = [
         ("{\"tokens\":", "not valid JSON"),
-        ("{\"tokens\":[]}", "`tokens` is an array, expected an object"),
+        (
+            "{\"tokens\":[]}",
+            "`tokens` is an array, expected an object",
+        ),
         ("[]", "the document is an array"),
-        ("{\"tokens\":{\"ABC\":{\"name\":\"x\"}}}", "is not a token hash"),
-        ("{\"tokens\":{\"0123\":{\"name\":\"x\"}}}", "is not a token hash"),
+        (
+            "{\"tokens\":{\"ABC\":{\"name\":\"x\"}}}",
+            "is not a token hash",
+        ),
+        (
+            "{\"tokens\":{\"0123\":{\"name\":\"x\"}}}",
+            "is not a token hash",
+        ),
     ];
     for (contents, detail) in cases {
         let server = server_with_resellers();
@@ -157,8 +184,15 @@ fn malformed_token_files_fail_the_user_and_stay_as_they_were() {
         let out = run(&server, &["res1", "res2"]);
         assert_eq!(out.code, 65, "{contents}: {out:?}");
         let prefix = format!("error: res1: {}: ", server.token_file("res1"));
-        assert!(out.stderr.starts_with(&prefix) && out.stderr.contains(detail), "{contents}: {}", out.stderr);
-        assert_eq!(fs::read_to_string(server.token_file("res1")).unwrap(), contents);
+        assert!(
+            out.stderr.starts_with(&prefix) && out.stderr.contains(detail),
+            "{contents}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            fs::read_to_string(server.token_file("res1")).unwrap(),
+            contents
+        );
         assert!(server.token_file("res2").exists());
     }
 }
@@ -173,7 +207,11 @@ fn a_token_file_that_is_a_symbolic_link_is_not_followed() {
     std::os::unix::fs::symlink(&elsewhere, server.token_file("res1")).unwrap();
     let out = run(&server, &["res1"]);
     assert_eq!(out.code, 65);
-    assert!(out.stderr.contains("it is a symbolic link"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("it is a symbolic link"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "{}");
 }
 
@@ -184,7 +222,11 @@ fn a_token_file_others_can_write_is_not_trusted() {
     fs::set_permissions(server.token_file("res1"), fs::Permissions::from_mode(0o666)).unwrap();
     let out = run(&server, &["res1"]);
     assert_eq!(out.code, 65);
-    assert!(out.stderr.contains("its mode 0666 lets others write to it"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("its mode 0666 lets others write to it"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -192,7 +234,11 @@ fn an_immutable_token_file_is_reported_as_a_possible_compromise() {
     let server = server_with_resellers();
     server.write_token_file("root", "{}");
     let path = server.token_file("root");
-    let made_immutable = Command::new("chattr").arg("+i").arg(path.as_str()).stderr(Stdio::null()).status();
+    let made_immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(path.as_str())
+        .stderr(Stdio::null())
+        .status();
     if !made_immutable.is_ok_and(|s| s.success()) {
         return; // needs root and a file system with attributes
     }
@@ -201,7 +247,9 @@ fn an_immutable_token_file_is_reported_as_a_possible_compromise() {
     assert_eq!(out.code, 65);
     assert_eq!(
         out.stderr,
-        format!("error: root: {path}: token file is immutable (chattr +i): this can indicate a compromised server\n")
+        format!(
+            "error: root: {path}: token file is immutable (chattr +i): this can indicate a compromised server\n"
+        )
     );
     assert_eq!(fs::read_to_string(&path).unwrap(), "{}");
 }
@@ -209,13 +257,21 @@ fn an_immutable_token_file_is_reported_as_a_possible_compromise() {
 #[test]
 fn unusable_passwd_and_resellers_lines_are_skipped() {
     let mut server = server_with_resellers();
-    server.append("etc/passwd", "garbage line\nbad:x:NaN:1::/home/bad:/bin/sh\n");
+    server.append(
+        "etc/passwd",
+        "garbage line\nbad:x:NaN:1::/home/bad:/bin/sh\n",
+    );
     server.append("var/cpanel/resellers", "no colon here\n");
     server.add_reseller("late", &[]);
     server.write_access_hash("late", &cpanel_style_access_hash("late"));
     let out = run(&server, &["--verbose", "--all-resellers"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout.lines().count(), 3, "late, res1 and res2: {}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().count(),
+        3,
+        "late, res1 and res2: {}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -224,11 +280,23 @@ fn the_most_verbose_logs_show_no_part_of_any_access_hash() {
     let config = server.config_path();
     let before = TreeSnapshot::of(server.root());
     let out = run_raw(
-        &["--config", config.as_str(), "--verbose", "--json", "root", "res1", "res2"],
+        &[
+            "--config",
+            config.as_str(),
+            "--verbose",
+            "--json",
+            "root",
+            "res1",
+            "res2",
+        ],
         &[("WHMTOKEN_LOG", "trace")],
     );
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("token stored"), "trace logging is on: {}", out.stderr);
+    assert!(
+        out.stderr.contains("token stored"),
+        "trace logging is on: {}",
+        out.stderr
+    );
     let written: Vec<String> = TreeSnapshot::of(server.root())
         .paths()
         .into_iter()
@@ -236,11 +304,16 @@ fn the_most_verbose_logs_show_no_part_of_any_access_hash() {
         .filter_map(|p| fs::read_to_string(server.root().join(p)).ok())
         .collect();
     for user in ["root", "res1", "res2"] {
-        let secret = fs::read_to_string(server.access_hash_path(user)).unwrap().replace('\n', "");
+        let secret = fs::read_to_string(server.access_hash_path(user))
+            .unwrap()
+            .replace('\n', "");
         for window in secret.as_bytes().windows(16) {
             let window = std::str::from_utf8(window).unwrap();
             for text in [&out.stdout, &out.stderr].into_iter().chain(&written) {
-                assert!(!text.contains(window), "a run of {user}'s access hash leaked");
+                assert!(
+                    !text.contains(window),
+                    "a run of {user}'s access hash leaked"
+                );
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod automation;
 mod dropin;
+mod durability;
 mod hostile;
 
 use std::process::Command;

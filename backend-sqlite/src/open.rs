@@ -1,0 +1,117 @@
+//! Opening the database file: existing or new, never through a symbolic link, created
+//! 0600, and set up the same way on every connection (busy timeout first, then WAL and
+//! `synchronous=FULL`).
+
+use std::fs::{self, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::time::Duration;
+
+use camino::Utf8Path;
+use rusqlite::{Connection, OpenFlags};
+use whmtoken_core::BackendError;
+
+use crate::error::Site;
+use crate::schema;
+
+/// Opens the existing database at `site.path` and migrates its schema.
+pub(crate) fn existing(site: &Site) -> Result<Connection, BackendError> {
+    let path = &site.path;
+    let meta = fs::symlink_metadata(path).map_err(|e| site.io(e))?;
+    if !meta.file_type().is_file() {
+        return Err(BackendError::Unsafe {
+            location: path.to_string(),
+            detail: format!("it is {}", describe(&meta.file_type())),
+        });
+    }
+    let mut conn = connect(site)?;
+    configure(&conn, site)?;
+    schema::migrate(&mut conn, site)?;
+    Ok(conn)
+}
+
+/// Creates a new database at `site.path` (which must not exist yet), mode 0600, with the
+/// current schema.
+pub(crate) fn new(site: &Site) -> Result<Connection, BackendError> {
+    let path = &site.path;
+    create_file(path).map_err(|e| site.io(e))?;
+    let made = set_up_new(site);
+    if made.is_err() {
+        // Leave nothing half-made behind; the error says what went wrong.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
+    made
+}
+
+fn set_up_new(site: &Site) -> Result<Connection, BackendError> {
+    let mut conn = connect(site)?;
+    configure(&conn, site)?;
+    schema::migrate(&mut conn, site)?;
+    sync_parent(&site.path).map_err(|e| site.io(e))?;
+    Ok(conn)
+}
+
+/// Creates the empty file, 0600 whatever the umask; an existing file is an error.
+fn create_file(path: &Utf8Path) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))
+}
+
+fn connect(site: &Site) -> Result<Connection, BackendError> {
+    // No SQLITE_OPEN_CREATE: `new` has made the file. No SQLITE_OPEN_URI: a path is a path.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    Connection::open_with_flags(&site.path, flags).map_err(|e| site.sql(None, e))
+}
+
+/// The per-connection settings, in the order that matters: the busy timeout before the
+/// switch to WAL, which otherwise can fail at once when another connection is busy.
+fn configure(conn: &Connection, site: &Site) -> Result<(), BackendError> {
+    let sql = |e| site.sql(None, e);
+    set_busy_timeout(conn, site.waited).map_err(sql)?;
+    let _mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)
+}
+
+/// `busy_timeout`, capped at what SQLite can represent (about 24 days) instead of panicking.
+pub(crate) fn set_busy_timeout(conn: &Connection, timeout: Duration) -> rusqlite::Result<()> {
+    let max = Duration::from_millis(i32::MAX as u64);
+    conn.busy_timeout(timeout.min(max))
+}
+
+fn sync_parent(path: &Utf8Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_str().is_empty() => p,
+        _ => Utf8Path::new("."),
+    };
+    fs::File::open(parent)?.sync_all()
+}
+
+fn describe(t: &fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}

@@ -1,0 +1,171 @@
+//! The database schema and its migrations, numbered by `PRAGMA user_version`.
+//!
+//! Version 0 is an empty file. Each entry of [`MIGRATIONS`] takes the schema one version
+//! up; they run in one `BEGIN IMMEDIATE` transaction together with the new
+//! `user_version`, so a crash or a concurrent opener never sees a half-migrated database.
+//! A migration, once released, is never edited: changes come as a new entry.
+
+use rusqlite::{Connection, TransactionBehavior};
+use whmtoken_core::BackendError;
+
+use crate::error::Site;
+
+/// Version 1: users (with their reseller ACLs and access hashes), tokens, accounting lines.
+const V1: &str = "
+CREATE TABLE users (
+    name          TEXT PRIMARY KEY NOT NULL CHECK (name <> ''),
+    uid           INTEGER NOT NULL CHECK (uid BETWEEN 0 AND 4294967295),
+    home          TEXT NOT NULL,
+    -- A JSON array of ACL names; NULL: not a reseller.
+    reseller_acls TEXT CHECK (
+        reseller_acls IS NULL
+        OR CASE WHEN json_valid(reseller_acls) THEN json_type(reseller_acls) = 'array' ELSE 0 END
+    ),
+    -- The raw `.accesshash` content, whitespace and all; NULL: the user has none.
+    access_hash   BLOB
+) STRICT;
+
+CREATE TABLE tokens (
+    -- Insertion order, which is the order of the user's token set; a replaced entry keeps
+    -- its place, as it does in cPanel's JSON object.
+    id    INTEGER PRIMARY KEY,
+    user  TEXT NOT NULL,
+    hash  TEXT NOT NULL CHECK (length(hash) = 128 AND hash NOT GLOB '*[^0-9a-f]*'),
+    -- The entry as cPanel's token file holds it, as JSON text: every key kept.
+    entry TEXT NOT NULL CHECK (
+        CASE WHEN json_valid(entry) THEN json_type(entry) = 'object' ELSE 0 END
+    ),
+    UNIQUE (user, hash)
+) STRICT;
+
+CREATE TABLE accounting (
+    id   INTEGER PRIMARY KEY,
+    -- One `accounting.log` line, without its line feed.
+    line TEXT NOT NULL CHECK (instr(line, char(10)) = 0)
+) STRICT;
+";
+
+/// The migrations, in order: entry `i` takes version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes and understands.
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`LATEST`].
+pub(crate) fn migrate(conn: &mut Connection, site: &Site) -> Result<(), BackendError> {
+    let sql = |e| site.sql(None, e);
+    if version(conn).map_err(sql)? == LATEST {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    // Read again under the write lock: another process may have migrated meanwhile.
+    let current = version(&tx).map_err(sql)?;
+    if current > LATEST {
+        return Err(BackendError::Corrupt {
+            location: site.location(None, None),
+            detail: format!(
+                "schema version {current} is newer than this program knows ({LATEST}); \
+                 use a newer whmtoken"
+            ),
+        });
+    }
+    if current < 0 {
+        return Err(BackendError::Corrupt {
+            location: site.location(None, None),
+            detail: format!("schema version {current} is not a whmtoken version"),
+        });
+    }
+    if current == 0 {
+        let objects: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(sql)?;
+        if objects > 0 {
+            return Err(BackendError::Corrupt {
+                location: site.location(None, None),
+                detail: "not a whmtoken database: it holds tables but no schema version \
+                         (PRAGMA user_version is 0)"
+                    .to_owned(),
+            });
+        }
+    }
+    for migration in &MIGRATIONS[current as usize..] {
+        tx.execute_batch(migration).map_err(sql)?;
+    }
+    tx.pragma_update(None, "user_version", LATEST)
+        .map_err(sql)?;
+    tx.commit().map_err(sql)
+}
+
+fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use camino::Utf8Path;
+
+    use super::*;
+
+    fn site() -> Site {
+        Site::new(Utf8Path::new("mem.db"), Duration::ZERO)
+    }
+
+    #[test]
+    fn migrates_an_empty_database_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &site()).unwrap();
+        assert_eq!(version(&conn).unwrap(), LATEST);
+        migrate(&mut conn, &site()).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["accounting", "tokens", "users"]);
+    }
+
+    #[test]
+    fn refuses_newer_and_foreign_databases() {
+        let mut newer = Connection::open_in_memory().unwrap();
+        newer
+            .pragma_update(None, "user_version", LATEST + 1)
+            .unwrap();
+        let err = migrate(&mut newer, &site()).unwrap_err().to_string();
+        assert!(err.contains("is newer than this program knows"), "{err}");
+
+        let mut foreign = Connection::open_in_memory().unwrap();
+        foreign.execute_batch("CREATE TABLE t (x)").unwrap();
+        let err = migrate(&mut foreign, &site()).unwrap_err().to_string();
+        assert!(err.contains("not a whmtoken database"), "{err}");
+    }
+
+    #[test]
+    fn checks_refuse_malformed_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &site()).unwrap();
+        let bad = [
+            "INSERT INTO tokens (user, hash, entry) VALUES ('u', 'abc', '{}')",
+            "INSERT INTO tokens (user, hash, entry) VALUES ('u', printf('%.128c', 'A'), '{}')",
+            "INSERT INTO tokens (user, hash, entry) VALUES ('u', printf('%.128c', 'a'), '[]')",
+            "INSERT INTO tokens (user, hash, entry) VALUES ('u', printf('%.128c', 'a'), '{')",
+            "INSERT INTO users (name, uid, home, reseller_acls) VALUES ('r', 1, '/h', '\"all\"')",
+            "INSERT INTO users (name, uid, home) VALUES ('r', -1, '/h')",
+            "INSERT INTO users (name, uid, home) VALUES ('', 1, '/h')",
+            "INSERT INTO accounting (line) VALUES ('a' || char(10) || 'b')",
+        ];
+        for sql in bad {
+            assert!(conn.execute(sql, []).is_err(), "accepted: {sql}");
+        }
+        conn.execute(
+            "INSERT INTO tokens (user, hash, entry) VALUES ('u', printf('%.128c', 'a'), '{}')",
+            [],
+        )
+        .unwrap();
+    }
+}
