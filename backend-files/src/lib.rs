@@ -25,6 +25,7 @@ mod token_file;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -70,6 +71,9 @@ pub struct FilesBackend {
     lock_timeout: Duration,
     /// The uid that owns the token files: root on a real server, whoever runs the tests.
     token_owner: u32,
+    /// Threads of this process queue here for the accounting log instead of polling its
+    /// dot-lock.
+    accounting: Mutex<()>,
 }
 
 impl FilesBackend {
@@ -100,6 +104,7 @@ impl FilesBackend {
             skipped,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             token_owner: rustix::process::geteuid().as_raw(),
+            accounting: Mutex::new(()),
         })
     }
 
@@ -217,6 +222,10 @@ impl TokenDatabase for FilesBackend {
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
         let path = self.root.join("var/cpanel/accounting.log");
+        let _queued = self
+            .accounting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         accounting::append(&path, &event.accounting_line(), self.lock_timeout)
     }
 }

@@ -25,6 +25,7 @@ Options:
    --allow-ip ADDR      Accept new tokens only from this IP address or CIDR range
                         (repeatable, at most 100)
    --lock-timeout SECS  Wait at most this long for a lock held by another process (default 30)
+   --jobs N             Write up to N users at once (default: 4 per core, 4 to 16; 1 is serial)
    --config PATH        Config file (default: $WHMTOKEN_CONFIG, else /etc/whmtoken.toml)
 
 Exit status: 0 every user converted or nothing to do; 64 usage error; 65 at least one
@@ -73,6 +74,9 @@ pub struct Args {
 
     #[arg(long, value_name = "PATH")]
     pub config: Option<Utf8PathBuf>,
+
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 
     #[arg(value_name = "USER")]
     pub users: Vec<String>,

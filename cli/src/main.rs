@@ -108,7 +108,8 @@ fn run() -> Result<ExitCode, CliError> {
             );
         }
     }
-    let report = convert(backend.as_ref(), &users, &options);
+    let jobs = args.jobs.map_or_else(pipeline::default_jobs, usize::from);
+    let report = convert(backend.as_ref(), &users, &options, jobs);
     let mut stderr = io::stderr().lock();
     if args.json {
         output::json(
@@ -136,13 +137,13 @@ fn run() -> Result<ExitCode, CliError> {
     }))
 }
 
-fn convert(backend: &dyn Backend, users: &[String], options: &RunOptions) -> Report {
+fn convert(backend: &dyn Backend, users: &[String], options: &RunOptions, jobs: usize) -> Report {
     let clock = SystemClock;
     let plan = pipeline::plan(backend, users, options, &clock, &mut rand::rng());
     if options.dry_run {
         plan.preview()
     } else {
-        pipeline::apply(backend, plan, &clock)
+        pipeline::apply(backend, plan, &clock, jobs)
     }
 }
 

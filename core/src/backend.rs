@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::acl::Privileges;
 use crate::audit::AuditEvent;
+use crate::clock::Clock;
 use crate::import::{Decision, ImportError, ImportRequest};
 use crate::secret::AccessHash;
 use crate::token::TokenSet;
@@ -69,6 +70,52 @@ pub trait TokenDatabase: Send + Sync {
 
     /// Appends one audit record.
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError>;
+
+    /// Imports every item and audits each entry written, returning one outcome per item in
+    /// the same order. The default runs [`import_and_audit`] on up to `jobs` threads; a
+    /// transactional backend overrides it to commit many users at once. Either way a
+    /// failure for one item must not undo the others.
+    fn import_all(
+        &self,
+        items: &[ImportItem],
+        clock: &dyn Clock,
+        jobs: usize,
+    ) -> Vec<Result<Imported, BackendError>> {
+        crate::parallel::map(items, jobs, |item| import_and_audit(self, item, clock))
+    }
+}
+
+/// One user's import within a run.
+#[derive(Clone, Debug)]
+pub struct ImportItem {
+    pub user: UserName,
+    pub request: ImportRequest,
+}
+
+/// What an import did, and whether its audit record was written.
+#[derive(Debug)]
+pub struct Imported {
+    pub decision: Decision,
+    /// `Ok` when nothing needed auditing or the record was written.
+    pub audit: Result<(), BackendError>,
+}
+
+/// Imports one item and, when an entry was written, appends its audit record.
+pub fn import_and_audit<D: TokenDatabase + ?Sized>(
+    db: &D,
+    item: &ImportItem,
+    clock: &dyn Clock,
+) -> Result<Imported, BackendError> {
+    let decision = db.import(&item.user, &item.request)?;
+    let audit = match &decision {
+        Decision::Write { entry, .. } => db.append_audit(&AuditEvent {
+            time: clock.now(),
+            user: item.user.clone(),
+            token_name: entry.name.clone(),
+        }),
+        Decision::AlreadyPresent { .. } => Ok(()),
+    };
+    Ok(Imported { decision, audit })
 }
 
 /// A complete backend, as the command line uses it.

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backend;
 pub mod clock;
 pub mod import;
+mod parallel;
 pub mod pipeline;
 pub mod restrictions;
 pub mod secret;
@@ -20,7 +21,10 @@ mod properties;
 
 pub use acl::Privileges;
 pub use audit::AuditEvent;
-pub use backend::{AccessHashSource, Backend, BackendError, TokenDatabase, UserDirectory, WhmRole};
+pub use backend::{
+    AccessHashSource, Backend, BackendError, ImportItem, Imported, TokenDatabase, UserDirectory,
+    WhmRole,
+};
 pub use clock::{Clock, FixedClock};
 pub use import::{Decision, ImportError, ImportRequest};
 pub use pipeline::{Plan, Report, RunOptions, Status, UserError, UserResult};

@@ -6,8 +6,7 @@
 
 use rand::Rng;
 
-use crate::audit::AuditEvent;
-use crate::backend::{Backend, BackendError, WhmRole};
+use crate::backend::{Backend, BackendError, ImportItem, Imported, WhmRole};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
 use crate::restrictions::Restrictions;
@@ -23,6 +22,12 @@ pub struct RunOptions {
     /// Read the existing tokens during planning, so that [`Plan::preview`] can tell what a
     /// real run would do. A real run decides under the backend's lock instead.
     pub dry_run: bool,
+}
+
+/// A sensible number of threads for writes that mostly wait on the disk: several per core,
+/// so that different users' fsyncs overlap.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (n.get() * 4).clamp(4, 16))
 }
 
 /// A user's outcome.
@@ -265,46 +270,61 @@ impl Plan {
     }
 }
 
-/// Writes every planned import, in order, and audits each entry written.
-pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock) -> Report {
-    let results = plan
-        .items
+/// Writes every planned import and audits each entry written, on up to
+/// `jobs` threads where the backend allows it; results keep the users' order.
+pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock, jobs: usize) -> Report {
+    let mut items = Vec::new();
+    let mut slots: Vec<Option<UserResult>> = Vec::with_capacity(plan.items.len());
+    for planned in plan.items {
+        match planned {
+            Planned::Settled(result) => slots.push(Some(result)),
+            Planned::Import { user, request, .. } => {
+                items.push(ImportItem { user, request });
+                slots.push(None);
+            }
+        }
+    }
+    let mut outcomes = backend
+        .import_all(&items, clock, jobs)
         .into_iter()
-        .map(|item| match item {
-            Planned::Settled(result) => result,
-            Planned::Import { user, request, .. } => apply_one(backend, &user, &request, clock),
+        .zip(&items);
+    let results = slots
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| {
+                let (outcome, item) = outcomes.next().expect("one outcome per import");
+                imported(item, outcome)
+            })
         })
         .collect();
     Report { results }
 }
 
-fn apply_one(
-    backend: &dyn Backend,
-    user: &UserName,
-    request: &ImportRequest,
-    clock: &dyn Clock,
-) -> UserResult {
-    let prefix = Some(request.hash.prefix().to_owned());
-    let decision = match backend.import(user, request) {
-        Ok(decision) => decision,
-        Err(e) => return UserResult::failed(user.as_str(), prefix, e),
-    };
-    if let Decision::Write { entry, .. } = &decision {
-        tracing::info!(user = %user, key = %request.hash, name = %entry.name, "token stored");
-        let event = AuditEvent {
-            time: clock.now(),
-            user: user.clone(),
-            token_name: entry.name.clone(),
-        };
-        if let Err(source) = backend.append_audit(&event) {
+fn imported(item: &ImportItem, outcome: Result<Imported, BackendError>) -> UserResult {
+    let user = item.user.as_str();
+    let prefix = Some(item.request.hash.prefix().to_owned());
+    match outcome {
+        Err(e) => UserResult::failed(user, prefix, e),
+        Ok(Imported {
+            decision,
+            audit: Err(source),
+        }) => {
             let error = UserError::AuditFailed {
-                token_name: entry.name.clone(),
+                token_name: decision.token_name().to_owned(),
                 source,
             };
-            return UserResult::failed(user.as_str(), prefix, error);
+            UserResult::failed(user, prefix, error)
+        }
+        Ok(Imported {
+            decision,
+            audit: Ok(()),
+        }) => {
+            if let Decision::Write { entry, .. } = &decision {
+                tracing::info!(user = %item.user, key = %item.request.hash, name = %entry.name, "token stored");
+            }
+            decided(user, &item.request, &decision)
         }
     }
-    decided(user.as_str(), request, &decision)
 }
 
 fn decided(user: &str, request: &ImportRequest, decision: &Decision) -> UserResult {

@@ -263,15 +263,16 @@ fn the_accounting_line_names_the_user_and_the_stored_token() {
     assert_eq!(run(&server, &["res1", "root"]).code, 0);
     let lines = server.accounting_lines();
     assert_eq!(lines.len(), 2);
-    for (line, user) in lines.iter().zip(["res1", "root"]) {
+    // Users are written in parallel, so their lines may come in either order.
+    for user in ["res1", "root"] {
         let name = only_token(&server, user).1["name"]
             .as_str()
             .unwrap()
             .to_owned();
         let tail = format!(":CREATEAPITOKEN:root:{user}:not-applicable:{name}");
-        let time = line
-            .strip_suffix(&tail)
-            .unwrap_or_else(|| panic!("{line} does not end with {tail}"));
+        let line = lines.iter().find(|l| l.ends_with(&tail));
+        let line = line.unwrap_or_else(|| panic!("no line ends with {tail}: {lines:?}"));
+        let time = line.strip_suffix(&tail).unwrap();
         // Perl's scalar localtime: "Thu Jun 11 13:33:19 2015".
         let fields: Vec<&str> = time.split_whitespace().collect();
         assert_eq!(fields.len(), 5, "{time}");
@@ -391,4 +392,20 @@ fn rustix_is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+#[test]
+fn jobs_one_writes_strictly_in_order() {
+    let server = server_with_resellers();
+    assert_eq!(
+        run(&server, &["--jobs", "1", "res2", "root", "res1"]).code,
+        0
+    );
+    let users: Vec<String> = server
+        .accounting_lines()
+        .iter()
+        .map(|l| l.split(':').nth(6).unwrap().to_owned())
+        .collect();
+    assert_eq!(users, ["res2", "root", "res1"]);
+    assert_eq!(run(&server, &["--jobs", "0"]).code, 64);
 }
