@@ -404,7 +404,7 @@ fn jobs_one_writes_strictly_in_order() {
     let users: Vec<String> = server
         .accounting_lines()
         .iter()
-        .map(|l| l.split(':').nth(6).unwrap().to_owned())
+        .map(|l| l.rsplit(':').nth(2).unwrap().to_owned())
         .collect();
     assert_eq!(users, ["res2", "root", "res1"]);
     assert_eq!(run(&server, &["--jobs", "0"]).code, 64);
