@@ -1,7 +1,7 @@
 //! What importing one converted key into a user's token set means, as a pure decision
 //! that a backend evaluates under its own lock.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 use crate::restrictions::Restrictions;
 use crate::secret::TokenHash;
