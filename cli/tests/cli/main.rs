@@ -2,6 +2,7 @@
 //! a sysadmin would: files, modes, output lines, exit statuses.
 
 mod automation;
+mod differential;
 mod dropin;
 mod durability;
 mod hostile;
