@@ -2,14 +2,16 @@
 //!
 //! - `ci`: formatting check, clippy with warnings denied, the whole test suite, and a build
 //!   of the command line with each backend alone. `.ci/run` calls exactly this.
-//! - `demo`: builds a small fake server and converts root and its resellers on it.
+//! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
+//!   its resellers on it.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use whmtoken_fixtures::{FakeServer, cpanel_style_access_hash};
+use camino::{Utf8Path, Utf8PathBuf};
+use whmtoken_fixtures::{Scenario, dump_server};
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -74,32 +76,56 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
+/// The demo server: root and three resellers, one of them without an access hash.
+const DEMO_SCENARIO: &str = r#"
+[[user]]
+name = "root"
+accesshash = "0123456789abcdef0123456789abcdef\nfedcba9876543210fedcba9876543210\n"
+
+[[user]]
+name = "alice"
+reseller = ["create-acct", "list-accts"]
+accesshash = "00112233445566778899aabbccddeeff\n"
+
+[[user]]
+name = "bob"
+reseller = ["clustering"]
+accesshash = "ffeeddccbbaa99887766554433221100\n"
+
+[[user.token]]
+hash = "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+name = "dnscluster"
+create_time = 1700000000
+acls = ["clustering"]
+
+[[user]]
+name = "carol"
+reseller = []
+"#;
+
 fn demo() -> Result<(), String> {
     cargo(&["build", "--quiet", "-p", "whmtoken-cli"])?;
     let binary = workspace_root().join("target/debug/convert_accesshash_to_token");
-    let mut server = FakeServer::new();
-    server.write_access_hash("root", &cpanel_style_access_hash("root"));
-    for (name, acls) in [
-        ("alice", &["list-accts", "create-acct"][..]),
-        ("bob", &["clustering"]),
-        ("carol", &[]),
-    ] {
-        server.add_reseller(name, acls);
-        if name != "carol" {
-            server.write_access_hash(name, &cpanel_style_access_hash(name));
-        }
+    let dir = Utf8PathBuf::from_path_buf(workspace_root().join("target/demo"))
+        .map_err(|p| format!("{} is not UTF-8", p.display()))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
     }
+    let scenario = Scenario::parse(Utf8Path::new("demo scenario"), DEMO_SCENARIO)
+        .map_err(|e| e.to_string())?;
+    let config = scenario.build_sqlite(&dir).map_err(|e| e.to_string())?;
     println!(
-        "A fake cPanel server at {} (root, resellers alice, bob and carol; carol has no access hash)\n",
-        server.root()
+        "A fake cPanel server in {dir}/server.db: root and resellers alice, bob and carol (carol has no access hash)\n"
     );
-    let config = server.config_path();
     for args in [
         &["--verbose"][..],
         &["--verbose", "--all-resellers"],
-        &["--verbose", "--all-resellers"],
+        &["--verbose", "--all-resellers", "--dry-run"],
     ] {
-        println!("$ convert_accesshash_to_token {}", args.join(" "));
+        println!(
+            "$ convert_accesshash_to_token --config {config} {}",
+            args.join(" ")
+        );
         let status = Command::new(&binary)
             .arg("--config")
             .arg(config.as_str())
@@ -108,18 +134,10 @@ fn demo() -> Result<(), String> {
             .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
         println!("(exit status {})\n", status.code().unwrap_or(-1));
     }
-    let root_tokens =
-        std::fs::read_to_string(server.token_file("root")).map_err(|e| e.to_string())?;
+    let state = dump_server(&config)?;
     println!(
-        "{}:\n{root_tokens}\n",
-        server
-            .token_file("root")
-            .strip_prefix(server.root())
-            .expect("under root")
-    );
-    println!(
-        "The accounting log:\n{}",
-        server.accounting_lines().join("\n")
+        "$ fake-server dump --config {config}\n{}",
+        serde_json::to_string_pretty(&state).expect("JSON")
     );
     Ok(())
 }
