@@ -17,6 +17,7 @@
 //! other up to the lock timeout, then fail with a retryable
 //! [`BackendError::LockTimeout`].
 
+mod batch;
 mod error;
 mod open;
 mod schema;
@@ -33,8 +34,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{
-    AccessHash, AccessHashSource, AuditEvent, Backend, BackendError, Decision, ImportRequest,
-    Privileges, TokenDatabase, TokenHash, TokenSet, UserDirectory, UserName, WhmRole,
+    AccessHash, AccessHashSource, AuditEvent, Backend, BackendError, Clock, Decision, ImportItem,
+    ImportRequest, Imported, Privileges, TokenDatabase, TokenHash, TokenSet, UserDirectory,
+    UserName, WhmRole,
 };
 
 use crate::error::Site;
@@ -323,6 +325,17 @@ impl TokenDatabase for SqliteBackend {
             }
             Ok(decision)
         })
+    }
+
+    /// All users in a few transactions (see the `batch` module); `jobs` is not needed, as
+    /// SQLite has one writer at a time anyway.
+    fn import_all(
+        &self,
+        items: &[ImportItem],
+        clock: &dyn Clock,
+        _jobs: usize,
+    ) -> Vec<Result<Imported, BackendError>> {
+        batch::import_all(&mut self.lock(), &self.site, items, clock)
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {

@@ -7,18 +7,30 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Statement, params};
 use serde_json::{Map, Value};
 use whmtoken_core::{BackendError, TokenEntry, TokenHash, TokenSet};
 
 use crate::error::Site;
 
+/// Selects a user's tokens in the order they were first stored; see [`read_with`].
+pub(crate) const SELECT_TOKENS: &str = "SELECT hash, entry FROM tokens WHERE user = ?1 ORDER BY id";
+
 /// The user's tokens in the order they were first stored.
 pub(crate) fn read(conn: &Connection, site: &Site, user: &str) -> Result<TokenSet, BackendError> {
-    let sql = |e| site.sql_for(Some("tokens"), Some(user), e);
     let mut stmt = conn
-        .prepare("SELECT hash, entry FROM tokens WHERE user = ?1 ORDER BY id")
-        .map_err(sql)?;
+        .prepare(SELECT_TOKENS)
+        .map_err(|e| site.sql_for(Some("tokens"), Some(user), e))?;
+    read_with(&mut stmt, site, user)
+}
+
+/// The same through a statement prepared from [`SELECT_TOKENS`], for batches.
+pub(crate) fn read_with(
+    stmt: &mut Statement<'_>,
+    site: &Site,
+    user: &str,
+) -> Result<TokenSet, BackendError> {
+    let sql = |e| site.sql_for(Some("tokens"), Some(user), e);
     let rows = stmt
         .query_map([user], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -46,12 +58,15 @@ pub(crate) fn upsert(
     entry: &Value,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)
-         ON CONFLICT (user, hash) DO UPDATE SET entry = excluded.entry",
+        UPSERT_TOKEN,
         params![user, hash.as_str(), entry.to_string()],
     )?;
     Ok(())
 }
+
+/// Stores an entry, replacing one with the same user and hash in its place.
+pub(crate) const UPSERT_TOKEN: &str = "INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)
+     ON CONFLICT (user, hash) DO UPDATE SET entry = excluded.entry";
 
 /// `{"accounting": [line, ...], "users": {user: {"tokens": {hash: entry}}}}`, every object's
 /// keys sorted.

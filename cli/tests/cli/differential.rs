@@ -192,3 +192,35 @@ fn files_and_sqlite_servers_behave_identically() {
     );
     assert!(seen[6].1.contains("Already imported"), "{}", seen[6].1);
 }
+
+#[test]
+fn one_failed_user_in_a_sqlite_batch_undoes_nothing_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let config = generate(3, 1, 5).build_sqlite(dir).unwrap();
+    let db = whmtoken_backend_sqlite::SqliteBackend::open(&whmtoken_backend_sqlite::SqliteConfig {
+        path: dir.join("server.db"),
+    })
+    .unwrap();
+    let odd_key = whmtoken_core::TokenHash::of_secret(b"no name");
+    db.insert_token("res00002", &odd_key, &json!({"create_time": 1}))
+        .unwrap();
+    drop(db);
+
+    let (code, stdout, stderr) = outcome(&config, &["--verbose", "--all-resellers"]);
+    assert_eq!(code, 65);
+    assert!(
+        stderr.starts_with("error: res00002: ") && stderr.contains("`name` is missing"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let dump = dump_server(&config).unwrap();
+    for user in ["res00001", "res00003"] {
+        assert_eq!(
+            dump["users"][user]["tokens"].as_object().unwrap().len(),
+            2,
+            "{user}"
+        );
+    }
+    assert_eq!(dump["accounting"].as_array().unwrap().len(), 2);
+}
