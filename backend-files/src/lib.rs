@@ -234,4 +234,11 @@ impl Backend for FilesBackend {
     fn kind(&self) -> &'static str {
         "files"
     }
+
+    fn notices(&self) -> Vec<String> {
+        self.skipped
+            .iter()
+            .map(|s| format!("{}: line {} skipped: {}", s.file, s.line, s.reason))
+            .collect()
+    }
 }

@@ -45,6 +45,20 @@ use crate::error::Site;
 /// `.accesshash` files (real ones are 990 bytes).
 pub const MAX_ACCESS_HASH: usize = 64 * 1024;
 
+/// One user for [`SqliteBackend::load`].
+#[derive(Debug)]
+pub struct SeedUser<'a> {
+    pub name: &'a str,
+    pub uid: u32,
+    pub home: &'a str,
+    /// `None`: not a reseller.
+    pub reseller_acls: Option<&'a [String]>,
+    /// The raw access hash, or `None` for none.
+    pub access_hash: Option<&'a [u8]>,
+    /// Existing tokens: key and the entry object as stored.
+    pub tokens: Vec<(TokenHash, Value)>,
+}
+
 /// The `[backend]` section for `kind = "sqlite"`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +193,29 @@ impl SqliteBackend {
         }
         self.write("tokens", Some(user), |tx| {
             tokens::upsert(tx, user, hash, entry)
+        })
+    }
+
+    /// Adds many users, with their access hashes and tokens, in one transaction: how large
+    /// fake servers are built quickly. Same rules as [`add_user`](Self::add_user),
+    /// [`set_access_hash`](Self::set_access_hash) and [`insert_token`](Self::insert_token).
+    pub fn load(&self, users: &[SeedUser<'_>]) -> Result<(), BackendError> {
+        self.write("users", None, |tx| {
+            let mut user_stmt = tx.prepare(
+                "INSERT INTO users (name, uid, home, reseller_acls, access_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE
+                 SET uid = excluded.uid, home = excluded.home,
+                     reseller_acls = excluded.reseller_acls, access_hash = excluded.access_hash",
+            )?;
+            let mut token_stmt = tx.prepare(tokens::UPSERT_TOKEN)?;
+            for user in users {
+                let acls = user.reseller_acls.map(|acls| Value::from(acls.to_vec()).to_string());
+                user_stmt.execute(params![user.name, user.uid, user.home, acls, user.access_hash])?;
+                for (hash, entry) in &user.tokens {
+                    token_stmt.execute(params![user.name, hash.as_str(), entry.to_string()])?;
+                }
+            }
+            Ok(())
         })
     }
 

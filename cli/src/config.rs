@@ -129,6 +129,20 @@ fn resolve_relative(config: BackendConfig, base: &Utf8Path) -> BackendConfig {
     }
 }
 
+#[cfg(all(test, not(feature = "sqlite")))]
+mod without_sqlite {
+    #[test]
+    fn a_backend_built_out_names_its_feature() {
+        let err = super::parse(
+            camino::Utf8Path::new("/c.toml"),
+            "[backend]\nkind = \"sqlite\"\npath = \"s.db\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("needs the cargo feature `sqlite`"), "{err}");
+    }
+}
+
 #[cfg(all(test, feature = "files"))]
 mod tests {
     use super::*;

@@ -85,6 +85,10 @@ fn run() -> Result<ExitCode, CliError> {
     let lock_timeout = lock_timeout(&args)?;
     let backend = open_backend(config::load(args.config.as_deref())?, lock_timeout)?;
 
+    #[allow(clippy::print_stderr)]
+    for notice in backend.notices() {
+        eprintln!("warning: {notice}");
+    }
     let users = if args.all_resellers {
         backend
             .resellers()

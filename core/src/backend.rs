@@ -48,7 +48,8 @@ impl WhmRole {
 pub trait UserDirectory: Send + Sync {
     fn role(&self, user: &UserName) -> Result<WhmRole, BackendError>;
 
-    /// Every reseller, sorted by name, as the backend lists them. Root is not a reseller.
+    /// Every reseller, sorted by name, as the backend lists them. Root is not a reseller
+    /// unless the data lists it (cPanel's `--all-resellers` then processes root too).
     /// Names are returned unvalidated so that the pipeline reports a bad one as a failed
     /// user instead of dropping it unseen.
     fn resellers(&self) -> Result<Vec<String>, BackendError>;
@@ -122,6 +123,12 @@ pub fn import_and_audit<D: TokenDatabase + ?Sized>(
 pub trait Backend: UserDirectory + AccessHashSource + TokenDatabase + fmt::Debug {
     /// Its `kind` in the config file and in `--json` output (`files`, `sqlite`, ...).
     fn kind(&self) -> &'static str;
+
+    /// Problems found in the backend's data that did not stop it, such as unusable lines
+    /// that were skipped; the command line shows them as warnings.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A failure reported by a backend. Messages name the location (a file path, a database

@@ -272,6 +272,16 @@ fn unusable_passwd_and_resellers_lines_are_skipped() {
         "late, res1 and res2: {}",
         out.stdout
     );
+    let passwd = server.root().join("etc/passwd");
+    let resellers = server.root().join("var/cpanel/resellers");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "warning: {passwd}: line 4 skipped: expected 7 fields separated by “:”, found 1\n\
+             warning: {passwd}: line 5 skipped: uid “NaN” is not a number\n\
+             warning: {resellers}: line 3 skipped: no “:” after the user name\n"
+        )
+    );
 }
 
 #[test]

@@ -1,0 +1,320 @@
+//! `cargo xtask bench`: the converter against an I/O floor, side by side, on generated fake
+//! servers. It prints a table and writes it to `target/bench/report.md`. A benchmark, not
+//! a test: nothing here runs in CI.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{cargo, workspace_root};
+
+/// One measured command: wall, user and system seconds, peak resident kilobytes.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    wall: f64,
+    user: f64,
+    system: f64,
+    max_rss_kb: f64,
+}
+
+/// What one server size is measured with.
+struct Case {
+    backend: &'static str,
+    resellers: usize,
+    repeats: usize,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        backend: "files",
+        resellers: 1_000,
+        repeats: 5,
+    },
+    Case {
+        backend: "files",
+        resellers: 10_000,
+        repeats: 3,
+    },
+    Case {
+        backend: "sqlite",
+        resellers: 10_000,
+        repeats: 3,
+    },
+    Case {
+        backend: "sqlite",
+        resellers: 50_000,
+        repeats: 3,
+    },
+];
+
+struct Tools {
+    converter: PathBuf,
+    fake_server: PathBuf,
+    floor: PathBuf,
+    jobs: usize,
+}
+
+pub fn bench() -> Result<(), String> {
+    if !Path::new("/usr/bin/time").exists() {
+        return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
+    }
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "whmtoken-cli",
+        "-p",
+        "whmtoken-fixtures",
+        "-p",
+        "xtask",
+        "--bins",
+    ])?;
+    let release = workspace_root().join("target/release");
+    let tools = Tools {
+        converter: release.join("convert_accesshash_to_token"),
+        fake_server: release.join("fake-server"),
+        floor: release.join("io-floor"),
+        jobs: std::thread::available_parallelism().map_or(4, |n| (n.get() * 4).clamp(4, 16)),
+    };
+    let out = workspace_root().join("target/bench");
+    let mut report = String::from(
+        "| server | users | converter (median) | per user | user CPU/user | user+sys CPU | peak RSS | floor serial | floor threaded | ratio serial | ratio threaded |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    let mut notes = String::new();
+    let mut file_medians = Vec::new();
+    for case in &CASES {
+        let template = out.join(format!("{}-{}", case.backend, case.resellers));
+        if !template.join("whmtoken.toml").exists() {
+            let _ = std::fs::remove_dir_all(&template);
+            run_quiet(
+                Command::new(&tools.fake_server)
+                    .args([
+                        "generate",
+                        "--resellers",
+                        &case.resellers.to_string(),
+                        "--tokens-per-user",
+                        "3",
+                        "--seed",
+                        "1",
+                    ])
+                    .args(["--backend", case.backend, "--out"])
+                    .arg(&template),
+            )?;
+        }
+        let measured = measure(&tools, case, &template, &out.join("work"))?;
+        eprintln!("xtask: {} {}: done", case.backend, case.resellers);
+        let users = case.resellers as f64;
+        let conv = median(measured.converter.iter().map(|s| s.wall));
+        let user_cpu = median(measured.converter.iter().map(|s| s.user));
+        let all_cpu = median(measured.converter.iter().map(|s| s.user + s.system));
+        let rss = measured
+            .converter
+            .iter()
+            .map(|s| s.max_rss_kb)
+            .fold(0.0, f64::max);
+        let floor_serial = median(measured.floor_serial.iter().map(|s| s.wall));
+        let floor_threaded = measured
+            .floor_threaded
+            .as_ref()
+            .map(|f| median(f.iter().map(|s| s.wall)));
+        let ratio_serial = median(
+            measured
+                .converter
+                .iter()
+                .zip(&measured.floor_serial)
+                .map(|(c, f)| c.wall / f.wall),
+        );
+        let ratio_threaded = measured.floor_threaded.as_ref().map(|f| {
+            median(
+                measured
+                    .converter
+                    .iter()
+                    .zip(f)
+                    .map(|(c, f)| c.wall / f.wall),
+            )
+        });
+        let floor_cpu = median(measured.floor_serial.iter().map(|s| s.user + s.system));
+        writeln!(
+            report,
+            "| {} | {} | {:.3} s | {:.1} µs | {:.1} µs | {:.3} s ({:.2}x floor) | {:.1} MiB | {:.3} s | {} | {:.2}x | {} |",
+            case.backend,
+            case.resellers,
+            conv,
+            conv / users * 1e6,
+            user_cpu / users * 1e6,
+            all_cpu,
+            all_cpu / floor_cpu.max(1e-9),
+            rss / 1024.0,
+            floor_serial,
+            floor_threaded.map_or("-".into(), |t| format!("{t:.3} s")),
+            ratio_serial,
+            ratio_threaded.map_or("-".into(), |r| format!("{r:.2}x")),
+        )
+        .expect("write to a String");
+        if case.backend == "files" {
+            file_medians.push(conv);
+        }
+        if let Some(dry) = measured.dry_run {
+            writeln!(
+                notes,
+                "- `--dry-run` on files {}: {:.3} s, {:.2}x the real run.",
+                case.resellers,
+                dry,
+                dry / conv
+            )
+            .expect("write to a String");
+        }
+    }
+    if let [small, large] = file_medians[..] {
+        writeln!(
+            notes,
+            "- Growth, files 10,000 / 1,000 resellers: {:.2}x.",
+            large / small
+        )
+        .expect("write to a String");
+    }
+    let text = format!(
+        "# whmtoken benchmark\n\nConverter (`--all-resellers`, default `--jobs` = {}) against the I/O floor, timed pair by pair on fresh copies; ratios are medians of the pairwise ratios.\n\n{report}\n{notes}",
+        tools.jobs
+    );
+    std::fs::write(out.join("report.md"), &text).map_err(|e| e.to_string())?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{text}\nWritten to {}", out.join("report.md").display());
+    }
+    Ok(())
+}
+
+struct Measured {
+    converter: Vec<Sample>,
+    floor_serial: Vec<Sample>,
+    floor_threaded: Option<Vec<Sample>>,
+    dry_run: Option<f64>,
+}
+
+fn measure(tools: &Tools, case: &Case, template: &Path, work: &Path) -> Result<Measured, String> {
+    let config = work.join("whmtoken.toml");
+    let mut converter = Vec::new();
+    let mut floor_serial = Vec::new();
+    let mut floor_threaded = Vec::new();
+    let mut dry_runs = Vec::new();
+    let floor = |threads: usize| -> Command {
+        let mut c = Command::new(&tools.floor);
+        if case.backend == "files" {
+            c.arg("files").arg(work).arg(threads.to_string());
+        } else {
+            c.arg("sqlite").arg(work.join("server.db"));
+        }
+        c
+    };
+    for _ in 0..case.repeats {
+        fresh_copy(template, work)?;
+        converter.push(timed(
+            Command::new(&tools.converter)
+                .arg("--config")
+                .arg(&config)
+                .arg("--all-resellers"),
+        )?);
+        fresh_copy(template, work)?;
+        floor_serial.push(timed(&mut floor(1))?);
+        if case.backend == "files" {
+            fresh_copy(template, work)?;
+            floor_threaded.push(timed(&mut floor(tools.jobs))?);
+            if case.resellers >= 10_000 {
+                fresh_copy(template, work)?;
+                let dry = timed(
+                    Command::new(&tools.converter)
+                        .arg("--config")
+                        .arg(&config)
+                        .args(["--all-resellers", "--dry-run"]),
+                )?;
+                dry_runs.push(dry.wall);
+            }
+        }
+    }
+    Ok(Measured {
+        converter,
+        floor_serial,
+        floor_threaded: (case.backend == "files").then_some(floor_threaded),
+        dry_run: (!dry_runs.is_empty()).then(|| median(dry_runs.into_iter())),
+    })
+}
+
+fn fresh_copy(template: &Path, work: &Path) -> Result<(), String> {
+    if work.exists() {
+        std::fs::remove_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    }
+    run_quiet(Command::new("cp").arg("-a").arg(template).arg(work))?;
+    // Start every timed run from the same place: dirty pages of the copy written out.
+    run_quiet(&mut Command::new("sync"))
+}
+
+/// Runs `command` under GNU time and returns what it measured.
+fn timed(command: &mut Command) -> Result<Sample, String> {
+    let out = tempfile_path();
+    let program = command.get_program().to_owned();
+    let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(&out)
+        .arg(&program)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out);
+    if !status.success() {
+        return Err(format!(
+            "{} failed ({status}): {text}",
+            program.to_string_lossy()
+        ));
+    }
+    let fields: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [wall, user, system, max_rss_kb] = fields[..] else {
+        return Err(format!("unexpected output from /usr/bin/time: {text}"));
+    };
+    Ok(Sample {
+        wall,
+        user,
+        system,
+        max_rss_kb,
+    })
+}
+
+fn tempfile_path() -> PathBuf {
+    workspace_root().join(format!("target/bench/time-{}.txt", std::process::id()))
+}
+
+fn run_quiet(command: &mut Command) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} failed: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}

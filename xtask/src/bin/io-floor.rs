@@ -1,0 +1,102 @@
+//! The I/O floor for `cargo xtask bench`: only the system calls a conversion cannot avoid,
+//! with no parsing and no locking logic, to measure the converter against.
+//!
+//! ```text
+//! io-floor files ROOT JOBS   # per reseller (each folder under ROOT/home): read .accesshash and
+//!                            # the token file, write a new token file to a temporary file,
+//!                            # fsync, rename, fsync the folder; on JOBS threads
+//! io-floor sqlite DB         # per reseller: read its access hash and tokens, insert a token
+//!                            # and an accounting line; all in one transaction
+//! ```
+
+#![allow(clippy::print_stderr)]
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["files", root, jobs] => files(Path::new(root), jobs.parse().unwrap_or(1)),
+        ["sqlite", db] => sqlite(Path::new(db)).map_err(|e| e.to_string()),
+        _ => Err("usage: io-floor files ROOT JOBS | io-floor sqlite DB".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("io-floor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn files(root: &Path, jobs: usize) -> Result<(), String> {
+    let mut users: Vec<PathBuf> = fs::read_dir(root.join("home"))
+        .map_err(|e| e.to_string())?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    users.sort();
+    let tokens = root.join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    let next = AtomicUsize::new(0);
+    let work = || -> Result<(), String> {
+        loop {
+            let Some(home) = users.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return Ok(());
+            };
+            let user = home.file_name().expect("a user folder").to_string_lossy();
+            let secret = fs::read(home.join(".accesshash")).map_err(|e| e.to_string())?;
+            let path = tokens.join(format!("{user}.json"));
+            let mut contents = fs::read(&path).unwrap_or_default();
+            contents.extend_from_slice(&secret[..secret.len().min(200)]);
+            let temp = tokens.join(format!("{user}.json-floor"));
+            let mut file = File::create(&temp).map_err(|e| e.to_string())?;
+            file.write_all(&contents).map_err(|e| e.to_string())?;
+            file.sync_all().map_err(|e| e.to_string())?;
+            fs::rename(&temp, &path).map_err(|e| e.to_string())?;
+            File::open(&tokens)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs.max(1)).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("worker"))
+    })
+}
+
+fn sqlite(db: &Path) -> rusqlite::Result<()> {
+    let mut conn = rusqlite::Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut users =
+            tx.prepare("SELECT name FROM users WHERE reseller_acls IS NOT NULL ORDER BY name")?;
+        let names: Vec<String> = users
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut hash = tx.prepare("SELECT access_hash FROM users WHERE name = ?1")?;
+        let mut tokens =
+            tx.prepare("SELECT hash, entry FROM tokens WHERE user = ?1 ORDER BY id")?;
+        let mut insert =
+            tx.prepare("INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)")?;
+        let mut audit = tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?;
+        for (i, name) in names.iter().enumerate() {
+            let secret: Vec<u8> = hash.query_row([name], |row| row.get(0))?;
+            let existing: Vec<(String, String)> = tokens
+                .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let key = format!("{:0128x}", i + existing.len() + secret.len());
+            insert.execute(rusqlite::params![name, key, "{\"name\":\"floor\"}"])?;
+            audit.execute([format!("floor:{name}")])?;
+        }
+    }
+    tx.commit()
+}
