@@ -1,22 +1,64 @@
 //! `var/cpanel/accounting.log`: one line appended per token written, under the same lock
 //! protocol cPanel uses for it, the file kept at mode 0600.
 
-use std::fs::{OpenOptions, Permissions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::BackendError;
 
 use crate::lock::{DotLock, flock_exclusive};
 use crate::safe_fs::{Expect, check, io_error, open_guarded};
 
-pub(crate) fn append(path: &Utf8Path, line: &str, timeout: Duration) -> Result<(), BackendError> {
-    let _dot_lock = DotLock::acquire(path, timeout)?;
+/// The log, opened once per run and appended to under its locks. Threads of this process
+/// queue on the mutex instead of polling the dot-lock.
+#[derive(Debug)]
+pub(crate) struct AccountingLog {
+    path: Utf8PathBuf,
+    open: Mutex<Option<File>>,
+}
+
+impl AccountingLog {
+    pub(crate) fn new(path: Utf8PathBuf) -> Self {
+        Self {
+            path,
+            open: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn append(&self, line: &str, timeout: Duration) -> Result<(), BackendError> {
+        let path = &self.path;
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _dot_lock = DotLock::acquire(path, timeout)?;
+        // Reopen when the log was rotated or removed since it was opened.
+        let current = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
+        let held = open
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.ino());
+        if current.is_none() || current != held {
+            *open = Some(open_log(path)?);
+        }
+        let file = open.as_mut().expect("opened above");
+        flock_exclusive(path, file, timeout)?;
+        let written = file
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| io_error(path, e));
+        let _ = file.unlock();
+        written
+    }
+}
+
+fn open_log(path: &Utf8Path) -> Result<File, BackendError> {
     let mut options = OpenOptions::new();
     options.append(true).create(true).mode(0o600);
-    let mut file = open_guarded(path, &mut options)?
+    let file = open_guarded(path, &mut options)?
         .ok_or_else(|| io_error(path, std::io::ErrorKind::NotFound.into()))?;
     check(
         path,
@@ -26,9 +68,7 @@ pub(crate) fn append(path: &Utf8Path, line: &str, timeout: Duration) -> Result<(
             max_len: u64::MAX,
         },
     )?;
-    flock_exclusive(path, &file, timeout)?;
     file.set_permissions(Permissions::from_mode(0o600))
         .map_err(|e| io_error(path, e))?;
-    file.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| io_error(path, e))
+    Ok(file)
 }

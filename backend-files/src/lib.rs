@@ -25,7 +25,7 @@ mod token_file;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -36,7 +36,7 @@ use whmtoken_core::{
     Privileges, TokenDatabase, TokenSet, UserDirectory, UserName, WhmRole,
 };
 
-use crate::safe_fs::{Expect, check, io_error, open_guarded, read_bounded};
+use crate::safe_fs::{Expect, io_error, open_guarded, read_checked};
 
 /// `.accesshash` files larger than this are refused (real ones are 990 bytes).
 pub const MAX_ACCESS_HASH: u64 = 64 * 1024;
@@ -71,9 +71,8 @@ pub struct FilesBackend {
     lock_timeout: Duration,
     /// The uid that owns the token files: root on a real server, whoever runs the tests.
     token_owner: u32,
-    /// Threads of this process queue here for the accounting log instead of polling its
-    /// dot-lock.
-    accounting: Mutex<()>,
+    accounting: accounting::AccountingLog,
+    token_dirs_ready: AtomicBool,
 }
 
 impl FilesBackend {
@@ -104,7 +103,10 @@ impl FilesBackend {
             skipped,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             token_owner: rustix::process::geteuid().as_raw(),
-            accounting: Mutex::new(()),
+            accounting: accounting::AccountingLog::new(
+                config.root.join("var/cpanel/accounting.log"),
+            ),
+            token_dirs_ready: AtomicBool::new(false),
         })
     }
 
@@ -150,7 +152,7 @@ fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
         return Ok(String::new());
     };
-    check(
+    let bytes = read_checked(
         path,
         &file,
         Expect {
@@ -158,7 +160,6 @@ fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
             max_len: 64 << 20,
         },
     )?;
-    let bytes = read_bounded(path, &file, 64 << 20)?;
     String::from_utf8(bytes)
         .map_err(|e| io_error(path, io::Error::new(io::ErrorKind::InvalidData, e)))
 }
@@ -189,18 +190,12 @@ impl AccessHashSource for FilesBackend {
         let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
             return Ok(None);
         };
-        check(
-            &path,
-            &file,
-            Expect {
-                owner: Some(account.uid),
-                max_len: MAX_ACCESS_HASH,
-            },
-        )?;
-        Ok(Some(AccessHash::from_bytes(read_bounded(
-            &path,
-            &file,
-            MAX_ACCESS_HASH,
+        let expect = Expect {
+            owner: Some(account.uid),
+            max_len: MAX_ACCESS_HASH,
+        };
+        Ok(Some(AccessHash::from_bytes(read_checked(
+            &path, &file, expect,
         )?)))
     }
 }
@@ -211,8 +206,12 @@ impl TokenDatabase for FilesBackend {
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
+        // The token folders are root's: made and checked once per run, not once per user.
+        if !self.token_dirs_ready.load(Ordering::Acquire) {
+            token_file::ensure_token_dirs(&self.root, self.token_owner)?;
+            self.token_dirs_ready.store(true, Ordering::Release);
+        }
         token_file::import(
-            &self.root,
             &self.token_file(user),
             request,
             self.token_owner,
@@ -221,12 +220,8 @@ impl TokenDatabase for FilesBackend {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
-        let path = self.root.join("var/cpanel/accounting.log");
-        let _queued = self
-            .accounting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        accounting::append(&path, &event.accounting_line(), self.lock_timeout)
+        self.accounting
+            .append(&event.accounting_line(), self.lock_timeout)
     }
 }
 

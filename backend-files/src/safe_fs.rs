@@ -71,13 +71,27 @@ pub(crate) fn check(
     Ok(meta)
 }
 
+/// [`check`]s the open file, then reads it whole.
+pub(crate) fn read_checked(
+    path: &Utf8Path,
+    file: &File,
+    expect: Expect,
+) -> Result<Vec<u8>, BackendError> {
+    let meta = check(path, file, expect)?;
+    read_bounded(path, file, meta.len(), expect.max_len)
+}
+
 /// Reads at most `max_len` bytes: a file that grows past its checked size is refused.
+/// `size_hint` (the checked length) sizes the buffer, so that reading does not reallocate
+/// and leave copies of a secret behind in freed memory.
 pub(crate) fn read_bounded(
     path: &Utf8Path,
     file: &File,
+    size_hint: u64,
     max_len: u64,
 ) -> Result<Vec<u8>, BackendError> {
-    let mut bytes = Vec::new();
+    let capacity = usize::try_from(size_hint.min(max_len)).unwrap_or(0) + 1;
+    let mut bytes = Vec::with_capacity(capacity);
     file.take(max_len + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io_error(path, e))?;

@@ -1,8 +1,8 @@
 //! A user's WHM token file, `var/cpanel/authn/api_tokens_v2/whostmgr/<user>.json`: read,
 //! and replaced atomically and durably under cPanel's lock protocol.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Seek, Write};
+use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
@@ -37,24 +37,22 @@ pub(crate) fn read(path: &Utf8Path, owner: u32) -> Result<TokenSet, BackendError
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
         return Ok(TokenSet::default());
     };
-    check_token_file(path, &file, owner)?;
-    let bytes = read_bounded(path, &file, MAX_TOKEN_FILE)?;
+    let meta = check_token_file(path, &file, owner)?;
+    let bytes = read_bounded(path, &file, meta.len(), MAX_TOKEN_FILE)?;
     Ok(parse(path, &bytes)?.tokens)
 }
 
 /// Decides `request` against the file's current contents and writes the result, all while
 /// holding the dot-lock and the flock.
 pub(crate) fn import(
-    root: &Utf8Path,
     path: &Utf8Path,
     request: &ImportRequest,
     owner: u32,
     timeout: Duration,
 ) -> Result<Decision, BackendError> {
-    ensure_token_dirs(root, owner)?;
     let _dot_lock = DotLock::acquire(path, timeout)?;
-    let file = open_locked(path, owner, timeout)?;
-    let bytes = read_bounded(path, &file, MAX_TOKEN_FILE)?;
+    let (file, size) = open_locked(path, owner, timeout)?;
+    let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
     let Document { mut top, tokens } = parse(path, &bytes)?;
     let decision = request.decide(&tokens)?;
     if let Decision::Write { entry, .. } = &decision {
@@ -99,7 +97,12 @@ fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
 
 /// Opens (creating it empty, as cPanel does) and flocks the data file, making sure the
 /// descriptor still names the file at `path` once the lock is held.
-fn open_locked(path: &Utf8Path, owner: u32, timeout: Duration) -> Result<File, BackendError> {
+/// Returns the file and its size once locked.
+fn open_locked(
+    path: &Utf8Path,
+    owner: u32,
+    timeout: Duration,
+) -> Result<(File, u64), BackendError> {
     loop {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).mode(0o600);
@@ -115,11 +118,9 @@ fn open_locked(path: &Utf8Path, owner: u32, timeout: Duration) -> Result<File, B
         };
         check_token_file(path, &file, owner)?;
         flock_exclusive(path, &file, timeout)?;
-        let still_there = fs::symlink_metadata(path)
-            .is_ok_and(|now| file.metadata().is_ok_and(|held| held.ino() == now.ino()));
-        if still_there {
-            (&file).rewind().map_err(|e| io_error(path, e))?;
-            return Ok(file);
+        let held = file.metadata().map_err(|e| io_error(path, e))?;
+        if fs::symlink_metadata(path).is_ok_and(|now| now.ino() == held.ino()) {
+            return Ok((file, held.len()));
         }
     }
 }
@@ -144,7 +145,7 @@ fn immutable_or(path: &Utf8Path, source: io::Error) -> BackendError {
 
 /// A token file is trusted only when it is a regular file owned by the writing user (root on
 /// a real server) that nobody else can write to.
-fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<(), BackendError> {
+fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<Metadata, BackendError> {
     let meta = check(
         path,
         file,
@@ -166,12 +167,12 @@ fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<(), Back
         );
         return Err(unsafe_file(path, &detail));
     }
-    Ok(())
+    Ok(meta)
 }
 
 /// Creates the token folders that are missing, with cPanel's modes, and checks that the
 /// `whostmgr` folder is a real folder that only `owner` can write to.
-fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
+pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
     for (relative, mode) in TOKEN_DIRS {
         let dir = root.join(relative);
         if fs::symlink_metadata(&dir).is_ok() {

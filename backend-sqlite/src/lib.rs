@@ -274,15 +274,14 @@ impl UserDirectory for SqliteBackend {
             return Ok(WhmRole::Root);
         }
         let name = user.as_str();
+        let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
         let acls: Option<Option<String>> = self
             .lock()
-            .query_row(
-                "SELECT reseller_acls FROM users WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT reseller_acls FROM users WHERE name = ?1")
+            .map_err(sql)?
+            .query_row([name], |row| row.get(0))
             .optional()
-            .map_err(|e| self.site.sql_for(Some("users"), Some(name), e))?;
+            .map_err(sql)?;
         let Some(Some(acls)) = acls else {
             return Ok(WhmRole::NotReseller);
         };
@@ -317,7 +316,7 @@ impl AccessHashSource for SqliteBackend {
         let conn = self.lock();
         let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
         let mut stmt = conn
-            .prepare("SELECT access_hash FROM users WHERE name = ?1")
+            .prepare_cached("SELECT access_hash FROM users WHERE name = ?1")
             .map_err(sql)?;
         let mut rows = stmt.query([name]).map_err(sql)?;
         let Some(row) = rows.next().map_err(sql)? else {
@@ -387,5 +386,15 @@ impl TokenDatabase for SqliteBackend {
 impl Backend for SqliteBackend {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    /// One deferred read transaction around all of `reads`: one lock and one schema check
+    /// instead of one per query. Should it fail to open, the reads run without it.
+    fn read_together(&self, reads: &mut dyn FnMut()) {
+        let began = self.lock().execute_batch("BEGIN DEFERRED").is_ok();
+        reads();
+        if began {
+            let _ = self.lock().execute_batch("COMMIT");
+        }
     }
 }

@@ -19,7 +19,7 @@ pub(crate) const SELECT_TOKENS: &str = "SELECT hash, entry FROM tokens WHERE use
 /// The user's tokens in the order they were first stored.
 pub(crate) fn read(conn: &Connection, site: &Site, user: &str) -> Result<TokenSet, BackendError> {
     let mut stmt = conn
-        .prepare(SELECT_TOKENS)
+        .prepare_cached(SELECT_TOKENS)
         .map_err(|e| site.sql_for(Some("tokens"), Some(user), e))?;
     read_with(&mut stmt, site, user)
 }

@@ -374,7 +374,7 @@ fn a_name_clash_takes_a_suffixed_name_and_exhaustion_fails_alone() {
     b.import(&user("res2"), &request(b"r2", 1000, false, 1))
         .unwrap();
     let r = request(b"new", 1000, false, 9);
-    for (i, taken) in r.candidate_names.iter().enumerate() {
+    for (i, taken) in r.candidate_names().enumerate() {
         b.insert_token("boss", &hash(&[i as u8]), &json!({ "name": taken }))
             .unwrap();
     }

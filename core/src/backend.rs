@@ -124,6 +124,13 @@ pub trait Backend: UserDirectory + AccessHashSource + TokenDatabase + fmt::Debug
     /// Its `kind` in the config file and in `--json` output (`files`, `sqlite`, ...).
     fn kind(&self) -> &'static str;
 
+    /// Runs `reads` so that every read it makes sees one consistent state of the store. A
+    /// transactional backend opens one read transaction for them all instead of one per
+    /// query; the default just runs them. `reads` must not write.
+    fn read_together(&self, reads: &mut dyn FnMut()) {
+        reads();
+    }
+
     /// Problems found in the backend's data that did not stop it, such as unusable lines
     /// that were skipped; the command line shows them as warnings.
     fn notices(&self) -> Vec<String> {

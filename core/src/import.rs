@@ -1,7 +1,8 @@
 //! What importing one converted key into a user's token set means, as a pure decision
 //! that a backend evaluates under its own lock.
 
-use rand::{Rng, RngExt};
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
 
 use crate::restrictions::Restrictions;
 use crate::secret::TokenHash;
@@ -16,8 +17,10 @@ const SUFFIX_ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 #[derive(Clone, Debug)]
 pub struct ImportRequest {
     pub hash: TokenHash,
-    /// `accesshash-<epoch>` first, then the same with `-` and 8 characters of `[0-9A-Z]`.
-    pub candidate_names: Vec<String>,
+    /// `accesshash-<epoch>`: the first name tried.
+    pub base_name: String,
+    /// Seeds the suffixes of the fallback names, which are made only when needed.
+    suffix_seed: u64,
     pub create_time: i64,
     pub restrictions: Restrictions,
     /// Replace an entry that already holds the key (cPanel's behaviour) instead of keeping it.
@@ -61,21 +64,28 @@ impl ImportRequest {
         replace: bool,
         rng: &mut impl Rng,
     ) -> Self {
-        let base = format!("accesshash-{now}");
-        let suffixed = (1..NAME_ATTEMPTS).map(|_| {
-            let suffix: String = (0..SUFFIX_LEN)
-                .map(|_| char::from(SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())]))
-                .collect();
-            format!("{base}-{suffix}")
-        });
-        let candidate_names = std::iter::once(base.clone()).chain(suffixed).collect();
         Self {
             hash,
-            candidate_names,
+            base_name: format!("accesshash-{now}"),
+            suffix_seed: rng.random(),
             create_time: now,
             restrictions,
             replace,
         }
+    }
+
+    /// The names tried in order: `accesshash-<epoch>`, then the same with `-` and 8
+    /// characters of `[0-9A-Z]`, [`NAME_ATTEMPTS`] in all. The same request always gives
+    /// the same names.
+    pub fn candidate_names(&self) -> impl Iterator<Item = String> + '_ {
+        let mut rng = StdRng::seed_from_u64(self.suffix_seed);
+        let suffixed = (1..NAME_ATTEMPTS).map(move |_| {
+            let suffix: String = (0..SUFFIX_LEN)
+                .map(|_| char::from(SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())]))
+                .collect();
+            format!("{}-{suffix}", self.base_name)
+        });
+        std::iter::once(self.base_name.clone()).chain(suffixed)
     }
 
     /// Decides against the user's current tokens. Backends call this while holding their
@@ -90,13 +100,17 @@ impl ImportRequest {
             Some(_) => true,
             None => false,
         };
+        let mut last = String::new();
         let name = self
-            .candidate_names
-            .iter()
-            .find(|name| !existing.name_taken(name, Some(&self.hash)))
-            .ok_or_else(|| ImportError::NamesExhausted {
-                last: self.candidate_names.last().cloned().unwrap_or_default(),
-            })?;
+            .candidate_names()
+            .find(|name| {
+                let free = !existing.name_taken(name, Some(&self.hash));
+                if !free {
+                    last.clone_from(name);
+                }
+                free
+            })
+            .ok_or(ImportError::NamesExhausted { last })?;
         let entry = TokenEntry {
             name: name.clone(),
             create_time: Some(self.create_time),
@@ -112,8 +126,6 @@ impl ImportRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
 
     fn request(replace: bool) -> ImportRequest {
         let mut rng = StdRng::seed_from_u64(7);
@@ -144,9 +156,15 @@ mod tests {
     #[test]
     fn candidate_names_follow_cpanels_pattern() {
         let r = request(false);
-        assert_eq!(r.candidate_names.len(), NAME_ATTEMPTS);
-        assert_eq!(r.candidate_names[0], "accesshash-1000");
-        for n in &r.candidate_names[1..] {
+        let names: Vec<String> = r.candidate_names().collect();
+        assert_eq!(
+            names,
+            r.candidate_names().collect::<Vec<_>>(),
+            "the same every time"
+        );
+        assert_eq!(names.len(), NAME_ATTEMPTS);
+        assert_eq!(names[0], "accesshash-1000");
+        for n in &names[1..] {
             let suffix = n.strip_prefix("accesshash-1000-").unwrap();
             assert_eq!(suffix.len(), 8);
             assert!(
@@ -190,8 +208,7 @@ mod tests {
     fn every_name_taken_is_an_error() {
         let r = request(false);
         let names: Vec<(Vec<u8>, String)> = r
-            .candidate_names
-            .iter()
+            .candidate_names()
             .enumerate()
             .map(|(i, n)| (vec![i as u8], n.clone()))
             .collect();

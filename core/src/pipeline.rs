@@ -156,11 +156,15 @@ pub fn plan(
     rng: &mut impl Rng,
 ) -> Plan {
     let mut seen = std::collections::HashSet::new();
-    let items = users
-        .iter()
-        .filter(|u| seen.insert(u.as_str()))
-        .map(|raw| plan_user(backend, raw, options, clock, rng))
-        .collect();
+    let mut items = Vec::with_capacity(users.len());
+    backend.read_together(&mut || {
+        items.extend(
+            users
+                .iter()
+                .filter(|u| seen.insert(u.as_str()))
+                .map(|raw| plan_user(backend, raw, options, clock, rng)),
+        );
+    });
     Plan { items }
 }
 

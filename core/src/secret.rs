@@ -8,7 +8,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest, Sha512};
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
 /// Number of hex characters of a SHA-512 that may be shown in output and logs.
 pub const SHOWN_PREFIX_LEN: usize = 12;
@@ -17,9 +17,12 @@ pub const SHOWN_PREFIX_LEN: usize = 12;
 pub struct AccessHash(SecretSlice<u8>);
 
 impl AccessHash {
-    /// Takes ownership of the raw file contents.
-    pub fn from_bytes(raw: Vec<u8>) -> Self {
-        Self(SecretSlice::from(raw))
+    /// Takes ownership of the raw file contents. The bytes are moved into an exactly sized
+    /// buffer and `raw`, spare capacity included, is wiped.
+    pub fn from_bytes(mut raw: Vec<u8>) -> Self {
+        let exact: Box<[u8]> = raw.as_slice().into();
+        raw.zeroize();
+        Self(SecretSlice::new(exact))
     }
 
     /// The token key: the lowercase SHA-512 hex of the contents with every whitespace byte
@@ -28,18 +31,19 @@ impl AccessHash {
     /// Returns `None` when nothing is left after stripping, which cPanel reports as
     /// "There was a problem loading the accesshash."
     pub fn token_hash(&self) -> Option<TokenHash> {
-        let stripped: Zeroizing<Vec<u8>> = Zeroizing::new(
-            self.0
-                .expose_secret()
-                .iter()
-                .copied()
-                .filter(|b| !is_perl_space(*b))
-                .collect(),
-        );
-        if stripped.is_empty() {
-            return None;
+        // Hashed run by run, so that no stripped copy of the secret is ever made.
+        let mut hasher = Sha512::new();
+        let mut empty = true;
+        for run in self
+            .0
+            .expose_secret()
+            .split(|b| is_perl_space(*b))
+            .filter(|r| !r.is_empty())
+        {
+            hasher.update(run);
+            empty = false;
         }
-        Some(TokenHash::of_secret(&stripped))
+        (!empty).then(|| TokenHash(format!("{:x}", hasher.finalize())))
     }
 }
 
