@@ -23,9 +23,9 @@ mod safe_fs;
 mod token_file;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -72,7 +72,8 @@ pub struct FilesBackend {
     /// The uid that owns the token files: root on a real server, whoever runs the tests.
     token_owner: u32,
     accounting: accounting::AccountingLog,
-    token_dirs_ready: AtomicBool,
+    /// The `whostmgr` token folder, made, checked and opened (for fsync) once per run.
+    token_folder: OnceLock<File>,
 }
 
 impl FilesBackend {
@@ -106,7 +107,7 @@ impl FilesBackend {
             accounting: accounting::AccountingLog::new(
                 config.root.join("var/cpanel/accounting.log"),
             ),
-            token_dirs_ready: AtomicBool::new(false),
+            token_folder: OnceLock::new(),
         })
     }
 
@@ -130,6 +131,14 @@ impl FilesBackend {
         self.root.join(format!(
             "var/cpanel/authn/api_tokens_v2/whostmgr/{user}.json"
         ))
+    }
+
+    fn token_folder(&self) -> Result<&File, BackendError> {
+        if let Some(folder) = self.token_folder.get() {
+            return Ok(folder);
+        }
+        let folder = token_file::ensure_token_dirs(&self.root, self.token_owner)?;
+        Ok(self.token_folder.get_or_init(|| folder))
     }
 
     fn account(&self, user: &UserName) -> Result<passwd::Account, BackendError> {
@@ -206,16 +215,12 @@ impl TokenDatabase for FilesBackend {
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
-        // The token folders are root's: made and checked once per run, not once per user.
-        if !self.token_dirs_ready.load(Ordering::Acquire) {
-            token_file::ensure_token_dirs(&self.root, self.token_owner)?;
-            self.token_dirs_ready.store(true, Ordering::Release);
-        }
         token_file::import(
             &self.token_file(user),
             request,
             self.token_owner,
             self.lock_timeout,
+            self.token_folder()?,
         )
     }
 

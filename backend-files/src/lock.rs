@@ -51,8 +51,7 @@ fn write_lock_contents(temp: &Utf8Path) -> Result<(), BackendError> {
         .custom_flags(guarded_flags())
         .open(temp)
         .map_err(|e| io_error(temp, e))?;
-    let contents = format!("{}\n{}\n", std::process::id(), program_name());
-    file.write_all(contents.as_bytes())
+    file.write_all(lock_contents().as_bytes())
         .map_err(|e| io_error(temp, e))
 }
 
@@ -174,11 +173,18 @@ pub(crate) fn unique_suffix() -> String {
     )
 }
 
-fn program_name() -> String {
-    std::env::args_os()
-        .next()
-        .as_deref()
-        .and_then(|p| std::path::Path::new(p).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "whmtoken".to_owned())
+/// `<pid>\n<program>\n`, what cPanel's dot-locks hold; the same for the whole process.
+fn lock_contents() -> &'static str {
+    static CONTENTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CONTENTS.get_or_init(|| {
+        let program = std::env::args_os()
+            .next()
+            .as_deref()
+            .and_then(|p| std::path::Path::new(p).file_name())
+            .map_or_else(
+                || "whmtoken".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+        format!("{}\n{program}\n", std::process::id())
+    })
 }

@@ -49,6 +49,7 @@ pub(crate) fn import(
     request: &ImportRequest,
     owner: u32,
     timeout: Duration,
+    folder: &File,
 ) -> Result<Decision, BackendError> {
     let _dot_lock = DotLock::acquire(path, timeout)?;
     let (file, size) = open_locked(path, owner, timeout)?;
@@ -67,7 +68,7 @@ pub(crate) fn import(
         };
         token_map.insert(request.hash.as_str().to_owned(), entry.to_json());
         let json = serde_json::to_vec(&Value::Object(top)).expect("a JSON value serializes");
-        replace_durably(path, &json, owner)?;
+        replace_durably(path, &json, owner, folder)?;
     }
     Ok(decision)
     // `file` (the flock) and then `_dot_lock` are released here.
@@ -172,7 +173,7 @@ fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<Metadata
 
 /// Creates the token folders that are missing, with cPanel's modes, and checks that the
 /// `whostmgr` folder is a real folder that only `owner` can write to.
-pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), BackendError> {
+pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<File, BackendError> {
     for (relative, mode) in TOKEN_DIRS {
         let dir = root.join(relative);
         if fs::symlink_metadata(&dir).is_ok() {
@@ -203,13 +204,27 @@ pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<(), Backe
         );
         return Err(unsafe_file(&whostmgr, &detail));
     }
-    Ok(())
+    let folder = OpenOptions::new()
+        .read(true)
+        .custom_flags(guarded_flags() | libc_directory())
+        .open(&whostmgr);
+    folder.map_err(|e| io_error(&whostmgr, e))
+}
+
+/// `O_DIRECTORY`: the folder opened for fsync must be the folder just checked.
+fn libc_directory() -> i32 {
+    i32::try_from(rustix::fs::OFlags::DIRECTORY.bits()).expect("open flags fit in an int")
 }
 
 /// Writes `contents` to a new temporary file beside `path`, syncs it, renames it over
 /// `path` and syncs the folder: after a crash the file holds either the old or the new
 /// contents, never a mix.
-fn replace_durably(path: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), BackendError> {
+fn replace_durably(
+    path: &Utf8Path,
+    contents: &[u8],
+    owner: u32,
+    folder: &File,
+) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
     let written = write_synced(&temp, contents, owner)
         .and_then(|()| fs::rename(&temp, path).map_err(|e| io_error(path, e)));
@@ -218,9 +233,7 @@ fn replace_durably(path: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), B
     }
     written?;
     let dir = path.parent().expect("a token file has a folder");
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error(dir, e))
+    folder.sync_all().map_err(|e| io_error(dir, e))
 }
 
 fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), BackendError> {
