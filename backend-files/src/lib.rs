@@ -79,21 +79,21 @@ pub struct FilesBackend {
 impl FilesBackend {
     pub fn open(config: &FilesConfig) -> Result<Self, BackendError> {
         let root = config.root.clone();
-        let mut skipped = Vec::new();
         let passwd_path = root.join("etc/passwd");
-        let (accounts, bad) = passwd::parse(&read_root_file(&passwd_path)?);
-        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine {
-            file: passwd_path.clone(),
-            line,
-            reason,
-        }));
+        let (accounts, bad_passwd) = passwd::parse(&read_root_file(&passwd_path)?);
         let resellers_path = root.join("var/cpanel/resellers");
-        let (resellers, bad) = resellers::parse(&read_root_file(&resellers_path)?);
-        skipped.extend(bad.into_iter().map(|(line, reason)| SkippedLine {
-            file: resellers_path.clone(),
-            line,
-            reason,
-        }));
+        let (resellers, bad_resellers) = resellers::parse(&read_root_file(&resellers_path)?);
+        let skipped: Vec<SkippedLine> =
+            [(passwd_path, bad_passwd), (resellers_path, bad_resellers)]
+                .into_iter()
+                .flat_map(|(file, bad)| {
+                    bad.into_iter().map(move |(line, reason)| SkippedLine {
+                        file: file.clone(),
+                        line,
+                        reason,
+                    })
+                })
+                .collect();
         for s in &skipped {
             tracing::warn!(file = %s.file, line = s.line, reason = %s.reason, "skipped a line");
         }

@@ -3,7 +3,7 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use camino::Utf8Path;
 use rustix::fs::OFlags;
@@ -105,22 +105,7 @@ pub(crate) fn read_bounded(
 }
 
 pub(crate) fn describe_type(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "a regular file"
-    }
+    whmtoken_core::backend::describe_file_type(&meta.file_type())
 }
 
 pub(crate) fn unsafe_file(path: &Utf8Path, detail: &str) -> BackendError {

@@ -4,12 +4,13 @@
 
 use std::fs::{self, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
 use camino::Utf8Path;
 use rusqlite::{Connection, OpenFlags};
 use whmtoken_core::BackendError;
+use whmtoken_core::backend::describe_file_type;
 
 use crate::error::Site;
 use crate::schema;
@@ -21,7 +22,7 @@ pub(crate) fn existing(site: &Site) -> Result<Connection, BackendError> {
     if !meta.file_type().is_file() {
         return Err(BackendError::Unsafe {
             location: path.to_string(),
-            detail: format!("it is {}", describe(&meta.file_type())),
+            detail: format!("it is {}", describe_file_type(&meta.file_type())),
         });
     }
     let mut conn = connect(site)?;
@@ -96,22 +97,4 @@ fn sync_parent(path: &Utf8Path) -> io::Result<()> {
         _ => Utf8Path::new("."),
     };
     fs::File::open(parent)?.sync_all()
-}
-
-fn describe(t: &fs::FileType) -> &'static str {
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a regular file"
-    }
 }
