@@ -24,7 +24,7 @@ mod token_file;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use whmtoken_core::{
     Privileges, TokenDatabase, TokenSet, UserDirectory, UserName, WhmRole,
 };
 
-use crate::safe_fs::{Expect, io_error, open_guarded, read_checked};
+use crate::safe_fs::{Expect, open_guarded, read_checked};
 
 /// `.accesshash` files larger than this are refused (real ones are 990 bytes).
 pub const MAX_ACCESS_HASH: u64 = 64 * 1024;
@@ -161,16 +161,14 @@ fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
         return Ok(String::new());
     };
-    let bytes = read_checked(
-        path,
-        &file,
-        Expect {
-            owner: None,
-            max_len: 64 << 20,
-        },
-    )?;
-    String::from_utf8(bytes)
-        .map_err(|e| io_error(path, io::Error::new(io::ErrorKind::InvalidData, e)))
+    let expect = Expect {
+        owner: None,
+        max_len: 64 << 20,
+    };
+    let bytes = read_checked(path, &file, expect)?;
+    // A stray byte (a Latin-1 GECOS field, say) must not stop the run: the parsers skip a
+    // line whose fields they use are not valid UTF-8.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 impl UserDirectory for FilesBackend {

@@ -41,6 +41,12 @@ fn parse_line(line: &str) -> Result<(&str, Account), String> {
     if name.is_empty() {
         return Err("the user name is empty".to_owned());
     }
+    if [name, uid, home]
+        .iter()
+        .any(|f| f.contains(char::REPLACEMENT_CHARACTER))
+    {
+        return Err("the name, uid or home is not valid UTF-8".to_owned());
+    }
     let uid = uid
         .parse()
         .map_err(|_| format!("uid “{}” is not a number", uid.escape_debug()))?;

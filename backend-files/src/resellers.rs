@@ -21,6 +21,10 @@ pub(crate) fn parse(text: &str) -> (BTreeMap<String, Vec<String>>, crate::BadLin
             skipped.push((index + 1, "the user name is empty".to_owned()));
             continue;
         }
+        if line.contains(char::REPLACEMENT_CHARACTER) {
+            skipped.push((index + 1, "not valid UTF-8".to_owned()));
+            continue;
+        }
         let acls = acls
             .split(',')
             .filter(|a| !a.is_empty())

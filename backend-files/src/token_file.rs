@@ -33,11 +33,23 @@ struct Document {
 }
 
 /// Reads the tokens without locking or creating anything; a missing file has none.
+///
+/// It also makes every check an import makes before writing (the folder's safety, the
+/// immutable and append-only attributes), so that a dry run predicts a real run.
 pub(crate) fn read(path: &Utf8Path, owner: u32) -> Result<TokenSet, BackendError> {
+    let folder = path.parent().expect("a token file has a folder");
+    match fs::symlink_metadata(folder) {
+        Ok(meta) => check_token_folder(folder, &meta, owner)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TokenSet::default()),
+        Err(e) => return Err(io_error(folder, e)),
+    }
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
         return Ok(TokenSet::default());
     };
     let meta = check_token_file(path, &file, owner)?;
+    if let Some(refusal) = attribute_refusal(path, &file) {
+        return Err(refusal);
+    }
     let bytes = read_bounded(path, &file, meta.len(), MAX_TOKEN_FILE)?;
     Ok(parse(path, &bytes)?.tokens)
 }
@@ -90,8 +102,10 @@ fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
     let tokens = TokenSet::from_document(&value).map_err(|e| corrupt(path, e))?;
-    let Value::Object(top) = value else {
-        unreachable!("from_document accepts only an object here")
+    // from_document accepts an object, or `null` (which JSON::XS can write) as no tokens.
+    let top = match value {
+        Value::Object(top) => top,
+        _ => Map::new(),
     };
     Ok(Document { top, tokens })
 }
@@ -128,20 +142,29 @@ fn open_locked(
 
 /// Explains a refused open: the immutable or append-only attribute, or the plain error.
 fn immutable_or(path: &Utf8Path, source: io::Error) -> BackendError {
-    let flags = File::open(path)
-        .ok()
-        .and_then(|f| rustix::fs::ioctl_getflags(&f).ok());
-    match flags {
-        Some(f) if f.contains(rustix::fs::IFlags::IMMUTABLE) => BackendError::Immutable {
-            location: path.to_string(),
-            what: "immutable (chattr +i)",
-        },
-        Some(f) if f.contains(rustix::fs::IFlags::APPEND) => BackendError::Immutable {
-            location: path.to_string(),
-            what: "append-only (chattr +a)",
-        },
-        _ => io_error(path, source),
-    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(guarded_flags())
+        .open(path);
+    file.ok()
+        .and_then(|f| attribute_refusal(path, &f))
+        .unwrap_or_else(|| io_error(path, source))
+}
+
+/// The immutable or append-only attribute, which stops any replacement of the file.
+fn attribute_refusal(path: &Utf8Path, file: &File) -> Option<BackendError> {
+    let flags = rustix::fs::ioctl_getflags(file).ok()?;
+    let what = if flags.contains(rustix::fs::IFlags::IMMUTABLE) {
+        "immutable (chattr +i)"
+    } else if flags.contains(rustix::fs::IFlags::APPEND) {
+        "append-only (chattr +a)"
+    } else {
+        return None;
+    };
+    Some(BackendError::Immutable {
+        location: path.to_string(),
+        what,
+    })
 }
 
 /// A token file is trusted only when it is a regular file owned by the writing user (root on
@@ -187,23 +210,15 @@ pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<File, Bac
             .map_err(|e| io_error(&dir, e))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
             .map_err(|e| io_error(&dir, e))?;
+        // A new folder lasts a power loss only once its parent's entry is on disk.
+        let parent = dir.parent().expect("under the root");
+        File::open(parent)
+            .and_then(|p| p.sync_all())
+            .map_err(|e| io_error(parent, e))?;
     }
     let whostmgr = root.join(TOKEN_DIRS[3].0);
     let meta = fs::symlink_metadata(&whostmgr).map_err(|e| io_error(&whostmgr, e))?;
-    if !meta.is_dir() {
-        return Err(unsafe_file(
-            &whostmgr,
-            &format!("it is {}", crate::safe_fs::describe_type(&meta)),
-        ));
-    }
-    if meta.uid() != owner || meta.mode() & 0o022 != 0 {
-        let detail = format!(
-            "folder owned by uid {} with mode {:04o}",
-            meta.uid(),
-            meta.mode() & 0o7777
-        );
-        return Err(unsafe_file(&whostmgr, &detail));
-    }
+    check_token_folder(&whostmgr, &meta, owner)?;
     let folder = OpenOptions::new()
         .read(true)
         .custom_flags(guarded_flags() | libc_directory())
@@ -214,6 +229,26 @@ pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<File, Bac
 /// `O_DIRECTORY`: the folder opened for fsync must be the folder just checked.
 fn libc_directory() -> i32 {
     i32::try_from(rustix::fs::OFlags::DIRECTORY.bits()).expect("open flags fit in an int")
+}
+
+/// The `whostmgr` folder is trusted only when it is a real folder owned by `owner` that
+/// nobody else can write to.
+fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<(), BackendError> {
+    if !meta.is_dir() {
+        return Err(unsafe_file(
+            folder,
+            &format!("it is {}", crate::safe_fs::describe_type(meta)),
+        ));
+    }
+    if meta.uid() != owner || meta.mode() & 0o022 != 0 {
+        let detail = format!(
+            "folder owned by uid {} with mode {:04o}",
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+        return Err(unsafe_file(folder, &detail));
+    }
+    Ok(())
 }
 
 /// Writes `contents` to a new temporary file beside `path`, syncs it, renames it over
@@ -261,8 +296,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_and_whitespace_files_hold_no_tokens() {
+    fn empty_whitespace_and_null_files_hold_no_tokens() {
         let p = Utf8Path::new("x.json");
+        assert!(parse(p, b"null").unwrap().tokens.is_empty());
         assert!(parse(p, b"").unwrap().tokens.is_empty());
         assert!(parse(p, b" \n").unwrap().tokens.is_empty());
         let err = parse(p, b"{").err().unwrap().to_string();

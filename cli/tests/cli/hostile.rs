@@ -242,16 +242,40 @@ fn an_immutable_token_file_is_reported_as_a_possible_compromise() {
     if !made_immutable.is_ok_and(|s| s.success()) {
         return; // needs root and a file system with attributes
     }
+    let dry = run(&server, &["--dry-run", "root"]);
     let out = run(&server, &["root"]);
     let _ = Command::new("chattr").arg("-i").arg(path.as_str()).status();
-    assert_eq!(out.code, 65);
-    assert_eq!(
-        out.stderr,
-        format!(
-            "error: root: {path}: token file is immutable (chattr +i): this can indicate a compromised server\n"
-        )
+    let expected = format!(
+        "error: root: {path}: token file is immutable (chattr +i): this can indicate a compromised server\n"
     );
+    for run in [&dry, &out] {
+        assert_eq!(
+            (run.code, run.stderr.as_str()),
+            (65, expected.as_str()),
+            "a dry run predicts it"
+        );
+    }
     assert_eq!(fs::read_to_string(&path).unwrap(), "{}");
+}
+
+#[test]
+fn a_token_folder_others_can_write_is_refused_by_dry_and_real_runs() {
+    let server = server_with_resellers();
+    server.write_token_file("res2", "{}");
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o777)).unwrap();
+    for args in [&["--dry-run", "res1"][..], &["res1"]] {
+        let out = run(&server, args);
+        assert_eq!(out.code, 65, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("with mode 0777"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(!server.token_file("res1").exists());
 }
 
 #[test]
@@ -327,4 +351,38 @@ fn the_most_verbose_logs_show_no_part_of_any_access_hash() {
             }
         }
     }
+}
+
+#[test]
+fn a_stray_byte_in_passwd_or_resellers_stops_nothing() {
+    use std::io::Write;
+    let server = server_with_resellers();
+    let append = |relative: &str, bytes: &[u8]| {
+        let path = server.root().join(relative);
+        let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(bytes).unwrap();
+    };
+    append(
+        "etc/passwd",
+        b"jose:x:1777:1777:Jos\xe9 Garc\xeda:/home/jose:/bin/bash\n",
+    );
+    append("var/cpanel/resellers", b"jose:list-accts\nb\xe9d:all\n");
+    server.mkdir("home/jose", 0o711);
+    let hash = server.home("jose").join(".accesshash");
+    server.write_file(&hash, cpanel_style_access_hash("jose").as_bytes(), 0o600);
+    if running_as_root() {
+        std::os::unix::fs::chown(&hash, Some(1777), None).unwrap();
+    }
+    let out = run(&server, &["--verbose", "--all-resellers"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("\u{201c}jose\u{201d}"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("line 4 skipped: not valid UTF-8"),
+        "{}",
+        out.stderr
+    );
 }
