@@ -37,13 +37,13 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
-            ExitCode::from(status::OK)
+            ExitCode::from(status::OK) // --help into a closed pipe
         }
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {
                 if matches!(e, CliError::Usage(_)) {
-                    eprintln!("{e}\nInvalid usage. See --help");
+                    eprintln!("{e}\nInvalid usage. See --help\n");
                 } else {
                     eprintln!("error: {e}");
                 }
@@ -115,7 +115,7 @@ fn run() -> Result<ExitCode, CliError> {
     let jobs = args.jobs.map_or_else(pipeline::default_jobs, usize::from);
     let report = convert(backend.as_ref(), &users, &options, jobs);
     let mut stderr = io::stderr().lock();
-    if args.json {
+    let written = if args.json {
         output::json(
             &report,
             backend.kind(),
@@ -131,10 +131,15 @@ fn run() -> Result<ExitCode, CliError> {
             &mut stdout,
             &mut stderr,
         )
+    };
+    let printed = written.and_then(|()| stdout.flush());
+    match printed {
+        // Whoever closed the pipe has stopped reading: the status still tells the truth.
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(CliError::Output(e)),
+        _ => {}
     }
-    .and_then(|()| stdout.flush())
-    .map_err(CliError::Output)?;
-    Ok(ExitCode::from(if report.any_failed() {
+    let failed = report.any_failed();
+    Ok(ExitCode::from(if failed {
         status::SOME_FAILED
     } else {
         status::OK

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use whmtoken_core::{Report, Status, UserResult};
 
 /// Human output: with `verbose`, one line per user that has a token; always one
-/// `error: <user>: <message>` line on stderr per failed user.
+/// `error: <user>: <message>` line on stderr per failed user. A stdout that fails (a
+/// closed pipe) stops the stdout lines only: every `error:` line is still written, and the
+/// first stdout error is returned at the end.
 pub fn human(
     report: &Report,
     verbose: bool,
@@ -16,22 +18,29 @@ pub fn human(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<()> {
+    let mut out_status = Ok(());
     for result in &report.results {
         let name = result.token_name.as_deref().unwrap_or_default();
         let user = &result.user;
-        match result.status {
+        let line = match result.status {
             Status::Converted | Status::Replaced if verbose => {
                 let verb = if dry_run { "Would import" } else { "Imported" };
-                writeln!(out, "{verb} accesshash for “{user}” as “{name}”")?;
+                format!("{verb} accesshash for “{user}” as “{name}”\n")
             }
             Status::AlreadyConverted if verbose => {
-                writeln!(out, "Already imported accesshash for “{user}” as “{name}”")?;
+                format!("Already imported accesshash for “{user}” as “{name}”\n")
             }
-            Status::Failed => error_line(result, err)?,
-            _ => {}
+            Status::Failed => {
+                error_line(result, err)?;
+                continue;
+            }
+            _ => continue,
+        };
+        if out_status.is_ok() {
+            out_status = out.write_all(line.as_bytes());
         }
     }
-    Ok(())
+    out_status
 }
 
 fn error_line(result: &UserResult, err: &mut impl Write) -> io::Result<()> {
@@ -93,10 +102,11 @@ pub fn json(
         results,
         summary,
     };
-    serde_json::to_writer_pretty(&mut *out, &document)?;
-    writeln!(out)?;
+    let printed = serde_json::to_writer_pretty(&mut *out, &document)
+        .map_err(io::Error::from)
+        .and_then(|()| writeln!(out));
     for result in report.results.iter().filter(|r| r.status == Status::Failed) {
         error_line(result, err)?;
     }
-    Ok(())
+    printed
 }

@@ -355,3 +355,22 @@ fn a_live_lock_times_out_as_a_retryable_failure_and_a_stale_one_is_broken() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(fs::metadata(&lock).is_err());
 }
+
+#[test]
+fn a_closed_stdout_keeps_the_error_lines_and_the_exit_status() {
+    let server = server_with_resellers();
+    for format in [&["--verbose"][..], &["--json"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // like `| head -c0`: nobody reads
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+            .args(["--config", server.config_path().as_str(), "root", "ghost", "res1", "--replace"])
+            .args(format)
+            .env_remove("WHMTOKEN_LOG")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(65), "{format:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr, "error: ghost: User ghost is not a reseller.\n", "{format:?}");
+    }
+}

@@ -182,7 +182,7 @@ fn all_resellers_with_user_names_is_a_usage_error() {
     let out = run(&server, &["--all-resellers", "res1"]);
     assert_eq!(out.code, 64);
     assert!(
-        out.stderr.ends_with("Invalid usage. See --help\n"),
+        out.stderr.ends_with("Invalid usage. See --help\n\n"),
         "{}",
         out.stderr
     );
@@ -311,7 +311,8 @@ fn an_unknown_option_is_reported_as_getopt_does() {
     assert_eq!(out.code, 64);
     assert_eq!(
         out.stderr,
-        "Unknown option: bogus\nInvalid usage. See --help\n"
+        fs::read_to_string(format!("{CORPUS}/converter/bad-option/stderr")).unwrap(),
+        "byte for byte what cPanel's script prints"
     );
     assert_eq!(out.stdout, "");
 }
