@@ -5,12 +5,13 @@ use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::BackendError;
 
-use crate::lock::{DotLock, flock_exclusive};
+use crate::lock::{Deadline, DotLock, flock_exclusive};
 use crate::safe_fs::{Expect, check, io_error, open_guarded};
 
 /// The log, opened once per run and appended to under its locks. Threads of this process
@@ -19,6 +20,9 @@ use crate::safe_fs::{Expect, check, io_error, open_guarded};
 pub(crate) struct AccountingLog {
     path: Utf8PathBuf,
     open: Mutex<Option<File>>,
+    /// Set once a wait for the log's locks timed out: the users after that fail at once
+    /// instead of each waiting the whole timeout again.
+    gave_up: AtomicBool,
 }
 
 impl AccountingLog {
@@ -26,6 +30,7 @@ impl AccountingLog {
         Self {
             path,
             open: Mutex::new(None),
+            gave_up: AtomicBool::new(false),
         }
     }
 
@@ -35,7 +40,12 @@ impl AccountingLog {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _dot_lock = DotLock::acquire(path, timeout)?;
+        let deadline = Deadline::after(timeout);
+        if self.gave_up.load(Ordering::Relaxed) {
+            return Err(deadline.missed(&Utf8PathBuf::from(format!("{path}.lock"))));
+        }
+        let _dot_lock = DotLock::acquire(path, deadline)
+            .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
         // Reopen when the log was rotated or removed since it was opened.
         let current = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
         let held = open
@@ -46,7 +56,8 @@ impl AccountingLog {
             *open = Some(open_log(path)?);
         }
         let file = open.as_mut().expect("opened above");
-        flock_exclusive(path, file, timeout)?;
+        flock_exclusive(path, file, deadline)
+            .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
         let written = file
             .write_all(format!("{line}\n").as_bytes())
             .map_err(|e| io_error(path, e));

@@ -16,6 +16,34 @@ use crate::safe_fs::{guarded_flags, io_error};
 const STALE_AFTER: Duration = Duration::from_secs(300);
 const MAX_LOCK_FILE: u64 = 4096;
 
+/// One bound on all the waiting of one locked operation (its dot-lock and its flock), so
+/// that `--lock-timeout` bounds the operation, not each wait in it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Duration) -> Self {
+        Self {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    pub(crate) fn missed(&self, location: &Utf8Path) -> BackendError {
+        BackendError::LockTimeout {
+            location: location.to_string(),
+            waited: self.timeout,
+        }
+    }
+}
+
 /// A held dot-lock; dropping it removes `<file>.lock`.
 #[derive(Debug)]
 pub(crate) struct DotLock {
@@ -23,13 +51,13 @@ pub(crate) struct DotLock {
 }
 
 impl DotLock {
-    /// Takes `<target>.lock`, breaking it when stale, waiting up to `timeout` while a live
+    /// Takes `<target>.lock`, breaking it when stale, waiting until `deadline` while a live
     /// process holds it.
-    pub(crate) fn acquire(target: &Utf8Path, timeout: Duration) -> Result<Self, BackendError> {
+    pub(crate) fn acquire(target: &Utf8Path, deadline: Deadline) -> Result<Self, BackendError> {
         let path = Utf8PathBuf::from(format!("{target}.lock"));
         let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
         write_lock_contents(&temp)?;
-        let taken = take_by_link(&temp, &path, timeout);
+        let taken = take_by_link(&temp, &path, deadline);
         let _ = fs::remove_file(&temp);
         taken.map(|()| Self { path })
     }
@@ -55,8 +83,7 @@ fn write_lock_contents(temp: &Utf8Path) -> Result<(), BackendError> {
         .map_err(|e| io_error(temp, e))
 }
 
-fn take_by_link(temp: &Utf8Path, path: &Utf8Path, timeout: Duration) -> Result<(), BackendError> {
-    let started = Instant::now();
+fn take_by_link(temp: &Utf8Path, path: &Utf8Path, deadline: Deadline) -> Result<(), BackendError> {
     let mut pause = Duration::from_millis(2);
     loop {
         match fs::hard_link(temp, path) {
@@ -67,11 +94,8 @@ fn take_by_link(temp: &Utf8Path, path: &Utf8Path, timeout: Duration) -> Result<(
         if break_if_stale(path)? {
             continue;
         }
-        if started.elapsed() >= timeout {
-            return Err(BackendError::LockTimeout {
-                location: path.to_string(),
-                waited: timeout,
-            });
+        if deadline.expired() {
+            return Err(deadline.missed(path));
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
@@ -133,25 +157,19 @@ fn inspect(path: &Utf8Path) -> Result<Option<(u64, bool)>, BackendError> {
     Ok(Some((meta.ino(), stale)))
 }
 
-/// Waits for `flock(LOCK_EX)` on `file`, up to `timeout`.
+/// Waits for `flock(LOCK_EX)` on `file`, until `deadline`.
 pub(crate) fn flock_exclusive(
     path: &Utf8Path,
     file: &File,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<(), BackendError> {
-    let started = Instant::now();
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(()),
-            Err(fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+            Err(fs::TryLockError::WouldBlock) if !deadline.expired() => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(BackendError::LockTimeout {
-                    location: path.to_string(),
-                    waited: timeout,
-                });
-            }
+            Err(fs::TryLockError::WouldBlock) => return Err(deadline.missed(path)),
             Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
         }
     }

@@ -10,7 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value};
 use whmtoken_core::{BackendError, Decision, ImportRequest, TokenSet};
 
-use crate::lock::{DotLock, flock_exclusive, unique_suffix};
+use crate::lock::{Deadline, DotLock, flock_exclusive, unique_suffix};
 use crate::safe_fs::{
     Expect, check, corrupt, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file,
 };
@@ -63,8 +63,9 @@ pub(crate) fn import(
     timeout: Duration,
     folder: &File,
 ) -> Result<Decision, BackendError> {
-    let _dot_lock = DotLock::acquire(path, timeout)?;
-    let (file, size) = open_locked(path, owner, timeout)?;
+    let deadline = Deadline::after(timeout);
+    let _dot_lock = DotLock::acquire(path, deadline)?;
+    let (file, size) = open_locked(path, owner, deadline)?;
     let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
     let Document { mut top, tokens } = parse(path, &bytes)?;
     let decision = request.decide(&tokens)?;
@@ -116,7 +117,7 @@ fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
 fn open_locked(
     path: &Utf8Path,
     owner: u32,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<(File, u64), BackendError> {
     loop {
         let mut options = OpenOptions::new();
@@ -132,7 +133,7 @@ fn open_locked(
             Err(e) => return Err(e),
         };
         check_token_file(path, &file, owner)?;
-        flock_exclusive(path, &file, timeout)?;
+        flock_exclusive(path, &file, deadline)?;
         let held = file.metadata().map_err(|e| io_error(path, e))?;
         if fs::symlink_metadata(path).is_ok_and(|now| now.ino() == held.ino()) {
             return Ok((file, held.len()));

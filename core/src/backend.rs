@@ -82,7 +82,19 @@ pub trait TokenDatabase: Send + Sync {
         clock: &dyn Clock,
         jobs: usize,
     ) -> Vec<Result<Imported, BackendError>> {
-        crate::parallel::map(items, jobs, |item| import_and_audit(self, item, clock))
+        crate::parallel::map(items, jobs, |item| {
+            // A bug hit by one user fails that user, not the report of everyone else.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                import_and_audit(self, item, clock)
+            }))
+            .unwrap_or_else(|_| {
+                let source = format!("internal error while importing for {}", item.user).into();
+                Err(BackendError::Other {
+                    backend: "pipeline",
+                    source,
+                })
+            })
+        })
     }
 }
 
@@ -157,7 +169,7 @@ pub enum BackendError {
     Unsafe { location: String, detail: String },
 
     /// Another process holds the lock; the same run can be retried later.
-    #[error("{location} is locked by another process (waited {} s); try again later", waited.as_secs())]
+    #[error("{location} is locked by another process (waited {} s); try again later", waited.as_secs_f64())]
     LockTimeout { location: String, waited: Duration },
 
     #[error("{location}: token file is {what}: this can indicate a compromised server")]

@@ -313,11 +313,16 @@ fn imported(item: &ImportItem, outcome: Result<Imported, BackendError>) -> UserR
             decision,
             audit: Err(source),
         }) => {
+            let token_name = decision.token_name().to_owned();
             let error = UserError::AuditFailed {
-                token_name: decision.token_name().to_owned(),
+                token_name: token_name.clone(),
                 source,
             };
-            UserResult::failed(user, prefix, error)
+            // The token was stored: the report names it, although the user failed.
+            UserResult {
+                token_name: Some(token_name),
+                ..UserResult::failed(user, prefix, error)
+            }
         }
         Ok(Imported {
             decision,

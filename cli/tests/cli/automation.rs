@@ -363,7 +363,14 @@ fn a_closed_stdout_keeps_the_error_lines_and_the_exit_status() {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader); // like `| head -c0`: nobody reads
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
-            .args(["--config", server.config_path().as_str(), "root", "ghost", "res1", "--replace"])
+            .args([
+                "--config",
+                server.config_path().as_str(),
+                "root",
+                "ghost",
+                "res1",
+                "--replace",
+            ])
             .args(format)
             .env_remove("WHMTOKEN_LOG")
             .stdout(writer)
@@ -371,6 +378,46 @@ fn a_closed_stdout_keeps_the_error_lines_and_the_exit_status() {
             .unwrap();
         assert_eq!(output.status.code(), Some(65), "{format:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
-        assert_eq!(stderr, "error: ghost: User ghost is not a reseller.\n", "{format:?}");
+        assert_eq!(
+            stderr, "error: ghost: User ghost is not a reseller.\n",
+            "{format:?}"
+        );
     }
+}
+
+#[test]
+fn a_held_accounting_log_fails_the_audit_but_names_the_stored_token() {
+    let server = server_with_resellers();
+    let lock = server.root().join("var/cpanel/accounting.log.lock");
+    fs::write(&lock, format!("{}\nwhm\n", std::process::id())).unwrap();
+    let (code, report, stderr) =
+        json_report(&server, &["--lock-timeout", "0.2", "root", "res1", "res2"]);
+    assert_eq!(code, 65);
+    for (result, user) in report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["root", "res1", "res2"])
+    {
+        assert_eq!(result["status"], json!("failed"), "{result}");
+        let name = result["token_name"]
+            .as_str()
+            .expect("the stored token is named");
+        let error = result["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("the token was stored as “{name}”")),
+            "{error}"
+        );
+        assert!(
+            error.contains("accounting.log.lock is locked by another process (waited 0.2 s)"),
+            "{error}"
+        );
+        let doc = server.token_document(user).unwrap();
+        assert_eq!(
+            doc["tokens"][server.expected_key(user)]["name"],
+            json!(name)
+        );
+    }
+    assert_eq!(stderr.lines().count(), 3);
+    assert!(server.accounting_lines().is_empty());
 }
