@@ -262,17 +262,22 @@ fn replace_durably(
     folder: &File,
 ) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-    let written = write_synced(&temp, contents, owner)
-        .and_then(|()| fs::rename(&temp, path).map_err(|e| io_error(path, e)));
+    let written = write_synced(&temp, contents, owner).and_then(|new| {
+        fs::rename(&temp, path)
+            .map(|()| new)
+            .map_err(|e| io_error(path, e))
+    });
     if written.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    written?;
+    let _new_file_locked = written?;
     let dir = path.parent().expect("a token file has a folder");
     folder.sync_all().map_err(|e| io_error(dir, e))
 }
 
-fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), BackendError> {
+/// Writes and syncs the new file, flocked as cPanel's writer flocks it; the returned handle
+/// keeps that lock until the caller has renamed the file into place.
+fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<File, BackendError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -280,6 +285,9 @@ fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), Back
         .custom_flags(guarded_flags())
         .open(temp)
         .map_err(|e| io_error(temp, e))?;
+    // New and exclusive: nobody else can hold this lock yet, so it never waits.
+    file.try_lock()
+        .map_err(|e| io_error(temp, io::Error::other(e.to_string())))?;
     if owner == 0 {
         rustix::fs::fchown(
             &file,
@@ -289,7 +297,8 @@ fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<(), Back
         .map_err(|e| io_error(temp, e.into()))?;
     }
     file.write_all(contents).map_err(|e| io_error(temp, e))?;
-    file.sync_all().map_err(|e| io_error(temp, e))
+    file.sync_all().map_err(|e| io_error(temp, e))?;
+    Ok(file)
 }
 
 #[cfg(test)]
