@@ -53,6 +53,15 @@ fn no_arguments_converts_root_into_cpanels_exact_file_shape() {
 
     let base = server.root().join("var/cpanel/authn");
     assert_eq!(mode(server.token_file("root")), 0o600);
+    let owner = fs::metadata(server.token_file("root")).unwrap();
+    let runner = fs::metadata(server.root()).unwrap();
+    if runner.uid() == 0 {
+        assert_eq!(
+            (owner.uid(), owner.gid()),
+            (0, 0),
+            "root:root when run as root"
+        );
+    }
     assert_eq!(mode(base.join("api_tokens_v2/whostmgr")), 0o700);
     assert_eq!(mode(base.join("api_tokens_v2")), 0o711);
     assert_eq!(mode(&base), 0o711);
