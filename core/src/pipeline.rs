@@ -264,14 +264,6 @@ impl Plan {
             .collect();
         Report { results }
     }
-
-    /// The users this plan will write to, in order.
-    pub fn pending(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|i| matches!(i, Planned::Import { .. }))
-            .count()
-    }
 }
 
 /// Writes every planned import and audits each entry written, on up to
