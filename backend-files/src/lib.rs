@@ -54,10 +54,10 @@ type BadLines = Vec<(usize, String)>;
 
 /// A skipped line of `etc/passwd` or `var/cpanel/resellers`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SkippedLine {
-    pub file: Utf8PathBuf,
-    pub line: usize,
-    pub reason: String,
+struct SkippedLine {
+    file: Utf8PathBuf,
+    line: usize,
+    reason: String,
 }
 
 /// cPanel's file layout under `root`. The passwd and resellers data are read once, when
@@ -115,15 +115,6 @@ impl FilesBackend {
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
         self
-    }
-
-    pub fn root(&self) -> &Utf8Path {
-        &self.root
-    }
-
-    /// Lines of `etc/passwd` and `var/cpanel/resellers` that could not be used.
-    pub fn skipped_lines(&self) -> &[SkippedLine] {
-        &self.skipped
     }
 
     /// Where `user`'s WHM token file lives.

@@ -49,7 +49,10 @@ pub(crate) fn check(
     if !meta.file_type().is_file() {
         return Err(unsafe_file(
             path,
-            &format!("it is {}", describe_type(&meta)),
+            &format!(
+                "it is {}",
+                whmtoken_core::backend::describe_file_type(&meta.file_type())
+            ),
         ));
     }
     if meta.nlink() != 1 {
@@ -102,10 +105,6 @@ pub(crate) fn read_bounded(
         ));
     }
     Ok(bytes)
-}
-
-pub(crate) fn describe_type(meta: &Metadata) -> &'static str {
-    whmtoken_core::backend::describe_file_type(&meta.file_type())
 }
 
 pub(crate) fn unsafe_file(path: &Utf8Path, detail: &str) -> BackendError {

@@ -238,7 +238,10 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
     if !meta.is_dir() {
         return Err(unsafe_file(
             folder,
-            &format!("it is {}", crate::safe_fs::describe_type(meta)),
+            &format!(
+                "it is {}",
+                whmtoken_core::backend::describe_file_type(&meta.file_type())
+            ),
         ));
     }
     if meta.uid() != owner || meta.mode() & 0o022 != 0 {

@@ -75,7 +75,7 @@ pub fn bench() -> Result<(), String> {
         converter: release.join("convert_accesshash_to_token"),
         fake_server: release.join("fake-server"),
         floor: release.join("io-floor"),
-        jobs: std::thread::available_parallelism().map_or(4, |n| (n.get() * 4).clamp(4, 16)),
+        jobs: whmtoken_core::pipeline::default_jobs(),
     };
     let out = workspace_root().join("target/bench");
     let mut report = String::from(
