@@ -11,7 +11,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::BackendError;
 
-use crate::lock::{Deadline, DotLock, flock_exclusive};
+use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive};
 use crate::safe_fs::{Expect, check, io_error, open_guarded};
 
 /// The log, opened once per run and appended to under its locks. Threads of this process
@@ -19,6 +19,7 @@ use crate::safe_fs::{Expect, check, io_error, open_guarded};
 #[derive(Debug)]
 pub(crate) struct AccountingLog {
     path: Utf8PathBuf,
+    locks: LockSource,
     open: Mutex<Option<File>>,
     /// Set once a wait for the log's locks timed out: the users after that fail at once
     /// instead of each waiting the whole timeout again.
@@ -27,8 +28,10 @@ pub(crate) struct AccountingLog {
 
 impl AccountingLog {
     pub(crate) fn new(path: Utf8PathBuf) -> Self {
+        let folder = path.parent().expect("the log is in a folder").to_owned();
         Self {
             path,
+            locks: LockSource::new(folder),
             open: Mutex::new(None),
             gave_up: AtomicBool::new(false),
         }
@@ -44,7 +47,7 @@ impl AccountingLog {
         if self.gave_up.load(Ordering::Relaxed) {
             return Err(deadline.missed(&Utf8PathBuf::from(format!("{path}.lock"))));
         }
-        let _dot_lock = DotLock::acquire(path, deadline)
+        let _dot_lock = DotLock::acquire(path, &self.locks, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
         // Reopen when the log was rotated or removed since it was opened.
         let current = std::fs::symlink_metadata(path).ok().map(|m| m.ino());

@@ -74,6 +74,8 @@ pub struct FilesBackend {
     accounting: accounting::AccountingLog,
     /// The `whostmgr` token folder, made, checked and opened (for fsync) once per run.
     token_folder: OnceLock<File>,
+    /// What the token files' dot-locks are linked from.
+    token_locks: lock::LockSource,
 }
 
 impl FilesBackend {
@@ -98,7 +100,6 @@ impl FilesBackend {
             tracing::warn!(file = %s.file, line = s.line, reason = %s.reason, "skipped a line");
         }
         Ok(Self {
-            root,
             accounts,
             resellers,
             skipped,
@@ -108,6 +109,8 @@ impl FilesBackend {
                 config.root.join("var/cpanel/accounting.log"),
             ),
             token_folder: OnceLock::new(),
+            token_locks: lock::LockSource::new(root.join(token_file::TOKEN_FOLDER)),
+            root,
         })
     }
 
@@ -119,9 +122,9 @@ impl FilesBackend {
 
     /// Where `user`'s WHM token file lives.
     pub fn token_file(&self, user: &UserName) -> Utf8PathBuf {
-        self.root.join(format!(
-            "var/cpanel/authn/api_tokens_v2/whostmgr/{user}.json"
-        ))
+        self.root
+            .join(token_file::TOKEN_FOLDER)
+            .join(format!("{user}.json"))
     }
 
     fn token_folder(&self) -> Result<&File, BackendError> {
@@ -210,6 +213,7 @@ impl TokenDatabase for FilesBackend {
             self.token_owner,
             self.lock_timeout,
             self.token_folder()?,
+            &self.token_locks,
         )
     }
 

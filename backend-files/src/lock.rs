@@ -1,10 +1,18 @@
 //! cPanel's lock protocol for a data file (reference 2.7): a `<file>.lock` dot-lock made
 //! with `link()`, then `flock(LOCK_EX)` on the data file itself. Whoever follows the same
 //! protocol (WHM's own token writer, another converter) is excluded while we hold both.
+//!
+//! cPanel writes a new temporary file for every dot-lock and links it into place. What such
+//! a file holds (`<pid>\n<program>\n`) is the same for every lock one process takes, so a
+//! [`LockSource`] writes it once per folder and links that one file to each `<file>.lock`:
+//! the locks are the same to every reader, without creating and deleting an inode per lock
+//! (on a busy folder that churn, and the folder lock it takes, cost more CPU than the
+//! fsyncs).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -15,6 +23,9 @@ use crate::safe_fs::{guarded_flags, io_error};
 /// cPanel breaks a dot-lock older than this even when its owner seems alive.
 const STALE_AFTER: Duration = Duration::from_secs(300);
 const MAX_LOCK_FILE: u64 = 4096;
+/// A lock's age is its source file's age: sources are replaced this often, so that a lock
+/// never looks anywhere near [`STALE_AFTER`] to another process.
+const RENEW_SOURCE_AFTER: Duration = Duration::from_secs(10);
 
 /// One bound on all the waiting of one locked operation (its dot-lock and its flock), so
 /// that `--lock-timeout` bounds the operation, not each wait in it.
@@ -51,15 +62,66 @@ pub(crate) struct DotLock {
 }
 
 impl DotLock {
-    /// Takes `<target>.lock`, breaking it when stale, waiting until `deadline` while a live
-    /// process holds it.
-    pub(crate) fn acquire(target: &Utf8Path, deadline: Deadline) -> Result<Self, BackendError> {
+    /// Takes `<target>.lock` by linking `source`'s file to it, breaking the lock when stale,
+    /// waiting until `deadline` while a live process holds it.
+    pub(crate) fn acquire(
+        target: &Utf8Path,
+        source: &LockSource,
+        deadline: Deadline,
+    ) -> Result<Self, BackendError> {
         let path = Utf8PathBuf::from(format!("{target}.lock"));
-        let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-        write_lock_contents(&temp)?;
-        let taken = take_by_link(&temp, &path, deadline);
-        let _ = fs::remove_file(&temp);
-        taken.map(|()| Self { path })
+        take_by_link(source, &path, deadline)?;
+        Ok(Self { path })
+    }
+}
+
+/// This process's dot-lock contents in one folder, linked to every `<file>.lock` taken
+/// there. The file is named `whmtoken.lock-<suffix>`, renewed every few seconds, and
+/// removed once the source and every lock taken from it are done with it.
+#[derive(Debug)]
+pub(crate) struct LockSource {
+    folder: Utf8PathBuf,
+    current: Mutex<Option<Arc<SourceFile>>>,
+}
+
+#[derive(Debug)]
+struct SourceFile {
+    path: Utf8PathBuf,
+    made: Instant,
+}
+
+impl LockSource {
+    /// A source for locks on files in `folder`; nothing is written until the first lock.
+    pub(crate) fn new(folder: Utf8PathBuf) -> Self {
+        Self {
+            folder,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The file to link, made or renewed when missing or no longer fresh.
+    fn file(&self, renew: bool) -> Result<Arc<SourceFile>, BackendError> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = current.as_ref()
+            && !renew
+            && file.made.elapsed() < RENEW_SOURCE_AFTER
+        {
+            return Ok(Arc::clone(file));
+        }
+        let path = self
+            .folder
+            .join(format!("whmtoken.lock-{}", unique_suffix()));
+        let made = Instant::now();
+        write_lock_contents(&path)?;
+        let file = Arc::new(SourceFile { path, made });
+        *current = Some(Arc::clone(&file));
+        Ok(file)
+    }
+}
+
+impl Drop for SourceFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -83,14 +145,26 @@ fn write_lock_contents(temp: &Utf8Path) -> Result<(), BackendError> {
         .map_err(|e| io_error(temp, e))
 }
 
-fn take_by_link(temp: &Utf8Path, path: &Utf8Path, deadline: Deadline) -> Result<(), BackendError> {
+fn take_by_link(
+    source: &LockSource,
+    path: &Utf8Path,
+    deadline: Deadline,
+) -> Result<(), BackendError> {
     let mut pause = Duration::from_millis(2);
+    let mut renew = false;
     loop {
-        match fs::hard_link(temp, path) {
+        let file = source.file(renew)?;
+        match fs::hard_link(&file.path, path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // The source file was removed behind our back: write a new one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !renew => {
+                renew = true;
+                continue;
+            }
             Err(e) => return Err(io_error(path, e)),
         }
+        renew = false;
         if break_if_stale(path)? {
             continue;
         }
@@ -205,4 +279,69 @@ fn lock_contents() -> &'static str {
             );
         format!("{}\n{program}\n", std::process::id())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder() -> (tempfile::TempDir, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        (dir, path)
+    }
+
+    fn names(folder: &Utf8Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn locks_from_one_source_name_this_process_and_leave_nothing_behind() {
+        let (_dir, folder) = folder();
+        let source = LockSource::new(folder.clone());
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let a = DotLock::acquire(&folder.join("a.json"), &source, deadline).unwrap();
+        let b = DotLock::acquire(&folder.join("b.json"), &source, deadline).unwrap();
+        for lock in ["a.json.lock", "b.json.lock"] {
+            let path = folder.join(lock);
+            let contents = fs::read_to_string(&path).unwrap();
+            let pid = std::process::id().to_string();
+            assert_eq!(contents.lines().next(), Some(pid.as_str()), "{lock}");
+            let (_, stale) = inspect(&path).unwrap().unwrap();
+            assert!(!stale, "{lock} is a live lock");
+        }
+
+        let short = Deadline::after(Duration::from_millis(50));
+        let held = DotLock::acquire(&folder.join("a.json"), &source, short).unwrap_err();
+        assert!(
+            matches!(held, BackendError::LockTimeout { .. }),
+            "a held lock is not taken twice: {held}"
+        );
+
+        drop((a, b));
+        assert_eq!(names(&folder).len(), 1, "only the source file is left");
+        drop(source);
+        assert!(names(&folder).is_empty(), "{:?}", names(&folder));
+    }
+
+    #[test]
+    fn a_source_file_removed_behind_its_back_is_written_again() {
+        let (_dir, folder) = folder();
+        let source = LockSource::new(folder.clone());
+        let deadline = Deadline::after(Duration::from_secs(5));
+        drop(DotLock::acquire(&folder.join("a.json"), &source, deadline).unwrap());
+        for name in names(&folder) {
+            fs::remove_file(folder.join(name)).unwrap();
+        }
+        let lock = DotLock::acquire(&folder.join("a.json"), &source, deadline).unwrap();
+        let contents = fs::read_to_string(folder.join("a.json.lock")).unwrap();
+        assert_eq!(contents, lock_contents());
+        drop((lock, source));
+        assert!(names(&folder).is_empty(), "{:?}", names(&folder));
+    }
 }

@@ -10,7 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value};
 use whmtoken_core::{BackendError, Decision, ImportRequest, TokenSet};
 
-use crate::lock::{Deadline, DotLock, flock_exclusive, unique_suffix};
+use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive, unique_suffix};
 use crate::safe_fs::{
     Expect, check, corrupt, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file,
 };
@@ -18,12 +18,15 @@ use crate::safe_fs::{
 /// Token files larger than this are refused rather than parsed.
 pub(crate) const MAX_TOKEN_FILE: u64 = 16 << 20;
 
+/// Where WHM's token files are, under the server root.
+pub(crate) const TOKEN_FOLDER: &str = "var/cpanel/authn/api_tokens_v2/whostmgr";
+
 /// The folders above a token file, from the top, with the modes cPanel creates them with.
 const TOKEN_DIRS: [(&str, u32); 4] = [
     ("var/cpanel", 0o755),
     ("var/cpanel/authn", 0o711),
     ("var/cpanel/authn/api_tokens_v2", 0o711),
-    ("var/cpanel/authn/api_tokens_v2/whostmgr", 0o700),
+    (TOKEN_FOLDER, 0o700),
 ];
 
 /// The parsed document: every top-level key as it was, and the token set.
@@ -62,9 +65,10 @@ pub(crate) fn import(
     owner: u32,
     timeout: Duration,
     folder: &File,
+    locks: &LockSource,
 ) -> Result<Decision, BackendError> {
     let deadline = Deadline::after(timeout);
-    let _dot_lock = DotLock::acquire(path, deadline)?;
+    let _dot_lock = DotLock::acquire(path, locks, deadline)?;
     let (file, size) = open_locked(path, owner, deadline)?;
     let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
     let Document { mut top, tokens } = parse(path, &bytes)?;
