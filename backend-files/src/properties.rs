@@ -3,7 +3,6 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use rand::SeedableRng;
 use whmtoken_core::{Decision, ImportRequest, Restrictions, TokenHash, TokenSet};
 
 proptest! {
@@ -31,11 +30,10 @@ proptest! {
         let backend = crate::FilesBackend::open(&crate::FilesConfig { root: root.to_owned() }).unwrap();
         let user = whmtoken_core::UserName::root();
         let restrictions = Restrictions { acls, expires_at: expires, whitelist_ips: None };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut written = Vec::new();
         for (i, secret) in secrets.iter().enumerate() {
             let hash = TokenHash::of_secret(&secret.to_le_bytes());
-            let request = ImportRequest::new(hash.clone(), 1_700_000_000 + i as i64, restrictions.clone(), false, &mut rng);
+            let request = ImportRequest::new(hash.clone(), 1_700_000_000 + i as i64, restrictions.clone(), false, i as u64);
             use whmtoken_core::TokenDatabase;
             if let Decision::Write { entry, .. } = backend.import(&user, &request).unwrap() {
                 written.push((hash, entry));

@@ -2,11 +2,20 @@
 //! users instead of two per user, with prepared statements. One user's failure undoes
 //! nothing of the others': a failed decision writes nothing, and should a write fail, the
 //! chunk is rolled back and done again with a savepoint around each user.
+//!
+//! While the writing connection holds the write lock, a second connection reads each
+//! user's tokens and decides on another thread, a few users ahead of the writes. Its read
+//! transaction starts after the write lock was taken, so it sees exactly what the writer
+//! sees: nobody else can commit meanwhile, and the writer's own changes are to other users
+//! (a run holds each user once).
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior, params};
 use whmtoken_core::{AuditEvent, BackendError, Clock, Decision, ImportItem, Imported};
 
 use crate::error::Site;
+use crate::open;
 use crate::tokens::{SELECT_TOKENS, UPSERT_TOKEN, read_with};
 
 /// Users committed together. Bounds how much one failed commit can take with it.
@@ -21,9 +30,13 @@ pub(crate) fn import_all(
     clock: &dyn Clock,
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(items.len());
+    // Without a second connection, the writing one reads too.
+    let mut reader = open::reader(site).ok();
     for chunk in items.chunks(CHUNK) {
-        let done = match import_chunk(conn, site, chunk, clock, false) {
-            Ok(None) => import_chunk(conn, site, chunk, clock, true),
+        let mut attempt =
+            |guarded| import_chunk(conn, reader.as_mut(), site, chunk, clock, guarded);
+        let done = match attempt(false) {
+            Ok(None) => attempt(true),
             other => other,
         };
         match done {
@@ -46,7 +59,6 @@ pub(crate) fn import_all(
 
 /// The statements one chunk uses, prepared once.
 struct Statements<'t> {
-    select: Statement<'t>,
     upsert: Statement<'t>,
     audit: Statement<'t>,
 }
@@ -55,23 +67,122 @@ struct Statements<'t> {
 /// rolled back) at the first failed write; guarded, it wraps each user in a savepoint.
 fn import_chunk(
     conn: &mut Connection,
+    reader: Option<&mut Connection>,
     site: &Site,
     chunk: &[ImportItem],
     clock: &dyn Clock,
     guarded: bool,
 ) -> rusqlite::Result<Option<Vec<Outcome>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes = std::thread::scope(|scope| {
+        let decisions = match reader {
+            Some(reader) => {
+                let (send, receive) = sync_channel(LOOKAHEAD);
+                scope.spawn(move || decide_ahead(reader, site, chunk, &send));
+                Decisions::Ahead(receive)
+            }
+            None => Decisions::Here(tx.prepare(SELECT_TOKENS)?),
+        };
+        write_chunk(&tx, decisions, site, chunk, clock, guarded)
+        // Leaving the scope waits for the reader, which stops once `decisions` is gone.
+    })?;
+    if outcomes.is_some() {
+        tx.commit()?;
+    }
+    Ok(outcomes)
+}
+
+/// How far the reading connection may run ahead of the writes.
+const LOOKAHEAD: usize = 256;
+
+/// Where the decisions of a chunk come from.
+enum Decisions<'t> {
+    /// Made on another thread, in the chunk's order.
+    Ahead(Receiver<Result<Decision, BackendError>>),
+    /// Made here, through the writing transaction.
+    Here(Statement<'t>),
+}
+
+impl Decisions<'_> {
+    fn next(&mut self, site: &Site, item: &ImportItem) -> Result<Decision, BackendError> {
+        match self {
+            Self::Ahead(receive) => receive.recv().unwrap_or_else(|_| {
+                Err(BackendError::Other {
+                    backend: "sqlite",
+                    source: "the reading connection stopped early".into(),
+                })
+            }),
+            Self::Here(select) => decide(select, site, item),
+        }
+    }
+}
+
+fn decide(
+    select: &mut Statement<'_>,
+    site: &Site,
+    item: &ImportItem,
+) -> Result<Decision, BackendError> {
+    let tokens = read_with(select, site, item.user.as_str())?;
+    Ok(item.request.decide(&tokens)?)
+}
+
+/// Sends a decision for each user of `chunk`, in order, read in a transaction of `reader`'s
+/// own; stops when the writer stops listening.
+fn decide_ahead(
+    reader: &mut Connection,
+    site: &Site,
+    chunk: &[ImportItem],
+    send: &SyncSender<Result<Decision, BackendError>>,
+) {
+    let tx = match reader.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(send, chunk, &site.sql(None, e)),
+    };
+    let mut select = match tx.prepare(SELECT_TOKENS) {
+        Ok(select) => select,
+        Err(e) => return fail_all(send, chunk, &site.sql(Some("tokens"), e)),
+    };
+    for item in chunk {
+        if send.send(decide(&mut select, site, item)).is_err() {
+            return;
+        }
+    }
+    // Dropping `tx` ends the read transaction; it changed nothing.
+}
+
+fn fail_all(
+    send: &SyncSender<Result<Decision, BackendError>>,
+    chunk: &[ImportItem],
+    error: &BackendError,
+) {
+    for _ in chunk {
+        let source = format!("nothing was stored: {error}").into();
+        let failed = BackendError::Other {
+            backend: "sqlite",
+            source,
+        };
+        if send.send(Err(failed)).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_chunk(
+    tx: &Transaction<'_>,
+    mut decisions: Decisions<'_>,
+    site: &Site,
+    chunk: &[ImportItem],
+    clock: &dyn Clock,
+    guarded: bool,
+) -> rusqlite::Result<Option<Vec<Outcome>>> {
     let mut outcomes = Vec::with_capacity(chunk.len());
     {
         let mut statements = Statements {
-            select: tx.prepare(SELECT_TOKENS)?,
             upsert: tx.prepare(UPSERT_TOKEN)?,
             audit: tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?,
         };
         for item in chunk {
-            let decision = read_with(&mut statements.select, site, item.user.as_str())
-                .and_then(|tokens| Ok(item.request.decide(&tokens)?));
-            let decision = match decision {
+            let decision = match decisions.next(site, item) {
                 Ok(decision) => decision,
                 Err(e) => {
                     outcomes.push(Err(e));
@@ -80,13 +191,13 @@ fn import_chunk(
             };
             if let Decision::Write { entry, .. } = &decision {
                 let written = if guarded {
-                    in_savepoint(&tx, || write(&mut statements, site, item, entry, clock))?
+                    in_savepoint(tx, || write(&mut statements, site, item, entry, clock))?
                 } else {
                     write(&mut statements, site, item, entry, clock)
                 };
                 match written {
                     Ok(()) => {}
-                    Err(_) if !guarded => return Ok(None), // dropping `tx` rolls back
+                    Err(_) if !guarded => return Ok(None), // the caller rolls back
                     Err(e) => {
                         outcomes.push(Err(e));
                         continue;
@@ -99,7 +210,6 @@ fn import_chunk(
             }));
         }
     }
-    tx.commit()?;
     Ok(Some(outcomes))
 }
 

@@ -12,14 +12,15 @@
 //! | WHM API tokens: one row per entry, the entry kept as cPanel's JSON text | table `tokens` |
 //! | audit lines (`accounting.log`) | table `accounting` |
 //!
-//! Every write is its own `BEGIN IMMEDIATE` transaction, so one user's failure never undoes
-//! another user's import. Readers never wait for writers (WAL); writers wait for each
-//! other up to the lock timeout, then fail with a retryable
-//! [`BackendError::LockTimeout`].
+//! Every write is a `BEGIN IMMEDIATE` transaction (a run's imports are batched, with a
+//! savepoint per user when a write fails), so one user's failure never undoes another
+//! user's import. Readers never wait for writers (WAL); writers wait for each other up to
+//! the lock timeout, then fail with a retryable [`BackendError::LockTimeout`].
 
 mod batch;
 mod error;
 mod open;
+mod readers;
 mod schema;
 mod tokens;
 
@@ -74,6 +75,8 @@ pub struct SqliteConfig {
 pub struct SqliteBackend {
     site: Site,
     conn: Mutex<Connection>,
+    /// Extra connections for the grouped reads of planning.
+    readers: readers::Readers,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -91,20 +94,23 @@ impl SqliteBackend {
     pub fn open(config: &SqliteConfig) -> Result<Self, BackendError> {
         let site = Site::new(&config.path, DEFAULT_LOCK_TIMEOUT);
         let conn = open::existing(&site)?;
-        Ok(Self {
-            site,
-            conn: Mutex::new(conn),
-        })
+        Ok(Self::with_connection(site, conn))
     }
 
     /// Creates a new, empty server at `path`, mode 0600. The file must not exist yet.
     pub fn create(path: &Utf8Path) -> Result<Self, BackendError> {
         let site = Site::new(path, DEFAULT_LOCK_TIMEOUT);
         let conn = open::new(&site)?;
-        Ok(Self {
+        Ok(Self::with_connection(site, conn))
+    }
+
+    fn with_connection(site: Site, conn: Connection) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
             site,
             conn: Mutex::new(conn),
-        })
+            readers: readers::Readers::new(cores),
+        }
     }
 
     /// How long a write waits for another writer (SQLite's `busy_timeout`).
@@ -238,6 +244,15 @@ impl SqliteBackend {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs a read on a reader connection of its own when one is free (during grouped
+    /// reads), otherwise on the main connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        match self.readers.checkout(&self.site) {
+            Some(reader) => f(&reader),
+            None => f(&self.lock()),
+        }
+    }
+
     /// Runs `f` in its own `BEGIN IMMEDIATE` transaction and commits it; an error rolls
     /// it back.
     fn write<T>(
@@ -276,11 +291,11 @@ impl UserDirectory for SqliteBackend {
         let name = user.as_str();
         let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
         let acls: Option<Option<String>> = self
-            .lock()
-            .prepare_cached("SELECT reseller_acls FROM users WHERE name = ?1")
-            .map_err(sql)?
-            .query_row([name], |row| row.get(0))
-            .optional()
+            .read(|conn| {
+                conn.prepare_cached("SELECT reseller_acls FROM users WHERE name = ?1")?
+                    .query_row([name], |row| row.get(0))
+                    .optional()
+            })
             .map_err(sql)?;
         let Some(Some(acls)) = acls else {
             return Ok(WhmRole::NotReseller);
@@ -312,8 +327,17 @@ impl UserDirectory for SqliteBackend {
 
 impl AccessHashSource for SqliteBackend {
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
+        self.read(|conn| self.access_hash_with(conn, user))
+    }
+}
+
+impl SqliteBackend {
+    fn access_hash_with(
+        &self,
+        conn: &Connection,
+        user: &UserName,
+    ) -> Result<Option<AccessHash>, BackendError> {
         let name = user.as_str();
-        let conn = self.lock();
         let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
         let mut stmt = conn
             .prepare_cached("SELECT access_hash FROM users WHERE name = ?1")
@@ -347,7 +371,7 @@ impl AccessHashSource for SqliteBackend {
 
 impl TokenDatabase for SqliteBackend {
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
-        tokens::read(&self.lock(), &self.site, user.as_str())
+        self.read(|conn| tokens::read(conn, &self.site, user.as_str()))
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
@@ -389,10 +413,14 @@ impl Backend for SqliteBackend {
     }
 
     /// One deferred read transaction around all of `reads`: one lock and one schema check
-    /// instead of one per query. Should it fail to open, the reads run without it.
+    /// instead of one per query (should it fail to open, the reads run without it). Reads
+    /// made from several threads meanwhile go through extra connections, one per core,
+    /// each in a read transaction of its own.
     fn read_together(&self, reads: &mut dyn FnMut()) {
         let began = self.lock().execute_batch("BEGIN DEFERRED").is_ok();
+        self.readers.begin();
         reads();
+        self.readers.end();
         if began {
             let _ = self.lock().execute_batch("COMMIT");
         }

@@ -31,6 +31,21 @@ pub(crate) fn existing(site: &Site) -> Result<Connection, BackendError> {
     Ok(conn)
 }
 
+/// Another connection to the database `existing` opened, for reading only. Its page cache
+/// is kept small: its reads are lookups by user, spread over the whole file, which a large
+/// cache would not keep anyway.
+pub(crate) fn reader(site: &Site) -> Result<Connection, BackendError> {
+    let sql = |e| site.sql(None, e);
+    let conn = connect(site)?;
+    set_busy_timeout(&conn, site.waited).map_err(sql)?;
+    conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+        .map_err(sql)?;
+    Ok(conn)
+}
+
+/// A reader's page cache, in KiB as `PRAGMA cache_size` takes it (negative: KiB).
+const READER_CACHE_KIB: i64 = -256;
+
 /// Creates a new database at `site.path` (which must not exist yet), mode 0600, with the
 /// current schema.
 pub(crate) fn new(site: &Site) -> Result<Connection, BackendError> {

@@ -13,8 +13,10 @@ use whmtoken_core::{BackendError, TokenEntry, TokenHash, TokenSet};
 
 use crate::error::Site;
 
-/// Selects a user's tokens in the order they were first stored; see [`read_with`].
-pub(crate) const SELECT_TOKENS: &str = "SELECT hash, entry FROM tokens WHERE user = ?1 ORDER BY id";
+/// Selects a user's tokens; see [`read_with`]. They are put in order (`id`) after reading:
+/// an `ORDER BY` here sorts in a temporary b-tree, and SQLite re-prepares such a statement
+/// every time it is bound to another user.
+pub(crate) const SELECT_TOKENS: &str = "SELECT id, hash, entry FROM tokens WHERE user = ?1";
 
 /// The user's tokens in the order they were first stored.
 pub(crate) fn read(conn: &Connection, site: &Site, user: &str) -> Result<TokenSet, BackendError> {
@@ -31,14 +33,14 @@ pub(crate) fn read_with(
     user: &str,
 ) -> Result<TokenSet, BackendError> {
     let sql = |e| site.sql_for(Some("tokens"), Some(user), e);
-    let rows = stmt
-        .query_map([user], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })
+    let mut rows: Vec<(i64, String, String)> = stmt
+        .query_map([user], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
         .map_err(sql)?;
-    let mut entries = Vec::new();
-    for row in rows {
-        let (key, text) = row.map_err(sql)?;
+    rows.sort_unstable_by_key(|(id, ..)| *id);
+    let mut entries = Vec::with_capacity(rows.len());
+    for (_, key, text) in rows {
         let corrupt = |detail: String| site.corrupt("tokens", Some(user), detail);
         let hash = TokenHash::parse(&key).map_err(|e| corrupt(format!("token key {e}")))?;
         let entry = serde_json::from_str(&text)

@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use whmtoken_backend_sqlite::{SqliteBackend, SqliteConfig};
 use whmtoken_core::clock::{Clock, FixedClock};
 use whmtoken_core::import::NAME_ATTEMPTS;
 use whmtoken_core::{
-    AccessHashSource, AuditEvent, Backend, BackendError, Decision, ImportError, ImportRequest,
-    Privileges, Restrictions, TokenDatabase, TokenHash, UserDirectory, UserName, WhmRole,
+    AccessHashSource, AuditEvent, Backend, BackendError, Decision, ImportError, ImportItem,
+    ImportRequest, Privileges, Restrictions, TokenDatabase, TokenHash, UserDirectory, UserName,
+    WhmRole,
 };
 
 struct Server {
@@ -55,7 +54,7 @@ fn request(secret: &[u8], now: i64, replace: bool, seed: u64) -> ImportRequest {
         now,
         Restrictions::default(),
         replace,
-        &mut StdRng::seed_from_u64(seed),
+        seed,
     )
 }
 
@@ -534,6 +533,47 @@ fn dump_is_canonical_and_lists_only_users_with_tokens() {
         serde_json::to_string(entry).unwrap(),
         r#"{"aa":{"x":2,"y":1},"name":"b","zz":1}"#
     );
+}
+
+#[test]
+fn a_refused_write_fails_that_user_alone_and_the_others_are_stored() {
+    let s = seeded();
+    rusqlite::Connection::open(&s.path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse_res2 BEFORE INSERT ON tokens WHEN NEW.user = 'res2'
+             BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END;",
+        )
+        .unwrap();
+    let names = ["res1", "res2", "boss"];
+    let items = names.map(|u| ImportItem {
+        user: user(u),
+        request: request(u.as_bytes(), 1000, false, 1),
+    });
+    let outcomes = s.backend.import_all(&items, &FixedClock::at(1000), 4);
+
+    assert_eq!(outcomes.len(), 3);
+    for (u, outcome) in names.iter().zip(&outcomes) {
+        match (*u, outcome) {
+            ("res2", Err(e)) => assert!(
+                e.to_string().contains("refused by a test trigger"),
+                "res2: {e}"
+            ),
+            ("res2", Ok(_)) => panic!("res2 was refused by the trigger"),
+            (_, Err(e)) => panic!("{u}: {e}"),
+            (_, Ok(imported)) => assert!(imported.audit.is_ok(), "{u}"),
+        }
+    }
+    let dump = reopen(&s.path).dump().unwrap();
+    for u in ["res1", "boss"] {
+        assert!(
+            tokens_of(&dump, u)[hash(u.as_bytes()).as_str()].is_object(),
+            "{u}'s token is stored: {dump}"
+        );
+    }
+    assert_eq!(tokens_of(&dump, "res2"), Value::Null, "nothing for res2");
+    let lines = dump["accounting"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "one audit line per stored token: {lines:?}");
 }
 
 /// Each of `threads` imports `per_thread` keys into `res1`; key `i` of every thread is

@@ -148,7 +148,7 @@ fn run() -> Result<ExitCode, CliError> {
 
 fn convert(backend: &dyn Backend, users: &[String], options: &RunOptions, jobs: usize) -> Report {
     let clock = SystemClock;
-    let plan = pipeline::plan(backend, users, options, &clock, &mut rand::rng());
+    let plan = pipeline::plan(backend, users, options, &clock, &mut rand::rng(), jobs);
     if options.dry_run {
         plan.preview()
     } else {

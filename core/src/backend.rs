@@ -136,9 +136,9 @@ pub trait Backend: UserDirectory + AccessHashSource + TokenDatabase + fmt::Debug
     /// Its `kind` in the config file and in `--json` output (`files`, `sqlite`, ...).
     fn kind(&self) -> &'static str;
 
-    /// Runs `reads` so that every read it makes sees one consistent state of the store. A
-    /// transactional backend opens one read transaction for them all instead of one per
-    /// query; the default just runs them. `reads` must not write.
+    /// Runs `reads`, a run's planning, which reads from up to `--jobs` threads at once and
+    /// never writes. A transactional backend can group those reads into a few read
+    /// transactions instead of one per query; the default just runs them.
     fn read_together(&self, reads: &mut dyn FnMut()) {
         reads();
     }

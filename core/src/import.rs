@@ -2,7 +2,7 @@
 //! that a backend evaluates under its own lock.
 
 use rand::rngs::StdRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::restrictions::Restrictions;
 use crate::secret::TokenHash;
@@ -57,17 +57,18 @@ pub enum ImportError {
 }
 
 impl ImportRequest {
+    /// `suffix_seed` picks the fallback names' suffixes: give each request a random one.
     pub fn new(
         hash: TokenHash,
         now: i64,
         restrictions: Restrictions,
         replace: bool,
-        rng: &mut impl Rng,
+        suffix_seed: u64,
     ) -> Self {
         Self {
             hash,
             base_name: format!("accesshash-{now}"),
-            suffix_seed: rng.random(),
+            suffix_seed,
             create_time: now,
             restrictions,
             replace,
@@ -128,13 +129,12 @@ mod tests {
     use super::*;
 
     fn request(replace: bool) -> ImportRequest {
-        let mut rng = StdRng::seed_from_u64(7);
         ImportRequest::new(
             TokenHash::of_secret(b"k"),
             1000,
             Restrictions::default(),
             replace,
-            &mut rng,
+            7,
         )
     }
 

@@ -4,11 +4,12 @@
 //! user never stops the others. A dry run is a plan turned into a report with
 //! [`Plan::preview`]: it makes every read and check a real run makes and writes nothing.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 use crate::backend::{Backend, BackendError, ImportItem, Imported, WhmRole};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
+use crate::parallel;
 use crate::restrictions::Restrictions;
 use crate::user::{InvalidUserName, UserName};
 
@@ -137,7 +138,8 @@ enum Planned {
     Import {
         user: UserName,
         request: ImportRequest,
-        preview: Option<Decision>,
+        /// Only in dry runs; boxed, as a real run plans many of these without one.
+        preview: Option<Box<Decision>>,
     },
 }
 
@@ -147,23 +149,27 @@ pub struct Plan {
     items: Vec<Planned>,
 }
 
-/// Reads and checks every user in `users` (each at most once, first occurrence kept).
+/// Reads and checks every user in `users` (each at most once, first occurrence kept), on
+/// up to `jobs` threads; the plan keeps the users' order.
 pub fn plan(
     backend: &dyn Backend,
     users: &[String],
     options: &RunOptions,
     clock: &dyn Clock,
     rng: &mut impl Rng,
+    jobs: usize,
 ) -> Plan {
     let mut seen = std::collections::HashSet::new();
-    let mut items = Vec::with_capacity(users.len());
+    let unique: Vec<(&str, u64)> = users
+        .iter()
+        .filter(|u| seen.insert(u.as_str()))
+        .map(|u| (u.as_str(), rng.random()))
+        .collect();
+    let mut items = Vec::new();
     backend.read_together(&mut || {
-        items.extend(
-            users
-                .iter()
-                .filter(|u| seen.insert(u.as_str()))
-                .map(|raw| plan_user(backend, raw, options, clock, rng)),
-        );
+        items = parallel::map(&unique, jobs, |&(raw, suffix_seed)| {
+            plan_user(backend, raw, options, clock, suffix_seed)
+        });
     });
     Plan { items }
 }
@@ -173,7 +179,7 @@ fn plan_user(
     raw: &str,
     options: &RunOptions,
     clock: &dyn Clock,
-    rng: &mut impl Rng,
+    suffix_seed: u64,
 ) -> Planned {
     let settle = Planned::Settled;
     let user = match UserName::new(raw) {
@@ -218,7 +224,7 @@ fn plan_user(
         now,
         options.restrictions.clone(),
         options.replace,
-        rng,
+        suffix_seed,
     );
     let preview = if options.dry_run {
         let decided = backend
@@ -230,7 +236,7 @@ fn plan_user(
                     .map_err(|e| BackendError::from(e).into())
             });
         match decided {
-            Ok(decision) => Some(decision),
+            Ok(decision) => Some(Box::new(decision)),
             Err(e) => return settle(UserResult::failed(raw, prefix, e)),
         }
     } else {
