@@ -84,6 +84,7 @@ pub fn bench() -> Result<(), String> {
     );
     let mut notes = String::new();
     let mut file_medians = Vec::new();
+    let copies = Copies::new(out.join("work"))?;
     for case in &CASES {
         let template = out.join(format!("{}-{}", case.backend, case.resellers));
         if !template.join("whmtoken.toml").exists() {
@@ -103,7 +104,7 @@ pub fn bench() -> Result<(), String> {
                     .arg(&template),
             )?;
         }
-        let measured = measure(&tools, case, &template, &out.join("work"))?;
+        let measured = measure(&tools, case, &template, &copies)?;
         eprintln!("xtask: {} {}: done", case.backend, case.resellers);
         let users = case.resellers as f64;
         let conv = median(measured.converter.iter().map(|s| s.wall));
@@ -194,42 +195,35 @@ struct Measured {
     dry_run: Option<f64>,
 }
 
-fn measure(tools: &Tools, case: &Case, template: &Path, work: &Path) -> Result<Measured, String> {
-    let config = work.join("whmtoken.toml");
+fn measure(tools: &Tools, case: &Case, template: &Path, work: &Copies) -> Result<Measured, String> {
     let mut converter = Vec::new();
     let mut floor_serial = Vec::new();
     let mut floor_threaded = Vec::new();
     let mut dry_runs = Vec::new();
-    let floor = |threads: usize| -> Command {
+    let convert = |copy: &Path, extra: &[&str]| -> Command {
+        let mut c = Command::new(&tools.converter);
+        c.arg("--config")
+            .arg(copy.join("whmtoken.toml"))
+            .arg("--all-resellers")
+            .args(extra);
+        c
+    };
+    let floor = |copy: &Path, threads: usize| -> Command {
         let mut c = Command::new(&tools.floor);
         if case.backend == "files" {
-            c.arg("files").arg(work).arg(threads.to_string());
+            c.arg("files").arg(copy).arg(threads.to_string());
         } else {
-            c.arg("sqlite").arg(work.join("server.db"));
+            c.arg("sqlite").arg(copy.join("server.db"));
         }
         c
     };
     for _ in 0..case.repeats {
-        fresh_copy(template, work)?;
-        converter.push(timed(
-            Command::new(&tools.converter)
-                .arg("--config")
-                .arg(&config)
-                .arg("--all-resellers"),
-        )?);
-        fresh_copy(template, work)?;
-        floor_serial.push(timed(&mut floor(1))?);
+        converter.push(timed(&mut convert(&work.fresh(template)?, &[]))?);
+        floor_serial.push(timed(&mut floor(&work.fresh(template)?, 1))?);
         if case.backend == "files" {
-            fresh_copy(template, work)?;
-            floor_threaded.push(timed(&mut floor(tools.jobs))?);
+            floor_threaded.push(timed(&mut floor(&work.fresh(template)?, tools.jobs))?);
             if case.resellers >= 10_000 {
-                fresh_copy(template, work)?;
-                let dry = timed(
-                    Command::new(&tools.converter)
-                        .arg("--config")
-                        .arg(&config)
-                        .args(["--all-resellers", "--dry-run"]),
-                )?;
+                let dry = timed(&mut convert(&work.fresh(template)?, &["--dry-run"]))?;
                 dry_runs.push(dry.wall);
             }
         }
@@ -242,13 +236,45 @@ fn measure(tools: &Tools, case: &Case, template: &Path, work: &Path) -> Result<M
     })
 }
 
-fn fresh_copy(template: &Path, work: &Path) -> Result<(), String> {
-    if work.exists() {
-        std::fs::remove_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+/// Fresh copies of the templates, one per timed run, all removed when the bench ends.
+///
+/// None is removed before that: ext4 without a journal (these machines' disks) skips, for
+/// every new inode, the inodes deleted in the last few minutes, so deleting a 30,000-file
+/// copy right before a run slows that run's file creations by an amount that grows with
+/// the size of the copy, not with the work being measured.
+struct Copies {
+    folder: PathBuf,
+    made: std::cell::Cell<usize>,
+}
+
+impl Copies {
+    fn new(folder: PathBuf) -> Result<Self, String> {
+        if folder.exists() {
+            // Left by an interrupted bench.
+            std::fs::remove_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        }
+        std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        Ok(Self {
+            folder,
+            made: std::cell::Cell::new(0),
+        })
     }
-    run_quiet(Command::new("cp").arg("-a").arg(template).arg(work))?;
-    // Start every timed run from the same place: dirty pages of the copy written out.
-    run_quiet(&mut Command::new("sync"))
+
+    fn fresh(&self, template: &Path) -> Result<PathBuf, String> {
+        let n = self.made.get();
+        self.made.set(n + 1);
+        let copy = self.folder.join(n.to_string());
+        run_quiet(Command::new("cp").arg("-a").arg(template).arg(&copy))?;
+        // Start every timed run from the same place: dirty pages of the copy written out.
+        run_quiet(&mut Command::new("sync"))?;
+        Ok(copy)
+    }
+}
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
 }
 
 /// Runs `command` under GNU time and returns what it measured.
