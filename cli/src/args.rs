@@ -25,7 +25,7 @@ Options:
    --allow-ip ADDR      Accept new tokens only from this IP address or CIDR range
                         (repeatable, at most 100)
    --lock-timeout SECS  Wait at most this long for a lock held by another process (default 30)
-   --jobs N             Write up to N users at once (default: 4 per core, 4 to 16; 1 is serial)
+   --jobs N             Read and write up to N users at once (default: 4 per core, 4 to 16; 1 is serial)
    --config PATH        Config file (default: $WHMTOKEN_CONFIG, else /etc/whmtoken.toml)
 
 Exit status: 0 every user converted or nothing to do; 64 usage error; 65 at least one
