@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior, params};
 use whmtoken_core::{AuditEvent, BackendError, Clock, Decision, ImportItem, Imported};
 
-use crate::error::Site;
+use crate::error::{BACKEND, Site};
 use crate::open;
 use crate::tokens::{SELECT_TOKENS, UPSERT_TOKEN, read_with};
 
@@ -43,14 +43,8 @@ pub(crate) fn import_all(
             Ok(done) => outcomes.extend(done.expect("a guarded chunk always completes")),
             // The transaction itself failed: nothing of this chunk was stored.
             Err(e) => {
-                let message = site.sql(None, e).to_string();
-                outcomes.extend(chunk.iter().map(|_| {
-                    let source = format!("nothing was stored: {message}").into();
-                    Err(BackendError::Other {
-                        backend: "sqlite",
-                        source,
-                    })
-                }));
+                let error = site.sql(None, e);
+                outcomes.extend(chunk.iter().map(|_| Err(nothing_stored(&error))));
             }
         }
     }
@@ -106,12 +100,9 @@ enum Decisions<'t> {
 impl Decisions<'_> {
     fn next(&mut self, site: &Site, item: &ImportItem) -> Result<Decision, BackendError> {
         match self {
-            Self::Ahead(receive) => receive.recv().unwrap_or_else(|_| {
-                Err(BackendError::Other {
-                    backend: "sqlite",
-                    source: "the reading connection stopped early".into(),
-                })
-            }),
+            Self::Ahead(receive) => receive
+                .recv()
+                .unwrap_or_else(|_| Err(nothing_stored(&"the reading connection stopped early"))),
             Self::Here(select) => decide(select, site, item),
         }
     }
@@ -156,14 +147,17 @@ fn fail_all(
     error: &BackendError,
 ) {
     for _ in chunk {
-        let source = format!("nothing was stored: {error}").into();
-        let failed = BackendError::Other {
-            backend: "sqlite",
-            source,
-        };
-        if send.send(Err(failed)).is_err() {
+        if send.send(Err(nothing_stored(error))).is_err() {
             return;
         }
+    }
+}
+
+/// A user's failure when the batch could not get as far as writing for it.
+fn nothing_stored(why: &dyn std::fmt::Display) -> BackendError {
+    BackendError::Other {
+        backend: BACKEND,
+        source: format!("nothing was stored: {why}").into(),
     }
 }
 

@@ -281,6 +281,42 @@ impl SqliteBackend {
         self.site
             .corrupt("users", None, format!("no entry for user {user}"))
     }
+
+    fn access_hash_with(
+        &self,
+        conn: &Connection,
+        user: &UserName,
+    ) -> Result<Option<AccessHash>, BackendError> {
+        let name = user.as_str();
+        let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
+        let mut stmt = conn
+            .prepare_cached("SELECT access_hash FROM users WHERE name = ?1")
+            .map_err(sql)?;
+        let mut rows = stmt.query([name]).map_err(sql)?;
+        let Some(row) = rows.next().map_err(sql)? else {
+            // As in the file backend, root needs no entry; anyone else does.
+            return if user.is_root() {
+                Ok(None)
+            } else {
+                Err(self.no_such_user(name))
+            };
+        };
+        // Copied straight from SQLite's buffer into the secret: no other copy is made.
+        match row.get_ref(0).map_err(sql)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(raw) if raw.len() > MAX_ACCESS_HASH => Err(BackendError::Unsafe {
+                location: self.site.location(Some("users"), Some(name)),
+                detail: format!(
+                    "its access hash is {} bytes, more than {MAX_ACCESS_HASH}",
+                    raw.len()
+                ),
+            }),
+            ValueRef::Blob(raw) => Ok(Some(AccessHash::from_bytes(raw.to_vec()))),
+            _ => Err(self
+                .site
+                .corrupt("users", Some(name), "the access hash is not a blob")),
+        }
+    }
 }
 
 impl UserDirectory for SqliteBackend {
@@ -328,44 +364,6 @@ impl UserDirectory for SqliteBackend {
 impl AccessHashSource for SqliteBackend {
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
         self.read(|conn| self.access_hash_with(conn, user))
-    }
-}
-
-impl SqliteBackend {
-    fn access_hash_with(
-        &self,
-        conn: &Connection,
-        user: &UserName,
-    ) -> Result<Option<AccessHash>, BackendError> {
-        let name = user.as_str();
-        let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
-        let mut stmt = conn
-            .prepare_cached("SELECT access_hash FROM users WHERE name = ?1")
-            .map_err(sql)?;
-        let mut rows = stmt.query([name]).map_err(sql)?;
-        let Some(row) = rows.next().map_err(sql)? else {
-            // As in the file backend, root needs no entry; anyone else does.
-            return if user.is_root() {
-                Ok(None)
-            } else {
-                Err(self.no_such_user(name))
-            };
-        };
-        // Copied straight from SQLite's buffer into the secret: no other copy is made.
-        match row.get_ref(0).map_err(sql)? {
-            ValueRef::Null => Ok(None),
-            ValueRef::Blob(raw) if raw.len() > MAX_ACCESS_HASH => Err(BackendError::Unsafe {
-                location: self.site.location(Some("users"), Some(name)),
-                detail: format!(
-                    "its access hash is {} bytes, more than {MAX_ACCESS_HASH}",
-                    raw.len()
-                ),
-            }),
-            ValueRef::Blob(raw) => Ok(Some(AccessHash::from_bytes(raw.to_vec()))),
-            _ => Err(self
-                .site
-                .corrupt("users", Some(name), "the access hash is not a blob")),
-        }
     }
 }
 
