@@ -14,6 +14,8 @@
 //! is never followed through a symbolic link, and it is checked on the open descriptor.
 
 mod accounting;
+#[cfg(feature = "harness")]
+mod harness;
 mod lock;
 mod passwd;
 #[cfg(test)]
@@ -30,23 +32,50 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
+use serde::Serialize;
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{
-    AccessHash, AccessHashSource, AuditEvent, Backend, BackendError, Decision, ImportRequest,
-    Privileges, TokenDatabase, TokenSet, UserDirectory, UserName, WhmRole,
+    AccessHash, AuditEvent, Backend, BackendConfig, BackendError, Decision, ImportRequest,
+    Privileges, Reads, TokenSet, UserName, WhmRole,
 };
 
 use crate::safe_fs::{Expect, open_guarded, read_checked};
 
-/// `.accesshash` files larger than this are refused (real ones are 990 bytes).
-pub const MAX_ACCESS_HASH: u64 = 64 * 1024;
-
 /// The `[backend]` section for `kind = "files"`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
     /// The server root: `/` on a real server.
     pub root: Utf8PathBuf,
+}
+
+impl BackendConfig for FilesConfig {
+    const KIND: &'static str = "files";
+
+    fn resolve_relative(&mut self, base: &Utf8Path) {
+        self.root = absolute(base, &self.root);
+    }
+
+    /// The real server root (`/`, however it is spelled) is root's alone.
+    fn needs_root(&self) -> bool {
+        std::fs::canonicalize(&self.root)
+            .map(|p| p == std::path::Path::new("/"))
+            .unwrap_or(self.root == "/")
+    }
+
+    fn open(&self, lock_timeout: Duration) -> Result<Box<dyn Backend>, BackendError> {
+        Ok(Box::new(
+            FilesBackend::open(self)?.with_lock_timeout(lock_timeout),
+        ))
+    }
+}
+
+/// `path` taken from `base` when relative, without `.` components.
+fn absolute(base: &Utf8Path, path: &Utf8Path) -> Utf8PathBuf {
+    base.join(path)
+        .components()
+        .filter(|c| *c != camino::Utf8Component::CurDir)
+        .collect()
 }
 
 /// Lines of a data file that could not be used: (line number, reason).
@@ -142,9 +171,9 @@ impl FilesBackend {
                 uid: 0,
                 home: "/root".to_owned(),
             }),
-            None => Err(BackendError::Corrupt {
+            None => Err(BackendError::NotFound {
                 location: self.root.join("etc/passwd").to_string(),
-                detail: format!("no entry for user {user}"),
+                what: format!("no entry for user {user}"),
             }),
         }
     }
@@ -165,7 +194,7 @@ fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-impl UserDirectory for FilesBackend {
+impl Reads for FilesBackend {
     fn role(&self, user: &UserName) -> Result<WhmRole, BackendError> {
         if user.is_root() {
             return Ok(WhmRole::Root);
@@ -176,12 +205,6 @@ impl UserDirectory for FilesBackend {
         })
     }
 
-    fn resellers(&self) -> Result<Vec<String>, BackendError> {
-        Ok(self.resellers.keys().cloned().collect())
-    }
-}
-
-impl AccessHashSource for FilesBackend {
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
         let account = self.account(user)?;
         let path = self
@@ -193,17 +216,25 @@ impl AccessHashSource for FilesBackend {
         };
         let expect = Expect {
             owner: Some(account.uid),
-            max_len: MAX_ACCESS_HASH,
+            max_len: AccessHash::MAX_LEN as u64,
         };
         Ok(Some(AccessHash::from_bytes(read_checked(
             &path, &file, expect,
         )?)))
     }
-}
 
-impl TokenDatabase for FilesBackend {
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
         token_file::read(&self.token_file(user), self.token_owner)
+    }
+}
+
+impl Backend for FilesBackend {
+    fn kind(&self) -> &'static str {
+        FilesConfig::KIND
+    }
+
+    fn resellers(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self.resellers.keys().cloned().collect())
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
@@ -220,12 +251,6 @@ impl TokenDatabase for FilesBackend {
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
         self.accounting
             .append(&event.accounting_line(), self.lock_timeout)
-    }
-}
-
-impl Backend for FilesBackend {
-    fn kind(&self) -> &'static str {
-        "files"
     }
 
     fn notices(&self) -> Vec<String> {

@@ -48,7 +48,7 @@ impl Deadline {
     }
 
     pub(crate) fn missed(&self, location: &Utf8Path) -> BackendError {
-        BackendError::LockTimeout {
+        BackendError::Locked {
             location: location.to_string(),
             waited: self.timeout,
         }
@@ -319,7 +319,7 @@ mod tests {
         let short = Deadline::after(Duration::from_millis(50));
         let held = DotLock::acquire(&folder.join("a.json"), &source, short).unwrap_err();
         assert!(
-            matches!(held, BackendError::LockTimeout { .. }),
+            matches!(held, BackendError::Locked { .. }),
             "a held lock is not taken twice: {held}"
         );
 

@@ -34,12 +34,12 @@ proptest! {
         for (i, secret) in secrets.iter().enumerate() {
             let hash = TokenHash::of_secret(&secret.to_le_bytes());
             let request = ImportRequest::new(hash.clone(), 1_700_000_000 + i as i64, restrictions.clone(), false, i as u64);
-            use whmtoken_core::TokenDatabase;
+            use whmtoken_core::Backend as _;
             if let Decision::Write { entry, .. } = backend.import(&user, &request).unwrap() {
                 written.push((hash, entry));
             }
         }
-        use whmtoken_core::TokenDatabase;
+        use whmtoken_core::Reads as _;
         prop_assert_eq!(backend.tokens(&user).unwrap(), TokenSet::new(written));
     }
 }

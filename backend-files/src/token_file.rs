@@ -106,7 +106,7 @@ fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
     }
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
-    let tokens = TokenSet::from_document(&value).map_err(|e| corrupt(path, e))?;
+    let tokens = TokenSet::from_document(&value).map_err(|e| corrupt(path, e.to_string()))?;
     // from_document accepts an object, or `null` (which JSON::XS can write) as no tokens.
     let top = match value {
         Value::Object(top) => top,
@@ -166,7 +166,7 @@ fn attribute_refusal(path: &Utf8Path, file: &File) -> Option<BackendError> {
     } else {
         return None;
     };
-    Some(BackendError::Immutable {
+    Some(BackendError::Tampered {
         location: path.to_string(),
         what,
     })

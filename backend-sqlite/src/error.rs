@@ -15,24 +15,22 @@ use whmtoken_core::BackendError;
 /// The name this backend reports itself by in [`BackendError::Other`].
 pub(crate) const BACKEND: &str = "sqlite";
 
-/// A rusqlite error with the place it happened, for [`BackendError::Other`].
+/// A rusqlite error with the place it happened, for [`BackendError::Other`]. SQLite's own
+/// message is part of this one's, so it is not a `source()` as well (rusqlite's errors
+/// repeat their causes in their messages).
 #[derive(Debug)]
 pub(crate) struct SqlError {
     location: String,
-    source: rusqlite::Error,
+    error: rusqlite::Error,
 }
 
 impl fmt::Display for SqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.source)
+        write!(f, "{}: {}", self.location, self.error)
     }
 }
 
-impl Error for SqlError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&self.source)
-    }
-}
+impl Error for SqlError {}
 
 /// Where in the database something happened: the file, and optionally a table and a user.
 #[derive(Clone, Debug)]
@@ -73,7 +71,7 @@ impl Site {
     ) -> BackendError {
         match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                return BackendError::LockTimeout {
+                return BackendError::Locked {
                     location: self.path.to_string(),
                     waited: self.waited,
                 };
@@ -95,9 +93,9 @@ impl Site {
                 location,
                 detail: e.to_string(),
             },
-            source => BackendError::Other {
+            error => BackendError::Other {
                 backend: BACKEND,
-                source: Box::new(SqlError { location, source }),
+                source: Box::new(SqlError { location, error }),
             },
         }
     }
@@ -164,7 +162,7 @@ mod tests {
         };
         assert_eq!(*backend, "sqlite");
         assert!(
-            e.to_string()
+            whmtoken_core::error_chain(&e)
                 .starts_with("sqlite backend: /srv/server.db, table users, user bob: "),
             "{e}"
         );

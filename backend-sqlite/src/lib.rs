@@ -12,13 +12,19 @@
 //! | WHM API tokens: one row per entry, the entry kept as cPanel's JSON text | table `tokens` |
 //! | audit lines (`accounting.log`) | table `accounting` |
 //!
-//! Every write is a `BEGIN IMMEDIATE` transaction (a run's imports are batched, with a
-//! savepoint per user when a write fails), so one user's failure never undoes another
-//! user's import. Readers never wait for writers (WAL); writers wait for each other up to
-//! the lock timeout, then fail with a retryable [`BackendError::LockTimeout`].
+//! Every write is a `BEGIN IMMEDIATE` transaction (a run's imports are batched through the
+//! [`BatchImport`] capability, with a savepoint per user when a write fails), so one user's
+//! failure never undoes another user's import. Readers never wait for writers (WAL);
+//! writers wait for each other up to the lock timeout, then fail with a retryable
+//! [`BackendError::Locked`]. A run's planning reads through a [`read session`]
+//! (`Backend::read_session`) of a few read transactions.
+//!
+//! [`read session`]: whmtoken_core::Backend::read_session
 
 mod batch;
 mod error;
+#[cfg(feature = "harness")]
+mod harness;
 mod open;
 mod readers;
 mod schema;
@@ -30,42 +36,40 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::Deserialize;
-use serde_json::Value;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{
-    AccessHash, AccessHashSource, AuditEvent, Backend, BackendError, Clock, Decision, ImportItem,
-    ImportRequest, Imported, Privileges, TokenDatabase, TokenHash, TokenSet, UserDirectory,
-    UserName, WhmRole,
+    AccessHash, AuditEvent, Backend, BackendConfig, BackendError, BatchImport, Clock, Decision,
+    ImportItem, ImportRequest, Imported, Privileges, Reads, TokenSet, UserName, WhmRole,
 };
 
 use crate::error::Site;
 
-/// Access hashes larger than this are refused, as the file backend refuses such
-/// `.accesshash` files (real ones are 990 bytes).
-pub const MAX_ACCESS_HASH: usize = 64 * 1024;
-
-/// One user for [`SqliteBackend::load`].
-#[derive(Debug)]
-pub struct SeedUser<'a> {
-    pub name: &'a str,
-    pub uid: u32,
-    pub home: &'a str,
-    /// `None`: not a reseller.
-    pub reseller_acls: Option<&'a [String]>,
-    /// The raw access hash, or `None` for none.
-    pub access_hash: Option<&'a [u8]>,
-    /// Existing tokens: key and the entry object as stored.
-    pub tokens: Vec<(TokenHash, Value)>,
-}
-
 /// The `[backend]` section for `kind = "sqlite"`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SqliteConfig {
     /// The database file; relative paths are taken from the config file's folder.
     pub path: Utf8PathBuf,
+}
+
+impl BackendConfig for SqliteConfig {
+    const KIND: &'static str = "sqlite";
+
+    fn resolve_relative(&mut self, base: &Utf8Path) {
+        self.path = base
+            .join(&self.path)
+            .components()
+            .filter(|c| *c != camino::Utf8Component::CurDir)
+            .collect();
+    }
+
+    fn open(&self, lock_timeout: Duration) -> Result<Box<dyn Backend>, BackendError> {
+        Ok(Box::new(
+            SqliteBackend::open(self)?.with_lock_timeout(lock_timeout),
+        ))
+    }
 }
 
 /// A fake server in one SQLite file.
@@ -75,8 +79,6 @@ pub struct SqliteConfig {
 pub struct SqliteBackend {
     site: Site,
     conn: Mutex<Connection>,
-    /// Extra connections for the grouped reads of planning.
-    readers: readers::Readers,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -105,11 +107,9 @@ impl SqliteBackend {
     }
 
     fn with_connection(site: Site, conn: Connection) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             site,
             conn: Mutex::new(conn),
-            readers: readers::Readers::new(cores),
         }
     }
 
@@ -130,127 +130,10 @@ impl SqliteBackend {
         &self.site.path
     }
 
-    /// Adds a user, or updates the uid, home and reseller ACLs of an existing one (its
-    /// access hash is kept). `reseller_acls`: `None` for a user who is not a reseller,
-    /// `Some(&[])` for a reseller without ACLs. Names are stored as given, unvalidated,
-    /// as the file backend stores whatever its data files say.
-    pub fn add_user(
-        &self,
-        name: &str,
-        uid: u32,
-        home: &str,
-        reseller_acls: Option<&[String]>,
-    ) -> Result<(), BackendError> {
-        let acls = reseller_acls.map(|acls| Value::from(acls.to_vec()).to_string());
-        self.write("users", Some(name), |tx| {
-            tx.execute(
-                "INSERT INTO users (name, uid, home, reseller_acls) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE
-                 SET uid = excluded.uid, home = excluded.home,
-                     reseller_acls = excluded.reseller_acls",
-                params![name, uid, home, acls],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Stores `raw` as the user's access hash, exactly as given. `root` is added (uid 0,
-    /// home `/root`) when absent, as the file backend assumes for a root missing from
-    /// `etc/passwd`; any other user must have been added first.
-    pub fn set_access_hash(&self, user: &str, raw: &[u8]) -> Result<(), BackendError> {
-        let updated = self.write("users", Some(user), |tx| {
-            let updated = tx.execute(
-                "UPDATE users SET access_hash = ?2 WHERE name = ?1",
-                params![user, raw],
-            )?;
-            if updated == 0 && user == "root" {
-                tx.execute(
-                    "INSERT INTO users (name, uid, home, access_hash) VALUES ('root', 0, '/root', ?1)",
-                    params![raw],
-                )?;
-                return Ok(1);
-            }
-            Ok(updated)
-        })?;
-        if updated == 0 {
-            return Err(self.no_such_user(user));
-        }
-        Ok(())
-    }
-
-    /// Stores `entry` (a JSON object, kept as given, every key included) under `hash` in
-    /// the user's token set, replacing an entry with the same hash in place.
-    pub fn insert_token(
-        &self,
-        user: &str,
-        hash: &TokenHash,
-        entry: &serde_json::Value,
-    ) -> Result<(), BackendError> {
-        if !entry.is_object() {
-            return Err(self.site.corrupt(
-                "tokens",
-                Some(user),
-                format!(
-                    "token {}: the entry is {}, expected an object",
-                    hash.prefix(),
-                    whmtoken_core::token::kind_of(entry)
-                ),
-            ));
-        }
-        self.write("tokens", Some(user), |tx| {
-            tokens::upsert(tx, user, hash, entry)
-        })
-    }
-
-    /// Adds many users, with their access hashes and tokens, in one transaction: how large
-    /// fake servers are built quickly. Same rules as [`add_user`](Self::add_user),
-    /// [`set_access_hash`](Self::set_access_hash) and [`insert_token`](Self::insert_token).
-    pub fn load(&self, users: &[SeedUser<'_>]) -> Result<(), BackendError> {
-        self.write("users", None, |tx| {
-            let mut user_stmt = tx.prepare(
-                "INSERT INTO users (name, uid, home, reseller_acls, access_hash) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (name) DO UPDATE
-                 SET uid = excluded.uid, home = excluded.home,
-                     reseller_acls = excluded.reseller_acls, access_hash = excluded.access_hash",
-            )?;
-            let mut token_stmt = tx.prepare(tokens::UPSERT_TOKEN)?;
-            for user in users {
-                let acls = user.reseller_acls.map(|acls| Value::from(acls.to_vec()).to_string());
-                user_stmt.execute(params![user.name, user.uid, user.home, acls, user.access_hash])?;
-                for (hash, entry) in &user.tokens {
-                    token_stmt.execute(params![user.name, hash.as_str(), entry.to_string()])?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// The whole server state as one canonical document, the same shape for every backend:
-    /// `{"users": {"<user>": {"tokens": {"<sha512 hex>": {entry}}}}, "accounting": [line, ...]}`
-    /// with every object's keys sorted. Users without tokens do not appear. Entries are
-    /// shown as stored.
-    pub fn dump(&self) -> Result<Value, BackendError> {
-        let mut conn = self.lock();
-        // One read transaction: one consistent picture.
-        let tx = conn.transaction().map_err(|e| self.site.sql(None, e))?;
-        let dump = tokens::dump(&tx, &self.site)?;
-        tx.finish().map_err(|e| self.site.sql(None, e))?;
-        Ok(dump)
-    }
-
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the connection rolled its transaction back on the way out
         // (rusqlite's Transaction drops to a rollback), so the connection is still sound.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs a read on a reader connection of its own when one is free (during grouped
-    /// reads), otherwise on the main connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        match self.readers.checkout(&self.site) {
-            Some(reader) => f(&reader),
-            None => f(&self.lock()),
-        }
     }
 
     /// Runs `f` in its own `BEGIN IMMEDIATE` transaction and commits it; an error rolls
@@ -278,8 +161,10 @@ impl SqliteBackend {
     }
 
     fn no_such_user(&self, user: &str) -> BackendError {
-        self.site
-            .corrupt("users", None, format!("no entry for user {user}"))
+        BackendError::NotFound {
+            location: self.site.location(Some("users"), None),
+            what: format!("no entry for user {user}"),
+        }
     }
 
     fn access_hash_with(
@@ -304,11 +189,12 @@ impl SqliteBackend {
         // Copied straight from SQLite's buffer into the secret: no other copy is made.
         match row.get_ref(0).map_err(sql)? {
             ValueRef::Null => Ok(None),
-            ValueRef::Blob(raw) if raw.len() > MAX_ACCESS_HASH => Err(BackendError::Unsafe {
+            ValueRef::Blob(raw) if raw.len() > AccessHash::MAX_LEN => Err(BackendError::Unsafe {
                 location: self.site.location(Some("users"), Some(name)),
                 detail: format!(
-                    "its access hash is {} bytes, more than {MAX_ACCESS_HASH}",
-                    raw.len()
+                    "its access hash is {} bytes, more than {}",
+                    raw.len(),
+                    AccessHash::MAX_LEN
                 ),
             }),
             ValueRef::Blob(raw) => Ok(Some(AccessHash::from_bytes(raw.to_vec()))),
@@ -319,31 +205,90 @@ impl SqliteBackend {
     }
 }
 
-impl UserDirectory for SqliteBackend {
+/// The reads of one user, made through `conn`.
+fn role_with(conn: &Connection, site: &Site, user: &UserName) -> Result<WhmRole, BackendError> {
+    if user.is_root() {
+        return Ok(WhmRole::Root);
+    }
+    let name = user.as_str();
+    let acls: Option<Option<String>> = conn
+        .prepare_cached("SELECT reseller_acls FROM users WHERE name = ?1")
+        .and_then(|mut stmt| stmt.query_row([name], |row| row.get(0)).optional())
+        .map_err(|e| site.sql_for(Some("users"), Some(name), e))?;
+    let Some(Some(acls)) = acls else {
+        return Ok(WhmRole::NotReseller);
+    };
+    let acls: Vec<String> = serde_json::from_str(&acls).map_err(|e| {
+        site.corrupt(
+            "users",
+            Some(name),
+            format!("the reseller ACLs are not a list of names ({e})"),
+        )
+    })?;
+    Ok(WhmRole::Reseller(Privileges::from_list(acls)))
+}
+
+impl Reads for SqliteBackend {
     fn role(&self, user: &UserName) -> Result<WhmRole, BackendError> {
-        if user.is_root() {
-            return Ok(WhmRole::Root);
+        role_with(&self.lock(), &self.site, user)
+    }
+
+    fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
+        self.access_hash_with(&self.lock(), user)
+    }
+
+    fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
+        tokens::read(&self.lock(), &self.site, user.as_str())
+    }
+}
+
+/// Planning's reads: one deferred read transaction on the main connection (one lock and
+/// one schema check instead of one per query), and, for reads made from several threads
+/// at once, up to one extra connection per core, each in a read transaction of its own.
+/// Dropping the session ends them all.
+struct ReadSession<'b> {
+    backend: &'b SqliteBackend,
+    readers: readers::Readers,
+    began: bool,
+}
+
+impl ReadSession<'_> {
+    /// Runs a read on a reader connection of its own when one is free, otherwise on the
+    /// main connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        match self.readers.checkout(&self.backend.site) {
+            Some(reader) => f(&reader),
+            None => f(&self.backend.lock()),
         }
-        let name = user.as_str();
-        let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
-        let acls: Option<Option<String>> = self
-            .read(|conn| {
-                conn.prepare_cached("SELECT reseller_acls FROM users WHERE name = ?1")?
-                    .query_row([name], |row| row.get(0))
-                    .optional()
-            })
-            .map_err(sql)?;
-        let Some(Some(acls)) = acls else {
-            return Ok(WhmRole::NotReseller);
-        };
-        let acls: Vec<String> = serde_json::from_str(&acls).map_err(|e| {
-            self.site.corrupt(
-                "users",
-                Some(name),
-                format!("the reseller ACLs are not a list of names ({e})"),
-            )
-        })?;
-        Ok(WhmRole::Reseller(Privileges::from_list(acls)))
+    }
+}
+
+impl Reads for ReadSession<'_> {
+    fn role(&self, user: &UserName) -> Result<WhmRole, BackendError> {
+        self.read(|conn| role_with(conn, &self.backend.site, user))
+    }
+
+    fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
+        self.read(|conn| self.backend.access_hash_with(conn, user))
+    }
+
+    fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
+        self.read(|conn| tokens::read(conn, &self.backend.site, user.as_str()))
+    }
+}
+
+impl Drop for ReadSession<'_> {
+    fn drop(&mut self) {
+        self.readers.close();
+        if self.began {
+            let _ = self.backend.lock().execute_batch("COMMIT");
+        }
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn kind(&self) -> &'static str {
+        SqliteConfig::KIND
     }
 
     fn resellers(&self) -> Result<Vec<String>, BackendError> {
@@ -359,18 +304,6 @@ impl UserDirectory for SqliteBackend {
             .map_err(sql)?;
         Ok(names)
     }
-}
-
-impl AccessHashSource for SqliteBackend {
-    fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
-        self.read(|conn| self.access_hash_with(conn, user))
-    }
-}
-
-impl TokenDatabase for SqliteBackend {
-    fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
-        self.read(|conn| tokens::read(conn, &self.site, user.as_str()))
-    }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
         let name = user.as_str();
@@ -385,17 +318,6 @@ impl TokenDatabase for SqliteBackend {
         })
     }
 
-    /// All users in a few transactions (see the `batch` module); `jobs` is not needed, as
-    /// SQLite has one writer at a time anyway.
-    fn import_all(
-        &self,
-        items: &[ImportItem],
-        clock: &dyn Clock,
-        _jobs: usize,
-    ) -> Vec<Result<Imported, BackendError>> {
-        batch::import_all(&mut self.lock(), &self.site, items, clock)
-    }
-
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
         let line = event.accounting_line();
         self.write("accounting", None, |tx| {
@@ -403,24 +325,31 @@ impl TokenDatabase for SqliteBackend {
             Ok(())
         })
     }
-}
 
-impl Backend for SqliteBackend {
-    fn kind(&self) -> &'static str {
-        "sqlite"
+    /// Should the read transaction fail to begin, the reads run without it.
+    fn read_session(&self) -> Option<Box<dyn Reads + '_>> {
+        let began = self.lock().execute_batch("BEGIN DEFERRED").is_ok();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Some(Box::new(ReadSession {
+            backend: self,
+            readers: readers::Readers::new(cores),
+            began,
+        }))
     }
 
-    /// One deferred read transaction around all of `reads`: one lock and one schema check
-    /// instead of one per query (should it fail to open, the reads run without it). Reads
-    /// made from several threads meanwhile go through extra connections, one per core,
-    /// each in a read transaction of its own.
-    fn read_together(&self, reads: &mut dyn FnMut()) {
-        let began = self.lock().execute_batch("BEGIN DEFERRED").is_ok();
-        self.readers.begin();
-        reads();
-        self.readers.end();
-        if began {
-            let _ = self.lock().execute_batch("COMMIT");
-        }
+    fn batch(&self) -> Option<&dyn BatchImport> {
+        Some(self)
+    }
+}
+
+/// All users in a few transactions (see the `batch` module), on the calling thread: SQLite
+/// has one writer at a time anyway.
+impl BatchImport for SqliteBackend {
+    fn import_batch(
+        &self,
+        items: &[ImportItem],
+        clock: &dyn Clock,
+    ) -> Vec<Result<Imported, BackendError>> {
+        batch::import_all(&mut self.lock(), &self.site, items, clock)
     }
 }

@@ -1,11 +1,11 @@
-//! Extra connections for reads made from several threads at once. While
-//! [`Backend::read_together`](whmtoken_core::Backend::read_together) runs (a run's planning),
-//! each thread can read through a connection of its own, each in its own read transaction,
-//! instead of queueing for the one connection that also writes. They are closed when the
-//! grouped reads end, so their page caches do not outlive the planning.
+//! Extra connections for reads made from several threads at once. A read session (a run's
+//! planning) owns a pool of them: each thread can read through a connection of its own,
+//! each in its own read transaction, instead of queueing for the one connection that also
+//! writes. They are closed with the session, so their page caches do not outlive the
+//! planning.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rusqlite::Connection;
@@ -20,7 +20,6 @@ pub(crate) struct Readers {
     /// Connections opened and not yet closed, idle or in use.
     opened: AtomicUsize,
     max: usize,
-    grouped: AtomicBool,
 }
 
 /// A reader in use; it goes back to the idle ones when dropped.
@@ -37,19 +36,12 @@ impl Readers {
             idle: Mutex::new(Vec::new()),
             opened: AtomicUsize::new(0),
             max,
-            grouped: AtomicBool::new(false),
         }
     }
 
-    /// Lets [`checkout`](Self::checkout) hand out connections.
-    pub(crate) fn begin(&self) {
-        self.grouped.store(true, Ordering::SeqCst);
-    }
-
-    /// Ends every reader's read transaction and closes it. Called once the grouped reads
-    /// are over, when no reader is in use.
-    pub(crate) fn end(&self) {
-        self.grouped.store(false, Ordering::SeqCst);
+    /// Ends every reader's read transaction and closes it. Called when the session ends,
+    /// when no reader is in use (each borrows the pool).
+    pub(crate) fn close(&self) {
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
         for conn in idle {
             // A read transaction has nothing to commit: whatever happens, closing ends it.
@@ -58,13 +50,9 @@ impl Readers {
         }
     }
 
-    /// A connection in a read transaction, or `None` when reads are not grouped, all
-    /// readers are in use, or a new one cannot be opened: the caller then reads through
-    /// the main connection.
+    /// A connection in a read transaction, or `None` when all readers are in use or a new
+    /// one cannot be opened: the caller then reads through the main connection.
     pub(crate) fn checkout(&self, site: &Site) -> Option<Reader<'_>> {
-        if !self.grouped.load(Ordering::SeqCst) {
-            return None;
-        }
         let idle = self
             .idle
             .lock()
@@ -111,16 +99,10 @@ impl Deref for Reader<'_> {
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        let mut idle = self
-            .readers
+        self.readers
             .idle
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.readers.grouped.load(Ordering::SeqCst) {
-            idle.push(conn);
-        } else {
-            drop(conn); // the grouped reads ended while this one was out
-            self.readers.opened.fetch_sub(1, Ordering::SeqCst);
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
     }
 }

@@ -10,42 +10,94 @@
 //! Unknown keys are errors. Relative paths are taken from the config file's own folder.
 
 use std::path::Path;
+use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Deserialize;
+use whmtoken_core::{Backend, BackendConfig, BackendError};
 
 use crate::error::CliError;
 
 /// The system-wide config file, used when neither `--config` nor `WHMTOKEN_CONFIG` names one.
 pub const SYSTEM_CONFIG: &str = "/etc/whmtoken.toml";
 
-/// Backend kinds this program knows, with the cargo feature that builds each in.
-const KINDS: [(&str, &str, bool); 2] = [
-    ("files", "files", cfg!(feature = "files")),
-    ("sqlite", "sqlite", cfg!(feature = "sqlite")),
+/// Every backend kind this program knows: one line each, naming the cargo feature that
+/// builds it in and the type of its `[backend]` section.
+const KINDS: &[Kind] = &[
+    register!("files", "files", whmtoken_backend_files::FilesConfig),
+    register!("sqlite", "sqlite", whmtoken_backend_sqlite::SqliteConfig),
 ];
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    backend: BackendConfig,
+/// A backend kind: its name, and how to read its section, when it is built in.
+struct Kind {
+    name: &'static str,
+    feature: &'static str,
+    load: Option<Load>,
 }
 
-/// The `[backend]` section.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum BackendConfig {
-    #[cfg(feature = "files")]
-    Files(whmtoken_backend_files::FilesConfig),
-    #[cfg(feature = "sqlite")]
-    Sqlite(whmtoken_backend_sqlite::SqliteConfig),
+/// Reads a kind's `[backend]` section, its paths taken from the config file's folder.
+type Load = fn(toml::Table, &Utf8Path) -> Result<Settings, String>;
+
+/// Opens a backend whose config was read, with a lock timeout.
+type Open = Box<dyn FnOnce(Duration) -> Result<Box<dyn Backend>, BackendError>>;
+
+/// `register!(kind, feature, ConfigType)`: a [`Kind`] that is built in only with `feature`.
+macro_rules! register {
+    ($name:literal, $feature:literal, $config:ty) => {
+        Kind {
+            name: $name,
+            feature: $feature,
+            load: {
+                #[cfg(feature = $feature)]
+                {
+                    Some(load::<$config>)
+                }
+                #[cfg(not(feature = $feature))]
+                {
+                    None
+                }
+            },
+        }
+    };
+}
+use register;
+
+/// The backend a run will use: its config, ready to open.
+pub struct Settings {
+    /// The config as read, for `Debug`.
+    shown: String,
+    needs_root: bool,
+    open: Open,
 }
 
-impl BackendConfig {
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl Settings {
+    /// Whether only root may run on this backend (cPanel's own files on `/`).
+    pub fn needs_root(&self) -> bool {
+        self.needs_root
+    }
+
+    /// Opens the backend.
+    pub fn open(self, lock_timeout: Duration) -> Result<Box<dyn Backend>, BackendError> {
+        (self.open)(lock_timeout)
+    }
+
+    fn of<C: BackendConfig>(config: C) -> Self {
+        Self {
+            shown: format!("{config:?}"),
+            needs_root: config.needs_root(),
+            open: Box::new(move |lock_timeout| config.open(lock_timeout)),
+        }
+    }
+
     /// The built-in default: cPanel's files on this server.
     fn default_for_this_server() -> Result<Self, CliError> {
         #[cfg(feature = "files")]
-        return Ok(Self::Files(whmtoken_backend_files::FilesConfig {
+        return Ok(Self::of(whmtoken_backend_files::FilesConfig {
             root: Utf8PathBuf::from("/"),
         }));
         #[cfg(not(feature = "files"))]
@@ -55,9 +107,20 @@ impl BackendConfig {
     }
 }
 
+/// Reads a section as `C` and makes its paths absolute from `base`.
+#[allow(dead_code)] // with every backend feature off
+fn load<C: BackendConfig>(mut section: toml::Table, base: &Utf8Path) -> Result<Settings, String> {
+    section.remove("kind");
+    let mut config: C = toml::Value::Table(section)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().trim_end().to_owned())?;
+    config.resolve_relative(base);
+    Ok(Settings::of(config))
+}
+
 /// Finds and reads the config: `--config`, else `$WHMTOKEN_CONFIG`, else
 /// [`SYSTEM_CONFIG`] if it exists, else the built-in default.
-pub fn load(explicit: Option<&Utf8Path>) -> Result<BackendConfig, CliError> {
+pub fn load_settings(explicit: Option<&Utf8Path>) -> Result<Settings, CliError> {
     let from_env = std::env::var("WHMTOKEN_CONFIG")
         .ok()
         .filter(|v| !v.is_empty())
@@ -65,68 +128,49 @@ pub fn load(explicit: Option<&Utf8Path>) -> Result<BackendConfig, CliError> {
     let path = match explicit.map(Utf8Path::to_owned).or(from_env) {
         Some(path) => path,
         None if Path::new(SYSTEM_CONFIG).exists() => Utf8PathBuf::from(SYSTEM_CONFIG),
-        None => return BackendConfig::default_for_this_server(),
+        None => return Settings::default_for_this_server(),
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CliError::Config(format!("cannot read config file {path}: {e}")))?;
     parse(&path, &text)
 }
 
+/// The top level of a config file: a `[backend]` table and nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    backend: toml::Table,
+}
+
 /// Parses `text` (read from `path`) and makes its paths absolute.
-pub fn parse(path: &Utf8Path, text: &str) -> Result<BackendConfig, CliError> {
+pub fn parse(path: &Utf8Path, text: &str) -> Result<Settings, CliError> {
     let bad = |detail: String| CliError::Config(format!("config file {path}: {detail}"));
-    if let Some(kind) = declared_kind(text) {
-        match KINDS.iter().find(|(name, ..)| *name == kind) {
-            Some((_, feature, false)) => {
-                return Err(bad(format!(
-                    "backend kind “{kind}” needs the cargo feature `{feature}`, which this binary was built without"
-                )));
-            }
-            Some(_) => {}
-            None => {
-                let known: Vec<&str> = KINDS.iter().map(|(name, ..)| *name).collect();
-                return Err(bad(format!(
-                    "unknown backend kind “{kind}” (known: {})",
-                    known.join(", ")
-                )));
-            }
-        }
-    }
     let file: ConfigFile =
         toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_owned()))?;
+    let kind = match file.backend.get("kind") {
+        Some(toml::Value::String(kind)) => kind.clone(),
+        Some(_) => return Err(bad("[backend] kind must be a string".into())),
+        None => return Err(bad("missing field `kind` in [backend]".into())),
+    };
+    let Some(known) = KINDS.iter().find(|k| k.name == kind) else {
+        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        return Err(bad(format!(
+            "unknown backend kind “{kind}” (known: {})",
+            known.join(", ")
+        )));
+    };
+    let Some(load) = known.load else {
+        return Err(bad(format!(
+            "backend kind “{kind}” needs the cargo feature `{}`, which this binary was built without",
+            known.feature
+        )));
+    };
     let absolute = std::path::absolute(path)
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .ok_or_else(|| bad("cannot make its path absolute".into()))?;
     let base = absolute.parent().unwrap_or(Utf8Path::new("/"));
-    Ok(resolve_relative(file.backend, base))
-}
-
-fn declared_kind(text: &str) -> Option<String> {
-    let table: toml::Table = toml::from_str(text).ok()?;
-    Some(table.get("backend")?.get("kind")?.as_str()?.to_owned())
-}
-
-fn resolve_relative(config: BackendConfig, base: &Utf8Path) -> BackendConfig {
-    let absolute = |p: Utf8PathBuf| {
-        let joined = if p.is_absolute() { p } else { base.join(p) };
-        joined
-            .components()
-            .filter(|c| *c != camino::Utf8Component::CurDir)
-            .collect::<Utf8PathBuf>()
-    };
-    match config {
-        #[cfg(feature = "files")]
-        BackendConfig::Files(mut c) => {
-            c.root = absolute(c.root);
-            BackendConfig::Files(c)
-        }
-        #[cfg(feature = "sqlite")]
-        BackendConfig::Sqlite(mut c) => {
-            c.path = absolute(c.path);
-            BackendConfig::Sqlite(c)
-        }
-    }
+    load(file.backend, base).map_err(bad)
 }
 
 #[cfg(all(test, not(feature = "sqlite")))]
@@ -147,19 +191,17 @@ mod without_sqlite {
 mod tests {
     use super::*;
 
-    fn parse_at(text: &str) -> Result<BackendConfig, String> {
+    fn parse_at(text: &str) -> Result<Settings, String> {
         parse(Utf8Path::new("/etc/whm/whmtoken.toml"), text).map_err(|e| e.to_string())
     }
 
     #[test]
-    #[allow(irrefutable_let_patterns)] // with the files feature alone
     fn relative_roots_are_taken_from_the_config_folder() {
-        let BackendConfig::Files(c) =
-            parse_at("[backend]\nkind = \"files\"\nroot = \"srv\"\n").unwrap()
-        else {
-            panic!("files backend expected")
-        };
-        assert_eq!(c.root, "/etc/whm/srv");
+        let settings = parse_at("[backend]\nkind = \"files\"\nroot = \"srv\"\n").unwrap();
+        assert_eq!(
+            format!("{settings:?}"),
+            r#"FilesConfig { root: "/etc/whm/srv" }"#
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! The command line's one error type and its exit statuses.
+//! The command line's one error type, and the one place that maps outcomes to exit
+//! statuses.
 
-use std::process::ExitCode;
+use std::io;
+
+use whmtoken_core::{BackendError, RestrictionError, restrictions::MAX_ALLOW_IPS};
 
 /// Exit statuses (sysexits.h). cPanel's script always exits 0; ours says what happened.
 pub mod status {
@@ -12,13 +15,18 @@ pub mod status {
     pub const SOME_FAILED: u8 = 65;
     /// An internal error (a bug).
     pub const SOFTWARE: u8 = 70;
+    /// The report could not be written to stdout.
+    pub const IO_ERROR: u8 = 74;
+    /// Another process held a lock for too long; try again later.
+    pub const TEMPORARY: u8 = 75;
     /// Not run as root on a real server.
     pub const NOT_ROOT: u8 = 77;
     /// The config file is missing, unreadable or wrong, or its backend cannot be opened.
     pub const CONFIG: u8 = 78;
 }
 
-/// Everything that stops a run before any user is processed.
+/// Everything that stops a run before or after the users are processed. Shown as
+/// `error: <message>: <cause>...`, the cause carried once, as the error's source.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{0}")]
@@ -27,17 +35,72 @@ pub enum CliError {
     NotRoot,
     #[error("{0}")]
     Config(String),
-    #[error("cannot write output: {0}")]
-    Output(std::io::Error),
+    #[error("cannot open the backend")]
+    Open(#[source] BackendError),
+    #[error("cannot list resellers")]
+    Resellers(#[source] BackendError),
+    #[error("cannot write output")]
+    Output(#[source] io::Error),
 }
 
 impl CliError {
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+    /// The exit status this error ends the run with.
+    pub fn exit_status(&self) -> u8 {
+        match self {
             Self::Usage(_) => status::USAGE,
             Self::NotRoot => status::NOT_ROOT,
-            Self::Config(_) => status::CONFIG,
-            Self::Output(_) => status::SOFTWARE,
+            Self::Config(_) | Self::Open(_) => status::CONFIG,
+            Self::Resellers(e) if e.is_retryable() => status::TEMPORARY,
+            Self::Resellers(_) => status::CONFIG,
+            Self::Output(_) => status::IO_ERROR,
+        }
+    }
+
+    /// A restriction given on the command line that cannot be put on a token, in the
+    /// words of the option it came from.
+    pub fn restriction(e: RestrictionError) -> Self {
+        use RestrictionError as R;
+        Self::Usage(match &e {
+            R::NoAclName => "--acl needs at least one ACL name".to_owned(),
+            R::TooManyAllowIps { given } => {
+                format!("{given} --allow-ip entries given; at most {MAX_ALLOW_IPS} are allowed")
+            }
+            R::NotAnAddress(_) | R::HostBitsSet { .. } => format!("--allow-ip {e}"),
+            R::BadExpiry(_) | R::ExpiryNotInFuture { .. } => format!("--expires {e}"),
+            R::InvalidAclName(_) => e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whmtoken_core::error_chain;
+
+    #[test]
+    fn a_reseller_listing_that_timed_out_on_a_lock_is_temporary() {
+        let locked = BackendError::Locked {
+            location: "/srv/x".into(),
+            waited: std::time::Duration::from_secs(3),
+        };
+        assert_eq!(CliError::Resellers(locked).exit_status(), status::TEMPORARY);
+        let corrupt = BackendError::Corrupt {
+            location: "/srv/x".into(),
+            detail: "bad".into(),
+        };
+        let e = CliError::Resellers(corrupt);
+        assert_eq!(e.exit_status(), status::CONFIG);
+        assert_eq!(error_chain(&e), "cannot list resellers: /srv/x: bad");
+    }
+
+    #[test]
+    fn restriction_errors_name_their_option() {
+        let e = whmtoken_core::Restrictions::default()
+            .with_expiry("soon", 0)
+            .unwrap_err();
+        assert_eq!(
+            CliError::restriction(e).to_string(),
+            "--expires soon: expected epoch seconds or a span such as 90d, 12h, 2w"
+        );
     }
 }

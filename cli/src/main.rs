@@ -16,10 +16,10 @@ use std::time::Duration;
 use clap::Parser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use jiff::Zoned;
-use whmtoken_core::{Backend, Clock, Report, Restrictions, RunOptions, pipeline};
+use whmtoken_core::{Backend, Clock, Report, Restrictions, RunOptions, error_chain, pipeline};
 
 use crate::args::Args;
-use crate::config::BackendConfig;
+use crate::config::Settings;
 use crate::error::{CliError, status};
 
 /// The real clock, in the server's local time zone (for accounting lines).
@@ -34,23 +34,31 @@ impl Clock for SystemClock {
 fn main() -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     init_logging();
-    match run() {
-        Ok(code) => code,
-        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
-            ExitCode::from(status::OK) // --help into a closed pipe
+    quiet_panics();
+    let outcome = std::panic::catch_unwind(|| resolve().and_then(execute));
+    #[allow(clippy::print_stderr)]
+    let code = match outcome {
+        Ok(Ok(code)) => code,
+        Err(payload) => {
+            eprintln!(
+                "error: internal error (a bug): {}",
+                panic_message(&*payload)
+            );
+            status::SOFTWARE
         }
-        Err(e) => {
-            #[allow(clippy::print_stderr)]
-            {
-                if matches!(e, CliError::Usage(_)) {
-                    eprintln!("{e}\nInvalid usage. See --help\n");
-                } else {
-                    eprintln!("error: {e}");
-                }
-            }
-            e.exit_code()
+        Ok(Err(CliError::Output(e))) if e.kind() == io::ErrorKind::BrokenPipe => {
+            status::OK // --help into a closed pipe
         }
-    }
+        Ok(Err(e @ CliError::Usage(_))) => {
+            eprintln!("{e}\nInvalid usage. See --help\n");
+            e.exit_status()
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {}", error_chain(&e));
+            e.exit_status()
+        }
+    };
+    ExitCode::from(code)
 }
 
 /// Logs go to stderr, only when `WHMTOKEN_LOG` holds an env-filter (`debug`, `whmtoken_core=trace`).
@@ -66,38 +74,105 @@ fn init_logging() {
         .init();
 }
 
-fn run() -> Result<ExitCode, CliError> {
+/// A panic prints nothing of its own: one that fails a single user is in that user's
+/// result, and one that ends the run is one `error:` line from `main` (exit 70). With
+/// `RUST_BACKTRACE` set, Rust's own report (and backtrace) is printed as well.
+fn quiet_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)")
+}
+
+/// What the command line, the config file and the environment ask for.
+enum Command {
+    Help,
+    Convert(Conversion),
+}
+
+/// A conversion, fully resolved: nothing left to read but the backend itself.
+struct Conversion {
+    settings: Settings,
+    lock_timeout: Duration,
+    users: Users,
+    options: RunOptions,
+    jobs: usize,
+    json: bool,
+    verbose: bool,
+}
+
+/// Whom to convert.
+enum Users {
+    AllResellers,
+    Named(Vec<String>),
+}
+
+/// Reads the arguments, the config file and the environment; opens nothing.
+fn resolve() -> Result<Command, CliError> {
     let args = Args::try_parse_from(args::normalize(std::env::args_os())).map_err(usage_error)?;
-    let mut stdout = io::stdout().lock();
     if args.help {
-        stdout
-            .write_all(args::HELP.as_bytes())
-            .map_err(CliError::Output)?;
-        return Ok(ExitCode::from(status::OK));
+        return Ok(Command::Help);
     }
-    if args.all_resellers && !args.users.is_empty() {
-        return Err(CliError::Usage(
-            "--all-resellers processes every reseller; do not name users with it".into(),
-        ));
-    }
+    let users = match (args.all_resellers, args.users.is_empty()) {
+        (true, false) => {
+            return Err(CliError::Usage(
+                "--all-resellers processes every reseller; do not name users with it".into(),
+            ));
+        }
+        (true, true) => Users::AllResellers,
+        (false, true) => Users::Named(vec!["root".to_owned()]),
+        (false, false) => Users::Named(args.users.clone()),
+    };
     let now = Zoned::now().timestamp().as_second();
     let options = run_options(&args, now)?;
     let lock_timeout = lock_timeout(&args)?;
-    let backend = open_backend(config::load(args.config.as_deref())?, lock_timeout)?;
+    let settings = config::load_settings(args.config.as_deref())?;
+    if settings.needs_root() && !running_as_root() {
+        return Err(CliError::NotRoot);
+    }
+    Ok(Command::Convert(Conversion {
+        settings,
+        lock_timeout,
+        users,
+        options,
+        jobs: args.jobs.map_or_else(pipeline::default_jobs, usize::from),
+        json: args.json,
+        verbose: args.verbose,
+    }))
+}
 
+/// Runs what [`resolve`] settled, prints its output, and returns the exit status.
+fn execute(command: Command) -> Result<u8, CliError> {
+    let mut stdout = io::stdout().lock();
+    let conversion = match command {
+        Command::Help => {
+            stdout
+                .write_all(args::HELP.as_bytes())
+                .map_err(CliError::Output)?;
+            return Ok(status::OK);
+        }
+        Command::Convert(conversion) => conversion,
+    };
+    let backend = conversion
+        .settings
+        .open(conversion.lock_timeout)
+        .map_err(CliError::Open)?;
     #[allow(clippy::print_stderr)]
     for notice in backend.notices() {
         eprintln!("warning: {notice}");
     }
-    let users = if args.all_resellers {
-        backend
-            .resellers()
-            .map_err(|e| CliError::Config(format!("cannot list resellers: {e}")))?
-    } else if args.users.is_empty() {
-        vec!["root".to_owned()]
-    } else {
-        args.users.clone()
+    let users = match conversion.users {
+        Users::AllResellers => backend.resellers().map_err(CliError::Resellers)?,
+        Users::Named(users) => users,
     };
+    let options = &conversion.options;
     if options
         .restrictions
         .acls
@@ -112,38 +187,31 @@ fn run() -> Result<ExitCode, CliError> {
             );
         }
     }
-    let jobs = args.jobs.map_or_else(pipeline::default_jobs, usize::from);
-    let report = convert(backend.as_ref(), &users, &options, jobs);
+    let report = convert(backend.as_ref(), &users, options, conversion.jobs);
     let mut stderr = io::stderr().lock();
-    let written = if args.json {
+    let written = if conversion.json {
         output::json(
             &report,
             backend.kind(),
-            args.dry_run,
+            options.dry_run,
             &mut stdout,
             &mut stderr,
         )
     } else {
         output::human(
             &report,
-            args.verbose,
-            args.dry_run,
+            conversion.verbose,
+            options.dry_run,
             &mut stdout,
             &mut stderr,
         )
     };
-    let printed = written.and_then(|()| stdout.flush());
-    match printed {
+    match written.and_then(|()| stdout.flush()) {
         // Whoever closed the pipe has stopped reading: the status still tells the truth.
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(CliError::Output(e)),
-        _ => {}
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
+        _ if report.any_failed() => Ok(status::SOME_FAILED),
+        _ => Ok(status::OK),
     }
-    let failed = report.any_failed();
-    Ok(ExitCode::from(if failed {
-        status::SOME_FAILED
-    } else {
-        status::OK
-    }))
 }
 
 fn convert(backend: &dyn Backend, users: &[String], options: &RunOptions, jobs: usize) -> Report {
@@ -160,11 +228,11 @@ fn run_options(args: &Args, now: i64) -> Result<RunOptions, CliError> {
     let mut restrictions = Restrictions::default()
         .with_acls(&args.acls)
         .and_then(|r| r.with_allow_ips(&args.allow_ips))
-        .map_err(CliError::Usage)?;
+        .map_err(CliError::restriction)?;
     if let Some(when) = &args.expires {
         restrictions = restrictions
             .with_expiry(when, now)
-            .map_err(CliError::Usage)?;
+            .map_err(CliError::restriction)?;
     }
     Ok(RunOptions {
         replace: args.replace,
@@ -184,40 +252,7 @@ fn lock_timeout(args: &Args) -> Result<Duration, CliError> {
     }
 }
 
-fn open_backend(
-    config: BackendConfig,
-    lock_timeout: Duration,
-) -> Result<Box<dyn Backend>, CliError> {
-    let cannot_open =
-        |e: whmtoken_core::BackendError| CliError::Config(format!("cannot open the backend: {e}"));
-    match config {
-        #[cfg(feature = "files")]
-        BackendConfig::Files(files) => {
-            if is_real_server_root(&files.root) && !running_as_root() {
-                return Err(CliError::NotRoot);
-            }
-            let backend =
-                whmtoken_backend_files::FilesBackend::open(&files).map_err(cannot_open)?;
-            Ok(Box::new(backend.with_lock_timeout(lock_timeout)))
-        }
-        #[cfg(feature = "sqlite")]
-        BackendConfig::Sqlite(sqlite) => {
-            let backend =
-                whmtoken_backend_sqlite::SqliteBackend::open(&sqlite).map_err(cannot_open)?;
-            Ok(Box::new(backend.with_lock_timeout(lock_timeout)))
-        }
-    }
-}
-
-#[cfg(feature = "files")]
-fn is_real_server_root(root: &camino::Utf8Path) -> bool {
-    std::fs::canonicalize(root)
-        .map(|p| p == std::path::Path::new("/"))
-        .unwrap_or(root == "/")
-}
-
 /// Both the real and the effective uid must be 0, as cPanel's script requires.
-#[cfg(feature = "files")]
 fn running_as_root() -> bool {
     rustix::process::getuid().is_root() && rustix::process::geteuid().is_root()
 }

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use whmtoken_core::{Report, Status, UserResult};
+use whmtoken_core::{Report, Status, UserResult, error_chain};
 
 /// Human output: with `verbose`, one line per user that has a token; always one
 /// `error: <user>: <message>` line on stderr per failed user. A stdout that fails (a
@@ -45,7 +45,7 @@ pub fn human(
 
 fn error_line(result: &UserResult, err: &mut impl Write) -> io::Result<()> {
     match &result.error {
-        Some(e) => writeln!(err, "error: {}: {e}", result.user),
+        Some(e) => writeln!(err, "error: {}: {}", result.user, error_chain(e)),
         None => writeln!(err, "error: {}: failed", result.user),
     }
 }
@@ -88,7 +88,7 @@ pub fn json(
             status: r.status.as_str(),
             token_name: r.token_name.as_deref(),
             token_hash_prefix: r.token_hash_prefix.as_deref(),
-            error: r.error.as_ref().map(ToString::to_string),
+            error: r.error.as_ref().map(|e| error_chain(e)),
         })
         .collect();
     let summary = Status::ALL

@@ -1,19 +1,26 @@
-//! The traits a storage backend implements, and the error type they all report in.
+//! The seam a storage backend implements: one [`Backend`] trait of primitives, the
+//! [`Reads`] it shares with read sessions, and one opt-in capability, [`BatchImport`].
 //!
 //! # Contract
-//! - Every method is synchronous and may be called from several threads at once.
-//! - [`TokenDatabase::import`] is atomic: it takes the backend's lock for the user, reads the
-//!   current tokens, calls [`ImportRequest::decide`], writes the result (if any) durably,
-//!   and releases the lock. A reader never sees a half-written token set, and a concurrent
-//!   writer's tokens are never lost.
+//! - Every method is synchronous and may be called from several threads at once. A backend
+//!   never starts threads of its own for a run: [`crate::pipeline`] owns the worker
+//!   threads, and it is the pipeline that confines a panic to the user that caused it.
+//! - Reads ([`Reads::role`], [`Reads::read_access_hash`], [`Reads::tokens`]) take no lock,
+//!   create nothing and change nothing.
+//! - [`Backend::import`] is atomic: it takes the backend's lock for the user, reads the
+//!   current tokens, calls [`ImportRequest::decide`], writes the result (if any) durably, and
+//!   releases the lock. A reader never sees a half-written token set, and a concurrent
+//!   writer's tokens are never lost. A lock held by another process for longer than the
+//!   backend's lock timeout is [`BackendError::Locked`], and nothing was written.
+//! - [`Backend::append_audit`] appends one whole line, or fails and appends nothing usable.
 //! - Every token and every top-level or per-token key that the converter does not touch is
 //!   kept exactly as it was.
 //! - Nothing that holds an [`AccessHash`] is ever logged or put in an error; errors name the
 //!   location and what is wrong with it.
 //! - Backends map their private errors into [`BackendError`]; core never sees their types.
 
-use std::fmt;
 use std::time::Duration;
+use std::{fmt, io};
 
 use crate::acl::Privileges;
 use crate::audit::AuditEvent;
@@ -44,27 +51,31 @@ impl WhmRole {
     }
 }
 
-/// The directory of WHM users: who is root, who is a reseller, with which ACLs.
-pub trait UserDirectory: Send + Sync {
+/// The reads the pipeline makes for one user. A [`Backend`] answers them itself; a read
+/// session from [`Backend::read_session`] answers the same questions for many users at
+/// once.
+pub trait Reads: Send + Sync {
+    /// Whether `user` is root, a reseller (with which ACLs) or neither.
     fn role(&self, user: &UserName) -> Result<WhmRole, BackendError>;
+
+    /// The raw access hash of `user`, or `None` when the user has none. A user the backend
+    /// has no entry for is [`BackendError::NotFound`] (root needs no entry).
+    fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError>;
+
+    /// The user's tokens, read without taking a lock and without creating anything.
+    fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError>;
+}
+
+/// A storage backend: where reseller ACLs, access hashes and token databases live.
+pub trait Backend: Reads + fmt::Debug {
+    /// Its `kind` in the config file and in `--json` output (`files`, `sqlite`, ...).
+    fn kind(&self) -> &'static str;
 
     /// Every reseller, sorted by name, as the backend lists them. Root is not a reseller
     /// unless the data lists it (cPanel's `--all-resellers` then processes root too).
     /// Names are returned unvalidated so that the pipeline reports a bad one as a failed
     /// user instead of dropping it unseen.
     fn resellers(&self) -> Result<Vec<String>, BackendError>;
-}
-
-/// Where access hashes come from.
-pub trait AccessHashSource: Send + Sync {
-    /// The raw access hash of `user`, or `None` when the user has none.
-    fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError>;
-}
-
-/// The WHM API token database.
-pub trait TokenDatabase: Send + Sync {
-    /// The user's tokens, read without taking a lock and without creating anything.
-    fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError>;
 
     /// Atomically decides and applies `request` for `user`; see the module contract.
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError>;
@@ -72,30 +83,38 @@ pub trait TokenDatabase: Send + Sync {
     /// Appends one audit record.
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError>;
 
-    /// Imports every item and audits each entry written, returning one outcome per item in
-    /// the same order. The default runs [`import_and_audit`] on up to `jobs` threads; a
-    /// transactional backend overrides it to commit many users at once. Either way a
-    /// failure for one item must not undo the others.
-    fn import_all(
+    /// A session for reading many users, from several threads at once, until it is
+    /// dropped. A transactional backend can answer them from a few read transactions
+    /// instead of one per query. `None` (the default): the backend's own [`Reads`] serve.
+    fn read_session(&self) -> Option<Box<dyn Reads + '_>> {
+        None
+    }
+
+    /// The batch capability, for a backend that can import many users in a few
+    /// transactions; `None` (the default) has the pipeline call [`import`](Self::import)
+    /// and [`append_audit`](Self::append_audit) per user.
+    fn batch(&self) -> Option<&dyn BatchImport> {
+        None
+    }
+
+    /// Problems found in the backend's data that did not stop it, such as unusable lines
+    /// that were skipped; the command line shows them as warnings.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Importing many users at once: what a transactional backend offers through
+/// [`Backend::batch`].
+pub trait BatchImport: Send + Sync {
+    /// Does for every item what [`import_and_audit`] does for one, on the calling thread,
+    /// and returns one outcome per item in the same order. A failure for one item never
+    /// undoes another's import or audit record.
+    fn import_batch(
         &self,
         items: &[ImportItem],
         clock: &dyn Clock,
-        jobs: usize,
-    ) -> Vec<Result<Imported, BackendError>> {
-        crate::parallel::map(items, jobs, |item| {
-            // A bug hit by one user fails that user, not the report of everyone else.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                import_and_audit(self, item, clock)
-            }))
-            .unwrap_or_else(|_| {
-                let source = format!("internal error while importing for {}", item.user).into();
-                Err(BackendError::Other {
-                    backend: "pipeline",
-                    source,
-                })
-            })
-        })
-    }
+    ) -> Vec<Result<Imported, BackendError>>;
 }
 
 /// One user's import within a run.
@@ -114,14 +133,14 @@ pub struct Imported {
 }
 
 /// Imports one item and, when an entry was written, appends its audit record.
-pub fn import_and_audit<D: TokenDatabase + ?Sized>(
-    db: &D,
+pub fn import_and_audit(
+    backend: &dyn Backend,
     item: &ImportItem,
     clock: &dyn Clock,
 ) -> Result<Imported, BackendError> {
-    let decision = db.import(&item.user, &item.request)?;
+    let decision = backend.import(&item.user, &item.request)?;
     let audit = match &decision {
-        Decision::Write { entry, .. } => db.append_audit(&AuditEvent {
+        Decision::Write { entry, .. } => backend.append_audit(&AuditEvent {
             time: clock.now(),
             user: item.user.clone(),
             token_name: entry.name.clone(),
@@ -131,34 +150,21 @@ pub fn import_and_audit<D: TokenDatabase + ?Sized>(
     Ok(Imported { decision, audit })
 }
 
-/// A complete backend, as the command line uses it.
-pub trait Backend: UserDirectory + AccessHashSource + TokenDatabase + fmt::Debug {
-    /// Its `kind` in the config file and in `--json` output (`files`, `sqlite`, ...).
-    fn kind(&self) -> &'static str;
-
-    /// Runs `reads`, a run's planning, which reads from up to `--jobs` threads at once and
-    /// never writes. A transactional backend can group those reads into a few read
-    /// transactions instead of one per query; the default just runs them.
-    fn read_together(&self, reads: &mut dyn FnMut()) {
-        reads();
-    }
-
-    /// Problems found in the backend's data that did not stop it, such as unusable lines
-    /// that were skipped; the command line shows them as warnings.
-    fn notices(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
-
-/// A failure reported by a backend. Messages name the location (a file path, a database
-/// and table) and what was wrong there, never a secret.
+/// A failure reported by a backend: what happened, and where. Messages name the location
+/// (a file path, a database and table) and what was wrong there, never a secret. An
+/// underlying error is carried once, as [`std::error::Error::source`], never repeated in
+/// the message; show the whole chain with [`crate::error_chain`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackendError {
-    #[error("{location}: {source}")]
-    Io {
-        location: String,
-        source: std::io::Error,
-    },
+    /// Something the operation needs does not exist, such as a user the backend has no
+    /// entry for.
+    #[error("{location}: {what}")]
+    NotFound { location: String, what: String },
+
+    /// Another process holds the lock; the same run can be retried later.
+    #[error("{location} is locked by another process (waited {} s); try again later", waited.as_secs_f64())]
+    Locked { location: String, waited: Duration },
 
     /// Data that cannot be parsed or has the wrong shape; it was left as it was.
     #[error("{location}: {detail}")]
@@ -168,23 +174,38 @@ pub enum BackendError {
     #[error("refusing to read {location}: {detail}")]
     Unsafe { location: String, detail: String },
 
-    /// Another process holds the lock; the same run can be retried later.
-    #[error("{location} is locked by another process (waited {} s); try again later", waited.as_secs_f64())]
-    LockTimeout { location: String, waited: Duration },
-
+    /// A token file carries the immutable or append-only attribute, which cPanel never
+    /// sets: possibly the work of an intruder, so it is reported, not worked around.
     #[error("{location}: token file is {what}: this can indicate a compromised server")]
-    Immutable {
+    Tampered {
         location: String,
         what: &'static str,
     },
 
+    /// The backend cannot do this at all.
+    #[error("the {backend} backend does not support {operation}")]
+    Unsupported {
+        backend: &'static str,
+        operation: &'static str,
+    },
+
+    /// The operating system refused or failed an operation at `location`.
+    #[error("{location}")]
+    Io {
+        location: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The key cannot be stored under any name the converter may use.
     #[error(transparent)]
     Import(#[from] ImportError),
 
     /// A backend-specific failure that fits none of the above.
-    #[error("{backend} backend: {source}")]
+    #[error("{backend} backend")]
     Other {
         backend: &'static str,
+        #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
@@ -192,7 +213,7 @@ pub enum BackendError {
 impl BackendError {
     /// Whether the same operation may succeed when simply tried again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::LockTimeout { .. })
+        matches!(self, Self::Locked { .. })
     }
 }
 

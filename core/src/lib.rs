@@ -1,13 +1,16 @@
-//! The heart of whmtoken: domain types, the backend traits and the conversion pipeline.
+//! The heart of whmtoken: domain types, the backend seam and the conversion pipeline.
 //!
 //! This crate performs no I/O of its own. Backends (`whmtoken-backend-files`,
-//! `whmtoken-backend-sqlite`, or one of your own) implement the traits in [`backend`];
-//! the command line drives [`pipeline::plan`] and [`pipeline::apply`] over them.
+//! `whmtoken-backend-sqlite`, or one of your own) implement [`Backend`]; the command line
+//! drives [`pipeline::plan`] and [`pipeline::apply`] over one, and [`harness`] is how
+//! tests and fake servers build, open and dump servers of any backend.
 
 pub mod acl;
 pub mod audit;
 pub mod backend;
 pub mod clock;
+mod error_chain;
+pub mod harness;
 pub mod import;
 mod parallel;
 pub mod pipeline;
@@ -22,13 +25,14 @@ mod properties;
 pub use acl::Privileges;
 pub use audit::AuditEvent;
 pub use backend::{
-    AccessHashSource, Backend, BackendError, ImportItem, Imported, TokenDatabase, UserDirectory,
-    WhmRole,
+    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole, import_and_audit,
 };
 pub use clock::{Clock, FixedClock};
+pub use error_chain::error_chain;
+pub use harness::{BackendConfig, Harness, Seed, SeedUser};
 pub use import::{Decision, ImportError, ImportRequest};
 pub use pipeline::{Plan, Report, RunOptions, Status, UserError, UserResult};
-pub use restrictions::Restrictions;
+pub use restrictions::{RestrictionError, Restrictions};
 pub use secret::{AccessHash, TokenHash};
-pub use token::{TokenEntry, TokenName, TokenSet};
+pub use token::{DocumentError, EntryError, TokenEntry, TokenSet};
 pub use user::UserName;

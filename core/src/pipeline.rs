@@ -1,12 +1,15 @@
 //! The conversion pipeline: [`plan`] reads and checks every user, [`apply`] writes.
 //!
 //! Both return one result per user, in the order the users were given; a failure for one
-//! user never stops the others. A dry run is a plan turned into a report with
+//! user never stops the others. The pipeline owns the worker threads (`jobs` of them), and
+//! a panic while working on one user fails that user alone. A dry run is a plan turned into a report with
 //! [`Plan::preview`]: it makes every read and check a real run makes and writes nothing.
 
 use rand::{Rng, RngExt};
 
-use crate::backend::{Backend, BackendError, ImportItem, Imported, WhmRole};
+use crate::backend::{
+    Backend, BackendError, ImportItem, Imported, Reads, WhmRole, import_and_audit,
+};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
 use crate::parallel;
@@ -76,9 +79,10 @@ pub enum UserError {
     AclNotHeld { user: UserName, acl: String },
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("the token was stored as “{token_name}”, but its audit line was not written: {source}")]
+    #[error("the token was stored as “{token_name}”, but its audit line was not written")]
     AuditFailed {
         token_name: String,
+        #[source]
         source: BackendError,
     },
 }
@@ -165,17 +169,19 @@ pub fn plan(
         .filter(|u| seen.insert(u.as_str()))
         .map(|u| (u.as_str(), rng.random()))
         .collect();
-    let mut items = Vec::new();
-    backend.read_together(&mut || {
-        items = parallel::map(&unique, jobs, |&(raw, suffix_seed)| {
-            plan_user(backend, raw, options, clock, suffix_seed)
-        });
+    let session = backend.read_session();
+    let reads: &dyn Reads = match &session {
+        Some(session) => session.as_ref(),
+        None => backend,
+    };
+    let items = parallel::map(&unique, jobs, |&(raw, suffix_seed)| {
+        plan_user(reads, raw, options, clock, suffix_seed)
     });
     Plan { items }
 }
 
 fn plan_user(
-    backend: &dyn Backend,
+    backend: &dyn Reads,
     raw: &str,
     options: &RunOptions,
     clock: &dyn Clock,
@@ -286,8 +292,7 @@ pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock, jobs: usize) 
             }
         }
     }
-    let mut outcomes = backend
-        .import_all(&items, clock, jobs)
+    let mut outcomes = import_all(backend, &items, clock, jobs)
         .into_iter()
         .zip(&items);
     let results = slots
@@ -300,6 +305,40 @@ pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock, jobs: usize) 
         })
         .collect();
     Report { results }
+}
+
+/// Every item's import and audit record, one outcome per item in the items' order: in the
+/// backend's batches where it offers them, otherwise one user at a time on up to `jobs`
+/// threads. A panic fails only the user (or the batch) it happened in.
+pub fn import_all(
+    backend: &dyn Backend,
+    items: &[ImportItem],
+    clock: &dyn Clock,
+    jobs: usize,
+) -> Vec<Result<Imported, BackendError>> {
+    let internal_error = |what: &str| -> BackendError {
+        BackendError::Other {
+            backend: "pipeline",
+            source: format!("internal error while importing for {what}").into(),
+        }
+    };
+    if let Some(batch) = backend.batch() {
+        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batch.import_batch(items, clock)
+        }));
+        return outcomes.unwrap_or_else(|_| {
+            items
+                .iter()
+                .map(|item| Err(internal_error(item.user.as_str())))
+                .collect()
+        });
+    }
+    parallel::map(items, jobs, |item| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            import_and_audit(backend, item, clock)
+        }))
+        .unwrap_or_else(|_| Err(internal_error(item.user.as_str())))
+    })
 }
 
 fn imported(item: &ImportItem, outcome: Result<Imported, BackendError>) -> UserResult {

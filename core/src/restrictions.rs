@@ -11,6 +11,26 @@ use crate::acl::ALL;
 /// At most this many allow-list entries (cPanel's limit).
 pub const MAX_ALLOW_IPS: usize = 100;
 
+/// Why restrictions cannot be put on a token. The messages speak of values, not of the
+/// command-line options they came from: the command line adds those.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestrictionError {
+    #[error("invalid ACL name “{}”", .0.escape_debug())]
+    InvalidAclName(String),
+    #[error("at least one ACL name is needed")]
+    NoAclName,
+    #[error("{given} allow-list entries given; at most {MAX_ALLOW_IPS} are allowed")]
+    TooManyAllowIps { given: usize },
+    #[error("“{}”: not an IP address or CIDR range", .0.escape_debug())]
+    NotAnAddress(String),
+    #[error("{given}: host bits are set in the range; did you mean {network}?")]
+    HostBitsSet { given: String, network: String },
+    #[error("{0}: expected epoch seconds or a span such as 90d, 12h, 2w")]
+    BadExpiry(String),
+    #[error("{given}: {at} is not in the future (now is {now})")]
+    ExpiryNotInFuture { given: String, at: i64, now: i64 },
+}
+
 /// Restrictions put on a token the converter writes. The default is full access, any
 /// address, no expiry: what cPanel's script always writes.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
@@ -26,7 +46,7 @@ pub struct Restrictions {
 impl Restrictions {
     /// ACL names as given on the command line (each may be a comma-separated list).
     /// `all` anywhere means full access, as cPanel treats it.
-    pub fn with_acls<S: AsRef<str>>(mut self, given: &[S]) -> Result<Self, String> {
+    pub fn with_acls<S: AsRef<str>>(mut self, given: &[S]) -> Result<Self, RestrictionError> {
         let names: BTreeSet<String> = given
             .iter()
             .flat_map(|g| g.as_ref().split(','))
@@ -35,13 +55,13 @@ impl Restrictions {
             .map(str::to_owned)
             .collect();
         if let Some(bad) = names.iter().find(|n| !is_acl_name(n)) {
-            return Err(format!("invalid ACL name “{}”", bad.escape_debug()));
+            return Err(RestrictionError::InvalidAclName(bad.clone()));
         }
         if given.is_empty() {
             return Ok(self);
         }
         if names.is_empty() {
-            return Err("--acl needs at least one ACL name".to_owned());
+            return Err(RestrictionError::NoAclName);
         }
         self.acls = (!names.contains(ALL)).then(|| names.into_iter().collect());
         Ok(self)
@@ -49,15 +69,12 @@ impl Restrictions {
 
     /// Addresses and CIDR ranges, normalised: de-duplicated, IPv4 before IPv6, in address
     /// order, single-host `/32` and `/128` suffixes dropped, IPv6 written fully expanded.
-    pub fn with_allow_ips<S: AsRef<str>>(mut self, given: &[S]) -> Result<Self, String> {
+    pub fn with_allow_ips<S: AsRef<str>>(mut self, given: &[S]) -> Result<Self, RestrictionError> {
         if given.is_empty() {
             return Ok(self);
         }
         if given.len() > MAX_ALLOW_IPS {
-            return Err(format!(
-                "{} --allow-ip entries given; at most {MAX_ALLOW_IPS} are allowed",
-                given.len()
-            ));
+            return Err(RestrictionError::TooManyAllowIps { given: given.len() });
         }
         let nets: BTreeSet<(u8, u128, u8)> = given
             .iter()
@@ -69,12 +86,14 @@ impl Restrictions {
 
     /// An expiry as epoch seconds or a span from `now` (`90d`, `12h`, `30m`, `45s`, `2w`).
     /// It must lie in the future.
-    pub fn with_expiry(mut self, given: &str, now: i64) -> Result<Self, String> {
+    pub fn with_expiry(mut self, given: &str, now: i64) -> Result<Self, RestrictionError> {
         let at = parse_expiry(given, now)?;
         if at <= now {
-            return Err(format!(
-                "--expires {given}: {at} is not in the future (now is {now})"
-            ));
+            return Err(RestrictionError::ExpiryNotInFuture {
+                given: given.to_owned(),
+                at,
+                now,
+            });
         }
         self.expires_at = Some(at);
         Ok(self)
@@ -92,9 +111,8 @@ fn is_acl_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn parse_expiry(given: &str, now: i64) -> Result<i64, String> {
-    let bad =
-        || format!("--expires {given}: expected epoch seconds or a span such as 90d, 12h, 2w");
+fn parse_expiry(given: &str, now: i64) -> Result<i64, RestrictionError> {
+    let bad = || RestrictionError::BadExpiry(given.to_owned());
     let given_trimmed = given.trim();
     if given_trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return given_trimmed.parse().map_err(|_| bad());
@@ -119,22 +137,20 @@ fn parse_expiry(given: &str, now: i64) -> Result<i64, String> {
 }
 
 /// (family order, network address, prefix length): sorts IPv4 first, then by address.
-fn parse_net(given: &str) -> Result<(u8, u128, u8), String> {
+fn parse_net(given: &str) -> Result<(u8, u128, u8), RestrictionError> {
     let text = given.trim();
     let net: IpNet = match text.parse::<IpNet>() {
         Ok(net) => net,
-        Err(_) => IpNet::from(text.parse::<IpAddr>().map_err(|_| {
-            format!(
-                "--allow-ip “{}”: not an IP address or CIDR range",
-                text.escape_debug()
-            )
-        })?),
+        Err(_) => IpNet::from(
+            text.parse::<IpAddr>()
+                .map_err(|_| RestrictionError::NotAnAddress(text.to_owned()))?,
+        ),
     };
     if net.network() != net.addr() {
-        return Err(format!(
-            "--allow-ip {text}: host bits are set in the range; did you mean {}?",
-            net.trunc()
-        ));
+        return Err(RestrictionError::HostBitsSet {
+            given: text.to_owned(),
+            network: net.trunc().to_string(),
+        });
     }
     Ok(match net {
         IpNet::V4(v4) => (4, u32::from(v4.addr()).into(), v4.prefix_len()),
@@ -208,7 +224,7 @@ mod tests {
         }
         let many: Vec<String> = (0..101).map(|i| format!("10.0.0.{i}")).collect();
         let err = Restrictions::default().with_allow_ips(&many).unwrap_err();
-        assert!(err.contains("101"), "{err}");
+        assert_eq!(err, RestrictionError::TooManyAllowIps { given: 101 });
         let hundred = &many[..100];
         assert!(Restrictions::default().with_allow_ips(hundred).is_ok());
     }

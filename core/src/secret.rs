@@ -17,6 +17,10 @@ pub const SHOWN_PREFIX_LEN: usize = 12;
 pub struct AccessHash(SecretSlice<u8>);
 
 impl AccessHash {
+    /// The largest access hash any backend accepts, in bytes (real ones are 990): a larger
+    /// one is refused as unsafe rather than read.
+    pub const MAX_LEN: usize = 64 * 1024;
+
     /// Takes ownership of the raw file contents. The bytes are moved into an exactly sized
     /// buffer and `raw`, spare capacity included, is wiped.
     pub fn from_bytes(mut raw: Vec<u8>) -> Self {

@@ -1,47 +1,12 @@
 //! WHM API token entries and a user's set of them, in cPanel's JSON shape.
 //!
 //! A token database document is `{"tokens": {"<sha512 hex>": {entry}, ...}, ...}`
-//! (reference 2.2). Parsing here is pure: backends hand in bytes or values and get
-//! domain types or a message saying what is wrong.
-
-use std::fmt;
+//! (reference 2.2). Parsing here is pure: backends hand in values and get domain types,
+//! or an error saying what is wrong (never what a value holds).
 
 use serde_json::{Map, Value};
 
-use crate::secret::TokenHash;
-
-/// A token name as cPanel validates it: `^[A-Za-z0-9_-]{1,50}$`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct TokenName(String);
-
-impl TokenName {
-    pub const MAX_LEN: usize = 50;
-
-    pub fn new(name: &str) -> Result<Self, String> {
-        let ok = (1..=Self::MAX_LEN).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(format!(
-                "invalid token name “{}”: use 1 to 50 of A-Z, a-z, 0-9, “_” and “-”",
-                name.escape_debug()
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TokenName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::secret::{InvalidTokenHash, TokenHash};
 
 /// One token's stored data. Absent `acls` means full access; absent `whitelist_ips` means
 /// any address.
@@ -56,22 +21,62 @@ pub struct TokenEntry {
     pub extra: Map<String, Value>,
 }
 
+/// Why a token entry cannot be read. Messages describe a value's type, never its contents.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("the entry is {0}, expected an object")]
+    NotAnObject(&'static str),
+    #[error("`name` is missing")]
+    NameMissing,
+    #[error("`name` is {0}, expected a string")]
+    NameNotAString(&'static str),
+    #[error("`{key}` is {number}, expected whole epoch seconds")]
+    NotWholeSeconds { key: &'static str, number: String },
+    #[error("`{key}` is out of range")]
+    OutOfRange { key: &'static str },
+    #[error("`{key}` is {found}, expected epoch seconds")]
+    NotEpochSeconds {
+        key: &'static str,
+        found: &'static str,
+    },
+    #[error("`{key}` holds {found}, expected strings")]
+    NotStrings {
+        key: &'static str,
+        found: &'static str,
+    },
+    #[error("`{key}` is {found}, expected a list")]
+    NotAList {
+        key: &'static str,
+        found: &'static str,
+    },
+}
+
+/// Why a whole token database document cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error("the document is {0}, expected an object")]
+    NotAnObject(&'static str),
+    #[error("`tokens` is {0}, expected an object")]
+    TokensNotAnObject(&'static str),
+    #[error("token key {0}")]
+    BadKey(InvalidTokenHash),
+    #[error("token {prefix}: {error}")]
+    BadEntry { prefix: String, error: EntryError },
+}
+
 const KNOWN_KEYS: [&str; 5] = ["name", "create_time", "expires_at", "whitelist_ips", "acls"];
 
 impl TokenEntry {
     /// Reads an entry. `create_time` and `expires_at` may be numbers or digit strings
     /// (cPanel stores what its API was given); `expires_at` of `0` or `null` means none.
-    pub fn from_json(value: &Value) -> Result<Self, String> {
+    pub fn from_json(value: &Value) -> Result<Self, EntryError> {
         let Value::Object(map) = value else {
-            return Err(format!(
-                "the entry is {}, expected an object",
-                kind_of(value)
-            ));
+            return Err(EntryError::NotAnObject(kind_of(value)));
         };
         let name = match map.get("name") {
             Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(format!("`name` is {}, expected a string", kind_of(other))),
-            None => return Err("`name` is missing".to_owned()),
+            Some(other) => return Err(EntryError::NameNotAString(kind_of(other))),
+            None => return Err(EntryError::NameMissing),
         };
         Ok(Self {
             name,
@@ -117,39 +122,48 @@ impl TokenEntry {
     }
 }
 
-fn epoch_field(map: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
+fn epoch_field(map: &Map<String, Value>, key: &'static str) -> Result<Option<i64>, EntryError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
             .map(Some)
-            .ok_or_else(|| format!("`{key}` is {n}, expected whole epoch seconds")),
+            .ok_or_else(|| EntryError::NotWholeSeconds {
+                key,
+                number: n.to_string(),
+            }),
         Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
             .parse()
             .map(Some)
-            .map_err(|_| format!("`{key}` is out of range")),
-        Some(other) => Err(format!(
-            "`{key}` is {}, expected epoch seconds",
-            kind_of(other)
-        )),
+            .map_err(|_| EntryError::OutOfRange { key }),
+        Some(other) => Err(EntryError::NotEpochSeconds {
+            key,
+            found: kind_of(other),
+        }),
     }
 }
 
-fn string_list_field(map: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, String> {
+fn string_list_field(
+    map: &Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<Vec<String>>, EntryError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(format!(
-                    "`{key}` holds {}, expected strings",
-                    kind_of(other)
-                )),
+                other => Err(EntryError::NotStrings {
+                    key,
+                    found: kind_of(other),
+                }),
             })
             .collect::<Result<_, _>>()
             .map(Some),
-        Some(other) => Err(format!("`{key}` is {}, expected a list", kind_of(other))),
+        Some(other) => Err(EntryError::NotAList {
+            key,
+            found: kind_of(other),
+        }),
     }
 }
 
@@ -178,35 +192,28 @@ impl TokenSet {
 
     /// Parses a whole token database document. A `null` document or a missing `tokens`
     /// key is an empty set.
-    pub fn from_document(doc: &Value) -> Result<Self, String> {
+    pub fn from_document(doc: &Value) -> Result<Self, DocumentError> {
         let tokens = match doc {
             Value::Null => return Ok(Self::default()),
             Value::Object(top) => match top.get("tokens") {
                 None | Some(Value::Null) => return Ok(Self::default()),
                 Some(Value::Object(tokens)) => tokens,
-                Some(other) => {
-                    return Err(format!(
-                        "`tokens` is {}, expected an object",
-                        kind_of(other)
-                    ));
-                }
+                Some(other) => return Err(DocumentError::TokensNotAnObject(kind_of(other))),
             },
-            other => {
-                return Err(format!(
-                    "the document is {}, expected an object",
-                    kind_of(other)
-                ));
-            }
+            other => return Err(DocumentError::NotAnObject(kind_of(other))),
         };
         let entries = tokens
             .iter()
             .map(|(key, value)| {
-                let hash = TokenHash::parse(key).map_err(|e| format!("token key {e}"))?;
-                let entry = TokenEntry::from_json(value)
-                    .map_err(|e| format!("token {}: {e}", hash.prefix()))?;
+                let hash = TokenHash::parse(key).map_err(DocumentError::BadKey)?;
+                let entry =
+                    TokenEntry::from_json(value).map_err(|error| DocumentError::BadEntry {
+                        prefix: hash.prefix().to_owned(),
+                        error,
+                    })?;
                 Ok((hash, entry))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, DocumentError>>()?;
         Ok(Self { entries })
     }
 
@@ -288,7 +295,7 @@ mod tests {
             ),
         ];
         for (doc, want) in bad {
-            let err = TokenSet::from_document(&doc).unwrap_err();
+            let err = TokenSet::from_document(&doc).unwrap_err().to_string();
             assert!(err.contains(want), "{err} does not contain {want}");
         }
         assert!(TokenSet::from_document(&json!({})).unwrap().is_empty());

@@ -1,7 +1,10 @@
 //! Project automation, run as `cargo xtask <task>`:
 //!
-//! - `ci`: formatting check, clippy with warnings denied, the whole test suite, and a build
-//!   of the command line with each backend alone. `.ci/run` calls exactly this.
+//! - `ci`: in this order, formatting check, clippy with warnings denied, `cargo doc` with
+//!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
+//!   `target/tools` on first use), the whole test suite (with the tidy checks,
+//!   `xtask/tests/tidy.rs`), and the command line's tests with each backend alone.
+//!   `.ci/run` calls exactly this.
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
 //!   its resellers on it.
@@ -16,13 +19,24 @@ use std::process::{Command, ExitCode};
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::{Scenario, dump_server};
 
+const USAGE: &str = "usage: cargo xtask <ci|demo|bench>
+
+  ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
+         (cargo-machete), every test (tidy checks included), each backend alone
+  demo   a small fake server in SQLite (target/demo), converted
+  bench  the converter against an I/O floor on generated servers";
+
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "ci" => ci(),
         "demo" => demo(),
         "bench" => bench::bench(),
-        _ => Err("usage: cargo xtask <ci|demo|bench>".to_owned()),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,16 +55,24 @@ pub(crate) fn workspace_root() -> PathBuf {
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: cargo {}", args.join(" "));
+    cargo_with_env(args, &[])
+}
+
+/// `cargo ARGS` in the workspace, with `env` added to the environment of that command only.
+pub(crate) fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let shown: String = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
+    let shown = format!("{shown}cargo {}", args.join(" "));
+    eprintln!("xtask: {shown}");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("cargo {} failed ({status})", args.join(" ")))
+        Err(format!("{shown} failed ({status})"))
     }
 }
 
@@ -65,6 +87,12 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
+    cargo_with_env(
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    machete()?;
+    // The tidy checks (`xtask/tests/tidy.rs`) run here, with every other test.
     cargo(&["test", "--workspace", "--locked"])?;
     // Each backend alone: the command line's own tests, including the message for a
     // backend that was built out.
@@ -81,6 +109,55 @@ fn ci() -> Result<(), String> {
         cargo(&[&["test"][..], &only].concat())?;
     }
     Ok(())
+}
+
+/// cargo-machete's version, pinned: a new one may flag new things.
+const MACHETE_VERSION: &str = "0.9.2";
+
+/// Unused dependencies, found by cargo-machete (it searches each crate's sources for the
+/// names of its dependencies, so a false positive is silenced in that crate's Cargo.toml
+/// under `[package.metadata.cargo-machete] ignored = [...]`). It is installed from
+/// crates.io into `target/tools` on first use, or when the pin changed: a fresh machine
+/// needs nothing but cargo.
+fn machete() -> Result<(), String> {
+    let root = workspace_root();
+    let tools = root.join("target/tools");
+    let binary = tools.join("bin/cargo-machete");
+    // Without CARGO, cargo-machete reads its arguments as `cargo-machete ARGS`, not as
+    // `cargo machete ARGS`, however xtask was started.
+    let machete = |arg: &Path| {
+        let mut command = Command::new(&binary);
+        command.arg(arg).env_remove("CARGO").current_dir(&root);
+        command
+    };
+    let installed = machete(Path::new("--version"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    if installed.as_deref() != Some(MACHETE_VERSION) {
+        let tools = tools
+            .to_str()
+            .ok_or_else(|| format!("{} is not UTF-8", tools.display()))?;
+        cargo(&[
+            "install",
+            "--locked",
+            "--root",
+            tools,
+            "cargo-machete",
+            "--version",
+            MACHETE_VERSION,
+        ])?;
+    }
+    eprintln!("xtask: {} {}", binary.display(), root.display());
+    let status = machete(&root)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err("cargo-machete found unused dependencies (listed above)".to_owned()),
+        _ => Err(format!("cargo-machete failed ({status})")),
+    }
 }
 
 /// The demo server: root and three resellers, one of them without an access hash.
@@ -120,7 +197,7 @@ fn demo() -> Result<(), String> {
     }
     let scenario = Scenario::parse(Utf8Path::new("demo scenario"), DEMO_SCENARIO)
         .map_err(|e| e.to_string())?;
-    let config = scenario.build_sqlite(&dir).map_err(|e| e.to_string())?;
+    let config = scenario.build("sqlite", &dir).map_err(|e| e.to_string())?;
     println!(
         "A fake cPanel server in {dir}/server.db: root and resellers alice, bob and carol (carol has no access hash)\n"
     );

@@ -126,8 +126,8 @@ fn files_and_sqlite_servers_behave_identically() {
     let scenario = scenario();
     let dir = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(dir.path()).unwrap();
-    let files = scenario.build_files(&dir.join("files")).config_path();
-    let sqlite = scenario.build_sqlite(&dir.join("sqlite")).unwrap();
+    let files = scenario.build("files", &dir.join("files")).unwrap();
+    let sqlite = scenario.build("sqlite", &dir.join("sqlite")).unwrap();
     assert_eq!(
         normalise_dump(dump_server(&files).unwrap()),
         normalise_dump(dump_server(&sqlite).unwrap())
@@ -197,7 +197,7 @@ fn files_and_sqlite_servers_behave_identically() {
 fn one_failed_user_in_a_sqlite_batch_undoes_nothing_of_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(dir.path()).unwrap();
-    let config = generate(3, 1, 5).build_sqlite(dir).unwrap();
+    let config = generate(3, 1, 5).build("sqlite", dir).unwrap();
     let db = whmtoken_backend_sqlite::SqliteBackend::open(&whmtoken_backend_sqlite::SqliteConfig {
         path: dir.join("server.db"),
     })

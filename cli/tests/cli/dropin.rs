@@ -8,7 +8,7 @@ use whmtoken_fixtures::{FakeServer, cpanel_style_access_hash};
 
 use crate::{VECTOR_KEY, VECTOR_LINE, now, run, run_raw, server_with_resellers};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/data/cpanel");
 
 fn mode(path: impl AsRef<std::path::Path>) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o7777

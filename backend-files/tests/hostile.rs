@@ -1,0 +1,796 @@
+//! Hostile trees at the backend level: files that try to make root read or write the wrong
+//! thing are refused by `FilesBackend` itself, with the file named and nothing changed.
+//!
+//! The same cases, end to end through the binary, are in `cli/tests/cli/hostile.rs`. Cases
+//! that need root (giving a file away, file attributes) return early when not run as root.
+
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+use whmtoken_backend_files::{FilesBackend, FilesConfig};
+use whmtoken_core::{
+    AccessHash, Backend, BackendError, ImportRequest, Reads, Restrictions, TokenHash, UserName,
+    WhmRole,
+};
+use whmtoken_fixtures::{FakeServer, TreeSnapshot, cpanel_style_access_hash};
+
+/// The backend refuses token files larger than this (16 MiB) rather than parse them.
+const MAX_TOKEN_FILE: u64 = 16 << 20;
+
+/// The largest `.accesshash` the backend reads (64 KiB; real ones are 990 bytes): a larger
+/// one is refused unread.
+const MAX_ACCESS_HASH: u64 = AccessHash::MAX_LEN as u64;
+
+/// A uid no user of the fake servers has.
+const STRANGER: u32 = 1234;
+
+fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The uid the backend expects token files and their folder to belong to.
+fn token_owner() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Root plus resellers `res1` and `res2`, each with a genuine-looking access hash.
+fn server() -> FakeServer {
+    let mut server = FakeServer::new();
+    server.write_access_hash("root", &cpanel_style_access_hash("root"));
+    for name in ["res1", "res2"] {
+        server.add_reseller(name, &["list-accts"]);
+        server.write_access_hash(name, &cpanel_style_access_hash(name));
+    }
+    server
+}
+
+/// `name`'s uid, as the fake server's `etc/passwd` gives it.
+fn uid_of(server: &FakeServer, name: &str) -> u32 {
+    let passwd = fs::read_to_string(server.root().join("etc/passwd")).unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} is in etc/passwd"));
+    line.split(':').nth(2).unwrap().parse().unwrap()
+}
+
+fn open(server: &FakeServer) -> FilesBackend {
+    let config = FilesConfig {
+        root: server.root().to_owned(),
+    };
+    FilesBackend::open(&config).unwrap_or_else(|e| panic!("open {}: {e}", server.root()))
+}
+
+fn user(name: &str) -> UserName {
+    UserName::new(name).unwrap()
+}
+
+/// A conversion as a run would ask for it, replacing an entry with the same key.
+fn request() -> ImportRequest {
+    ImportRequest::new(
+        TokenHash::of_secret(b"hostile-tree-test"),
+        1_700_000_000,
+        Restrictions::default(),
+        true,
+        7,
+    )
+}
+
+/// Asserts a refusal for safety of exactly `path`, for exactly `detail`, whose message
+/// names the file.
+#[track_caller]
+fn assert_unsafe<T: std::fmt::Debug>(
+    result: Result<T, BackendError>,
+    path: &Utf8Path,
+    detail: &str,
+) {
+    let err = result.expect_err("the file is refused");
+    match &err {
+        BackendError::Unsafe {
+            location,
+            detail: said,
+        } => {
+            assert_eq!((location.as_str(), said.as_str()), (path.as_str(), detail));
+        }
+        other => panic!("expected a refusal for safety, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("refusing to read {path}: {detail}")
+    );
+}
+
+/// Asserts a refusal of unparsable data at exactly `path`, whose detail contains `detail`.
+#[track_caller]
+fn assert_corrupt<T: std::fmt::Debug>(
+    result: Result<T, BackendError>,
+    path: &Utf8Path,
+    detail: &str,
+) {
+    let err = result.expect_err("the file is refused");
+    match &err {
+        BackendError::Corrupt {
+            location,
+            detail: said,
+        } => {
+            assert_eq!(location, path.as_str());
+            assert!(said.contains(detail), "{said:?} does not say {detail:?}");
+        }
+        other => panic!("expected corrupt data, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with(&format!("{path}: ")), "{err}");
+}
+
+/// Asserts a refusal of a token file carrying the immutable or append-only attribute
+/// (`what`), reported as a possible compromise, whose message names the file.
+#[track_caller]
+fn assert_tampered<T: std::fmt::Debug>(
+    result: Result<T, BackendError>,
+    path: &Utf8Path,
+    what: &str,
+) {
+    let err = result.expect_err("the file is refused");
+    match &err {
+        BackendError::Tampered {
+            location,
+            what: said,
+        } => assert_eq!((location.as_str(), *said), (path.as_str(), what)),
+        other => panic!("expected a token file with an attribute, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("{path}: token file is {what}: this can indicate a compromised server")
+    );
+}
+
+/// Asserts that `user` was looked up in `passwd` and not found, and that the message names
+/// the file and the user.
+#[track_caller]
+fn assert_no_passwd_entry<T: std::fmt::Debug>(
+    result: Result<T, BackendError>,
+    passwd: &Utf8Path,
+    user: &str,
+) {
+    let err = result.expect_err("the user is not found");
+    let expected = format!("no entry for user {user}");
+    match &err {
+        BackendError::NotFound {
+            location,
+            what: detail,
+        } => {
+            assert_eq!(
+                (location.as_str(), detail.as_str()),
+                (passwd.as_str(), &*expected)
+            );
+        }
+        other => panic!("expected no passwd entry, got {other:?}"),
+    }
+    assert_eq!(err.to_string(), format!("{passwd}: {expected}"));
+}
+
+/// Asserts that the tree is as it was, the backend having been dropped first (an open
+/// backend keeps the source file of its dot-locks in the token folder). The snapshots are
+/// not printed: one of them holds a 16 MiB file.
+#[track_caller]
+fn assert_unchanged(server: &FakeServer, before: &TreeSnapshot) {
+    assert!(
+        TreeSnapshot::of(server.root()) == *before,
+        "the tree under {} changed",
+        server.root()
+    );
+}
+
+/// Runs `f` on another thread and fails the test if it takes more than 20 s (a FIFO that
+/// is opened for reading blocks until someone writes to it).
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(value) => value,
+        Err(RecvTimeoutError::Timeout) => panic!("the backend hung"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the backend panicked"),
+    }
+}
+
+fn mkfifo(path: &Utf8Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path.as_std_path(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
+/// Removes res1's `.accesshash`, plants something in its place, and returns its path.
+fn plant_access_hash(server: &FakeServer, plant: impl FnOnce(&Utf8Path)) -> Utf8PathBuf {
+    let path = server.access_hash_path("res1");
+    fs::remove_file(&path).unwrap();
+    plant(&path);
+    path
+}
+
+/// Checks that reading res1's planted `.accesshash` is refused for `detail`, that res2's is
+/// still read, and that nothing changed.
+fn assert_access_hash_refused(server: &FakeServer, path: &Utf8Path, detail: &str) {
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(server);
+    assert_unsafe(backend.read_access_hash(&user("res1")), path, detail);
+    assert!(
+        backend.read_access_hash(&user("res2")).unwrap().is_some(),
+        "another user's access hash is still read"
+    );
+    drop(backend);
+    assert_unchanged(server, &before);
+}
+
+/// Writes res1's token file with `contents`, as cPanel's writer leaves one.
+fn token_file(server: &FakeServer, contents: &str) -> Utf8PathBuf {
+    server.write_token_file("res1", contents);
+    server.token_file("res1")
+}
+
+/// Checks that both a dry read and an import of res1's token file are refused for
+/// `detail`, and that nothing changed.
+fn assert_token_file_refused(server: &FakeServer, path: &Utf8Path, detail: &str) {
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(server);
+    assert_unsafe(backend.tokens(&user("res1")), path, detail);
+    assert_unsafe(backend.import(&user("res1"), &request()), path, detail);
+    drop(backend);
+    assert_unchanged(server, &before);
+}
+
+/// Checks that a token file holding `contents` is refused as corrupt by a dry read and by
+/// an import, and stays byte for byte as it was.
+fn assert_malformed_token_file_kept(contents: &str, detail: &str) {
+    let server = server();
+    let path = token_file(&server, contents);
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    assert_corrupt(backend.tokens(&user("res1")), &path, detail);
+    assert_corrupt(backend.import(&user("res1"), &request()), &path, detail);
+    drop(backend);
+    assert_eq!(fs::read_to_string(&path).unwrap(), contents);
+    assert_unchanged(&server, &before);
+}
+
+/// Sets an inode attribute (immutable, append-only) on a file or folder, and clears it
+/// when dropped so that the temporary tree can be removed.
+struct Attribute {
+    path: Utf8PathBuf,
+    flag: IFlags,
+}
+
+impl Attribute {
+    /// `None` when the attribute cannot be set: not root, or a file system without them.
+    fn set(path: &Utf8Path, flag: IFlags) -> Option<Self> {
+        let file = File::open(path).ok()?;
+        let flags = ioctl_getflags(&file).ok()?;
+        ioctl_setflags(&file, flags | flag).ok()?;
+        Some(Self {
+            path: path.to_owned(),
+            flag,
+        })
+    }
+}
+
+impl Drop for Attribute {
+    fn drop(&mut self) {
+        if let Ok(file) = File::open(&self.path)
+            && let Ok(flags) = ioctl_getflags(&file)
+        {
+            let _ = ioctl_setflags(&file, flags - self.flag);
+        }
+    }
+}
+
+/// Checks that a token file with `flag` set is reported as a possible compromise, with
+/// `what`, by a dry read and by an import, and that nothing changed.
+fn assert_attribute_reported(flag: IFlags, what: &str) {
+    let server = server();
+    let path = token_file(&server, "{}");
+    let Some(attribute) = Attribute::set(&path, flag) else {
+        return; // needs root and a file system with attributes
+    };
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let results = [
+        backend.tokens(&user("res1")).map(drop),
+        backend.import(&user("res1"), &request()).map(drop),
+    ];
+    drop(backend);
+    let after = TreeSnapshot::of(server.root());
+    drop(attribute);
+    for result in results {
+        assert_tampered(result, &path, what);
+    }
+    assert!(after == before, "the tree changed");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{}");
+}
+
+// --- `.accesshash`: a file in a folder its tenant controls --------------------------------
+
+#[test]
+fn an_accesshash_owned_by_its_user_is_read() {
+    let server = server();
+    let path = server.access_hash_path("res1");
+    if running_as_root() {
+        std::os::unix::fs::chown(&path, Some(uid_of(&server, "res1")), None).unwrap();
+    }
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let hash = backend.read_access_hash(&user("res1")).unwrap().unwrap();
+    assert_eq!(
+        hash.token_hash().unwrap().as_str(),
+        server.expected_key("res1")
+    );
+    drop(backend);
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn a_missing_accesshash_means_no_access_hash() {
+    let server = server();
+    fs::remove_file(server.access_hash_path("res1")).unwrap();
+    let backend = open(&server);
+    assert!(backend.read_access_hash(&user("res1")).unwrap().is_none());
+}
+
+#[test]
+fn an_accesshash_that_is_a_symlink_is_refused_and_not_followed() {
+    let server = server();
+    let secret = server.root().join("etc/shadow");
+    server.write_file(&secret, b"root:$6$private\n", 0o600);
+    let path = plant_access_hash(&server, |path| {
+        std::os::unix::fs::symlink(&secret, path).unwrap();
+    });
+    assert_access_hash_refused(&server, &path, "it is a symbolic link");
+}
+
+#[test]
+fn an_accesshash_linked_to_dev_zero_is_refused_without_reading_it() {
+    let server = server();
+    let path = plant_access_hash(&server, |path| {
+        std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+    });
+    assert_access_hash_refused(&server, &path, "it is a symbolic link");
+}
+
+#[test]
+fn a_dangling_accesshash_symlink_is_refused_not_taken_for_a_missing_file() {
+    let server = server();
+    let path = plant_access_hash(&server, |path| {
+        std::os::unix::fs::symlink("nowhere", path).unwrap();
+    });
+    assert_access_hash_refused(&server, &path, "it is a symbolic link");
+}
+
+#[test]
+fn an_accesshash_that_is_a_fifo_neither_hangs_nor_is_read() {
+    let server = server();
+    let path = plant_access_hash(&server, mkfifo);
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let result = bounded(move || backend.read_access_hash(&user("res1")));
+    assert_unsafe(result, &path, "it is a FIFO");
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn an_accesshash_that_is_a_socket_is_refused() {
+    let server = server();
+    let mut listener = None;
+    let path = plant_access_hash(&server, |path| {
+        listener = Some(UnixListener::bind(path).unwrap());
+    });
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let err = backend
+        .read_access_hash(&user("res1"))
+        .expect_err("a socket is refused");
+    // open(2) itself fails on a socket (ENXIO), before any check of the file type.
+    assert!(
+        matches!(&err, BackendError::Unsafe { location, .. } | BackendError::Io { location, .. }
+            if location == path.as_str()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(path.as_str()), "{err}");
+    drop(backend);
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn an_accesshash_with_a_second_hard_link_is_refused() {
+    let server = server();
+    let other = server.root().join("etc/other-hash");
+    server.write_file(&other, cpanel_style_access_hash("x").as_bytes(), 0o600);
+    let path = plant_access_hash(&server, |path| fs::hard_link(&other, path).unwrap());
+    assert_access_hash_refused(&server, &path, "it has 2 hard links");
+}
+
+#[test]
+fn an_accesshash_over_64_kib_is_refused_unread() {
+    let server = server();
+    let path = server.access_hash_path("res1");
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(MAX_ACCESS_HASH + 1)
+        .unwrap();
+    assert_access_hash_refused(
+        &server,
+        &path,
+        &format!("it is {} bytes, more than 65536", MAX_ACCESS_HASH + 1),
+    );
+}
+
+#[test]
+fn an_accesshash_of_exactly_64_kib_is_still_read() {
+    let server = server();
+    let line = "0123456789abcdef0123456789abcde\n";
+    let contents = line.repeat(usize::try_from(MAX_ACCESS_HASH).unwrap() / line.len());
+    assert_eq!(contents.len() as u64, MAX_ACCESS_HASH);
+    server.write_access_hash("res1", &contents);
+    let backend = open(&server);
+    let hash = backend.read_access_hash(&user("res1")).unwrap().unwrap();
+    assert_eq!(
+        hash.token_hash().unwrap().as_str(),
+        server.expected_key("res1")
+    );
+}
+
+#[test]
+fn an_accesshash_that_is_a_directory_is_refused() {
+    let server = server();
+    let path = plant_access_hash(&server, |path| fs::create_dir(path).unwrap());
+    assert_access_hash_refused(&server, &path, "it is a directory");
+}
+
+#[test]
+fn an_accesshash_owned_by_another_user_is_refused() {
+    if !running_as_root() {
+        return; // only root can give a file away
+    }
+    let server = server();
+    let path = server.access_hash_path("res1");
+    std::os::unix::fs::chown(&path, Some(STRANGER), None).unwrap();
+    assert_access_hash_refused(&server, &path, &format!("it is owned by uid {STRANGER}"));
+}
+
+#[test]
+fn an_accesshash_owned_by_another_reseller_is_refused() {
+    if !running_as_root() {
+        return; // only root can give a file away
+    }
+    let server = server();
+    let path = server.access_hash_path("res1");
+    let other = uid_of(&server, "res2");
+    std::os::unix::fs::chown(&path, Some(other), None).unwrap();
+    assert_access_hash_refused(&server, &path, &format!("it is owned by uid {other}"));
+}
+
+// --- `etc/passwd` and `var/cpanel/resellers` ------------------------------------------------
+
+#[test]
+fn a_reseller_missing_from_passwd_is_reported_naming_passwd() {
+    let server = server();
+    server.make_reseller("ghost", &[]);
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    assert!(matches!(
+        backend.role(&user("ghost")).unwrap(),
+        WhmRole::Reseller(_)
+    ));
+    assert_no_passwd_entry(
+        backend.read_access_hash(&user("ghost")),
+        &server.root().join("etc/passwd"),
+        "ghost",
+    );
+    drop(backend);
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn a_reseller_named_like_a_path_is_listed_as_written_for_the_pipeline_to_refuse() {
+    let server = server();
+    server.append("var/cpanel/resellers", "../x:all\n");
+    let backend = open(&server);
+    let resellers = backend.resellers().unwrap();
+    assert_eq!(resellers, ["../x", "res1", "res2"]);
+    assert!(
+        UserName::new("../x").is_err(),
+        "no user name, so no path, can be made from it"
+    );
+}
+
+#[test]
+fn unusable_passwd_and_resellers_lines_are_skipped_and_reported() {
+    let mut server = server();
+    server.append(
+        "etc/passwd",
+        "garbage line\nbad:x:NaN:1::/home/bad:/bin/sh\n",
+    );
+    server.append("var/cpanel/resellers", "no colon here\n");
+    server.add_reseller("late", &["list-accts"]);
+    server.write_access_hash("late", &cpanel_style_access_hash("late"));
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let passwd = server.root().join("etc/passwd");
+    let resellers = server.root().join("var/cpanel/resellers");
+    assert_eq!(
+        backend.notices(),
+        [
+            format!("{passwd}: line 4 skipped: expected 7 fields separated by “:”, found 1"),
+            format!("{passwd}: line 5 skipped: uid “NaN” is not a number"),
+            format!("{resellers}: line 3 skipped: no “:” after the user name"),
+        ]
+    );
+    assert_eq!(backend.resellers().unwrap(), ["late", "res1", "res2"]);
+    assert!(
+        backend
+            .role(&user("late"))
+            .unwrap()
+            .privileges()
+            .unwrap()
+            .holds("list-accts")
+    );
+    assert!(backend.read_access_hash(&user("late")).unwrap().is_some());
+    drop(backend);
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn a_stray_byte_in_passwd_skips_only_that_line() {
+    use std::io::Write;
+    let server = server();
+    let mut passwd = File::options()
+        .append(true)
+        .open(server.root().join("etc/passwd"))
+        .unwrap();
+    passwd
+        .write_all(b"b\xe9d:x:1777:1777::/home/bad:/bin/bash\n")
+        .unwrap();
+    let backend = open(&server);
+    let notices = backend.notices();
+    assert_eq!(
+        notices,
+        [format!(
+            "{}: line 4 skipped: the name, uid or home is not valid UTF-8",
+            server.root().join("etc/passwd")
+        )]
+    );
+    assert!(backend.read_access_hash(&user("res2")).unwrap().is_some());
+}
+
+// --- WHM token files: root's own data, which must not be trusted blindly --------------------
+
+#[test]
+fn a_token_file_that_is_a_symlink_is_neither_read_nor_written_through() {
+    let server = server();
+    let elsewhere = server.root().join("etc/elsewhere.json");
+    server.write_file(&elsewhere, b"{}", 0o600);
+    let path = token_file(&server, "{}");
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    assert_token_file_refused(&server, &path, "it is a symbolic link");
+    assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "{}");
+}
+
+#[test]
+fn a_token_file_others_can_write_is_not_trusted() {
+    let server = server();
+    let path = token_file(&server, "{}");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    assert_token_file_refused(&server, &path, "its mode 0666 lets others write to it");
+}
+
+#[test]
+fn a_token_file_its_group_can_write_is_not_trusted() {
+    let server = server();
+    let path = token_file(&server, "{}");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o620)).unwrap();
+    assert_token_file_refused(&server, &path, "its mode 0620 lets others write to it");
+}
+
+#[test]
+fn a_token_file_owned_by_another_uid_is_not_trusted() {
+    if !running_as_root() {
+        return; // only root can give a file away
+    }
+    let server = server();
+    let path = token_file(&server, "{}");
+    std::os::unix::fs::chown(&path, Some(STRANGER), None).unwrap();
+    assert_token_file_refused(&server, &path, &format!("it is owned by uid {STRANGER}"));
+}
+
+#[test]
+fn a_token_file_with_a_second_hard_link_is_not_trusted() {
+    let server = server();
+    let path = token_file(&server, "{}");
+    let other = server.root().join("etc/linked.json");
+    fs::create_dir_all(other.parent().unwrap()).unwrap();
+    fs::hard_link(&path, &other).unwrap();
+    assert_token_file_refused(&server, &path, "it has 2 hard links");
+    assert_eq!(fs::read_to_string(&other).unwrap(), "{}");
+}
+
+#[test]
+fn a_token_file_that_is_a_fifo_neither_hangs_nor_is_read() {
+    let server = server();
+    let path = token_file(&server, "{}");
+    fs::remove_file(&path).unwrap();
+    mkfifo(&path);
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let (read, imported) = bounded(move || {
+        let read = backend.tokens(&user("res1")).map(drop);
+        let imported = backend.import(&user("res1"), &request()).map(drop);
+        (read, imported)
+    });
+    assert_unsafe(read, &path, "it is a FIFO");
+    assert_unsafe(imported, &path, "it is a FIFO");
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn a_token_file_that_is_a_directory_is_refused() {
+    let server = server();
+    let path = token_file(&server, "{}");
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    assert_unsafe(backend.tokens(&user("res1")), &path, "it is a directory");
+    // An import opens the file for writing, which the system refuses on a folder (EISDIR)
+    // before the backend's own checks run: refused too, though reported as an I/O error.
+    let err = backend
+        .import(&user("res1"), &request())
+        .expect_err("a folder is not written to");
+    assert!(
+        matches!(&err, BackendError::Unsafe { location, .. } | BackendError::Io { location, .. }
+            if location == path.as_str()),
+        "{err:?}"
+    );
+    drop(backend);
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn a_token_file_over_16_mib_is_refused_unparsed() {
+    let server = server();
+    let path = token_file(&server, "{}");
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(MAX_TOKEN_FILE + 1)
+        .unwrap();
+    assert_token_file_refused(
+        &server,
+        &path,
+        &format!(
+            "it is {} bytes, more than {MAX_TOKEN_FILE}",
+            MAX_TOKEN_FILE + 1
+        ),
+    );
+}
+
+#[test]
+fn an_immutable_token_file_is_reported_as_a_possible_compromise() {
+    assert_attribute_reported(IFlags::IMMUTABLE, "immutable (chattr +i)");
+}
+
+#[test]
+fn an_append_only_token_file_is_reported_as_a_possible_compromise() {
+    assert_attribute_reported(IFlags::APPEND, "append-only (chattr +a)");
+}
+
+#[test]
+fn a_token_folder_others_can_write_is_refused_before_anything_is_created() {
+    let server = server();
+    server.write_token_file("res2", "{}");
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o777)).unwrap();
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let detail = format!("folder owned by uid {} with mode 0777", token_owner());
+    assert_unsafe(backend.tokens(&user("res1")), &folder, &detail);
+    assert_unsafe(backend.import(&user("res1"), &request()), &folder, &detail);
+    drop(backend);
+    assert_unchanged(&server, &before);
+    assert!(!server.token_file("res1").exists());
+}
+
+#[test]
+fn a_token_folder_that_is_a_symlink_is_refused_and_not_written_through() {
+    let server = server();
+    let elsewhere = server.root().join("elsewhere");
+    server.mkdir("elsewhere", 0o700);
+    server.mkdir("var/cpanel/authn/api_tokens_v2", 0o711);
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    std::os::unix::fs::symlink(&elsewhere, &folder).unwrap();
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    assert_unsafe(
+        backend.tokens(&user("res1")),
+        &folder,
+        "it is a symbolic link",
+    );
+    assert_unsafe(
+        backend.import(&user("res1"), &request()),
+        &folder,
+        "it is a symbolic link",
+    );
+    drop(backend);
+    assert_unchanged(&server, &before);
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+#[test]
+fn an_immutable_token_folder_stops_the_import_and_changes_nothing() {
+    let server = server();
+    server.write_token_file("res2", "{}");
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    let Some(attribute) = Attribute::set(&folder, IFlags::IMMUTABLE) else {
+        return; // needs root and a file system with attributes
+    };
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let result = backend.import(&user("res2"), &request()).map(drop);
+    drop(backend);
+    let after = TreeSnapshot::of(server.root());
+    drop(attribute);
+    let err = result.expect_err("nothing can be written in an immutable folder");
+    assert!(err.to_string().contains(folder.as_str()), "{err}");
+    assert!(after == before, "the tree changed");
+}
+
+#[test]
+fn a_token_file_that_is_not_json_stays_byte_identical() {
+    assert_malformed_token_file_kept("{\"tokens\":", "not valid JSON");
+}
+
+#[test]
+fn a_token_file_whose_tokens_are_an_array_stays_byte_identical() {
+    assert_malformed_token_file_kept(
+        "{\"tokens\":[]}",
+        "`tokens` is an array, expected an object",
+    );
+}
+
+#[test]
+fn a_token_file_that_is_a_json_array_stays_byte_identical() {
+    assert_malformed_token_file_kept("[]", "the document is an array");
+}
+
+#[test]
+fn a_token_key_in_capitals_stays_byte_identical() {
+    assert_malformed_token_file_kept(
+        "{\"tokens\":{\"ABC\":{\"name\":\"x\"}}}",
+        "is not a token hash",
+    );
+}
+
+#[test]
+fn a_token_key_too_short_for_a_sha512_stays_byte_identical() {
+    assert_malformed_token_file_kept(
+        "{\"tokens\":{\"0123\":{\"name\":\"x\"}}}",
+        "is not a token hash",
+    );
+}
