@@ -386,6 +386,31 @@ fn a_closed_stdout_keeps_the_error_lines_and_the_exit_status() {
 }
 
 #[test]
+fn a_stdout_that_cannot_be_written_exits_74_after_doing_the_work() {
+    let server = server_with_resellers();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", server.config_path().as_str(), "--json", "res1"])
+        .env_remove("WHMTOKEN_LOG")
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(74));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: cannot write output: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(
+        server.token_document("res1").is_some(),
+        "the conversion itself was done"
+    );
+}
+
+#[test]
 fn a_held_accounting_log_fails_the_audit_but_names_the_stored_token() {
     let server = server_with_resellers();
     let lock = server.root().join("var/cpanel/accounting.log.lock");
