@@ -1,10 +1,11 @@
 //! The file backend's [`Harness`] (cargo feature `harness`): cPanel file trees built from a
 //! [`Seed`] for tests and `fake-server`, and dumped back as the canonical document.
 //!
-//! Trees are laid out as cPanel lays them out (`etc/passwd`, `var/cpanel/resellers`, home
-//! folders 0711 with a 0600 `.accesshash`, token files 0600 in a 0700 folder). Built by a
-//! user other than root, every account gets that user's uid, so that the ownership checks
-//! of a real run hold on a tree nobody could `chown`.
+//! Trees are laid out as cPanel lays them out (`etc/passwd`, `var/cpanel/resellers`, the
+//! seed's settings in `var/cpanel/cpanel.config`, home folders 0711 with a 0600
+//! `.accesshash`, token files 0600 in a 0700 folder). Built by a user other than root,
+//! every account gets that user's uid, so that the ownership checks of a real run hold on a
+//! tree nobody could `chown`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder};
@@ -15,9 +16,9 @@ use serde_json::{Map, Value};
 use whmtoken_core::harness::dump_document;
 use whmtoken_core::{BackendError, Harness, Seed};
 
-use crate::FilesConfig;
 use crate::safe_fs::{corrupt, io_error};
 use crate::token_file::TOKEN_FOLDER;
+use crate::{CPANEL_CONFIG, FilesConfig};
 
 const ACCOUNTING_LOG: &str = "var/cpanel/accounting.log";
 
@@ -68,6 +69,11 @@ impl Harness for FilesConfig {
             resellers.as_bytes(),
             0o644,
         )?;
+        let config = format!(
+            "allow_deprecated_accesshash={}\n",
+            u8::from(seed.settings.allow_deprecated_accesshash)
+        );
+        tree.write(&tree.under(CPANEL_CONFIG), config.as_bytes(), 0o644)?;
         Ok(Self {
             root: Utf8PathBuf::from("."),
         })

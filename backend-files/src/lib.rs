@@ -7,6 +7,11 @@
 //! | access hashes | `<home>/.accesshash` |
 //! | WHM API tokens | `var/cpanel/authn/api_tokens_v2/whostmgr/<user>.json` |
 //! | audit lines | `var/cpanel/accounting.log` |
+//! | server settings (`allow_deprecated_accesshash`) | `var/cpanel/cpanel.config` |
+//!
+//! `etc/passwd` and `var/cpanel/resellers` are read once, when the backend is opened;
+//! `var/cpanel/cpanel.config` each time the settings are asked for, so that a converter
+//! run, which never asks, does not depend on it.
 //!
 //! Home folders are resolved through `etc/passwd` and followed as they are, symbolic links
 //! included (`/home` linking to `/home2` is a common layout, and only root can change those
@@ -14,6 +19,7 @@
 //! is never followed through a symbolic link, and it is checked on the open descriptor.
 
 mod accounting;
+mod cpanel_config;
 #[cfg(feature = "harness")]
 mod harness;
 mod lock;
@@ -36,10 +42,13 @@ use serde::Serialize;
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{
     AccessHash, AuditEvent, Backend, BackendConfig, BackendError, Decision, ImportRequest,
-    Privileges, Reads, TokenSet, UserName, WhmRole,
+    Privileges, Reads, ServerSettings, TokenSet, UserName, WhmRole,
 };
 
-use crate::safe_fs::{Expect, open_guarded, read_checked};
+use crate::safe_fs::{Expect, corrupt, open_guarded, read_checked};
+
+/// The server's tweak settings, under the root.
+const CPANEL_CONFIG: &str = "var/cpanel/cpanel.config";
 
 /// The `[backend]` section for `kind = "files"`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -226,6 +235,10 @@ impl Reads for FilesBackend {
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
         token_file::read(&self.token_file(user), self.token_owner)
     }
+
+    fn has_account(&self, user: &UserName) -> Result<bool, BackendError> {
+        Ok(user.is_root() || self.accounts.contains_key(user.as_str()))
+    }
 }
 
 impl Backend for FilesBackend {
@@ -235,6 +248,17 @@ impl Backend for FilesBackend {
 
     fn resellers(&self) -> Result<Vec<String>, BackendError> {
         Ok(self.resellers.keys().cloned().collect())
+    }
+
+    fn token_users(&self) -> Result<Vec<String>, BackendError> {
+        token_file::list_users(&self.root.join(token_file::TOKEN_FOLDER), self.token_owner)
+    }
+
+    /// Read from `var/cpanel/cpanel.config` each time, as safely as `etc/passwd`; a missing
+    /// file or setting has cPanel's default.
+    fn server_settings(&self) -> Result<ServerSettings, BackendError> {
+        let path = self.root.join(CPANEL_CONFIG);
+        cpanel_config::parse(&read_root_file(&path)?).map_err(|detail| corrupt(&path, detail))
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {

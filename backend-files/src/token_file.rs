@@ -57,6 +57,52 @@ pub(crate) fn read(path: &Utf8Path, owner: u32) -> Result<TokenSet, BackendError
     Ok(parse(path, &bytes)?.tokens)
 }
 
+/// The users that have a token file in `folder` (the `whostmgr` folder), sorted: the
+/// `<user>` of every `<user>.json` whose name has no other dot, as cPanel lists them
+/// (`([^.]+)\.json$`), which leaves out temporary files. A missing folder has none.
+///
+/// The folder gets the same checks as before a read or an import (a real folder, owned by
+/// `owner`, that nobody else can write to), made again on the descriptor that is listed, so
+/// that a folder swapped for a symbolic link in between is not listed through. Entries are
+/// listed by name only: a `<user>.json` that is not a regular file is listed, and refused
+/// when it is read. A name that is not UTF-8 is listed with replacement characters, for the
+/// caller to report as an invalid user name.
+pub(crate) fn list_users(folder: &Utf8Path, owner: u32) -> Result<Vec<String>, BackendError> {
+    match fs::symlink_metadata(folder) {
+        Ok(meta) => check_token_folder(folder, &meta, owner)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(folder, e)),
+    }
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(guarded_flags() | libc_directory())
+        .open(folder);
+    let dir = match opened {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(unsafe_file(folder, "it is a symbolic link"));
+        }
+        Err(e) => return Err(io_error(folder, e)),
+    };
+    let meta = dir.metadata().map_err(|e| io_error(folder, e))?;
+    check_token_folder(folder, &meta, owner)?;
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| io_error(folder, e.into()))?;
+    let mut users = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(folder, e.into()))?;
+        let name = String::from_utf8_lossy(entry.file_name().to_bytes());
+        if let Some(user) = name
+            .strip_suffix(".json")
+            .filter(|u| !u.is_empty() && !u.contains('.'))
+        {
+            users.push(user.to_owned());
+        }
+    }
+    users.sort_unstable();
+    Ok(users)
+}
+
 /// Decides `request` against the file's current contents and writes the result, all while
 /// holding the dot-lock and the flock.
 pub(crate) fn import(

@@ -708,6 +708,7 @@ fn a_token_folder_others_can_write_is_refused_before_anything_is_created() {
     let detail = format!("folder owned by uid {} with mode 0777", token_owner());
     assert_unsafe(backend.tokens(&user("res1")), &folder, &detail);
     assert_unsafe(backend.import(&user("res1"), &request()), &folder, &detail);
+    assert_unsafe(backend.token_users(), &folder, &detail);
     drop(backend);
     assert_unchanged(&server, &before);
     assert!(!server.token_file("res1").exists());
@@ -725,6 +726,7 @@ fn a_token_folder_that_is_a_symlink_is_refused_and_not_written_through() {
     std::os::unix::fs::symlink(&elsewhere, &folder).unwrap();
     let before = TreeSnapshot::of(server.root());
     let backend = open(&server);
+    assert_unsafe(backend.token_users(), &folder, "it is a symbolic link");
     assert_unsafe(
         backend.tokens(&user("res1")),
         &folder,
@@ -792,5 +794,95 @@ fn a_token_key_too_short_for_a_sha512_stays_byte_identical() {
     assert_malformed_token_file_kept(
         "{\"tokens\":{\"0123\":{\"name\":\"x\"}}}",
         "is not a token hash",
+    );
+}
+
+// --- `var/cpanel/cpanel.config`: root's settings, read only when asked for ----------------
+
+fn cpanel_config(server: &FakeServer) -> Utf8PathBuf {
+    server.root().join("var/cpanel/cpanel.config")
+}
+
+/// Plants something at `cpanel.config` and checks that reading the settings is refused for
+/// `detail` without hanging, that the backend still opens and reads access hashes (a
+/// conversion never asks for the settings), and that nothing changed.
+fn assert_settings_refused(plant: impl FnOnce(&FakeServer, &Utf8Path), detail: &str) {
+    let server = server();
+    let path = cpanel_config(&server);
+    plant(&server, &path);
+    let before = TreeSnapshot::of(server.root());
+    let backend = open(&server);
+    let (settings, access_hash) = bounded(move || {
+        let settings = backend.server_settings();
+        let access_hash = backend.read_access_hash(&user("res1")).map(|a| a.is_some());
+        (settings, access_hash)
+    });
+    assert_unsafe(settings, &path, detail);
+    assert!(access_hash.unwrap(), "res1's access hash is still read");
+    assert_unchanged(&server, &before);
+}
+
+#[test]
+fn a_cpanel_config_that_is_a_symlink_is_refused_and_not_followed() {
+    assert_settings_refused(
+        |server, path| {
+            let elsewhere = server.root().join("etc/allowing.config");
+            server.write_file(&elsewhere, b"allow_deprecated_accesshash=1\n", 0o644);
+            std::os::unix::fs::symlink(&elsewhere, path).unwrap();
+        },
+        "it is a symbolic link",
+    );
+}
+
+#[test]
+fn a_cpanel_config_that_is_a_fifo_neither_hangs_nor_is_read() {
+    assert_settings_refused(|_, path| mkfifo(path), "it is a FIFO");
+}
+
+#[test]
+fn a_cpanel_config_that_is_a_directory_is_refused() {
+    assert_settings_refused(|_, path| fs::create_dir(path).unwrap(), "it is a directory");
+}
+
+#[test]
+fn a_cpanel_config_with_a_second_hard_link_is_refused() {
+    assert_settings_refused(
+        |server, path| {
+            let other = server.root().join("etc/other.config");
+            server.write_file(&other, b"allow_deprecated_accesshash=1\n", 0o644);
+            fs::hard_link(&other, path).unwrap();
+        },
+        "it has 2 hard links",
+    );
+}
+
+#[test]
+fn a_cpanel_config_owned_by_another_uid_is_refused() {
+    if !running_as_root() {
+        return; // only root can give a file away
+    }
+    assert_settings_refused(
+        |server, path| {
+            server.write_file(path, b"allow_deprecated_accesshash=1\n", 0o644);
+            std::os::unix::fs::chown(path, Some(STRANGER), None).unwrap();
+        },
+        &format!("it is owned by uid {STRANGER}"),
+    );
+}
+
+#[test]
+fn a_cpanel_config_with_an_unknown_value_is_corrupt_and_names_the_line() {
+    let server = server();
+    let path = cpanel_config(&server);
+    server.write_file(
+        &path,
+        b"skipanalog=1\nallow_deprecated_accesshash=maybe\n",
+        0o644,
+    );
+    let backend = open(&server);
+    assert_corrupt(
+        backend.server_settings(),
+        &path,
+        "line 2: allow_deprecated_accesshash is “maybe”, expected 0 or 1",
     );
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 use serde_json::{Map, Value};
 use whmtoken_core::harness::dump_document;
-use whmtoken_core::{BackendError, Harness, Seed, TokenHash};
+use whmtoken_core::{BackendError, Harness, Seed, ServerSettings, TokenHash};
 
 use crate::error::Site;
-use crate::{SqliteBackend, SqliteConfig, tokens};
+use crate::{SqliteBackend, SqliteConfig, settings, tokens};
 
 /// The database file `build` makes in its folder.
 const DATABASE: &str = "server.db";
@@ -105,30 +105,20 @@ impl SqliteBackend {
         })
     }
 
-    /// Adds every user of `seed`, with its access hash and tokens, in one transaction: how
-    /// large fake servers are built quickly. Same rules as [`add_user`](Self::add_user),
-    /// [`set_access_hash`](Self::set_access_hash) and [`insert_token`](Self::insert_token).
+    /// Stores the server's settings, replacing those stored before.
+    pub fn set_server_settings(&self, settings: &ServerSettings) -> Result<(), BackendError> {
+        self.write("settings", None, |tx| store_settings(tx, settings))
+    }
+
+    /// Adds every user of `seed`, with its access hash and tokens, and stores its settings,
+    /// in one transaction: how large fake servers are built quickly. Same rules as
+    /// [`add_user`](Self::add_user), [`set_access_hash`](Self::set_access_hash),
+    /// [`insert_token`](Self::insert_token) and
+    /// [`set_server_settings`](Self::set_server_settings).
     pub fn load(&self, seed: &Seed) -> Result<(), BackendError> {
-        self.write("users", None, |tx| {
-            let mut user_stmt = tx.prepare(
-                "INSERT INTO users (name, uid, home, reseller_acls, access_hash) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (name) DO UPDATE
-                 SET uid = excluded.uid, home = excluded.home,
-                     reseller_acls = excluded.reseller_acls, access_hash = excluded.access_hash",
-            )?;
-            let mut token_stmt = tx.prepare(tokens::UPSERT_TOKEN)?;
-            for user in &seed.users {
-                let acls = user.reseller.as_ref().map(|acls| Value::from(acls.clone()).to_string());
-                user_stmt.execute(params![user.name, user.uid, user.home, acls, user.access_hash])?;
-                for (hash, entry) in &user.tokens {
-                    token_stmt.execute(params![
-                        user.name,
-                        hash.as_str(),
-                        Value::Object(entry.clone()).to_string()
-                    ])?;
-                }
-            }
-            Ok(())
+        self.write_with(|tx| {
+            store_settings(tx, &seed.settings).map_err(|e| self.site.sql(Some("settings"), e))?;
+            load_users(tx, seed).map_err(|e| self.site.sql(Some("users"), e))
         })
     }
 
@@ -141,6 +131,50 @@ impl SqliteBackend {
         tx.finish().map_err(|e| self.site.sql(None, e))?;
         Ok(dump)
     }
+}
+
+/// Adds or updates every user of `seed`, with its access hash and tokens.
+fn load_users(tx: &Connection, seed: &Seed) -> rusqlite::Result<()> {
+    let mut user_stmt = tx.prepare(
+        "INSERT INTO users (name, uid, home, reseller_acls, access_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO UPDATE
+         SET uid = excluded.uid, home = excluded.home,
+             reseller_acls = excluded.reseller_acls, access_hash = excluded.access_hash",
+    )?;
+    let mut token_stmt = tx.prepare(tokens::UPSERT_TOKEN)?;
+    for user in &seed.users {
+        let acls = user
+            .reseller
+            .as_ref()
+            .map(|acls| Value::from(acls.clone()).to_string());
+        user_stmt.execute(params![
+            user.name,
+            user.uid,
+            user.home,
+            acls,
+            user.access_hash
+        ])?;
+        for (hash, entry) in &user.tokens {
+            token_stmt.execute(params![
+                user.name,
+                hash.as_str(),
+                Value::Object(entry.clone()).to_string()
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores `settings`, replacing those stored before.
+fn store_settings(conn: &Connection, settings: &ServerSettings) -> rusqlite::Result<()> {
+    conn.execute(
+        settings::UPSERT_SETTING,
+        params![
+            settings::ALLOW_DEPRECATED_ACCESSHASH,
+            settings::flag(settings.allow_deprecated_accesshash)
+        ],
+    )?;
+    Ok(())
 }
 
 /// Every user's stored entries and the audit lines, as the canonical dump.

@@ -11,6 +11,11 @@
 //! | users' uid and home, whether reseller and with which ACLs, raw access hash | table `users` |
 //! | WHM API tokens: one row per entry, the entry kept as cPanel's JSON text | table `tokens` |
 //! | audit lines (`accounting.log`) | table `accounting` |
+//! | server settings (`allow_deprecated_accesshash`, as in `cpanel.config`) | table `settings` |
+//!
+//! A user's token database is their rows of `tokens`: a user with token rows and no row in
+//! `users` is an account that no longer exists but still has tokens, as a token file can
+//! outlive its account. One token is looked up by the `UNIQUE (user, hash)` index.
 //!
 //! Every write is a `BEGIN IMMEDIATE` transaction (a run's imports are batched through the
 //! [`BatchImport`] capability, with a savepoint per user when a write fails), so one user's
@@ -28,6 +33,7 @@ mod harness;
 mod open;
 mod readers;
 mod schema;
+mod settings;
 mod tokens;
 
 use std::fmt;
@@ -41,7 +47,8 @@ use serde::{Deserialize, Serialize};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{
     AccessHash, AuditEvent, Backend, BackendConfig, BackendError, BatchImport, Clock, Decision,
-    ImportItem, ImportRequest, Imported, Privileges, Reads, TokenSet, UserName, WhmRole,
+    ImportItem, ImportRequest, Imported, Privileges, Reads, ServerSettings, TokenEntry, TokenHash,
+    TokenSet, UserName, WhmRole,
 };
 
 use crate::error::Site;
@@ -205,6 +212,17 @@ impl SqliteBackend {
     }
 }
 
+/// Whether `user` has a row in `users`; root always has an account.
+fn has_account_with(conn: &Connection, site: &Site, user: &UserName) -> Result<bool, BackendError> {
+    if user.is_root() {
+        return Ok(true);
+    }
+    let name = user.as_str();
+    conn.prepare_cached("SELECT 1 FROM users WHERE name = ?1")
+        .and_then(|mut stmt| stmt.exists([name]))
+        .map_err(|e| site.sql_for(Some("users"), Some(name), e))
+}
+
 /// The reads of one user, made through `conn`.
 fn role_with(conn: &Connection, site: &Site, user: &UserName) -> Result<WhmRole, BackendError> {
     if user.is_root() {
@@ -239,6 +257,14 @@ impl Reads for SqliteBackend {
 
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
         tokens::read(&self.lock(), &self.site, user.as_str())
+    }
+
+    fn token(&self, user: &UserName, key: &TokenHash) -> Result<Option<TokenEntry>, BackendError> {
+        tokens::read_one(&self.lock(), &self.site, user.as_str(), key)
+    }
+
+    fn has_account(&self, user: &UserName) -> Result<bool, BackendError> {
+        has_account_with(&self.lock(), &self.site, user)
     }
 }
 
@@ -275,6 +301,14 @@ impl Reads for ReadSession<'_> {
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
         self.read(|conn| tokens::read(conn, &self.backend.site, user.as_str()))
     }
+
+    fn token(&self, user: &UserName, key: &TokenHash) -> Result<Option<TokenEntry>, BackendError> {
+        self.read(|conn| tokens::read_one(conn, &self.backend.site, user.as_str(), key))
+    }
+
+    fn has_account(&self, user: &UserName) -> Result<bool, BackendError> {
+        self.read(|conn| has_account_with(conn, &self.backend.site, user))
+    }
 }
 
 impl Drop for ReadSession<'_> {
@@ -303,6 +337,14 @@ impl Backend for SqliteBackend {
             .collect::<Result<_, _>>()
             .map_err(sql)?;
         Ok(names)
+    }
+
+    fn token_users(&self) -> Result<Vec<String>, BackendError> {
+        tokens::users(&self.lock(), &self.site)
+    }
+
+    fn server_settings(&self) -> Result<ServerSettings, BackendError> {
+        settings::read(&self.lock(), &self.site)
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {

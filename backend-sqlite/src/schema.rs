@@ -45,8 +45,17 @@ CREATE TABLE accounting (
 ) STRICT;
 ";
 
+/// Version 2: the server's settings, one row per setting (`allow_deprecated_accesshash`,
+/// `'1'` or `'0'`); a setting without a row has cPanel's default.
+const V2: &str = "
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) STRICT;
+";
+
 /// The migrations, in order: entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -127,7 +136,56 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["accounting", "tokens", "users"]);
+        assert_eq!(tables, ["accounting", "settings", "tokens", "users"]);
+    }
+
+    #[test]
+    fn a_version_1_database_gains_the_settings_table_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO users (name, uid, home) VALUES ('bob', 1001, '/home/bob')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn, &site()).unwrap();
+        assert_eq!(version(&conn).unwrap(), 2);
+        let users: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(users, 1);
+        conn.execute(
+            "INSERT INTO settings (name, value) VALUES ('allow_deprecated_accesshash', '1')",
+            [],
+        )
+        .unwrap();
+        assert!(
+            conn.execute("INSERT INTO settings (name, value) VALUES ('x', NULL)", [])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_token_is_looked_up_through_the_user_and_hash_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &site()).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                crate::tokens::SELECT_TOKEN
+            ))
+            .unwrap()
+            .query_map(["u", "h"], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH tokens USING INDEX")
+                && plan[0].ends_with("(user=? AND hash=?)"),
+            "{plan:?}"
+        );
     }
 
     #[test]

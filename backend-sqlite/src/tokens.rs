@@ -1,10 +1,11 @@
-//! The `tokens` table: reading a user's token set and storing one entry.
+//! The `tokens` table: reading a user's token set or one entry of it, listing the users that
+//! have tokens, and storing one entry.
 //!
 //! An entry is stored as the JSON text of the object cPanel's token file holds under the
 //! key, so every field (`acls` and `whitelist_ips` absent or present, `expires_at` null or
 //! set, digit strings where cPanel wrote strings) and every unknown key survives as it was.
 
-use rusqlite::{Connection, Statement, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 use whmtoken_core::{BackendError, TokenEntry, TokenHash, TokenSet};
 
@@ -38,15 +39,70 @@ pub(crate) fn read_with(
     rows.sort_unstable_by_key(|(id, ..)| *id);
     let mut entries = Vec::with_capacity(rows.len());
     for (_, key, text) in rows {
-        let corrupt = |detail: String| site.corrupt("tokens", Some(user), detail);
-        let hash = TokenHash::parse(&key).map_err(|e| corrupt(format!("token key {e}")))?;
-        let entry = serde_json::from_str(&text)
-            .map_err(|e| format!("not valid JSON ({e})"))
-            .and_then(|value: Value| TokenEntry::from_json(&value).map_err(|e| e.to_string()))
-            .map_err(|e| corrupt(format!("token {}: {e}", hash.prefix())))?;
+        let hash = TokenHash::parse(&key)
+            .map_err(|e| site.corrupt("tokens", Some(user), format!("token key {e}")))?;
+        let entry = parse_entry(site, user, &hash, &text)?;
         entries.push((hash, entry));
     }
     Ok(TokenSet::new(entries))
+}
+
+/// Selects the entry a user holds under one key, through the `UNIQUE (user, hash)` index.
+pub(crate) const SELECT_TOKEN: &str = "SELECT entry FROM tokens WHERE user = ?1 AND hash = ?2";
+
+/// The entry `user` holds under `key`, if any, without reading the user's other tokens.
+/// Only that entry is parsed: another malformed row of the user's goes unnoticed here.
+pub(crate) fn read_one(
+    conn: &Connection,
+    site: &Site,
+    user: &str,
+    key: &TokenHash,
+) -> Result<Option<TokenEntry>, BackendError> {
+    let sql = |e| site.sql_for(Some("tokens"), Some(user), e);
+    let text: Option<String> = conn
+        .prepare_cached(SELECT_TOKEN)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![user, key.as_str()], |row| row.get(0))
+                .optional()
+        })
+        .map_err(sql)?;
+    text.map(|text| parse_entry(site, user, key, &text))
+        .transpose()
+}
+
+/// Every user with at least one token row, sorted by name (SQLite's binary collation orders
+/// UTF-8 text as Rust orders strings), whether or not the user has a row in `users`.
+pub(crate) fn users(conn: &Connection, site: &Site) -> Result<Vec<String>, BackendError> {
+    let sql = |e| site.sql(Some("tokens"), e);
+    let mut stmt = conn
+        .prepare_cached("SELECT DISTINCT user FROM tokens ORDER BY user")
+        .map_err(sql)?;
+    let users = stmt
+        .query_map([], |row| row.get(0))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    Ok(users)
+}
+
+/// One stored entry, as JSON text, for the key `hash` of `user`; a malformed one is
+/// [`BackendError::Corrupt`], shown by the key's prefix only.
+fn parse_entry(
+    site: &Site,
+    user: &str,
+    hash: &TokenHash,
+    text: &str,
+) -> Result<TokenEntry, BackendError> {
+    serde_json::from_str(text)
+        .map_err(|e| format!("not valid JSON ({e})"))
+        .and_then(|value: Value| TokenEntry::from_json(&value).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            site.corrupt(
+                "tokens",
+                Some(user),
+                format!("token {}: {e}", hash.prefix()),
+            )
+        })
 }
 
 /// Stores `entry` under `hash`; an entry already there is replaced in its place.

@@ -12,7 +12,7 @@ use whmtoken_core::clock::{Clock, FixedClock};
 use whmtoken_core::import::NAME_ATTEMPTS;
 use whmtoken_core::{
     AuditEvent, Backend, BackendError, BatchImport, Decision, ImportError, ImportItem,
-    ImportRequest, Privileges, Reads, Restrictions, TokenHash, UserName, WhmRole,
+    ImportRequest, Privileges, Reads, Restrictions, ServerSettings, TokenHash, UserName, WhmRole,
 };
 
 struct Server {
@@ -105,7 +105,7 @@ fn create_makes_a_0600_wal_database_and_refuses_an_existing_file() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 
     // SQLite gives its side files the database's mode.
     s.backend
@@ -668,4 +668,153 @@ fn debug_output_shows_no_data() {
         shown.contains("server.db") && !shown.contains("topsecret"),
         "{shown}"
     );
+}
+
+#[test]
+fn token_users_are_the_users_with_token_rows_account_or_not() {
+    let s = seeded();
+    let b = &s.backend;
+    assert!(b.token_users().unwrap().is_empty());
+    b.insert_token("res2", &hash(b"a"), &json!({"name": "a"}))
+        .unwrap();
+    b.insert_token("res2", &hash(b"b"), &json!({"name": "b"}))
+        .unwrap();
+    // A token database that outlived its account: rows without a row in `users`.
+    b.insert_token("ghost", &hash(b"c"), &json!({"name": "c"}))
+        .unwrap();
+    b.insert_token("boss", &hash(b"d"), &json!({"name": "d"}))
+        .unwrap();
+    assert_eq!(b.token_users().unwrap(), ["boss", "ghost", "res2"]);
+    b.import(&user("res1"), &request(b"k", 1000, false, 1))
+        .unwrap();
+    assert_eq!(
+        reopen(&s.path).token_users().unwrap(),
+        ["boss", "ghost", "res1", "res2"]
+    );
+}
+
+#[test]
+fn an_account_is_a_row_in_users_and_root_always_has_one() {
+    let s = new_server();
+    let b = &s.backend;
+    b.add_user("res1", 1001, "/home/res1", Some(&[])).unwrap();
+    b.insert_token("ghost", &hash(b"c"), &json!({"name": "c"}))
+        .unwrap();
+    let check = |reads: &dyn Reads| {
+        assert!(
+            reads.has_account(&user("root")).unwrap(),
+            "root, without a row"
+        );
+        assert!(reads.has_account(&user("res1")).unwrap());
+        assert!(!reads.has_account(&user("ghost")).unwrap());
+        assert!(!reads.has_account(&user("res")).unwrap());
+    };
+    check(b);
+    check(&*b.read_session().unwrap());
+}
+
+#[test]
+fn settings_are_off_by_default_stored_and_persist() {
+    let s = new_server();
+    assert_eq!(
+        s.backend.server_settings().unwrap(),
+        ServerSettings::default()
+    );
+    let on = ServerSettings {
+        allow_deprecated_accesshash: true,
+    };
+    s.backend.set_server_settings(&on).unwrap();
+    assert_eq!(s.backend.server_settings().unwrap(), on);
+    assert_eq!(reopen(&s.path).server_settings().unwrap(), on);
+    s.backend
+        .set_server_settings(&ServerSettings::default())
+        .unwrap();
+    assert_eq!(
+        s.backend.server_settings().unwrap(),
+        ServerSettings::default()
+    );
+    let stored: String = rusqlite::Connection::open(&s.path)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM settings WHERE name = 'allow_deprecated_accesshash'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "0");
+}
+
+#[test]
+fn a_setting_of_the_wrong_shape_is_reported_where_it_is() {
+    let s = new_server();
+    rusqlite::Connection::open(&s.path)
+        .unwrap()
+        .execute(
+            "INSERT INTO settings (name, value) VALUES ('allow_deprecated_accesshash', 'yes')",
+            [],
+        )
+        .unwrap();
+    let err = s.backend.server_settings().unwrap_err();
+    assert!(matches!(err, BackendError::Corrupt { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}, table settings: allow_deprecated_accesshash is “yes”, expected '0' or '1'",
+            s.path
+        )
+    );
+}
+
+#[test]
+fn a_token_is_looked_up_by_key_alone_and_a_malformed_one_is_reported() {
+    let s = seeded();
+    let b = &s.backend;
+    b.insert_token(
+        "res1",
+        &hash(b"good"),
+        &json!({"name": "good", "origin": "whm"}),
+    )
+    .unwrap();
+    b.insert_token("res1", &hash(b"bad"), &json!({"name": 5}))
+        .unwrap();
+    b.insert_token("res2", &hash(b"bad"), &json!({"name": "fine here"}))
+        .unwrap();
+    let check = |reads: &dyn Reads| {
+        // Only the entry asked for is read: another malformed row does not stop the lookup.
+        let good = reads.token(&user("res1"), &hash(b"good")).unwrap().unwrap();
+        assert_eq!(good.name, "good");
+        assert_eq!(good.extra["origin"], "whm");
+        assert_eq!(
+            reads
+                .token(&user("res2"), &hash(b"bad"))
+                .unwrap()
+                .unwrap()
+                .name,
+            "fine here"
+        );
+        assert!(
+            reads
+                .token(&user("res1"), &hash(b"none"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            reads
+                .token(&user("plain"), &hash(b"good"))
+                .unwrap()
+                .is_none()
+        );
+        let err = reads.token(&user("res1"), &hash(b"bad")).unwrap_err();
+        assert!(matches!(err, BackendError::Corrupt { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("table tokens, user res1"), "{msg}");
+        assert!(
+            msg.contains(&format!("token {}", hash(b"bad").prefix())),
+            "{msg}"
+        );
+        assert!(msg.contains("`name` is a number"), "{msg}");
+        assert!(!msg.contains(hash(b"bad").as_str()), "{msg}");
+    };
+    check(b);
+    check(&*b.read_session().unwrap());
 }

@@ -76,9 +76,14 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
-    /// Whether only root may run on this backend (cPanel's own files on `/`).
-    pub fn needs_root(&self) -> bool {
-        self.needs_root
+    /// Refuses to go on unless run as root (real and effective uid 0, as cPanel's script
+    /// requires) where the backend needs it.
+    pub fn check_root(&self) -> Result<(), CliError> {
+        let root = rustix::process::getuid().is_root() && rustix::process::geteuid().is_root();
+        if self.needs_root && !root {
+            return Err(CliError::NotRoot);
+        }
+        Ok(())
     }
 
     /// Opens the backend.

@@ -15,7 +15,7 @@ pub mod status {
     pub const SOME_FAILED: u8 = 65;
     /// An internal error (a bug).
     pub const SOFTWARE: u8 = 70;
-    /// The report could not be written to stdout.
+    /// The report could not be written to stdout, or the server could not be read.
     pub const IO_ERROR: u8 = 74;
     /// Another process held a lock for too long; try again later.
     pub const TEMPORARY: u8 = 75;
@@ -39,6 +39,8 @@ pub enum CliError {
     Open(#[source] BackendError),
     #[error("cannot list resellers")]
     Resellers(#[source] BackendError),
+    #[error("cannot read the server")]
+    Read(#[source] BackendError),
     #[error("cannot write output")]
     Output(#[source] io::Error),
 }
@@ -52,6 +54,8 @@ impl CliError {
             Self::Config(_) | Self::Open(_) => status::CONFIG,
             Self::Resellers(e) if e.is_retryable() => status::TEMPORARY,
             Self::Resellers(_) => status::CONFIG,
+            Self::Read(e) if e.is_retryable() => status::TEMPORARY,
+            Self::Read(_) => status::IO_ERROR,
             Self::Output(_) => status::IO_ERROR,
         }
     }

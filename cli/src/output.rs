@@ -110,3 +110,18 @@ pub fn json(
     }
     printed
 }
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): names and messages read
+/// from the server are shown this way, so that a crafted name cannot move the cursor or
+/// forge a line.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

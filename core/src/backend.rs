@@ -26,8 +26,8 @@ use crate::acl::Privileges;
 use crate::audit::AuditEvent;
 use crate::clock::Clock;
 use crate::import::{Decision, ImportError, ImportRequest};
-use crate::secret::AccessHash;
-use crate::token::TokenSet;
+use crate::secret::{AccessHash, TokenHash};
+use crate::token::{TokenEntry, TokenSet};
 use crate::user::UserName;
 
 /// What a user is to WHM.
@@ -51,6 +51,14 @@ impl WhmRole {
     }
 }
 
+/// Server-wide settings that decide how WHM authenticates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// cPanel's `allow_deprecated_accesshash` tweak setting: whether a `~/.accesshash` still
+    /// authenticates API calls (cPanel's default, and a missing setting, is off).
+    pub allow_deprecated_accesshash: bool,
+}
+
 /// The reads the pipeline makes for one user. A [`Backend`] answers them itself; a read
 /// session from [`Backend::read_session`] answers the same questions for many users at
 /// once.
@@ -64,6 +72,15 @@ pub trait Reads: Send + Sync {
 
     /// The user's tokens, read without taking a lock and without creating anything.
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError>;
+
+    /// The user's token stored under `key`, if any. A store that can look a key up without
+    /// reading the user's whole token set overrides this.
+    fn token(&self, user: &UserName, key: &TokenHash) -> Result<Option<TokenEntry>, BackendError> {
+        Ok(self.tokens(user)?.get(key).cloned())
+    }
+
+    /// Whether the server has an account called `user`; `root` always has one.
+    fn has_account(&self, user: &UserName) -> Result<bool, BackendError>;
 }
 
 /// A storage backend: where reseller ACLs, access hashes and token databases live.
@@ -76,6 +93,13 @@ pub trait Backend: Reads + fmt::Debug {
     /// Names are returned unvalidated so that the pipeline reports a bad one as a failed
     /// user instead of dropping it unseen.
     fn resellers(&self) -> Result<Vec<String>, BackendError>;
+
+    /// Every account that has a token database (a token file, token rows), sorted by name,
+    /// whether or not the account still exists. Names are returned unvalidated.
+    fn token_users(&self) -> Result<Vec<String>, BackendError>;
+
+    /// The server's settings; a setting the store does not hold has cPanel's default.
+    fn server_settings(&self) -> Result<ServerSettings, BackendError>;
 
     /// Atomically decides and applies `request` for `user`; see the module contract.
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError>;

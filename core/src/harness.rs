@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, ServerSettings};
 use crate::secret::TokenHash;
 
 /// The `[backend]` section of one kind of backend, and how to open it.
@@ -51,9 +51,10 @@ pub trait Harness: BackendConfig {
     fn dump(&self) -> Result<Value, BackendError>;
 }
 
-/// A whole server to build: its users, their access hashes and tokens.
+/// A whole server to build: its settings, its users, their access hashes and tokens.
 #[derive(Clone, Default)]
 pub struct Seed {
+    pub settings: ServerSettings,
     pub users: Vec<SeedUser>,
 }
 
@@ -75,6 +76,7 @@ pub struct SeedUser {
 impl fmt::Debug for Seed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Seed")
+            .field("settings", &self.settings)
             .field("users", &self.users.len())
             .finish()
     }

@@ -7,9 +7,11 @@
 
 pub mod acl;
 pub mod audit;
+pub mod auth;
 pub mod backend;
 pub mod clock;
 mod error_chain;
+pub mod findings;
 pub mod harness;
 pub mod import;
 mod parallel;
@@ -25,7 +27,8 @@ mod properties;
 pub use acl::Privileges;
 pub use audit::AuditEvent;
 pub use backend::{
-    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole, import_and_audit,
+    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, ServerSettings, WhmRole,
+    import_and_audit,
 };
 pub use clock::{Clock, FixedClock};
 pub use error_chain::error_chain;

@@ -49,6 +49,7 @@ const CASES: [Case; 4] = [
 
 struct Tools {
     converter: PathBuf,
+    whmtoken: PathBuf,
     fake_server: PathBuf,
     floor: PathBuf,
     jobs: usize,
@@ -73,6 +74,7 @@ pub fn bench() -> Result<(), String> {
     let release = workspace_root().join("target/release");
     let tools = Tools {
         converter: release.join("convert_accesshash_to_token"),
+        whmtoken: release.join("whmtoken"),
         fake_server: release.join("fake-server"),
         floor: release.join("io-floor"),
         jobs: whmtoken_core::pipeline::default_jobs(),
@@ -166,6 +168,26 @@ pub fn bench() -> Result<(), String> {
                 dry / conv
             )
             .expect("write to a String");
+            if let Some(audit) = measured.audit {
+                writeln!(
+                    notes,
+                    "- `whmtoken audit --json` on files {}: {:.3} s, {:.2}x the dry run (target: at most 1.5x).",
+                    case.resellers,
+                    audit,
+                    audit / dry
+                )
+                .expect("write to a String");
+            }
+        }
+        if let Some(verify) = measured.verify {
+            writeln!(
+                notes,
+                "- `whmtoken verify` on {} {}, whole process: {:.1} ms (median of {VERIFY_RUNS}; target: under 10 ms).",
+                case.backend,
+                case.resellers,
+                verify * 1e3
+            )
+            .expect("write to a String");
         }
     }
     if let [small, large] = file_medians[..] {
@@ -193,6 +215,41 @@ struct Measured {
     floor_serial: Vec<Sample>,
     floor_threaded: Option<Vec<Sample>>,
     dry_run: Option<f64>,
+    audit: Option<f64>,
+    verify: Option<f64>,
+}
+
+/// How many `whmtoken verify` runs the verify figure is the median of.
+const VERIFY_RUNS: usize = 21;
+
+/// The median wall time of `whmtoken verify res00001` (an unknown secret: the whole
+/// decision, account, role, key lookup and access hash, is made) as a whole process.
+fn verify_seconds(tools: &Tools, copy: &Path) -> Result<f64, String> {
+    let mut times = Vec::new();
+    for _ in 0..VERIFY_RUNS {
+        let started = std::time::Instant::now();
+        let mut child = Command::new(&tools.whmtoken)
+            .arg("--config")
+            .arg(copy.join("whmtoken.toml"))
+            .args(["verify", "res00001"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run whmtoken: {e}"))?;
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("piped");
+            stdin
+                .write_all(b"not-the-secret\n")
+                .map_err(|e| e.to_string())?;
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        if status.code() != Some(1) {
+            return Err(format!("whmtoken verify: expected a refusal, got {status}"));
+        }
+        times.push(started.elapsed().as_secs_f64());
+    }
+    Ok(median(times.into_iter()))
 }
 
 fn measure(tools: &Tools, case: &Case, template: &Path, work: &Copies) -> Result<Measured, String> {
@@ -200,6 +257,7 @@ fn measure(tools: &Tools, case: &Case, template: &Path, work: &Copies) -> Result
     let mut floor_serial = Vec::new();
     let mut floor_threaded = Vec::new();
     let mut dry_runs = Vec::new();
+    let mut audits = Vec::new();
     let convert = |copy: &Path, extra: &[&str]| -> Command {
         let mut c = Command::new(&tools.converter);
         c.arg("--config")
@@ -225,14 +283,27 @@ fn measure(tools: &Tools, case: &Case, template: &Path, work: &Copies) -> Result
             if case.resellers >= 10_000 {
                 let dry = timed(&mut convert(&work.fresh(template)?, &["--dry-run"]))?;
                 dry_runs.push(dry.wall);
+                let mut audit = Command::new(&tools.whmtoken);
+                audit
+                    .arg("--config")
+                    .arg(work.fresh(template)?.join("whmtoken.toml"))
+                    .args(["audit", "--json", "--fail-on", "never"]);
+                audits.push(timed(&mut audit)?.wall);
             }
         }
     }
+    let verify = if case.backend == "sqlite" && case.resellers == 10_000 {
+        Some(verify_seconds(tools, &work.fresh(template)?)?)
+    } else {
+        None
+    };
     Ok(Measured {
         converter,
         floor_serial,
         floor_threaded: (case.backend == "files").then_some(floor_threaded),
         dry_run: (!dry_runs.is_empty()).then(|| median(dry_runs.into_iter())),
+        audit: (!audits.is_empty()).then(|| median(audits.into_iter())),
+        verify,
     })
 }
 

@@ -6,6 +6,7 @@ mod differential;
 mod dropin;
 mod durability;
 mod hostile;
+mod migration;
 
 use std::process::Command;
 

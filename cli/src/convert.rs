@@ -1,0 +1,217 @@
+//! The conversion: `convert_accesshash_to_token` and `whmtoken convert`.
+//!
+//! Reads the command line and the config file, opens the backend, plans and applies the
+//! conversion through `whmtoken-core`, and writes the report.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use jiff::Zoned;
+use whmtoken_core::{Backend, Clock, Report, Restrictions, RunOptions, pipeline};
+
+use crate::args::{self, Args};
+use crate::config::{self, Settings};
+use crate::error::{CliError, status};
+use crate::output;
+
+/// The real clock, in the server's local time zone (for accounting lines).
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Zoned {
+        Zoned::now()
+    }
+}
+
+/// Runs a conversion with the converter's arguments `argv` (the program name first) and
+/// returns the exit status; an error that stops the whole run is returned for the caller
+/// to show.
+pub fn run(argv: Vec<OsString>) -> Result<u8, CliError> {
+    resolve(argv).and_then(execute)
+}
+
+/// What the command line, the config file and the environment ask for.
+enum Command {
+    Help,
+    Convert(Conversion),
+}
+
+/// A conversion, fully resolved: nothing left to read but the backend itself.
+struct Conversion {
+    settings: Settings,
+    lock_timeout: Duration,
+    users: Users,
+    options: RunOptions,
+    jobs: usize,
+    json: bool,
+    verbose: bool,
+}
+
+/// Whom to convert.
+enum Users {
+    AllResellers,
+    Named(Vec<String>),
+}
+
+/// Reads the arguments, the config file and the environment; opens nothing.
+fn resolve(argv: Vec<OsString>) -> Result<Command, CliError> {
+    let args = Args::try_parse_from(args::normalize(argv)).map_err(usage_error)?;
+    if args.help {
+        return Ok(Command::Help);
+    }
+    let users = match (args.all_resellers, args.users.is_empty()) {
+        (true, false) => {
+            return Err(CliError::Usage(
+                "--all-resellers processes every reseller; do not name users with it".into(),
+            ));
+        }
+        (true, true) => Users::AllResellers,
+        (false, true) => Users::Named(vec!["root".to_owned()]),
+        (false, false) => Users::Named(args.users.clone()),
+    };
+    let now = Zoned::now().timestamp().as_second();
+    let options = run_options(&args, now)?;
+    let lock_timeout = lock_timeout(&args)?;
+    let settings = config::load_settings(args.config.as_deref())?;
+    settings.check_root()?;
+    Ok(Command::Convert(Conversion {
+        settings,
+        lock_timeout,
+        users,
+        options,
+        jobs: args.jobs.map_or_else(pipeline::default_jobs, usize::from),
+        json: args.json,
+        verbose: args.verbose,
+    }))
+}
+
+/// Runs what [`resolve`] settled, prints its output, and returns the exit status.
+fn execute(command: Command) -> Result<u8, CliError> {
+    let mut stdout = io::stdout().lock();
+    let conversion = match command {
+        Command::Help => {
+            stdout
+                .write_all(args::HELP.as_bytes())
+                .map_err(CliError::Output)?;
+            return Ok(status::OK);
+        }
+        Command::Convert(conversion) => conversion,
+    };
+    let backend = conversion
+        .settings
+        .open(conversion.lock_timeout)
+        .map_err(CliError::Open)?;
+    // Warnings go out before the run, and the lock on stderr is let go: worker threads
+    // log to stderr while the run goes on. A closed stderr loses a warning, never the run.
+    for notice in backend.notices() {
+        let _ = writeln!(io::stderr(), "warning: {notice}");
+    }
+    let users = match conversion.users {
+        Users::AllResellers => backend.resellers().map_err(CliError::Resellers)?,
+        Users::Named(users) => users,
+    };
+    let options = &conversion.options;
+    if options
+        .restrictions
+        .acls
+        .iter()
+        .flatten()
+        .any(|a| a == whmtoken_core::acl::CREATE_USER_SESSION)
+    {
+        let _ = writeln!(
+            io::stderr(),
+            "warning: the ACL “create-user-session” lets a token open sessions that bypass the token's own restrictions"
+        );
+    }
+    let report = convert(backend.as_ref(), &users, options, conversion.jobs);
+    let mut stderr = io::stderr().lock();
+    let written = if conversion.json {
+        output::json(
+            &report,
+            backend.kind(),
+            options.dry_run,
+            &mut stdout,
+            &mut stderr,
+        )
+    } else {
+        output::human(
+            &report,
+            conversion.verbose,
+            options.dry_run,
+            &mut stdout,
+            &mut stderr,
+        )
+    };
+    match written.and_then(|()| stdout.flush()) {
+        // Whoever closed the pipe has stopped reading: the status still tells the truth.
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
+        _ if report.any_failed() => Ok(status::SOME_FAILED),
+        _ => Ok(status::OK),
+    }
+}
+
+fn convert(backend: &dyn Backend, users: &[String], options: &RunOptions, jobs: usize) -> Report {
+    let clock = SystemClock;
+    let plan = pipeline::plan(backend, users, options, &clock, &mut rand::rng(), jobs);
+    if options.dry_run {
+        plan.preview()
+    } else {
+        pipeline::apply(backend, plan, &clock, jobs)
+    }
+}
+
+fn run_options(args: &Args, now: i64) -> Result<RunOptions, CliError> {
+    let mut restrictions = Restrictions::default()
+        .with_acls(&args.acls)
+        .and_then(|r| r.with_allow_ips(&args.allow_ips))
+        .map_err(CliError::restriction)?;
+    if let Some(when) = &args.expires {
+        restrictions = restrictions
+            .with_expiry(when, now)
+            .map_err(CliError::restriction)?;
+    }
+    Ok(RunOptions {
+        replace: args.replace,
+        restrictions,
+        dry_run: args.dry_run,
+    })
+}
+
+fn lock_timeout(args: &Args) -> Result<Duration, CliError> {
+    match args.lock_timeout {
+        None => Ok(whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT),
+        Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
+            CliError::Usage(format!(
+                "--lock-timeout {secs}: expected a number of seconds, 0 or more"
+            ))
+        }),
+    }
+}
+
+/// Maps clap's errors to Getopt::Long-style messages.
+fn usage_error(e: clap::Error) -> CliError {
+    let option = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let message = match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let arg = option(ContextKind::InvalidArg).unwrap_or_default();
+            let name = arg.trim_start_matches('-');
+            let name = name.split_once('=').map_or(name, |(n, _)| n);
+            format!("Unknown option: {name}")
+        }
+        _ => e
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned(),
+    };
+    CliError::Usage(message)
+}

@@ -1,0 +1,87 @@
+//! The command line of whmtoken: what `convert_accesshash_to_token` and `whmtoken` share.
+//!
+//! The binaries (`src/main.rs`, `src/bin/whmtoken.rs`) are thin: each hands its arguments to
+//! a command here and turns the outcome into an exit status with [`exit`]. The commands
+//! write their output to stdout and stderr themselves; nothing else in the workspace does.
+
+mod args;
+pub mod audit;
+mod config;
+pub mod convert;
+mod error;
+mod output;
+pub mod verify;
+
+use std::io::{self, Write};
+use std::panic::UnwindSafe;
+use std::process::ExitCode;
+
+use whmtoken_core::error_chain;
+
+pub use crate::error::{CliError, status};
+
+/// What every binary does around its command: files it creates are private (umask 077),
+/// logs go to stderr when `WHMTOKEN_LOG` asks for them, a panic becomes one
+/// `error: internal error (a bug): …` line and exit 70, and an error that stopped the run
+/// becomes its `error:` line and exit status.
+pub fn exit(command: impl FnOnce() -> Result<u8, CliError> + UnwindSafe) -> ExitCode {
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
+    init_logging();
+    quiet_panics();
+    let outcome = std::panic::catch_unwind(command);
+    let mut stderr = io::stderr().lock();
+    // A closed stderr loses the message, never the status.
+    let code = match outcome {
+        Ok(Ok(code)) => code,
+        Err(payload) => {
+            let _ = writeln!(
+                stderr,
+                "error: internal error (a bug): {}",
+                panic_message(&*payload)
+            );
+            status::SOFTWARE
+        }
+        Ok(Err(CliError::Output(e))) if e.kind() == io::ErrorKind::BrokenPipe => {
+            status::OK // --help into a closed pipe
+        }
+        Ok(Err(e @ CliError::Usage(_))) => {
+            let _ = writeln!(stderr, "{e}\nInvalid usage. See --help\n");
+            e.exit_status()
+        }
+        Ok(Err(e)) => {
+            let _ = writeln!(stderr, "error: {}", error_chain(&e));
+            e.exit_status()
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Logs go to stderr, only when `WHMTOKEN_LOG` holds an env-filter (`debug`, `whmtoken_core=trace`).
+fn init_logging() {
+    let Ok(filter) = std::env::var("WHMTOKEN_LOG") else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// A panic prints nothing of its own: one that fails a single user is in that user's
+/// result, and one that ends the run is one `error:` line from [`exit`] (exit 70). With
+/// `RUST_BACKTRACE` set, Rust's own report (and backtrace) is printed as well.
+fn quiet_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)")
+}

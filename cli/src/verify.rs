@@ -1,0 +1,134 @@
+//! `whmtoken verify`: what cPanel's server would answer to `Authorization: whm USER:SECRET`,
+//! the secret read from standard input (never from the command line or the environment).
+
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+
+use camino::Utf8Path;
+use serde_json::json;
+use whmtoken_core::auth::{self, Access, Attempt, Verdict};
+use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
+use whmtoken_core::{AccessHash, UserName};
+
+use crate::config;
+use crate::error::{CliError, status};
+use crate::output::shown;
+
+/// `whmtoken verify USER [--from IP] [--at EPOCH] [--json] < secret`
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The account the client authenticates as
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// The client's IP address, for tokens with an allow-list
+    #[arg(long, value_name = "IP")]
+    pub from: Option<IpAddr>,
+    /// The time of the request, in epoch seconds [default: now]
+    #[arg(long, value_name = "EPOCH")]
+    pub at: Option<i64>,
+    /// Print one JSON document on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exit status when the answer depends on the client's address (`--from` not given).
+pub const DEPENDS: u8 = 2;
+
+/// Decides and prints; returns 0 (accepted), 1 (refused) or [`DEPENDS`].
+pub fn run(args: VerifyArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
+    let user = UserName::new(&args.user).map_err(|e| CliError::Usage(e.to_string()))?;
+    let secret = read_secret(io::stdin().lock())?;
+    let settings = config::load_settings(config)?;
+    settings.check_root()?;
+    let backend = settings
+        .open(DEFAULT_LOCK_TIMEOUT)
+        .map_err(CliError::Open)?;
+    let attempt = Attempt {
+        user: &user,
+        secret: &secret,
+        from: args.from,
+        at: args
+            .at
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second()),
+    };
+    let server = backend.server_settings().map_err(CliError::Read)?;
+    let verdict = auth::verify(backend.as_ref(), server, &attempt).map_err(CliError::Read)?;
+    let mut stdout = io::stdout().lock();
+    let written = if args.json {
+        writeln!(stdout, "{:#}", document(&user, &verdict))
+    } else {
+        writeln!(stdout, "{}", line(&user, &verdict))
+    };
+    match written.and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(CliError::Output(e)),
+        _ => {}
+    }
+    Ok(match verdict {
+        Verdict::Token { .. } | Verdict::AccessHash => status::OK,
+        Verdict::Refused(_) => 1,
+        Verdict::DependsOnAddress { .. } => DEPENDS,
+    })
+}
+
+/// The secret from `input`, at most [`AccessHash::MAX_LEN`] bytes, straight into an
+/// [`AccessHash`] (whitespace is ignored when it is hashed).
+fn read_secret(input: impl Read) -> Result<AccessHash, CliError> {
+    let limit = AccessHash::MAX_LEN as u64;
+    let mut raw = Vec::new();
+    input
+        .take(limit + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| CliError::Usage(format!("cannot read the secret from standard input: {e}")))?;
+    let too_long = raw.len() as u64 > limit;
+    let secret = AccessHash::from_bytes(raw);
+    if too_long {
+        return Err(CliError::Usage(format!(
+            "the secret on standard input is longer than {limit} bytes"
+        )));
+    }
+    Ok(secret)
+}
+
+fn line(user: &UserName, verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Token { name, access } => {
+            let access = match access {
+                Access::Full => "full access".to_owned(),
+                Access::Acls(acls) => format!("acls: {}", acls.join(", ")),
+            };
+            format!("accepted: {user} via token “{}” ({access})", shown(name))
+        }
+        Verdict::AccessHash => format!("accepted: {user} via access hash (deprecated)"),
+        Verdict::DependsOnAddress { name } => format!(
+            "depends on the address: token “{}” has an allow-list; give the client's address with --from",
+            shown(name)
+        ),
+        Verdict::Refused(why) => format!("refused: {}", shown(&why.to_string())),
+    }
+}
+
+fn document(user: &UserName, verdict: &Verdict) -> serde_json::Value {
+    let mut doc = json!({
+        "version": 1,
+        "user": user.as_str(),
+        "accepted": matches!(verdict, Verdict::Token { .. } | Verdict::AccessHash),
+        "via": null,
+    });
+    match verdict {
+        Verdict::Token { name, access } => {
+            doc["via"] = json!("token");
+            doc["token_name"] = json!(name);
+            doc["full_access"] = json!(*access == Access::Full);
+            if let Access::Acls(acls) = access {
+                doc["acls"] = json!(acls);
+            }
+        }
+        Verdict::AccessHash => doc["via"] = json!("accesshash"),
+        Verdict::DependsOnAddress { name } => {
+            doc["token_name"] = json!(name);
+            doc["reason"] = json!("the token has an allow-list and no address was given");
+        }
+        Verdict::Refused(why) => doc["reason"] = json!(why.to_string()),
+    }
+    doc
+}
