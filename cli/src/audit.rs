@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use camino::Utf8Path;
-use serde_json::{Value, json};
+use serde::Serialize;
 use whmtoken_core::findings::{self, Finding, ServerAudit, Severity};
 use whmtoken_core::{backend::DEFAULT_LOCK_TIMEOUT, pipeline};
 
@@ -60,7 +60,9 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let now = jiff::Timestamp::now().as_second();
     let audit =
         findings::audit(backend.as_ref(), &args.users, now, jobs).map_err(CliError::Read)?;
-    let mut stdout = io::stdout().lock();
+    // Buffered: a report of thousands of accounts is many lines, and stdout's own buffer
+    // writes each line on its own.
+    let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let written = if args.json {
         serde_json::to_writer_pretty(&mut stdout, &document(&audit, backend.kind()))
             .map_err(io::Error::from)
@@ -144,63 +146,106 @@ fn findings_lines(findings: &[Finding], out: &mut impl Write) -> io::Result<()> 
     Ok(())
 }
 
-fn document(audit: &ServerAudit, backend: &str) -> Value {
-    let findings = |list: &[Finding]| -> Vec<Value> {
+/// The `--json` document (version 1), serialized straight from the audit.
+#[derive(Serialize)]
+struct Document<'a> {
+    version: u32,
+    backend: &'a str,
+    server: JsonServer<'a>,
+    accounts: Vec<JsonAccount<'a>>,
+    summary: JsonSummary,
+}
+
+#[derive(Serialize)]
+struct JsonServer<'a> {
+    allow_deprecated_accesshash: bool,
+    findings: Vec<JsonFinding<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonAccount<'a> {
+    user: &'a str,
+    accesshash: &'static str,
+    tokens: Vec<JsonToken<'a>>,
+    findings: Vec<JsonFinding<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonToken<'a> {
+    name: &'a str,
+    hash_prefix: &'a str,
+    create_time: Option<i64>,
+    expires_at: Option<i64>,
+    expired: bool,
+    full_access: bool,
+    acls: Option<&'a [String]>,
+    allow_ips: Option<&'a [String]>,
+    from_accesshash: bool,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    severity: &'static str,
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    critical: usize,
+    warning: usize,
+    info: usize,
+}
+
+fn document<'a>(audit: &'a ServerAudit, backend: &'a str) -> Document<'a> {
+    let findings = |list: &'a [Finding]| -> Vec<JsonFinding<'a>> {
         list.iter()
-            .map(|f| {
-                let mut finding = json!({
-                    "severity": f.severity.as_str(),
-                    "code": f.code.as_str(),
-                    "message": f.message,
-                });
-                if let Some(token) = &f.token {
-                    finding["token"] = json!(token);
-                }
-                finding
+            .map(|f| JsonFinding {
+                severity: f.severity.as_str(),
+                code: f.code.as_str(),
+                message: &f.message,
+                token: f.token.as_deref(),
             })
             .collect()
     };
-    let accounts: Vec<Value> = audit
+    let accounts = audit
         .accounts
         .iter()
-        .map(|a| {
-            let tokens: Vec<Value> = a
+        .map(|a| JsonAccount {
+            user: &a.user,
+            accesshash: a.accesshash.as_str(),
+            tokens: a
                 .tokens
                 .iter()
-                .map(|t| {
-                    json!({
-                        "name": t.name,
-                        "hash_prefix": t.hash_prefix,
-                        "create_time": t.create_time,
-                        "expires_at": t.expires_at,
-                        "expired": t.expired,
-                        "full_access": t.full_access,
-                        "acls": t.acls,
-                        "allow_ips": t.allow_ips,
-                        "from_accesshash": t.from_accesshash,
-                    })
+                .map(|t| JsonToken {
+                    name: &t.name,
+                    hash_prefix: &t.hash_prefix,
+                    create_time: t.create_time,
+                    expires_at: t.expires_at,
+                    expired: t.expired,
+                    full_access: t.full_access,
+                    acls: t.acls.as_deref(),
+                    allow_ips: t.allow_ips.as_deref(),
+                    from_accesshash: t.from_accesshash,
                 })
-                .collect();
-            json!({
-                "user": a.user,
-                "accesshash": a.accesshash.as_str(),
-                "tokens": tokens,
-                "findings": findings(&a.findings),
-            })
+                .collect(),
+            findings: findings(&a.findings),
         })
         .collect();
-    json!({
-        "version": 1,
-        "backend": backend,
-        "server": {
-            "allow_deprecated_accesshash": audit.settings.allow_deprecated_accesshash,
-            "findings": findings(&audit.findings),
+    Document {
+        version: 1,
+        backend,
+        server: JsonServer {
+            allow_deprecated_accesshash: audit.settings.allow_deprecated_accesshash,
+            findings: findings(&audit.findings),
         },
-        "accounts": accounts,
-        "summary": {
-            "critical": audit.count(Severity::Critical),
-            "warning": audit.count(Severity::Warning),
-            "info": audit.count(Severity::Info),
+        accounts,
+        summary: JsonSummary {
+            critical: audit.count(Severity::Critical),
+            warning: audit.count(Severity::Warning),
+            info: audit.count(Severity::Info),
         },
-    })
+    }
 }

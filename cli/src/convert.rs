@@ -26,6 +26,9 @@ impl Clock for SystemClock {
     }
 }
 
+/// The converter's usage text (`--help`).
+pub const HELP: &str = args::HELP;
+
 /// Runs a conversion with the converter's arguments `argv` (the program name first) and
 /// returns the exit status; an error that stops the whole run is returned for the caller
 /// to show.

@@ -102,9 +102,13 @@ pub fn json(
         results,
         summary,
     };
-    let printed = serde_json::to_writer_pretty(&mut *out, &document)
+    // One buffer for the whole document: stdout's own writes each of its lines on its own.
+    let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut *out);
+    let printed = serde_json::to_writer_pretty(&mut buffered, &document)
         .map_err(io::Error::from)
-        .and_then(|()| writeln!(out));
+        .and_then(|()| writeln!(buffered))
+        .and_then(|()| buffered.flush());
+    drop(buffered);
     for result in report.results.iter().filter(|r| r.status == Status::Failed) {
         error_line(result, err)?;
     }

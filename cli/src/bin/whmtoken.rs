@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Convert access hashes into API tokens: convert_accesshash_to_token's options, output
     /// and exit statuses (`whmtoken convert --help` lists them)
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, after_long_help = convert::HELP)]
     Convert {
         #[arg(
             trailing_var_arg = true,

@@ -516,4 +516,16 @@ fn whmtoken_usage_and_help() {
     assert_eq!(out.code, 64, "{}", out.stderr);
     let out = whmtoken(&config, &["frobnicate"], "");
     assert_eq!(out.code, 64, "{}", out.stderr);
+    let out = whmtoken(&config, &["help", "convert"], "");
+    assert!(out.stdout.contains("--lock-timeout"), "{}", out.stdout);
+    let missing = dir.join("missing.toml");
+    for args in [&["audit"][..], &["verify", "root"]] {
+        let out = whmtoken(&missing, args, "secret");
+        assert_eq!(out.code, 78, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("error: cannot read config file "),
+            "{}",
+            out.stderr
+        );
+    }
 }
