@@ -4,12 +4,14 @@
 //! conversion through `whmtoken-core`, and writes the report.
 
 use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use clap::Parser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Zoned;
+use whmtoken_core::pipeline::Progress;
 use whmtoken_core::{Backend, Clock, Report, Restrictions, RunOptions, pipeline};
 
 use crate::args::{self, Args};
@@ -129,24 +131,52 @@ fn execute(command: Command) -> Result<u8, CliError> {
             "warning: the ACL “create-user-session” lets a token open sessions that bypass the token's own restrictions"
         );
     }
-    let report = convert(backend.as_ref(), &users, options, conversion.jobs);
-    let mut stderr = io::stderr().lock();
-    let written = if conversion.json {
-        output::json(
+    let (report, written) = if conversion.json {
+        let report = convert(
+            backend.as_ref(),
+            &users,
+            options,
+            conversion.jobs,
+            &mut |_| {},
+        );
+        // Not locked for the run: worker threads log to stderr while it goes on.
+        let mut stderr = io::stderr().lock();
+        let written = output::json(
             &report,
             backend.kind(),
             options.dry_run,
             &mut stdout,
             &mut stderr,
-        )
+        );
+        (report, written)
     } else {
-        output::human(
-            &report,
+        let mut printer = output::Human::new(
             conversion.verbose,
             options.dry_run,
             &mut stdout,
-            &mut stderr,
-        )
+            io::stderr(),
+        );
+        let bar = progress_bar(users.len());
+        let mut stderr_status = Ok(());
+        let report = convert(
+            backend.as_ref(),
+            &users,
+            options,
+            conversion.jobs,
+            &mut |event| match event {
+                Progress::Finished { done, .. } => bar.set_position(done as u64),
+                Progress::Ready(result) => {
+                    let printed = bar.suspend(|| printer.result(result));
+                    if stderr_status.is_ok() {
+                        stderr_status = printed;
+                    }
+                }
+            },
+        );
+        bar.finish_and_clear();
+        // A closed stderr loses lines, never the run's status.
+        drop(stderr_status);
+        (report, printer.finish())
     };
     match written.and_then(|()| stdout.flush()) {
         // Whoever closed the pipe has stopped reading: the status still tells the truth.
@@ -156,13 +186,38 @@ fn execute(command: Command) -> Result<u8, CliError> {
     }
 }
 
-fn convert(backend: &dyn Backend, users: &[String], options: &RunOptions, jobs: usize) -> Report {
+/// Runs of at least this many users show a progress bar (on a terminal).
+const PROGRESS_FROM: usize = 50;
+
+/// A progress bar on stderr for a long run when stderr is a terminal; hidden otherwise.
+fn progress_bar(users: usize) -> ProgressBar {
+    if users < PROGRESS_FROM || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(users as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} users, {elapsed}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn convert(
+    backend: &dyn Backend,
+    users: &[String],
+    options: &RunOptions,
+    jobs: usize,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Report {
     let clock = SystemClock;
     let plan = pipeline::plan(backend, users, options, &clock, &mut rand::rng(), jobs);
     if options.dry_run {
-        plan.preview()
+        let report = plan.preview();
+        for result in &report.results {
+            progress(Progress::Ready(result));
+        }
+        report
     } else {
-        pipeline::apply(backend, plan, &clock, jobs)
+        pipeline::apply_each(backend, plan, &clock, jobs, progress)
     }
 }
 

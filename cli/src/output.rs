@@ -7,46 +7,95 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use whmtoken_core::{Report, Status, UserResult, error_chain};
 
-/// Human output: with `verbose`, one line per user that has a token; always one
-/// `error: <user>: <message>` line on stderr per failed user. A stdout that fails (a
-/// closed pipe) stops the stdout lines only: every `error:` line is still written, and the
-/// first stdout error is returned at the end.
-pub fn human(
-    report: &Report,
-    verbose: bool,
-    dry_run: bool,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> io::Result<()> {
-    let mut out_status = Ok(());
-    for result in &report.results {
-        let name = result.token_name.as_deref().unwrap_or_default();
-        let user = &result.user;
-        let line = match result.status {
-            Status::Converted | Status::Replaced if verbose => {
-                let verb = if dry_run { "Would import" } else { "Imported" };
-                format!("{verb} accesshash for “{user}” as “{name}”\n")
-            }
-            Status::AlreadyConverted if verbose => {
-                format!("Already imported accesshash for “{user}” as “{name}”\n")
-            }
-            Status::Failed => {
-                error_line(result, err)?;
-                continue;
-            }
-            _ => continue,
-        };
-        if out_status.is_ok() {
-            out_status = out.write_all(line.as_bytes());
+/// Human output, one user at a time as results arrive: with `verbose`, one line per user
+/// that has a token; always one `error: <user>: <message>` line on stderr per failed user,
+/// and a warning for restrictions that were not applied. A stdout that fails (a closed
+/// pipe) stops the stdout lines only: every stderr line is still written, and the first
+/// stdout error is returned by [`finish`](Human::finish).
+pub struct Human<O, E> {
+    pub verbose: bool,
+    pub dry_run: bool,
+    pub out: O,
+    pub err: E,
+    out_status: io::Result<()>,
+}
+
+impl<O: Write, E: Write> Human<O, E> {
+    pub fn new(verbose: bool, dry_run: bool, out: O, err: E) -> Self {
+        Self {
+            verbose,
+            dry_run,
+            out,
+            err,
+            out_status: Ok(()),
         }
     }
-    out_status
+
+    /// Prints one user's lines.
+    pub fn result(&mut self, result: &UserResult) -> io::Result<()> {
+        let name = shown(result.token_name.as_deref().unwrap_or_default());
+        let user = shown(&result.user);
+        let line = match result.status {
+            Status::Converted if self.verbose => {
+                let verb = if self.dry_run {
+                    "Would import"
+                } else {
+                    "Imported"
+                };
+                format!("{verb} accesshash for “{user}” as “{name}”\n")
+            }
+            Status::Replaced if self.verbose => {
+                let verb = if self.dry_run {
+                    "Would replace"
+                } else {
+                    "Replaced"
+                };
+                format!("{verb} accesshash token for “{user}” as “{name}”\n")
+            }
+            Status::AlreadyConverted if self.verbose => {
+                format!("Already imported accesshash for “{user}” as “{name}”\n")
+            }
+            Status::Failed => return error_line(result, &mut self.err),
+            _ => String::new(),
+        };
+        if !line.is_empty() && self.out_status.is_ok() {
+            self.out_status = self
+                .out
+                .write_all(line.as_bytes())
+                .and_then(|()| self.out.flush());
+        }
+        restrictions_warning(result, &mut self.err)
+    }
+
+    /// The first error stdout gave, if any.
+    pub fn finish(self) -> io::Result<()> {
+        self.out_status
+    }
+}
+
+/// `warning: <user>: already converted as “<name>”; …` when restrictions were asked for and
+/// the existing token was kept as it was.
+fn restrictions_warning(result: &UserResult, err: &mut impl Write) -> io::Result<()> {
+    if result.restrictions_applied != Some(false) {
+        return Ok(());
+    }
+    writeln!(
+        err,
+        "warning: {}: already converted as “{}”; --acl/--expires/--allow-ip not applied (use --replace to reissue the token with them)",
+        shown(&result.user),
+        shown(result.token_name.as_deref().unwrap_or_default())
+    )
 }
 
 fn error_line(result: &UserResult, err: &mut impl Write) -> io::Result<()> {
     match &result.error {
-        Some(e) => writeln!(err, "error: {}: {}", result.user, error_chain(e)),
-        None => writeln!(err, "error: {}: failed", result.user),
+        Some(e) => writeln!(
+            err,
+            "error: {}: {}",
+            shown(&result.user),
+            shown(&error_chain(e))
+        ),
+        None => writeln!(err, "error: {}: failed", shown(&result.user)),
     }
 }
 
@@ -69,6 +118,8 @@ struct JsonResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     token_hash_prefix: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    restrictions_applied: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -88,6 +139,7 @@ pub fn json(
             status: r.status.as_str(),
             token_name: r.token_name.as_deref(),
             token_hash_prefix: r.token_hash_prefix.as_deref(),
+            restrictions_applied: r.restrictions_applied,
             error: r.error.as_ref().map(|e| error_chain(e)),
         })
         .collect();
@@ -109,8 +161,11 @@ pub fn json(
         .and_then(|()| writeln!(buffered))
         .and_then(|()| buffered.flush());
     drop(buffered);
-    for result in report.results.iter().filter(|r| r.status == Status::Failed) {
-        error_line(result, err)?;
+    for result in &report.results {
+        if result.status == Status::Failed {
+            error_line(result, err)?;
+        }
+        restrictions_warning(result, err)?;
     }
     printed
 }

@@ -1,7 +1,9 @@
-//! A bounded, order-preserving parallel map over a slice, on scoped threads.
+//! A bounded, order-preserving parallel map over a slice, on scoped threads, optionally
+//! telling the calling thread about each result as it is ready.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 /// Applies `f` to every item on up to `jobs` threads; the results keep the items' order.
 /// With `jobs <= 1` (or a single item) everything runs on the calling thread.
@@ -36,6 +38,45 @@ pub fn map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Syn
         .collect()
 }
 
+/// Applies `f` to every item on up to `jobs` threads and hands each result, with its
+/// item's index, to `ready` on the calling thread as soon as it is computed (in completion
+/// order, not the items' order).
+pub fn for_each_ready<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> R + Sync,
+    mut ready: impl FnMut(usize, R),
+) {
+    let workers = jobs.min(items.len());
+    if workers <= 1 {
+        for (index, item) in items.iter().enumerate() {
+            ready(index, f(item));
+        }
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (send, receive) = mpsc::channel();
+        for _ in 0..workers {
+            let send = send.clone();
+            let (next, f) = (&next, &f);
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { break };
+                    if send.send((index, f(item))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(send);
+        for (index, result) in receive {
+            ready(index, result);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -52,6 +93,23 @@ mod tests {
                 out,
                 items.iter().map(|n| n * 2).collect::<Vec<_>>(),
                 "jobs = {jobs}"
+            );
+        }
+    }
+
+    #[test]
+    fn ready_sees_every_result_once_with_its_index() {
+        let items: Vec<u32> = (0..300).collect();
+        for jobs in [1, 4] {
+            let mut seen = Vec::new();
+            super::for_each_ready(&items, jobs, |n| n * 3, |index, r| seen.push((index, r)));
+            seen.sort_unstable();
+            assert_eq!(
+                seen,
+                items
+                    .iter()
+                    .map(|n| (*n as usize, n * 3))
+                    .collect::<Vec<_>>()
             );
         }
     }

@@ -8,7 +8,7 @@
 use rand::{Rng, RngExt};
 
 use crate::backend::{
-    Backend, BackendError, ImportItem, Imported, Reads, WhmRole, import_and_audit,
+    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole, import_and_audit,
 };
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
@@ -96,6 +96,9 @@ pub struct UserResult {
     pub token_name: Option<String>,
     /// The first 12 hex characters of the key, once the access hash was read.
     pub token_hash_prefix: Option<String>,
+    /// When restrictions (ACLs, expiry, allow-list) were asked for: whether the user's
+    /// token has them (`false`: the token already existed and was kept as it was).
+    pub restrictions_applied: Option<bool>,
     pub error: Option<UserError>,
 }
 
@@ -106,6 +109,7 @@ impl UserResult {
             status,
             token_name: None,
             token_hash_prefix: None,
+            restrictions_applied: None,
             error: None,
         }
     }
@@ -278,31 +282,80 @@ impl Plan {
     }
 }
 
-/// Writes every planned import and audits each entry written, on up to
-/// `jobs` threads where the backend allows it; results keep the users' order.
+/// Writes every planned import and audits each entry written, on up to `jobs` threads
+/// where the backend allows it; results keep the users' order.
 pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock, jobs: usize) -> Report {
+    apply_each(backend, plan, clock, jobs, &mut |_| {})
+}
+
+/// What [`apply_each`] tells its caller while it runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// One more user's import finished (in any order): `done` of `total`.
+    Finished { done: usize, total: usize },
+    /// The next user's result, in the users' order, as soon as it and every earlier one
+    /// are known.
+    Ready(&'a UserResult),
+}
+
+/// [`apply`], telling `progress` about each import as it finishes and handing over each
+/// result, in the users' order, as soon as it is known: output can stream while the run
+/// goes on.
+pub fn apply_each(
+    backend: &dyn Backend,
+    plan: Plan,
+    clock: &dyn Clock,
+    jobs: usize,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Report {
     let mut items = Vec::new();
     let mut slots: Vec<Option<UserResult>> = Vec::with_capacity(plan.items.len());
+    // For each import, the slot its result goes to.
+    let mut slot_of = Vec::new();
     for planned in plan.items {
         match planned {
             Planned::Settled(result) => slots.push(Some(result)),
             Planned::Import { user, request, .. } => {
                 items.push(ImportItem { user, request });
+                slot_of.push(slots.len());
                 slots.push(None);
             }
         }
     }
-    let mut outcomes = import_all(backend, &items, clock, jobs)
-        .into_iter()
-        .zip(&items);
+    let total = items.len();
+    let mut streamed = 0;
+    let mut stream = |slots: &mut Vec<Option<UserResult>>,
+                      progress: &mut dyn FnMut(Progress<'_>)| {
+        while let Some(Some(result)) = slots.get(streamed) {
+            progress(Progress::Ready(result));
+            streamed += 1;
+        }
+    };
+    stream(&mut slots, progress);
+    let mut done = 0;
+    let mut ready = |index: usize, outcome: Result<Imported, BackendError>| {
+        done += 1;
+        progress(Progress::Finished { done, total });
+        slots[slot_of[index]] = Some(imported(&items[index], outcome));
+        stream(&mut slots, progress);
+    };
+    match backend.batch() {
+        Some(batch) => {
+            let outcomes = import_batch(batch, &items, clock);
+            for (index, outcome) in outcomes.into_iter().enumerate() {
+                ready(index, outcome);
+            }
+        }
+        None => parallel::for_each_ready(
+            &items,
+            jobs,
+            |item| import_one(backend, item, clock),
+            &mut ready,
+        ),
+    }
     let results = slots
         .into_iter()
-        .map(|slot| {
-            slot.unwrap_or_else(|| {
-                let (outcome, item) = outcomes.next().expect("one outcome per import");
-                imported(item, outcome)
-            })
-        })
+        .map(|slot| slot.expect("every import has a result"))
         .collect();
     Report { results }
 }
@@ -316,29 +369,40 @@ pub fn import_all(
     clock: &dyn Clock,
     jobs: usize,
 ) -> Vec<Result<Imported, BackendError>> {
-    let internal_error = |what: &str| -> BackendError {
-        BackendError::Other {
-            backend: "pipeline",
-            source: format!("internal error while importing for {what}").into(),
-        }
-    };
-    if let Some(batch) = backend.batch() {
-        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            batch.import_batch(items, clock)
-        }));
-        return outcomes.unwrap_or_else(|_| {
-            items
-                .iter()
-                .map(|item| Err(internal_error(item.user.as_str())))
-                .collect()
-        });
+    match backend.batch() {
+        Some(batch) => import_batch(batch, items, clock),
+        None => parallel::map(items, jobs, |item| import_one(backend, item, clock)),
     }
-    parallel::map(items, jobs, |item| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            import_and_audit(backend, item, clock)
-        }))
-        .unwrap_or_else(|_| Err(internal_error(item.user.as_str())))
-    })
+}
+
+fn import_batch(
+    batch: &dyn BatchImport,
+    items: &[ImportItem],
+    clock: &dyn Clock,
+) -> Vec<Result<Imported, BackendError>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        batch.import_batch(items, clock)
+    }))
+    .unwrap_or_else(|_| items.iter().map(|item| Err(internal_error(item))).collect())
+}
+
+fn import_one(
+    backend: &dyn Backend,
+    item: &ImportItem,
+    clock: &dyn Clock,
+) -> Result<Imported, BackendError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        import_and_audit(backend, item, clock)
+    }))
+    .unwrap_or_else(|_| Err(internal_error(item)))
+}
+
+/// A user's failure when a panic (a bug) interrupted its import.
+fn internal_error(item: &ImportItem) -> BackendError {
+    BackendError::Other {
+        backend: "pipeline",
+        source: format!("internal error while importing for {}", item.user).into(),
+    }
 }
 
 fn imported(item: &ImportItem, outcome: Result<Imported, BackendError>) -> UserResult {
@@ -381,9 +445,11 @@ fn decided(user: &str, request: &ImportRequest, decision: &Decision) -> UserResu
             replaces: false, ..
         } => Status::Converted,
     };
+    let asked = request.restrictions != Restrictions::default();
     UserResult {
         token_name: Some(decision.token_name().to_owned()),
         token_hash_prefix: Some(request.hash.prefix().to_owned()),
+        restrictions_applied: asked.then_some(status != Status::AlreadyConverted),
         ..UserResult::new(user, status)
     }
 }

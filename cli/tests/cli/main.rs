@@ -7,6 +7,7 @@ mod dropin;
 mod durability;
 mod hostile;
 mod migration;
+mod reporting;
 
 use std::process::Command;
 
