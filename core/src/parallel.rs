@@ -38,19 +38,19 @@ pub fn map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Syn
         .collect()
 }
 
-/// Applies `f` to every item on up to `jobs` threads and hands each result, with its
-/// item's index, to `ready` on the calling thread as soon as it is computed (in completion
-/// order, not the items' order).
+/// Applies `f` to every item (and its index) on up to `jobs` threads, taking items in
+/// their order, and hands each result, with its index, to `ready` on the calling thread as
+/// soon as it is computed (in completion order, not the items' order).
 pub fn for_each_ready<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
-    f: impl Fn(&T) -> R + Sync,
+    f: impl Fn(usize, &T) -> R + Sync,
     mut ready: impl FnMut(usize, R),
 ) {
     let workers = jobs.min(items.len());
     if workers <= 1 {
         for (index, item) in items.iter().enumerate() {
-            ready(index, f(item));
+            ready(index, f(index, item));
         }
         return;
     }
@@ -64,7 +64,7 @@ pub fn for_each_ready<T: Sync, R: Send>(
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(index) else { break };
-                    if send.send((index, f(item))).is_err() {
+                    if send.send((index, f(index, item))).is_err() {
                         break;
                     }
                 }
@@ -102,7 +102,7 @@ mod tests {
         let items: Vec<u32> = (0..300).collect();
         for jobs in [1, 4] {
             let mut seen = Vec::new();
-            super::for_each_ready(&items, jobs, |n| n * 3, |index, r| seen.push((index, r)));
+            super::for_each_ready(&items, jobs, |_, n| n * 3, |index, r| seen.push((index, r)));
             seen.sort_unstable();
             assert_eq!(
                 seen,

@@ -5,11 +5,12 @@
 //! a panic while working on one user fails that user alone. A dry run is a plan turned into a report with
 //! [`Plan::preview`]: it makes every read and check a real run makes and writes nothing.
 
+use std::sync::{Condvar, Mutex, PoisonError};
+
 use rand::{Rng, RngExt};
 
-use crate::backend::{
-    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole, import_and_audit,
-};
+use crate::audit::AuditEvent;
+use crate::backend::{Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
 use crate::parallel;
@@ -346,12 +347,15 @@ pub fn apply_each(
                 ready(index, outcome);
             }
         }
-        None => parallel::for_each_ready(
-            &items,
-            jobs,
-            |item| import_one(backend, item, clock),
-            &mut ready,
-        ),
+        None => {
+            let turns = Turns::default();
+            parallel::for_each_ready(
+                &items,
+                jobs,
+                |index, item| import_one(backend, item, clock, &turns, index),
+                &mut ready,
+            );
+        }
     }
     let results = slots
         .into_iter()
@@ -371,7 +375,20 @@ pub fn import_all(
 ) -> Vec<Result<Imported, BackendError>> {
     match backend.batch() {
         Some(batch) => import_batch(batch, items, clock),
-        None => parallel::map(items, jobs, |item| import_one(backend, item, clock)),
+        None => {
+            let turns = Turns::default();
+            let mut outcomes: Vec<Option<_>> = items.iter().map(|_| None).collect();
+            parallel::for_each_ready(
+                items,
+                jobs,
+                |index, item| import_one(backend, item, clock, &turns, index),
+                |index, outcome| outcomes[index] = Some(outcome),
+            );
+            outcomes
+                .into_iter()
+                .map(|outcome| outcome.expect("one outcome per item"))
+                .collect()
+        }
     }
 }
 
@@ -386,15 +403,71 @@ fn import_batch(
     .unwrap_or_else(|_| items.iter().map(|item| Err(internal_error(item))).collect())
 }
 
+/// Imports one item on a worker thread, then appends its audit record when its turn
+/// comes: audit lines follow the order users were given, whatever `--jobs` is.
 fn import_one(
     backend: &dyn Backend,
     item: &ImportItem,
     clock: &dyn Clock,
+    turns: &Turns,
+    index: usize,
 ) -> Result<Imported, BackendError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        import_and_audit(backend, item, clock)
-    }))
-    .unwrap_or_else(|_| Err(internal_error(item)))
+    let caught = |f: &mut dyn FnMut() -> Result<Imported, BackendError>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|_| Err(internal_error(item)))
+    };
+    let decision = caught(&mut || {
+        let decision = backend.import(&item.user, &item.request)?;
+        Ok(Imported {
+            decision,
+            audit: Ok(()),
+        })
+    });
+    turns.in_turn(index, || {
+        let Ok(Imported { decision, .. }) = decision else {
+            return decision;
+        };
+        caught(&mut || {
+            let audit = match &decision {
+                Decision::Write { entry, .. } => backend.append_audit(&AuditEvent {
+                    time: clock.now(),
+                    user: item.user.clone(),
+                    token_name: entry.name.clone(),
+                }),
+                Decision::AlreadyPresent { .. } => Ok(()),
+            };
+            Ok(Imported {
+                decision: decision.clone(),
+                audit,
+            })
+        })
+    })
+}
+
+/// Turns taken in the items' order: item `i` runs its part once items `0..i` have run
+/// theirs. Items are handed to workers in order, so every earlier item is already being
+/// worked on and its turn comes.
+#[derive(Debug, Default)]
+struct Turns {
+    next: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Turns {
+    fn in_turn<T>(&self, index: usize, f: impl FnOnce() -> T) -> T {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        while *next != index {
+            next = self
+                .changed
+                .wait(next)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        // `f` catches its own panics: the turn always passes on.
+        let value = f();
+        *next += 1;
+        self.changed.notify_all();
+        value
+    }
 }
 
 /// A user's failure when a panic (a bug) interrupted its import.

@@ -137,3 +137,26 @@ fn verbose_lines_stream_in_the_users_order_while_the_run_goes_on() {
         "no progress bar when stderr is not a terminal"
     );
 }
+
+#[test]
+fn audit_lines_follow_the_users_order_whatever_the_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let config = generate(300, 1, 9).build("files", dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args([
+            "--config",
+            config.as_str(),
+            "--all-resellers",
+            "--jobs",
+            "16",
+        ])
+        .env_remove("WHMTOKEN_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = std::fs::read_to_string(dir.join("var/cpanel/accounting.log")).unwrap();
+    let users: Vec<&str> = log.lines().map(|l| l.split(":").nth(5).unwrap()).collect();
+    let expected: Vec<String> = (1..=300).map(|i| format!("res{i:05}")).collect();
+    assert_eq!(users, expected);
+}
