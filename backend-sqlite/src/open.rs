@@ -15,19 +15,50 @@ use whmtoken_core::backend::describe_file_type;
 use crate::error::Site;
 use crate::schema;
 
-/// Opens the existing database at `site.path` and migrates its schema.
+/// How to make a database, for messages about a missing or empty one.
+const HOW_TO_MAKE_ONE: &str = "make one with `fake-server build` or `fake-server generate`";
+
+/// Opens the existing database at `site.path`, migrates its schema, and checks that the
+/// schema holds nothing this program did not create. It never creates one: a missing or
+/// empty file is an error, and so is a file that group or others can read or write (it
+/// holds raw access hashes).
 pub(crate) fn existing(site: &Site) -> Result<Connection, BackendError> {
     let path = &site.path;
-    let meta = fs::symlink_metadata(path).map_err(|e| site.io(e))?;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(BackendError::NotFound {
+                location: path.to_string(),
+                what: format!("no such database; {HOW_TO_MAKE_ONE}"),
+            });
+        }
+        Err(e) => return Err(site.io(e)),
+    };
     if !meta.file_type().is_file() {
         return Err(BackendError::Unsafe {
             location: path.to_string(),
             detail: format!("it is {}", describe_file_type(&meta.file_type())),
         });
     }
+    if meta.len() == 0 {
+        return Err(BackendError::NotFound {
+            location: path.to_string(),
+            what: format!("the file is empty, not a whmtoken database; {HOW_TO_MAKE_ONE}"),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(BackendError::Unsafe {
+            location: path.to_string(),
+            detail: format!(
+                "group or others can read or write it (mode {mode:04o}), and it holds raw access hashes; make it 0600"
+            ),
+        });
+    }
     let mut conn = connect(site)?;
     configure(&conn, site)?;
     schema::migrate(&mut conn, site)?;
+    schema::check_objects(&conn, site)?;
     Ok(conn)
 }
 
@@ -38,6 +69,8 @@ pub(crate) fn reader(site: &Site) -> Result<Connection, BackendError> {
     let sql = |e| site.sql(None, e);
     let conn = connect(site)?;
     set_busy_timeout(&conn, site.waited).map_err(sql)?;
+    conn.pragma_update(None, "trusted_schema", "OFF")
+        .map_err(sql)?;
     conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
         .map_err(sql)?;
     Ok(conn)
@@ -92,6 +125,9 @@ fn connect(site: &Site) -> Result<Connection, BackendError> {
 fn configure(conn: &Connection, site: &Site) -> Result<(), BackendError> {
     let sql = |e| site.sql(None, e);
     set_busy_timeout(conn, site.waited).map_err(sql)?;
+    // Functions and virtual tables named in the schema are not run on its say-so.
+    conn.pragma_update(None, "trusted_schema", "OFF")
+        .map_err(sql)?;
     let _mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(sql)?;

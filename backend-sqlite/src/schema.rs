@@ -60,6 +60,38 @@ const MIGRATIONS: &[&str] = &[V1, V2];
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 
+/// The tables this program creates; with their automatic indexes, all a schema may hold.
+const TABLES: [&str; 4] = ["users", "tokens", "accounting", "settings"];
+
+/// Refuses a schema holding anything this program did not create: a trigger or a view
+/// would run on every write or read of ours.
+pub(crate) fn check_objects(conn: &Connection, site: &Site) -> Result<(), BackendError> {
+    let sql = |e| site.sql(None, e);
+    let mut stmt = conn
+        .prepare("SELECT type, name FROM sqlite_schema ORDER BY type, name")
+        .map_err(sql)?;
+    let objects: Vec<(String, String)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let foreign = objects.iter().find(|(kind, name)| match kind.as_str() {
+        "table" => !TABLES.contains(&name.as_str()),
+        "index" => !name.starts_with("sqlite_autoindex_"),
+        _ => true,
+    });
+    match foreign {
+        Some((kind, name)) => Err(BackendError::Unsafe {
+            location: site.location(None, None),
+            detail: format!(
+                "its schema holds a {kind} “{}” that whmtoken did not create",
+                name.escape_debug()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Brings the database up to [`LATEST`].
 pub(crate) fn migrate(conn: &mut Connection, site: &Site) -> Result<(), BackendError> {
     let sql = |e| site.sql(None, e);

@@ -133,11 +133,11 @@ fn open_refuses_missing_linked_and_foreign_files_naming_the_path() {
 
     let missing = root.join("missing.db");
     let err = open(&missing);
+    assert!(matches!(&err, BackendError::NotFound { .. }), "{err:?}");
     assert!(
-        matches!(&err, BackendError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
-        "{err:?}"
+        err.to_string().contains("missing.db") && err.to_string().contains("fake-server build"),
+        "{err}"
     );
-    assert!(err.to_string().contains("missing.db"), "{err}");
     assert!(!missing.exists(), "open created the file");
 
     let real = root.join("real.db");
@@ -157,6 +157,7 @@ fn open_refuses_missing_linked_and_foreign_files_naming_the_path() {
         "this is not a database, just some text that is long enough",
     )
     .unwrap();
+    std::fs::set_permissions(&text, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let err = open(&text);
     assert!(matches!(err, BackendError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("notes.db"), "{err}");
@@ -535,6 +536,60 @@ fn dump_is_canonical_and_lists_only_users_with_tokens() {
 }
 
 #[test]
+fn open_refuses_empty_shared_and_tampered_databases_and_never_creates_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
+    let open =
+        |p: &Utf8Path| SqliteBackend::open(&SqliteConfig { path: p.to_owned() }).unwrap_err();
+
+    let empty = root.join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = open(&empty);
+    assert!(matches!(&err, BackendError::NotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("empty"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "nothing was created in it"
+    );
+
+    let shared = root.join("shared.db");
+    SqliteBackend::create(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = open(&shared);
+    assert!(matches!(&err, BackendError::Unsafe { .. }), "{err:?}");
+    assert!(err.to_string().contains("mode 0644"), "{err}");
+
+    for (name, sql) in [
+        (
+            "trigger",
+            "CREATE TRIGGER planted AFTER INSERT ON tokens BEGIN DELETE FROM accounting; END;",
+        ),
+        ("view", "CREATE VIEW planted AS SELECT * FROM users"),
+        ("table", "CREATE TABLE planted (x)"),
+    ] {
+        let db = root.join(format!("{name}.db"));
+        SqliteBackend::create(&db).unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let err = open(&db);
+        assert!(
+            matches!(&err, BackendError::Unsafe { .. }),
+            "{name}: {err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("a {name} “planted” that whmtoken did not create")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn a_refused_write_fails_that_user_alone_and_the_others_are_stored() {
     let s = seeded();
     rusqlite::Connection::open(&s.path)
@@ -563,6 +618,11 @@ fn a_refused_write_fails_that_user_alone_and_the_others_are_stored() {
             (_, Ok(imported)) => assert!(imported.audit.is_ok(), "{u}"),
         }
     }
+    // A database with a trigger of someone else's is refused when opened: drop it first.
+    rusqlite::Connection::open(&s.path)
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse_res2")
+        .unwrap();
     let dump = reopen(&s.path).dump().unwrap();
     for u in ["res1", "boss"] {
         assert!(
