@@ -56,16 +56,51 @@ impl AccountingLog {
             .and_then(|f| f.metadata().ok())
             .map(|m| m.ino());
         if current.is_none() || current != held {
-            *open = Some(open_log(path)?);
+            *open = Some(open_log(path).map_err(|e| for_writing(e, "open for appending"))?);
         }
         let file = open.as_mut().expect("opened above");
         flock_exclusive(path, file, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
         let written = file
             .write_all(format!("{line}\n").as_bytes())
-            .map_err(|e| io_error(path, e));
+            .map_err(|e| for_writing(io_error(path, e), "write"));
         let _ = file.unlock();
         written
+    }
+}
+
+/// The log is only ever written: a refusal says `refusing to write`, and a failure of the
+/// system says what it failed to do (`…/accounting.log: cannot write: No space left on
+/// device`), the system's error kept as the cause.
+fn for_writing(error: BackendError, action: &'static str) -> BackendError {
+    match error {
+        BackendError::Unsafe { location, detail } => {
+            BackendError::UnsafeToWrite { location, detail }
+        }
+        BackendError::Io { location, source } => BackendError::Io {
+            location,
+            source: std::io::Error::new(source.kind(), Failed { action, source }),
+        },
+        other => other,
+    }
+}
+
+/// `cannot <action>`, caused by the system's error.
+#[derive(Debug)]
+struct Failed {
+    action: &'static str,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot {}", self.action)
+    }
+}
+
+impl std::error::Error for Failed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 
@@ -80,9 +115,51 @@ fn open_log(path: &Utf8Path) -> Result<File, BackendError> {
         Expect {
             owner: None,
             max_len: u64::MAX,
+            secret: false,
         },
     )?;
     file.set_permissions(Permissions::from_mode(0o600))
         .map_err(|e| io_error(path, e))?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use whmtoken_core::error_chain;
+
+    fn log_in(dir: &tempfile::TempDir) -> (AccountingLog, Utf8PathBuf) {
+        let path = Utf8Path::from_path(dir.path())
+            .unwrap()
+            .join("accounting.log");
+        (AccountingLog::new(path.clone()), path)
+    }
+
+    #[test]
+    fn a_failed_write_says_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = log_in(&dir);
+        log.append("first", Duration::from_secs(1)).unwrap();
+        // The log as held, but open for reading only: the next append cannot write it.
+        *log.open.lock().unwrap() = Some(File::open(&path).unwrap());
+        let err = log.append("second", Duration::from_secs(1)).unwrap_err();
+        assert_eq!(
+            error_chain(&err),
+            format!("{path}: cannot write: Bad file descriptor (os error 9)")
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
+    }
+
+    #[test]
+    fn a_log_that_is_a_symbolic_link_is_refused_for_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = log_in(&dir);
+        std::os::unix::fs::symlink("elsewhere", &path).unwrap();
+        let err = log.append("line", Duration::from_secs(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("refusing to write {path}: it is a symbolic link")
+        );
+    }
 }

@@ -119,6 +119,14 @@ pub struct FilesBackend {
 impl FilesBackend {
     pub fn open(config: &FilesConfig) -> Result<Self, BackendError> {
         let root = config.root.clone();
+        for needed in ["var/cpanel", "etc/passwd"] {
+            if std::fs::symlink_metadata(root.join(needed)).is_err() {
+                return Err(BackendError::NotFound {
+                    location: root.to_string(),
+                    what: format!("not a cPanel server: it has no {needed}"),
+                });
+            }
+        }
         let passwd_path = root.join("etc/passwd");
         let (accounts, bad_passwd) = passwd::parse(&read_root_file(&passwd_path)?);
         let resellers_path = root.join("var/cpanel/resellers");
@@ -196,6 +204,7 @@ fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
     let expect = Expect {
         owner: None,
         max_len: 64 << 20,
+        secret: false,
     };
     let bytes = read_checked(path, &file, expect)?;
     // A stray byte (a Latin-1 GECOS field, say) must not stop the run: the parsers skip a
@@ -226,6 +235,7 @@ impl Reads for FilesBackend {
         let expect = Expect {
             owner: Some(account.uid),
             max_len: AccessHash::MAX_LEN as u64,
+            secret: true,
         };
         Ok(Some(AccessHash::from_bytes(read_checked(
             &path, &file, expect,

@@ -27,6 +27,9 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let root = camino::Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("var/cpanel")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/bash\n").unwrap();
         let backend = crate::FilesBackend::open(&crate::FilesConfig { root: root.to_owned() }).unwrap();
         let user = whmtoken_core::UserName::root();
         let restrictions = Restrictions { acls, expires_at: expires, whitelist_ips: None };

@@ -36,6 +36,8 @@ pub(crate) struct Expect {
     /// Owners accepted besides root.
     pub owner: Option<u32>,
     pub max_len: u64,
+    /// A secret: refused when group or others can write it.
+    pub secret: bool,
 }
 
 /// Checks the open file: a regular file with one link, owned by root or `expect.owner`, no
@@ -70,6 +72,13 @@ pub(crate) fn check(
     if meta.len() > expect.max_len {
         let detail = format!("it is {} bytes, more than {}", meta.len(), expect.max_len);
         return Err(unsafe_file(path, &detail));
+    }
+    let mode = meta.mode() & 0o7777;
+    if expect.secret && mode & 0o022 != 0 {
+        return Err(BackendError::WritableByOthers {
+            location: path.to_string(),
+            mode,
+        });
     }
     Ok(meta)
 }

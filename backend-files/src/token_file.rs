@@ -227,6 +227,7 @@ fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<Metadata
         Expect {
             owner: Some(owner),
             max_len: MAX_TOKEN_FILE,
+            secret: false,
         },
     )?;
     if meta.uid() != owner {

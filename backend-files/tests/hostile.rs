@@ -338,6 +338,50 @@ fn an_accesshash_owned_by_its_user_is_read() {
 }
 
 #[test]
+fn an_accesshash_that_others_can_write_is_refused_with_how_to_fix_it() {
+    for mode in [0o666, 0o620, 0o602] {
+        let server = server();
+        let path = server.access_hash_path("res1");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        let backend = open(&server);
+        let err = backend.read_access_hash(&user("res1")).unwrap_err();
+        assert!(
+            matches!(&err, BackendError::WritableByOthers { location, mode: m } if *location == path.as_str() && *m == mode),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{path} is writable by others (mode {mode:04o}); make it 0600 and run again")
+        );
+    }
+}
+
+#[test]
+fn a_root_that_is_not_a_cpanel_server_is_refused_naming_it() {
+    for missing in ["var/cpanel", "etc/passwd"] {
+        let server = server();
+        let gone = server.root().join(missing);
+        if gone.is_dir() {
+            fs::remove_dir_all(&gone).unwrap();
+        } else {
+            fs::remove_file(&gone).unwrap();
+        }
+        let config = FilesConfig {
+            root: server.root().to_owned(),
+        };
+        let err = FilesBackend::open(&config).unwrap_err();
+        assert!(matches!(&err, BackendError::NotFound { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: not a cPanel server: it has no {missing}",
+                server.root()
+            )
+        );
+    }
+}
+
+#[test]
 fn a_missing_accesshash_means_no_access_hash() {
     let server = server();
     fs::remove_file(server.access_hash_path("res1")).unwrap();

@@ -3,9 +3,10 @@
 //! dash (`-verbose`, `-all-resellers`).
 
 use std::ffi::OsString;
+use std::time::Duration;
 
 use camino::Utf8PathBuf;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// cPanel's usage text, byte for byte, followed by the options cPanel's script lacks.
 pub const HELP: &str = "\
@@ -20,17 +21,36 @@ Options:
    -n, --dry-run        Check everything and report what would be done; write nothing
    --json               Print one JSON report on stdout instead of text
    --replace            Replace a token already converted from the same access hash
-   --acl NAME[,NAME]    Give new tokens only these ACLs (repeatable)
-   --expires WHEN       Make new tokens expire: epoch seconds, or a span such as 90d, 12h, 2w
+   --acl NAME[,NAME]    Give new tokens only these ACLs (repeatable; the names are listed below)
+   --expires WHEN       Make new tokens expire: epoch seconds, or a span from now in
+                        m (minutes), h (hours), d (days) or w (weeks), such as 90d
    --allow-ip ADDR      Accept new tokens only from this IP address or CIDR range
                         (repeatable, at most 100)
-   --lock-timeout SECS  Wait at most this long for a lock held by another process (default 30)
+   --lock-timeout SECS  Wait at most this long for a lock held by another process
+                        (0 to 3600, default 30)
    --jobs N             Read and write up to N users at once (default: 4 per core, 4 to 16; 1 is serial)
    --config PATH        Config file (default: $WHMTOKEN_CONFIG, else /etc/whmtoken.toml)
+   -V, --version        Print the version
 
 Exit status: 0 every user converted or nothing to do; 64 usage error; 65 at least one
 user failed (the others were converted); 77 not run as root; 78 bad config file.
+
+ACL names for --acl (WHM's built-in ACLs; `all` means full access):
+   acct-summary add-pkg add-pkg-ip add-pkg-shell allow-addoncreate allow-emaillimits-pkgs
+   allow-parkedcreate allow-shell allow-unlimited-bw-pkgs allow-unlimited-disk-pkgs
+   allow-unlimited-pkgs assign-root-account-enhancements basic-system-info
+   basic-whm-functions clustering connected-applications cors-proxy-get cpanel-api
+   cpanel-integration create-acct create-dns create-user-session demo-setup digest-auth
+   edit-account edit-dns edit-mx edit-pkg file-restore generate-email-config kill-acct
+   kill-dns limit-bandwidth list-accts list-pkgs locale-edit mailcheck manage-api-tokens
+   manage-dns-records manage-oidc manage-styles mysql-info news ns-config park-dns passwd
+   public-contact quota rearrange-accts resftp restart show-bandwidth ssl ssl-buy ssl-gencrt
+   ssl-info stats status suspend-acct thirdparty track-email upgrade-account
+   viewglobalpackages
 ";
+
+/// The longest `--lock-timeout`: an hour.
+const MAX_LOCK_TIMEOUT_SECS: f64 = 3600.0;
 
 /// Parsed command line.
 #[derive(Debug, Parser)]
@@ -60,39 +80,70 @@ pub struct Args {
     #[arg(long)]
     pub replace: bool,
 
-    #[arg(long = "acl", value_name = "NAME")]
+    // An option's value may start with a dash (`--expires -5d`), as with Getopt::Long: the
+    // value is then reported as a bad value of its option, not as an unknown option.
+    #[arg(long = "acl", value_name = "NAME", allow_hyphen_values = true)]
     pub acls: Vec<String>,
 
-    #[arg(long, value_name = "WHEN")]
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
     pub expires: Option<String>,
 
-    #[arg(long = "allow-ip", value_name = "ADDR")]
+    #[arg(long = "allow-ip", value_name = "ADDR", allow_hyphen_values = true)]
     pub allow_ips: Vec<String>,
 
-    #[arg(long, value_name = "SECS")]
-    pub lock_timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = lock_timeout)]
+    pub lock_timeout: Option<Duration>,
 
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub config: Option<Utf8PathBuf>,
 
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = jobs)]
     pub jobs: Option<u16>,
 
     #[arg(value_name = "USER")]
     pub users: Vec<String>,
 }
 
+/// `--lock-timeout`: seconds, 0 to an hour, fractions allowed.
+fn lock_timeout(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| (0.0..=MAX_LOCK_TIMEOUT_SECS).contains(secs))
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            format!("expected a number of seconds from 0 to {MAX_LOCK_TIMEOUT_SECS}, such as 30")
+        })
+}
+
+/// `--jobs` (shared with `whmtoken audit`): a whole number of users at once, 1 or more.
+pub(crate) fn jobs(text: &str) -> Result<u16, String> {
+    let expected = || {
+        format!(
+            "expected a whole number of users at once, from 1 (one at a time) to {}",
+            u16::MAX
+        )
+    };
+    match text.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(expected()),
+        Ok(jobs) => Ok(jobs),
+    }
+}
+
 /// Short options that stay single-dash; every other `-word` is a long option.
 const SHORTS: [&str; 3] = ["-?", "-h", "-n"];
 
 /// Rewrites Getopt::Long's single-dash long options (`-verbose`, `-v`) to `--verbose`,
-/// `--v`, up to a `--` that ends the options.
+/// `--v`, up to a `--` that ends the options. The value after an option that takes one
+/// (`--expires -5d`, `-exp -5d`) is left as it is.
 pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let takes_value = value_options();
     let mut options_ended = false;
+    let mut value_next = false;
     args.into_iter()
         .enumerate()
         .map(|(index, arg)| {
-            if index == 0 || options_ended {
+            if index == 0 || options_ended || std::mem::take(&mut value_next) {
                 return arg;
             }
             let Some(text) = arg.to_str() else { return arg };
@@ -102,13 +153,76 @@ pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
             }
             let single_dash_long =
                 text.len() > 1 && text.starts_with('-') && !text.starts_with("--");
-            if single_dash_long && !SHORTS.contains(&text) {
+            let arg = if single_dash_long && !SHORTS.contains(&text) {
                 OsString::from(format!("-{text}"))
             } else {
                 arg
+            };
+            if let Some(name) = arg.to_str().and_then(|a| a.strip_prefix("--")) {
+                value_next = !name.contains('=') && takes_value(name);
             }
+            arg
         })
         .collect()
+}
+
+/// Whether the arguments (the program name first) ask for the version: `--version`,
+/// `-version` or `-V` among the options. Only the whole word: `--ver` and `--vers` are not
+/// `--version` (cPanel's script read `--ver` as `--verbose`).
+pub fn wants_version(args: &[OsString]) -> bool {
+    let normalized = normalize(args.iter().cloned());
+    let takes_value = value_options();
+    let mut value_next = false;
+    for arg in normalized.iter().skip(1) {
+        if std::mem::take(&mut value_next) {
+            continue;
+        }
+        let Some(text) = arg.to_str() else { continue };
+        match text {
+            "--" => return false,
+            "--version" | "--V" => return true,
+            _ => {}
+        }
+        if let Some(name) = text.strip_prefix("--") {
+            value_next = !name.contains('=') && takes_value(name);
+        }
+    }
+    false
+}
+
+/// Whether a long option, spelled in full, by an alias, or by an unambiguous prefix as
+/// clap resolves it (`--exp`), takes a value.
+fn value_options() -> impl Fn(&str) -> bool {
+    let command = Args::command();
+    let options: Vec<(Vec<String>, bool)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let mut names = vec![long.to_owned()];
+            names.extend(
+                arg.get_all_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned),
+            );
+            Some((names, arg.get_action().takes_values()))
+        })
+        .collect();
+    move |name: &str| {
+        if let Some((_, takes)) = options
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| n == name))
+        {
+            return *takes;
+        }
+        let mut matching = options
+            .iter()
+            .filter(|(names, _)| names.iter().any(|n| n.starts_with(name)));
+        match (matching.next(), matching.next()) {
+            (Some((_, takes)), None) => *takes,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +268,83 @@ mod tests {
         assert_eq!(args.acls, ["a,b", "c"]);
         assert_eq!(args.allow_ips, ["10.0.0.1"]);
         assert!(args.dry_run);
+    }
+
+    #[test]
+    fn an_options_value_may_start_with_a_dash() {
+        for line in [
+            &["--expires", "-5d"][..],
+            &["-expires", "-5d"],
+            &["--exp", "-5d"],
+            &["--expires=-5d"],
+        ] {
+            assert_eq!(
+                parse(line).unwrap().expires.as_deref(),
+                Some("-5d"),
+                "{line:?}"
+            );
+        }
+        let args = parse(&["--config", "-x", "-verbose", "bob"]).unwrap();
+        assert_eq!(args.config.as_deref(), Some(camino::Utf8Path::new("-x")));
+        assert!(args.verbose);
+        assert_eq!(args.users, ["bob"]);
+    }
+
+    #[test]
+    fn only_the_whole_word_asks_for_the_version() {
+        let wants = |line: &[&str]| {
+            let argv: Vec<OsString> = std::iter::once("convert_accesshash_to_token")
+                .chain(line.iter().copied())
+                .map(OsString::from)
+                .collect();
+            wants_version(&argv)
+        };
+        for line in [
+            &["--version"][..],
+            &["-V"],
+            &["-version"],
+            &["bob", "--version"],
+        ] {
+            assert!(wants(line), "{line:?}");
+        }
+        for line in [
+            &["--ver"][..],
+            &["--verb"],
+            &["--vers"],
+            &["-v"],
+            &["--", "--version"],
+            &["--config", "-V"],
+            &["--acl", "--version"],
+        ] {
+            assert!(!wants(line), "{line:?}");
+        }
+        for line in [&["--ver"][..], &["--verb"], &["-ver"]] {
+            assert!(parse(line).unwrap().verbose, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn lock_timeout_is_seconds_up_to_an_hour() {
+        let timeout = |s: &str| parse(&["--lock-timeout", s]).map(|a| a.lock_timeout.unwrap());
+        assert_eq!(timeout("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(timeout("3600").unwrap(), Duration::from_secs(3600));
+        for bad in ["abc", "-1", "1e19", "inf", "NaN", "3601"] {
+            let err = timeout(bad).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_help_lists_exactly_the_builtin_acls() {
+        let listed: std::collections::BTreeSet<&str> = HELP
+            .split_once("ACL names for --acl (WHM's built-in ACLs; `all` means full access):\n")
+            .expect("the section")
+            .1
+            .split_whitespace()
+            .collect();
+        let builtin: std::collections::BTreeSet<&str> =
+            whmtoken_core::acl::BUILTIN_ACLS.into_iter().collect();
+        assert_eq!(listed, builtin);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct AuditArgs {
     #[arg(long, value_enum, value_name = "LEVEL", default_value = "critical")]
     pub fail_on: FailOn,
     /// Read up to N accounts at once [default: 4 per core, 4 to 16]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = crate::args::jobs)]
     pub jobs: Option<u16>,
 }
 
@@ -102,12 +102,13 @@ fn text(audit: &ServerAudit, out: &mut impl Write) -> io::Result<()> {
             };
             let access = match &token.acls {
                 _ if token.full_access => "full access".to_owned(),
-                Some(acls) => format!("acls: {}", acls.join(", ")),
+                Some(acls) => format!("acls: {}", shown(&acls.join(", "))),
                 None => "full access".to_owned(),
             };
-            let addresses = match &token.allow_ips {
+            let addresses = match token.allow_ips.as_deref() {
                 None => "any address".to_owned(),
-                Some(ips) => format!("allow: {}", ips.join(", ")),
+                Some([]) => "no address".to_owned(),
+                Some(ips) => format!("allow: {}", shown(&ips.join(", "))),
             };
             let created = token
                 .create_time

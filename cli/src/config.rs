@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use whmtoken_core::config_file::{ConfigError, ConfigFile};
 use whmtoken_core::{Backend, BackendConfig, BackendError};
 
 use crate::error::CliError;
@@ -35,7 +36,7 @@ struct Kind {
 }
 
 /// Reads a kind's `[backend]` section, its paths taken from the config file's folder.
-type Load = fn(toml::Table, &Utf8Path) -> Result<Settings, String>;
+type Load = fn(ConfigFile<'_>, &Utf8Path) -> Result<Settings, ConfigError>;
 
 /// Opens a backend whose config was read, with a lock timeout.
 type Open = Box<dyn FnOnce(Duration) -> Result<Box<dyn Backend>, BackendError>>;
@@ -114,11 +115,8 @@ impl Settings {
 
 /// Reads a section as `C` and makes its paths absolute from `base`.
 #[allow(dead_code)] // with every backend feature off
-fn load<C: BackendConfig>(mut section: toml::Table, base: &Utf8Path) -> Result<Settings, String> {
-    section.remove("kind");
-    let mut config: C = toml::Value::Table(section)
-        .try_into()
-        .map_err(|e: toml::de::Error| e.message().trim_end().to_owned())?;
+fn load<C: BackendConfig>(file: ConfigFile<'_>, base: &Utf8Path) -> Result<Settings, ConfigError> {
+    let mut config: C = file.section()?;
     config.resolve_relative(base);
     Ok(Settings::of(config))
 }
@@ -135,37 +133,28 @@ pub fn load_settings(explicit: Option<&Utf8Path>) -> Result<Settings, CliError> 
         None if Path::new(SYSTEM_CONFIG).exists() => Utf8PathBuf::from(SYSTEM_CONFIG),
         None => return Settings::default_for_this_server(),
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CliError::Config(format!("cannot read config file {path}: {e}")))?;
-    parse(&path, &text)
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(parse(&path, &text)?)
 }
 
-/// The top level of a config file: a `[backend]` table and nothing else.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    backend: toml::Table,
-}
-
-/// Parses `text` (read from `path`) and makes its paths absolute.
-pub fn parse(path: &Utf8Path, text: &str) -> Result<Settings, CliError> {
-    let bad = |detail: String| CliError::Config(format!("config file {path}: {detail}"));
-    let file: ConfigFile =
-        toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_owned()))?;
-    let kind = match file.backend.get("kind") {
-        Some(toml::Value::String(kind)) => kind.clone(),
-        Some(_) => return Err(bad("[backend] kind must be a string".into())),
-        None => return Err(bad("missing field `kind` in [backend]".into())),
-    };
+/// Parses `text` (read from `path`) and makes its paths absolute. Mistakes are reported
+/// as `fake-server dump` reports them, at their line and column
+/// ([`whmtoken_core::config_file`]).
+pub fn parse(path: &Utf8Path, text: &str) -> Result<Settings, ConfigError> {
+    let file = ConfigFile::parse(path, text)?;
+    let kind = file.kind();
     let Some(known) = KINDS.iter().find(|k| k.name == kind) else {
         let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        return Err(bad(format!(
+        return Err(file.kind_error(format_args!(
             "unknown backend kind “{kind}” (known: {})",
             known.join(", ")
         )));
     };
     let Some(load) = known.load else {
-        return Err(bad(format!(
+        return Err(file.kind_error(format_args!(
             "backend kind “{kind}” needs the cargo feature `{}`, which this binary was built without",
             known.feature
         )));
@@ -173,9 +162,9 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<Settings, CliError> {
     let absolute = std::path::absolute(path)
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .ok_or_else(|| bad("cannot make its path absolute".into()))?;
+        .ok_or_else(|| file.error("cannot make its path absolute"))?;
     let base = absolute.parent().unwrap_or(Utf8Path::new("/"));
-    load(file.backend, base).map_err(bad)
+    load(file, base)
 }
 
 #[cfg(all(test, not(feature = "sqlite")))]

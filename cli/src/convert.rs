@@ -238,15 +238,11 @@ fn run_options(args: &Args, now: i64) -> Result<RunOptions, CliError> {
     })
 }
 
+/// `--lock-timeout`, checked when parsed (`args::lock_timeout`), or the default.
 fn lock_timeout(args: &Args) -> Result<Duration, CliError> {
-    match args.lock_timeout {
-        None => Ok(whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT),
-        Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
-            CliError::Usage(format!(
-                "--lock-timeout {secs}: expected a number of seconds, 0 or more"
-            ))
-        }),
-    }
+    Ok(args
+        .lock_timeout
+        .unwrap_or(whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT))
 }
 
 /// Maps clap's errors to Getopt::Long-style messages.
@@ -261,6 +257,23 @@ fn usage_error(e: clap::Error) -> CliError {
             let name = arg.trim_start_matches('-');
             let name = name.split_once('=').map_or(name, |(n, _)| n);
             format!("Unknown option: {name}")
+        }
+        // `--jobs 0: expected …`: the option as given and the parser's own words.
+        ErrorKind::ValueValidation => {
+            let arg = option(ContextKind::InvalidArg).unwrap_or_default();
+            let name = arg.split_once(' ').map_or(arg.as_str(), |(n, _)| n);
+            let value = option(ContextKind::InvalidValue).unwrap_or_default();
+            let reason = std::error::Error::source(&e).map(ToString::to_string);
+            format!("{name} {value}: {}", reason.unwrap_or_default())
+        }
+        // A value-taking option last on the line: Getopt::Long's own words.
+        ErrorKind::InvalidValue if option(ContextKind::InvalidValue).as_deref() == Some("") => {
+            let arg = option(ContextKind::InvalidArg).unwrap_or_default();
+            let name = arg.split_once(' ').map_or(arg.as_str(), |(n, _)| n);
+            format!(
+                "Option {} requires an argument",
+                name.trim_start_matches('-')
+            )
         }
         _ => e
             .render()

@@ -3,6 +3,7 @@
 
 use std::io;
 
+use whmtoken_core::config_file::ConfigError;
 use whmtoken_core::{BackendError, RestrictionError, restrictions::MAX_ALLOW_IPS};
 
 /// Exit statuses (sysexits.h). cPanel's script always exits 0; ours says what happened.
@@ -35,6 +36,8 @@ pub enum CliError {
     NotRoot,
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigError),
     #[error("cannot open the backend")]
     Open(#[source] BackendError),
     #[error("cannot list resellers")]
@@ -51,7 +54,7 @@ impl CliError {
         match self {
             Self::Usage(_) => status::USAGE,
             Self::NotRoot => status::NOT_ROOT,
-            Self::Config(_) | Self::Open(_) => status::CONFIG,
+            Self::Config(_) | Self::ConfigFile(_) | Self::Open(_) => status::CONFIG,
             Self::Resellers(e) if e.is_retryable() => status::TEMPORARY,
             Self::Resellers(_) => status::CONFIG,
             Self::Read(e) if e.is_retryable() => status::TEMPORARY,
@@ -70,8 +73,14 @@ impl CliError {
                 format!("{given} --allow-ip entries given; at most {MAX_ALLOW_IPS} are allowed")
             }
             R::NotAnAddress(_) | R::HostBitsSet { .. } => format!("--allow-ip {e}"),
-            R::BadExpiry(_) | R::ExpiryNotInFuture { .. } => format!("--expires {e}"),
-            R::InvalidAclName(_) => e.to_string(),
+            R::UnknownAcl(_) => format!("--acl {e}; --help lists the ACL names"),
+            R::InvalidAclName(_) | R::AclNotLowerCase { .. } => format!("--acl {e}"),
+            R::BadExpiry(_)
+            | R::UnknownExpiryUnit { .. }
+            | R::NegativeExpiry(_)
+            | R::ZeroExpiry(_)
+            | R::ExpiryNotInFuture { .. }
+            | R::ExpiryTooFar(_) => format!("--expires {e}"),
         })
     }
 }
@@ -104,7 +113,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             CliError::restriction(e).to_string(),
-            "--expires soon: expected epoch seconds or a span such as 90d, 12h, 2w"
+            "--expires soon: expected epoch seconds, or a span from now: a whole number and a unit, \
+             m (minutes), h (hours), d (days) or w (weeks), such as 90d"
         );
     }
 }

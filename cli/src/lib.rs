@@ -12,6 +12,7 @@ mod error;
 mod output;
 pub mod verify;
 
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::panic::UnwindSafe;
 use std::process::ExitCode;
@@ -56,12 +57,42 @@ pub fn exit(command: impl FnOnce() -> Result<u8, CliError> + UnwindSafe) -> Exit
     ExitCode::from(code)
 }
 
+/// Whether the converter's arguments (the program name first) ask for its version: only
+/// the whole `--version` (or `-version`) and `-V`, among the options; `--ver` is still
+/// `--verbose`, as in cPanel's script.
+pub fn wants_version(argv: &[OsString]) -> bool {
+    args::wants_version(argv)
+}
+
+/// Prints `PROGRAM (whmtoken) X.Y.Z` on stdout, what `--version` shows for every binary of
+/// whmtoken, and returns the exit status.
+pub fn print_version(program: &str) -> Result<u8, CliError> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{}", version_line(program))
+        .and_then(|()| stdout.flush())
+        .map_err(CliError::Output)?;
+    Ok(status::OK)
+}
+
+/// `PROGRAM (whmtoken) X.Y.Z`.
+pub fn version_line(program: &str) -> String {
+    format!("{program} (whmtoken) {}", env!("CARGO_PKG_VERSION"))
+}
+
 /// Logs go to stderr, only when `WHMTOKEN_LOG` holds an env-filter (`debug`, `whmtoken_core=trace`).
+/// A filter that cannot be read is ignored with one warning line, and warnings are logged.
 fn init_logging() {
     let Ok(filter) = std::env::var("WHMTOKEN_LOG") else {
         return;
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        let _ = writeln!(
+            io::stderr(),
+            "warning: WHMTOKEN_LOG=“{}” is not a log filter ({e}); it was ignored, and only warnings are logged",
+            filter.escape_debug()
+        );
+        "warn".into()
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)

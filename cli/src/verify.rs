@@ -1,7 +1,7 @@
 //! `whmtoken verify`: what cPanel's server would answer to `Authorization: whm USER:SECRET`,
 //! the secret read from standard input (never from the command line or the environment).
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::net::IpAddr;
 
 use camino::Utf8Path;
@@ -37,7 +37,19 @@ pub const DEPENDS: u8 = 2;
 /// Decides and prints; returns 0 (accepted), 1 (refused) or [`DEPENDS`].
 pub fn run(args: VerifyArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let user = UserName::new(&args.user).map_err(|e| CliError::Usage(e.to_string()))?;
-    let secret = read_secret(io::stdin().lock())?;
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        let _ = writeln!(
+            io::stderr(),
+            "whmtoken verify: reading {user}'s secret from standard input (it is shown as you type; end with Ctrl-D)"
+        );
+    }
+    let secret = read_secret(stdin.lock())?;
+    if secret.token_hash().is_none() {
+        return Err(CliError::Usage(
+            "no secret on standard input (it is empty or only whitespace)".to_owned(),
+        ));
+    }
     let settings = config::load_settings(config)?;
     settings.check_root()?;
     let backend = settings
@@ -94,7 +106,8 @@ fn line(user: &UserName, verdict: &Verdict) -> String {
         Verdict::Token { name, access } => {
             let access = match access {
                 Access::Full => "full access".to_owned(),
-                Access::Acls(acls) => format!("acls: {}", acls.join(", ")),
+                Access::Acls(acls) if acls.is_empty() => "acls: none the account holds".to_owned(),
+                Access::Acls(acls) => format!("acls: {}", shown(&acls.join(", "))),
             };
             format!("accepted: {user} via token “{}” ({access})", shown(name))
         }

@@ -198,6 +198,16 @@ pub enum BackendError {
     #[error("refusing to read {location}: {detail}")]
     Unsafe { location: String, detail: String },
 
+    /// The same refusal where the backend was to write, such as an audit log that is a
+    /// symbolic link.
+    #[error("refusing to write {location}: {detail}")]
+    UnsafeToWrite { location: String, detail: String },
+
+    /// A secret's file that others than its owner can write: another tenant could choose
+    /// the secret. Refused until its mode is fixed.
+    #[error("{location} is writable by others (mode {mode:04o}); make it 0600 and run again")]
+    WritableByOthers { location: String, mode: u32 },
+
     /// A token file carries the immutable or append-only attribute, which cPanel never
     /// sets: possibly the work of an intruder, so it is reported, not worked around.
     #[error("{location}: token file is {what}: this can indicate a compromised server")]

@@ -39,6 +39,9 @@ pub enum Code {
     AccesshashNotConverted,
     AccesshashActive,
     UnsafeAccesshash,
+    EmptyAccesshash,
+    UnknownAccount,
+    UnusableAllowList,
     DeprecatedAuthEnabled,
     UnsafeTokenFile,
     OrphanTokenFile,
@@ -54,6 +57,9 @@ impl Code {
             Self::AccesshashNotConverted => "accesshash_not_converted",
             Self::AccesshashActive => "accesshash_active",
             Self::UnsafeAccesshash => "unsafe_accesshash",
+            Self::EmptyAccesshash => "empty_accesshash",
+            Self::UnknownAccount => "unknown_account",
+            Self::UnusableAllowList => "unusable_allow_list",
             Self::DeprecatedAuthEnabled => "deprecated_auth_enabled",
             Self::UnsafeTokenFile => "unsafe_token_file",
             Self::OrphanTokenFile => "orphan_token_file",
@@ -82,6 +88,8 @@ pub enum AccessHashState {
     Converted,
     NotConverted,
     Unreadable,
+    /// An access hash exists, but the token database could not be read to tell.
+    Unknown,
 }
 
 impl AccessHashState {
@@ -91,6 +99,7 @@ impl AccessHashState {
             Self::Converted => "converted",
             Self::NotConverted => "not_converted",
             Self::Unreadable => "unreadable",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -157,9 +166,10 @@ pub fn audit(
     jobs: usize,
 ) -> Result<ServerAudit, BackendError> {
     let settings = backend.server_settings()?;
+    let token_users: BTreeSet<String> = backend.token_users()?.into_iter().collect();
     let users: Vec<String> = if users.is_empty() {
         let mut everyone: BTreeSet<String> = backend.resellers()?.into_iter().collect();
-        everyone.extend(backend.token_users()?);
+        everyone.extend(token_users.iter().cloned());
         everyone.remove("root");
         std::iter::once("root".to_owned()).chain(everyone).collect()
     } else {
@@ -176,7 +186,8 @@ pub fn audit(
         None => backend,
     };
     let accounts = parallel::map(&users, jobs, |user| {
-        audit_account(reads, settings, user, now)
+        let has_token_file = token_users.contains(user);
+        audit_account(reads, settings, user, has_token_file, now)
     });
     let findings = if settings.allow_deprecated_accesshash {
         vec![Finding {
@@ -196,7 +207,13 @@ pub fn audit(
     })
 }
 
-fn audit_account(reads: &dyn Reads, settings: ServerSettings, raw: &str, now: i64) -> AccountAudit {
+fn audit_account(
+    reads: &dyn Reads,
+    settings: ServerSettings,
+    raw: &str,
+    has_token_file: bool,
+    now: i64,
+) -> AccountAudit {
     let mut account = AccountAudit {
         user: raw.to_owned(),
         accesshash: AccessHashState::None,
@@ -226,7 +243,20 @@ fn audit_account(reads: &dyn Reads, settings: ServerSettings, raw: &str, now: i6
     let key = if exists {
         match reads.read_access_hash(&user) {
             Ok(None) => None,
-            Ok(Some(hash)) => hash.token_hash(),
+            Ok(Some(hash)) => {
+                let key = hash.token_hash();
+                if key.is_none() {
+                    let message =
+                        format!("{user}: access hash is empty; it cannot be converted (or used)");
+                    account.findings.push(finding(
+                        Severity::Warning,
+                        Code::EmptyAccesshash,
+                        message,
+                        None,
+                    ));
+                }
+                key
+            }
             Err(e) => {
                 account.accesshash = AccessHashState::Unreadable;
                 let message = format!("{user}: access hash refused: {}", error_chain(&e));
@@ -243,7 +273,7 @@ fn audit_account(reads: &dyn Reads, settings: ServerSettings, raw: &str, now: i6
         None
     };
     let tokens = match reads.tokens(&user) {
-        Ok(tokens) => tokens,
+        Ok(tokens) => Some(tokens),
         Err(e) => {
             let message = format!("{user}: token database refused: {}", error_chain(&e));
             account.findings.push(finding(
@@ -252,18 +282,31 @@ fn audit_account(reads: &dyn Reads, settings: ServerSettings, raw: &str, now: i6
                 message,
                 None,
             ));
-            Default::default()
+            None
         }
     };
-    if !exists && !tokens.is_empty() {
-        let message = format!("{user}: token file of an account that does not exist");
-        account.findings.push(finding(
-            Severity::Warning,
-            Code::OrphanTokenFile,
-            message,
-            None,
-        ));
+    if !exists {
+        let (code, message) = if has_token_file {
+            (
+                Code::OrphanTokenFile,
+                format!("{user}: token file of an account that does not exist"),
+            )
+        } else {
+            (
+                Code::UnknownAccount,
+                format!("{user}: no such account, and no token file"),
+            )
+        };
+        account
+            .findings
+            .push(finding(Severity::Warning, code, message, None));
     }
+    let Some(tokens) = tokens else {
+        if key.is_some() {
+            account.accesshash = AccessHashState::Unknown;
+        }
+        return account;
+    };
     if let Some(key) = &key {
         match tokens.get(key) {
             Some(entry) => {
@@ -355,6 +398,28 @@ fn token_findings(user: &UserName, token: &TokenView) -> Vec<Finding> {
                 format!("{user}: token “{name}” holds the ACL “{acl}”"),
             );
         }
+    }
+    match token.allow_ips.as_deref() {
+        Some([]) => add(
+            Severity::Warning,
+            Code::UnusableAllowList,
+            format!("{user}: token “{name}” has an empty allow-list, which admits no address"),
+        ),
+        Some(list) => {
+            if let Some(bad) = list
+                .iter()
+                .find(|entry| crate::auth::allow_list_entry(entry).is_none())
+            {
+                add(
+                    Severity::Warning,
+                    Code::UnusableAllowList,
+                    format!(
+                        "{user}: token “{name}” has the allow-list entry “{bad}”, which makes every request with it fail"
+                    ),
+                );
+            }
+        }
+        None => {}
     }
     match token.expires_at {
         None => add(

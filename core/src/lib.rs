@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod clock;
+pub mod config_file;
 mod error_chain;
 pub mod findings;
 pub mod harness;

@@ -6,17 +6,27 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::acl::ALL;
+use crate::acl::{ALL, BUILTIN_ACLS};
 
 /// At most this many allow-list entries (cPanel's limit).
 pub const MAX_ALLOW_IPS: usize = 100;
+
+/// The units a span of time until expiry may take, as messages list them.
+pub const EXPIRY_UNITS: &str = "m (minutes), h (hours), d (days) or w (weeks)";
 
 /// Why restrictions cannot be put on a token. The messages speak of values, not of the
 /// command-line options they came from: the command line adds those.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RestrictionError {
-    #[error("invalid ACL name “{}”", .0.escape_debug())]
+    #[error(
+        "“{}”: not an ACL name (lower-case letters, digits, - and _)",
+        .0.escape_debug()
+    )]
     InvalidAclName(String),
+    #[error("“{}”: ACL names are lower case; did you mean “{}”?", .given.escape_debug(), .lower.escape_debug())]
+    AclNotLowerCase { given: String, lower: String },
+    #[error("“{}”: no such ACL", .0.escape_debug())]
+    UnknownAcl(String),
     #[error("at least one ACL name is needed")]
     NoAclName,
     #[error("{given} allow-list entries given; at most {MAX_ALLOW_IPS} are allowed")]
@@ -25,10 +35,33 @@ pub enum RestrictionError {
     NotAnAddress(String),
     #[error("{given}: host bits are set in the range; did you mean {network}?")]
     HostBitsSet { given: String, network: String },
-    #[error("{0}: expected epoch seconds or a span such as 90d, 12h, 2w")]
+    #[error(
+        "{}: expected epoch seconds, or a span from now: a whole number and a unit, {EXPIRY_UNITS}, such as 90d",
+        .0.escape_debug()
+    )]
     BadExpiry(String),
-    #[error("{given}: {at} is not in the future (now is {now})")]
+    #[error(
+        "{}: “{}” is not a unit; a span takes {EXPIRY_UNITS}, such as 90d",
+        .given.escape_debug(),
+        .unit.escape_debug()
+    )]
+    UnknownExpiryUnit { given: String, unit: String },
+    #[error("{}: a span counts forward from now and cannot be negative; such as 90d", .0.escape_debug())]
+    NegativeExpiry(String),
+    #[error("{}: a span of zero is not in the future", .0.escape_debug())]
+    ZeroExpiry(String),
+    #[error(
+        "{given}: read as epoch seconds, that is {}, which is not in the future; for a span from now add a unit, such as 90d",
+        utc(*.at)
+    )]
     ExpiryNotInFuture { given: String, at: i64, now: i64 },
+    #[error("{}: too far in the future", .0.escape_debug())]
+    ExpiryTooFar(String),
+}
+
+/// An epoch time as people read it (`2023-11-14T22:13:20Z`).
+fn utc(epoch: i64) -> String {
+    jiff::Timestamp::from_second(epoch).map_or_else(|_| format!("{epoch} s"), |t| t.to_string())
 }
 
 /// Restrictions put on a token the converter writes. The default is full access, any
@@ -44,8 +77,9 @@ pub struct Restrictions {
 }
 
 impl Restrictions {
-    /// ACL names as given on the command line (each may be a comma-separated list).
-    /// `all` anywhere means full access, as cPanel treats it.
+    /// ACL names as given on the command line (each may be a comma-separated list): each
+    /// one of WHM's built-in ACLs ([`BUILTIN_ACLS`]), or `all`, which means full access, as
+    /// cPanel treats it.
     pub fn with_acls<S: AsRef<str>>(mut self, given: &[S]) -> Result<Self, RestrictionError> {
         let names: BTreeSet<String> = given
             .iter()
@@ -55,7 +89,20 @@ impl Restrictions {
             .map(str::to_owned)
             .collect();
         if let Some(bad) = names.iter().find(|n| !is_acl_name(n)) {
-            return Err(RestrictionError::InvalidAclName(bad.clone()));
+            let lower = bad.to_ascii_lowercase();
+            return Err(if is_known_acl(&lower) {
+                RestrictionError::AclNotLowerCase {
+                    given: bad.clone(),
+                    lower,
+                }
+            } else if is_acl_name(&lower) {
+                RestrictionError::UnknownAcl(bad.clone())
+            } else {
+                RestrictionError::InvalidAclName(bad.clone())
+            });
+        }
+        if let Some(unknown) = names.iter().find(|n| !is_known_acl(n)) {
+            return Err(RestrictionError::UnknownAcl(unknown.clone()));
         }
         if given.is_empty() {
             return Ok(self);
@@ -84,24 +131,21 @@ impl Restrictions {
         Ok(self)
     }
 
-    /// An expiry as epoch seconds or a span from `now` (`90d`, `12h`, `30m`, `45s`, `2w`).
-    /// It must lie in the future.
+    /// An expiry as epoch seconds or a span from `now`: a whole number and a unit, `m`
+    /// (minutes), `h` (hours), `d` (days) or `w` (weeks), such as `90d`. It must lie in the
+    /// future.
     pub fn with_expiry(mut self, given: &str, now: i64) -> Result<Self, RestrictionError> {
-        let at = parse_expiry(given, now)?;
-        if at <= now {
-            return Err(RestrictionError::ExpiryNotInFuture {
-                given: given.to_owned(),
-                at,
-                now,
-            });
-        }
-        self.expires_at = Some(at);
+        self.expires_at = Some(parse_expiry(given, now)?);
         Ok(self)
     }
 
     pub fn is_full_access(&self) -> bool {
         self.acls.is_none()
     }
+}
+
+fn is_known_acl(name: &str) -> bool {
+    name == ALL || BUILTIN_ACLS.contains(&name)
 }
 
 fn is_acl_name(name: &str) -> bool {
@@ -112,28 +156,48 @@ fn is_acl_name(name: &str) -> bool {
 }
 
 fn parse_expiry(given: &str, now: i64) -> Result<i64, RestrictionError> {
-    let bad = || RestrictionError::BadExpiry(given.to_owned());
-    let given_trimmed = given.trim();
-    if given_trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return given_trimmed.parse().map_err(|_| bad());
+    let text = given.trim();
+    let digits = text.trim_end_matches(|c: char| !c.is_ascii_digit());
+    let unit = text[digits.len()..].trim_start();
+    let count = digits.strip_prefix(['-', '+']).unwrap_or(digits);
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RestrictionError::BadExpiry(given.to_owned()));
     }
-    let Some(unit) = given_trimmed.chars().last() else {
-        return Err(bad());
-    };
-    let digits = &given_trimmed[..given_trimmed.len() - unit.len_utf8()];
+    if digits.starts_with('-') {
+        return Err(RestrictionError::NegativeExpiry(given.to_owned()));
+    }
+    let too_far = || RestrictionError::ExpiryTooFar(given.to_owned());
+    let count: i64 = count.parse().map_err(|_| too_far())?;
+    if unit.is_empty() {
+        return if count > now {
+            Ok(count)
+        } else {
+            Err(RestrictionError::ExpiryNotInFuture {
+                given: given.to_owned(),
+                at: count,
+                now,
+            })
+        };
+    }
     let seconds_per_unit: i64 = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
-        _ => return Err(bad()),
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(RestrictionError::UnknownExpiryUnit {
+                given: given.to_owned(),
+                unit: unit.to_owned(),
+            });
+        }
     };
-    let count: i64 = digits.parse().map_err(|_| bad())?;
+    if count == 0 {
+        return Err(RestrictionError::ZeroExpiry(given.to_owned()));
+    }
     count
         .checked_mul(seconds_per_unit)
         .and_then(|span| now.checked_add(span))
-        .ok_or_else(bad)
+        .ok_or_else(too_far)
 }
 
 /// (family order, network address, prefix length): sorts IPv4 first, then by address.
@@ -239,12 +303,79 @@ mod tests {
         };
         assert_eq!(r("90d"), Ok(now + 90 * 86_400));
         assert_eq!(r("12h"), Ok(now + 12 * 3600));
+        assert_eq!(r("30m"), Ok(now + 30 * 60));
         assert_eq!(r("2w"), Ok(now + 14 * 86_400));
         assert_eq!(r("1900000000"), Ok(1_900_000_000));
-        assert!(r("1600000000").is_err());
-        assert!(r("0d").is_err());
-        assert!(r("soon").is_err());
-        assert!(r("-5d").is_err());
-        assert!(r("99999999999999999999d").is_err());
+        for bad in [
+            "1600000000",
+            "0d",
+            "soon",
+            "-5d",
+            "99999999999999999999d",
+            "1y",
+            "45s",
+        ] {
+            assert!(r(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_mistakes_say_what_was_meant() {
+        let message = |s| {
+            Restrictions::default()
+                .with_expiry(s, 1_700_000_000)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            message("5"),
+            "5: read as epoch seconds, that is 1970-01-01T00:00:05Z, which is not in the future; \
+             for a span from now add a unit, such as 90d"
+        );
+        assert_eq!(
+            message("1y"),
+            "1y: “y” is not a unit; a span takes m (minutes), h (hours), d (days) or w (weeks), such as 90d"
+        );
+        assert_eq!(
+            message("-5d"),
+            "-5d: a span counts forward from now and cannot be negative; such as 90d"
+        );
+        assert_eq!(
+            message("soon"),
+            "soon: expected epoch seconds, or a span from now: a whole number and a unit, \
+             m (minutes), h (hours), d (days) or w (weeks), such as 90d"
+        );
+        assert_eq!(message("0d"), "0d: a span of zero is not in the future");
+        assert_eq!(
+            message("99999999999999999999d"),
+            "99999999999999999999d: too far in the future"
+        );
+    }
+
+    #[test]
+    fn acls_must_be_builtin_and_lower_case() {
+        let message = |s: &str| {
+            Restrictions::default()
+                .with_acls(&[s])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(message("list-accts,bogus"), "“bogus”: no such ACL");
+        assert_eq!(message("BOGUS"), "“BOGUS”: no such ACL");
+        assert_eq!(
+            message("List-Accts"),
+            "“List-Accts”: ACL names are lower case; did you mean “list-accts”?"
+        );
+        assert_eq!(
+            message("ALL"),
+            "“ALL”: ACL names are lower case; did you mean “all”?"
+        );
+        assert_eq!(
+            message("Bad ACL"),
+            "“Bad ACL”: not an ACL name (lower-case letters, digits, - and _)"
+        );
+        for name in crate::acl::BUILTIN_ACLS.iter().chain([&ALL]) {
+            assert!(Restrictions::default().with_acls(&[name]).is_ok(), "{name}");
+        }
     }
 }

@@ -19,23 +19,65 @@ use std::process::{Command, ExitCode};
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::{Scenario, dump_server};
 
-const USAGE: &str = "usage: cargo xtask <ci|demo|bench>
+const USAGE: &str = "usage: cargo xtask <ci|demo|bench>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
          (cargo-machete), every test (tidy checks included), each backend alone
   demo   a small fake server in SQLite (target/demo), converted
   bench  the converter against an I/O floor on generated servers";
 
+/// What each task does, for `cargo xtask TASK --help`.
+const TASK_HELP: [(&str, &str); 3] = [
+    (
+        "ci",
+        "usage: cargo xtask ci
+
+Runs every check, in this order, and stops at the first that fails: the formatting check
+(cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
+unused dependencies (cargo-machete, installed into target/tools on first use, about a
+minute), the whole test suite (the tidy checks included), and the command line's tests
+with each backend alone. .ci/run runs exactly this.",
+    ),
+    (
+        "demo",
+        "usage: cargo xtask demo
+
+Builds convert_accesshash_to_token (cargo shows its progress), writes a small fake server
+in SQLite to target/demo (root and resellers alice, bob and carol; replaced on each run),
+converts root and its resellers on it, for real and then with --dry-run, and prints the
+server's state as fake-server dump does.",
+    ),
+    (
+        "bench",
+        "usage: cargo xtask bench
+
+Builds the release binaries, generates fake servers in target/bench (kept for the next
+run), runs the converter against an I/O floor on a fresh copy of each, and prints a table
+of medians and ratios, also written to target/bench/report.md. Needs GNU time at
+/usr/bin/time; takes several minutes. A benchmark, not a test: CI runs none of it.",
+    ),
+];
+
 fn main() -> ExitCode {
-    let task = std::env::args().nth(1).unwrap_or_default();
-    let result = match task.as_str() {
-        "ci" => ci(),
-        "demo" => demo(),
-        "bench" => bench::bench(),
-        "help" | "--help" | "-h" => {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let is_help = |arg: &String| matches!(arg.as_str(), "help" | "--help" | "-h");
+    let task = args.first().map_or("", String::as_str);
+    let help = TASK_HELP.iter().find(|(name, _)| *name == task);
+    let result = match (task, &args[args.len().min(1)..]) {
+        ("help" | "--help" | "-h", _) => {
             println!("{USAGE}");
             Ok(())
         }
+        (_, rest) if help.is_some() && rest.iter().any(is_help) => {
+            println!("{}", help.expect("checked").1);
+            Ok(())
+        }
+        (_, [extra, ..]) if help.is_some() => Err(format!(
+            "{task} takes no arguments (given: {extra}); cargo xtask {task} --help says what it does"
+        )),
+        ("ci", []) => ci(),
+        ("demo", []) => demo(),
+        ("bench", []) => bench::bench(),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -187,8 +229,12 @@ name = "carol"
 reseller = []
 "#;
 
+/// How the demo builds the converter: with cargo's own progress on stderr, so that a first
+/// build is seen to be building.
+const DEMO_BUILD: [&str; 3] = ["build", "-p", "whmtoken-cli"];
+
 fn demo() -> Result<(), String> {
-    cargo(&["build", "--quiet", "-p", "whmtoken-cli"])?;
+    cargo(&DEMO_BUILD)?;
     let binary = workspace_root().join("target/debug/convert_accesshash_to_token");
     let dir = Utf8PathBuf::from_path_buf(workspace_root().join("target/demo"))
         .map_err(|p| format!("{} is not UTF-8", p.display()))?;
@@ -224,4 +270,14 @@ fn demo() -> Result<(), String> {
         serde_json::to_string_pretty(&state).expect("JSON")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_shows_cargos_progress() {
+        assert!(!DEMO_BUILD.contains(&"--quiet") && !DEMO_BUILD.contains(&"-q"));
+    }
 }

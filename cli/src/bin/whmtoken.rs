@@ -12,7 +12,7 @@ use whmtoken_cli::{CliError, audit, convert, status, verify};
 #[derive(Debug, Parser)]
 #[command(
     name = "whmtoken",
-    version,
+    version = concat!("(whmtoken) ", env!("CARGO_PKG_VERSION")),
     about = "Move a cPanel server from WHM access hashes to API tokens",
     after_help = "Exit statuses: convert as convert_accesshash_to_token; audit 0 (nothing at or above --fail-on) or 1; \
 verify 0 accepted, 1 refused, 2 depends on the address; 64 usage, 74 cannot read the server or write output, \
@@ -55,6 +55,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Convert { args } => {
                 let mut argv = vec![OsString::from("whmtoken convert")];
+                if whmtoken_cli::wants_version(&[&argv[..], &args].concat()) {
+                    return whmtoken_cli::print_version("whmtoken");
+                }
                 if let Some(config) = cli.config {
                     argv.extend([OsString::from("--config"), config.into_string().into()]);
                 }

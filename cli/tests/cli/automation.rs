@@ -247,11 +247,12 @@ fn acl_option_grants_exactly_what_the_user_holds() {
 }
 
 #[test]
-fn root_may_grant_only_builtin_acls() {
+fn only_builtin_acls_may_be_granted() {
     let server = server_with_resellers();
     let out = run(&server, &["--acl", "no-such-acl"]);
-    assert_eq!(out.code, 65);
+    assert_eq!(out.code, 64, "a usage error, before any user is read");
     assert!(out.stderr.contains("no-such-acl"), "{}", out.stderr);
+    assert!(!server.token_file("root").exists());
 }
 
 #[test]

@@ -3,9 +3,11 @@
 
 mod automation;
 mod differential;
+mod docs;
 mod dropin;
 mod durability;
 mod hostile;
+mod messages;
 mod migration;
 mod reporting;
 

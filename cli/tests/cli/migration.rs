@@ -27,12 +27,8 @@ fn whmtoken(config: &Utf8Path, args: &[&str], stdin: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run whmtoken");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // A command that exits without reading its input closes the pipe: that is not an error.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     let output = child.wait_with_output().unwrap();
     Run {
         code: output.status.code().expect("exited normally"),
@@ -528,4 +524,92 @@ fn whmtoken_usage_and_help() {
             out.stderr
         );
     }
+}
+
+#[test]
+fn audit_reports_what_no_client_can_use_and_unknown_accounts() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let text = format!(
+            r#"
+[[user]]
+name = "root"
+
+[[user]]
+name = "res1"
+reseller = []
+accesshash = " \n"
+[[user.token]]
+hash = "{none_key}"
+name = "nowhere"
+create_time = 1700000000
+expires_at = 4000000000
+acls = ["list-accts"]
+whitelist_ips = []
+[[user.token]]
+hash = "{bad_key}"
+name = "badrange"
+create_time = 1700000000
+expires_at = 4000000000
+acls = ["list-accts"]
+whitelist_ips = ["10.1.2.3/8"]
+"#,
+            none_key = key("nowhere"),
+            bad_key = key("badrange"),
+        );
+        let scenario = Scenario::parse(Utf8Path::new("inline"), &text).unwrap();
+        let config = scenario.build(backend, dir).unwrap();
+        let out = whmtoken(&config, &["audit", "--json", "res1", "nosuch"], "");
+        assert_eq!(out.code, 0, "{backend}: warnings only: {}", out.stdout);
+        let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            codes(account(&doc, "res1")),
+            [
+                pair("empty_accesshash", "warning"),
+                pair("unusable_allow_list", "warning"),
+                pair("unusable_allow_list", "warning"),
+            ],
+            "{backend}"
+        );
+        assert_eq!(
+            codes(account(&doc, "nosuch")),
+            [pair("unknown_account", "warning")],
+            "{backend}"
+        );
+        let out = verify(&config, "res1", "nowhere", &["--from", "10.0.0.1"]);
+        assert_eq!(out.code, 1, "{backend}");
+        let out = verify(&config, "res1", " \n\t", &[]);
+        assert_eq!(out.code, 64, "{backend}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("no secret on standard input"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn an_accesshash_that_others_can_write_is_refused_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let config = server("files", dir, true);
+    let path = dir.join("home/res1/.accesshash");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = whmtoken(&config, &["audit", "--json", "res1"], "");
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        codes(account(&doc, "res1")),
+        [pair("unsafe_accesshash", "critical")]
+    );
+    let out = whmtoken(&config, &["convert", "res1"], "");
+    assert_eq!(out.code, 65);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: res1: {path} is writable by others (mode 0666); make it 0600 and run again\n"
+        )
+    );
+    let out = verify(&config, "res1", &cpanel_style_access_hash("res1"), &[]);
+    assert_eq!(out.code, 1, "never accepted: {}", out.stdout);
 }
