@@ -33,6 +33,8 @@ enum Command {
     /// and exit statuses (`whmtoken convert --help` lists them)
     #[command(disable_help_flag = true, after_long_help = convert::HELP)]
     Convert {
+        /// The converter's options and users, as convert_accesshash_to_token takes them
+        /// (listed below)
         #[arg(
             trailing_var_arg = true,
             allow_hyphen_values = true,
