@@ -133,11 +133,42 @@ pub fn load_settings(explicit: Option<&Utf8Path>) -> Result<Settings, CliError> 
         None if Path::new(SYSTEM_CONFIG).exists() => Utf8PathBuf::from(SYSTEM_CONFIG),
         None => return Settings::default_for_this_server(),
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
+    let text = read_config(&path).map_err(|source| ConfigError::Unreadable {
         path: path.clone(),
         source,
     })?;
     Ok(parse(&path, &text)?)
+}
+
+/// A config file is at most this long.
+const MAX_CONFIG: u64 = 1 << 20;
+
+/// Reads a config file without ever blocking: it is opened non-blocking and must be a
+/// regular file (a FIFO or a device named by `--config` is refused at once, not waited on).
+fn read_config(path: &Utf8Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let what = whmtoken_core::backend::describe_file_type(&meta.file_type());
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {what}, not a regular file"),
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is longer than {MAX_CONFIG} bytes"),
+        ));
+    }
+    Ok(text)
 }
 
 /// Parses `text` (read from `path`) and makes its paths absolute. Mistakes are reported

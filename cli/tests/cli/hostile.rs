@@ -386,3 +386,49 @@ fn a_stray_byte_in_passwd_or_resellers_stops_nothing() {
         out.stderr
     );
 }
+
+#[test]
+fn a_config_that_is_a_fifo_or_a_folder_exits_78_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.toml");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    for (config, what) in [
+        (fifo.to_str().unwrap(), "a FIFO"),
+        (dir.path().to_str().unwrap(), "a directory"),
+    ] {
+        for env in [false, true] {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
+            command
+                .env_remove("WHMTOKEN_LOG")
+                .env_remove("WHMTOKEN_CONFIG");
+            if env {
+                command.env("WHMTOKEN_CONFIG", config);
+            } else {
+                command.args(["--config", config]);
+            }
+            let mut child = command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let started = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if started.elapsed() > Duration::from_secs(20) {
+                    child.kill().unwrap();
+                    panic!("the converter waited on {what}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(output.status.code(), Some(78), "{what}");
+            let stderr = String::from_utf8(output.stderr).unwrap();
+            assert_eq!(
+                stderr,
+                format!(
+                    "error: cannot read config file {config}: it is {what}, not a regular file\n"
+                )
+            );
+        }
+    }
+}
