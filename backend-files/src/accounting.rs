@@ -19,6 +19,8 @@ use crate::safe_fs::{Expect, check, io_error, open_guarded};
 #[derive(Debug)]
 pub(crate) struct AccountingLog {
     path: Utf8PathBuf,
+    /// Who may own the log besides root: the tree's owner.
+    owner: u32,
     locks: LockSource,
     open: Mutex<Option<File>>,
     /// Set once a wait for the log's locks timed out: the users after that fail at once
@@ -27,10 +29,11 @@ pub(crate) struct AccountingLog {
 }
 
 impl AccountingLog {
-    pub(crate) fn new(path: Utf8PathBuf) -> Self {
+    pub(crate) fn new(path: Utf8PathBuf, owner: u32) -> Self {
         let folder = path.parent().expect("the log is in a folder").to_owned();
         Self {
             path,
+            owner,
             locks: LockSource::new(folder),
             open: Mutex::new(None),
             gave_up: AtomicBool::new(false),
@@ -56,7 +59,8 @@ impl AccountingLog {
             .and_then(|f| f.metadata().ok())
             .map(|m| m.ino());
         if current.is_none() || current != held {
-            *open = Some(open_log(path).map_err(|e| for_writing(e, "open for appending"))?);
+            *open =
+                Some(open_log(path, self.owner).map_err(|e| for_writing(e, "open for appending"))?);
         }
         let file = open.as_mut().expect("opened above");
         flock_exclusive(path, file, deadline)
@@ -104,7 +108,7 @@ impl std::error::Error for Failed {
     }
 }
 
-fn open_log(path: &Utf8Path) -> Result<File, BackendError> {
+fn open_log(path: &Utf8Path, owner: u32) -> Result<File, BackendError> {
     let mut options = OpenOptions::new();
     options.append(true).create(true).mode(0o600);
     let file = open_guarded(path, &mut options)?
@@ -113,7 +117,7 @@ fn open_log(path: &Utf8Path) -> Result<File, BackendError> {
         path,
         &file,
         Expect {
-            owner: None,
+            owner: Some(owner),
             max_len: u64::MAX,
             secret: false,
         },
@@ -133,7 +137,7 @@ mod tests {
         let path = Utf8Path::from_path(dir.path())
             .unwrap()
             .join("accounting.log");
-        (AccountingLog::new(path.clone()), path)
+        (AccountingLog::new(path.clone(), 0), path)
     }
 
     #[test]

@@ -45,7 +45,13 @@ impl Harness for FilesConfig {
                 resellers.push_str(&format!("{}:{}\n", user.name, acls.join(",")));
             }
             if let Some(raw) = &user.access_hash {
-                tree.write(&home.join(".accesshash"), raw, 0o600)?;
+                // Owned by its account, as cPanel makes it (by the builder when not root).
+                let path = home.join(".accesshash");
+                tree.write(&path, raw, 0o600)?;
+                if runner == 0 {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(uid))
+                        .map_err(|e| io_error(&path, e))?;
+                }
             }
             if !user.tokens.is_empty() {
                 let tokens: Map<String, Value> = user

@@ -127,10 +127,19 @@ impl FilesBackend {
                 });
             }
         }
+        // On `/` only root's files are trusted; in a tree elsewhere (a fake server), the
+        // files of whoever owns the tree are trusted as root's are.
+        let tree_owner = if config.needs_root() {
+            0
+        } else {
+            let meta = std::fs::metadata(&root).map_err(|e| safe_fs::io_error(&root, e))?;
+            std::os::unix::fs::MetadataExt::uid(&meta)
+        };
         let passwd_path = root.join("etc/passwd");
-        let (accounts, bad_passwd) = passwd::parse(&read_root_file(&passwd_path)?);
+        let (accounts, bad_passwd) = passwd::parse(&read_root_file(&passwd_path, tree_owner)?);
         let resellers_path = root.join("var/cpanel/resellers");
-        let (resellers, bad_resellers) = resellers::parse(&read_root_file(&resellers_path)?);
+        let (resellers, bad_resellers) =
+            resellers::parse(&read_root_file(&resellers_path, tree_owner)?);
         let skipped: Vec<SkippedLine> =
             [(passwd_path, bad_passwd), (resellers_path, bad_resellers)]
                 .into_iter()
@@ -150,9 +159,10 @@ impl FilesBackend {
             resellers,
             skipped,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            token_owner: rustix::process::geteuid().as_raw(),
+            token_owner: tree_owner,
             accounting: accounting::AccountingLog::new(
                 config.root.join("var/cpanel/accounting.log"),
+                tree_owner,
             ),
             token_folder: OnceLock::new(),
             token_locks: lock::LockSource::new(root.join(token_file::TOKEN_FOLDER)),
@@ -196,13 +206,13 @@ impl FilesBackend {
     }
 }
 
-/// Reads a root-owned data file; a missing one reads as empty.
-fn read_root_file(path: &Utf8Path) -> Result<String, BackendError> {
+/// Reads a data file owned by root or `tree_owner`; a missing one reads as empty.
+fn read_root_file(path: &Utf8Path, tree_owner: u32) -> Result<String, BackendError> {
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
         return Ok(String::new());
     };
     let expect = Expect {
-        owner: None,
+        owner: Some(tree_owner),
         max_len: 64 << 20,
         secret: false,
     };
@@ -268,7 +278,8 @@ impl Backend for FilesBackend {
     /// file or setting has cPanel's default.
     fn server_settings(&self) -> Result<ServerSettings, BackendError> {
         let path = self.root.join(CPANEL_CONFIG);
-        cpanel_config::parse(&read_root_file(&path)?).map_err(|detail| corrupt(&path, detail))
+        cpanel_config::parse(&read_root_file(&path, self.token_owner)?)
+            .map_err(|detail| corrupt(&path, detail))
     }
 
     fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {

@@ -36,7 +36,8 @@ pub(crate) struct Expect {
     /// Owners accepted besides root.
     pub owner: Option<u32>,
     pub max_len: u64,
-    /// A secret: refused when group or others can write it.
+    /// A secret: refused when group or others can write it, or when anyone but `owner`
+    /// (not even root) owns it.
     pub secret: bool,
 }
 
@@ -63,11 +64,22 @@ pub(crate) fn check(
             &format!("it has {} hard links", meta.nlink()),
         ));
     }
-    if meta.uid() != 0 && Some(meta.uid()) != expect.owner {
-        return Err(unsafe_file(
-            path,
-            &format!("it is owned by uid {}", meta.uid()),
-        ));
+    let owner_ok = if expect.secret {
+        Some(meta.uid()) == expect.owner
+    } else {
+        meta.uid() == 0 || Some(meta.uid()) == expect.owner
+    };
+    if !owner_ok {
+        let detail = match expect.owner {
+            Some(owner) if expect.secret => {
+                format!(
+                    "it is owned by uid {}, not by its account (uid {owner})",
+                    meta.uid()
+                )
+            }
+            _ => format!("it is owned by uid {}", meta.uid()),
+        };
+        return Err(unsafe_file(path, &detail));
     }
     if meta.len() > expect.max_len {
         let detail = format!("it is {} bytes, more than {}", meta.len(), expect.max_len);

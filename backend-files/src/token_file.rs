@@ -342,13 +342,12 @@ fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<File, Ba
     // New and exclusive: nobody else can hold this lock yet, so it never waits.
     file.try_lock()
         .map_err(|e| io_error(temp, io::Error::other(e.to_string())))?;
-    if owner == 0 {
-        rustix::fs::fchown(
-            &file,
-            Some(rustix::process::Uid::ROOT),
-            Some(rustix::process::Gid::ROOT),
-        )
-        .map_err(|e| io_error(temp, e.into()))?;
+    // As root, the new file gets the tree's owner (root on a real server); anyone else
+    // can only write files of their own.
+    if rustix::process::geteuid().is_root() {
+        let gid = (owner == 0).then_some(rustix::process::Gid::ROOT);
+        rustix::fs::fchown(&file, Some(rustix::process::Uid::from_raw(owner)), gid)
+            .map_err(|e| io_error(temp, e.into()))?;
     }
     file.write_all(contents).map_err(|e| io_error(temp, e))?;
     file.sync_all().map_err(|e| io_error(temp, e))?;

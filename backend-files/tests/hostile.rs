@@ -508,7 +508,47 @@ fn an_accesshash_owned_by_another_user_is_refused() {
     let server = server();
     let path = server.access_hash_path("res1");
     std::os::unix::fs::chown(&path, Some(STRANGER), None).unwrap();
-    assert_access_hash_refused(&server, &path, &format!("it is owned by uid {STRANGER}"));
+    let res1 = uid_of(&server, "res1");
+    assert_access_hash_refused(
+        &server,
+        &path,
+        &format!("it is owned by uid {STRANGER}, not by its account (uid {res1})"),
+    );
+}
+
+#[test]
+fn an_accesshash_owned_by_root_in_a_resellers_home_is_refused() {
+    if !running_as_root() {
+        return; // only root can give a file away
+    }
+    let server = server();
+    let path = server.access_hash_path("res1");
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+    let res1 = uid_of(&server, "res1");
+    assert_access_hash_refused(
+        &server,
+        &path,
+        &format!("it is owned by uid 0, not by its account (uid {res1})"),
+    );
+}
+
+#[test]
+fn a_home_that_resolves_into_roots_home_does_not_yield_roots_secret() {
+    if !running_as_root() {
+        return; // the tenant's files must belong to the tenant
+    }
+    let server = server();
+    let home = server.home("res1");
+    fs::remove_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(server.home("root"), &home).unwrap();
+    let backend = open(&server);
+    let res1 = uid_of(&server, "res1");
+    assert_unsafe(
+        backend.read_access_hash(&user("res1")),
+        &home.join(".accesshash"),
+        &format!("it is owned by uid 0, not by its account (uid {res1})"),
+    );
+    assert!(backend.read_access_hash(&user("root")).unwrap().is_some());
 }
 
 #[test]
@@ -520,7 +560,12 @@ fn an_accesshash_owned_by_another_reseller_is_refused() {
     let path = server.access_hash_path("res1");
     let other = uid_of(&server, "res2");
     std::os::unix::fs::chown(&path, Some(other), None).unwrap();
-    assert_access_hash_refused(&server, &path, &format!("it is owned by uid {other}"));
+    let res1 = uid_of(&server, "res1");
+    assert_access_hash_refused(
+        &server,
+        &path,
+        &format!("it is owned by uid {other}, not by its account (uid {res1})"),
+    );
 }
 
 // --- `etc/passwd` and `var/cpanel/resellers` ------------------------------------------------

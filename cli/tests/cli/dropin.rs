@@ -422,3 +422,79 @@ fn jobs_one_writes_strictly_in_order() {
     assert_eq!(users, ["res2", "root", "res1"]);
     assert_eq!(run(&server, &["--jobs", "0"]).code, 64);
 }
+
+/// Runs `program` with `args` as an unprivileged user (uid 65534) when the tests run as
+/// root, as the runner otherwise; `None` when that user cannot reach the program.
+fn unprivileged(program: &std::path::Path, args: &[&str]) -> Option<std::process::Output> {
+    let mut command = if rustix_is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    let output = command
+        .args(args)
+        .env_remove("WHMTOKEN_CONFIG")
+        .env_remove("WHMTOKEN_LOG")
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (!stderr.starts_with("setpriv:")).then_some(output)
+}
+
+#[test]
+fn a_user_without_root_builds_and_converts_a_fake_file_tree_end_to_end() {
+    let converter = std::path::Path::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
+    let fake_server = converter.with_file_name("fake-server");
+    if !fake_server.exists() {
+        return; // built by `cargo test --workspace` (and the docs test); not by this crate alone
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dir.path().join("srv");
+    let out = out.to_str().unwrap();
+    let Some(built) = unprivileged(
+        &fake_server,
+        &[
+            "generate",
+            "--resellers",
+            "5",
+            "--backend",
+            "files",
+            "--out",
+            out,
+        ],
+    ) else {
+        return; // the unprivileged user cannot reach the binaries in this checkout
+    };
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let config = format!("{out}/whmtoken.toml");
+    let converted = unprivileged(
+        converter,
+        &["--config", &config, "--verbose", "--all-resellers"],
+    )
+    .unwrap();
+    let stdout = String::from_utf8(converted.stdout).unwrap();
+    assert_eq!(
+        (
+            converted.status.code(),
+            String::from_utf8_lossy(&converted.stderr).as_ref()
+        ),
+        (Some(0), ""),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("Imported accesshash for “res0000"))
+            .count(),
+        5,
+        "{stdout}"
+    );
+}

@@ -108,7 +108,13 @@ fn a_hard_link_is_refused() {
 #[test]
 fn a_huge_file_is_refused() {
     assert_refused(
-        |server, path| server.write_file(path, &vec![b'a'; 10 * 1024 * 1024], 0o600),
+        |server, path| {
+            server.write_file(path, &vec![b'a'; 10 * 1024 * 1024], 0o600);
+            if running_as_root() {
+                let uid = server.uid("res1");
+                std::os::unix::fs::chown(path, uid, uid).unwrap();
+            }
+        },
         "it is 10485760 bytes, more than 65536",
     );
 }
@@ -128,7 +134,10 @@ fn a_file_owned_by_another_user_is_refused() {
             server.write_file(path, cpanel_style_access_hash("x").as_bytes(), 0o600);
             std::os::unix::fs::chown(path, Some(1234), None).unwrap();
         },
-        "it is owned by uid 1234",
+        &format!(
+            "it is owned by uid 1234, not by its account (uid {})",
+            server_with_resellers().uid("res1").unwrap()
+        ),
     );
 }
 
