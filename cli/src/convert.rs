@@ -118,7 +118,9 @@ fn execute(command: Command) -> Result<u8, CliError> {
         Users::AllResellers => backend.resellers().map_err(CliError::Resellers)?,
         Users::Named(users) => users,
     };
-    let options = &conversion.options;
+    let mut options = conversion.options;
+    options.stop = stop_on_signals();
+    let options = &options;
     if options
         .restrictions
         .acls
@@ -181,6 +183,7 @@ fn execute(command: Command) -> Result<u8, CliError> {
     match written.and_then(|()| stdout.flush()) {
         // Whoever closed the pipe has stopped reading: the status still tells the truth.
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
+        _ if report.interrupted() => Ok(status::TEMPORARY),
         _ if report.any_failed() => Ok(status::SOME_FAILED),
         _ => Ok(status::OK),
     }
@@ -235,7 +238,29 @@ fn run_options(args: &Args, now: i64) -> Result<RunOptions, CliError> {
         replace: args.replace,
         restrictions,
         dry_run: args.dry_run,
+        stop: None,
     })
+}
+
+/// The exit status of a run interrupted by a signal, and of a second signal, which ends
+/// the process at once.
+const INTERRUPTED: i32 = status::TEMPORARY as i32;
+
+/// SIGINT, SIGTERM and SIGHUP set the returned flag: the pipeline starts no new user, lets
+/// those being written finish, and reports the rest as interrupted. A second one ends the
+/// process at once. `None` when the handlers cannot be installed (the run is then not
+/// interruptible this way, as before).
+fn stop_on_signals() -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // The order matters: the shutdown is armed first, so it fires only on a second
+        // signal, once the flag was set by the first.
+        flag::register_conditional_shutdown(signal, INTERRUPTED, stop.clone()).ok()?;
+        flag::register(signal, stop.clone()).ok()?;
+    }
+    Some(stop)
 }
 
 /// `--lock-timeout`, checked when parsed (`args::lock_timeout`), or the default.

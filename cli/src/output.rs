@@ -55,7 +55,7 @@ impl<O: Write, E: Write> Human<O, E> {
             Status::AlreadyConverted if self.verbose => {
                 format!("Already imported accesshash for “{user}” as “{name}”\n")
             }
-            Status::Failed => return error_line(result, &mut self.err),
+            Status::Failed | Status::Interrupted => return error_line(result, &mut self.err),
             _ => String::new(),
         };
         if !line.is_empty() && self.out_status.is_ok() {
@@ -162,7 +162,7 @@ pub fn json(
         .and_then(|()| buffered.flush());
     drop(buffered);
     for result in &report.results {
-        if result.status == Status::Failed {
+        if matches!(result.status, Status::Failed | Status::Interrupted) {
             error_line(result, err)?;
         }
         restrictions_warning(result, err)?;

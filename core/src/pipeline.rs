@@ -5,7 +5,8 @@
 //! a panic while working on one user fails that user alone. A dry run is a plan turned into a report with
 //! [`Plan::preview`]: it makes every read and check a real run makes and writes nothing.
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use rand::{Rng, RngExt};
 
@@ -27,6 +28,17 @@ pub struct RunOptions {
     /// Read the existing tokens during planning, so that [`Plan::preview`] can tell what a
     /// real run would do. A real run decides under the backend's lock instead.
     pub dry_run: bool,
+    /// Set (by a signal handler, say) to stop the run: no user is started after it is set,
+    /// the users being written finish, and the others are [`Status::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl RunOptions {
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    }
 }
 
 /// A sensible number of threads for writes that mostly wait on the disk: several per core,
@@ -43,15 +55,18 @@ pub enum Status {
     AlreadyConverted,
     NoAccesshash,
     Failed,
+    /// Not attempted: the run was stopped before this user was started.
+    Interrupted,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Self::Converted,
         Self::Replaced,
         Self::AlreadyConverted,
         Self::NoAccesshash,
         Self::Failed,
+        Self::Interrupted,
     ];
 
     /// The name used in `--json` output.
@@ -62,6 +77,7 @@ impl Status {
             Self::AlreadyConverted => "already_converted",
             Self::NoAccesshash => "no_accesshash",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -80,6 +96,8 @@ pub enum UserError {
     AclNotHeld { user: UserName, acl: String },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("not attempted: interrupted")]
+    Interrupted,
     #[error("the token was stored as “{token_name}”, but its audit line was not written")]
     AuditFailed {
         token_name: String,
@@ -115,6 +133,13 @@ impl UserResult {
         }
     }
 
+    fn interrupted(user: &str) -> Self {
+        Self {
+            error: Some(UserError::Interrupted),
+            ..Self::new(user, Status::Interrupted)
+        }
+    }
+
     fn failed(user: &str, prefix: Option<String>, error: impl Into<UserError>) -> Self {
         Self {
             token_hash_prefix: prefix,
@@ -138,6 +163,11 @@ impl Report {
     pub fn any_failed(&self) -> bool {
         self.count(Status::Failed) > 0
     }
+
+    /// Whether the run was stopped before every user was attempted.
+    pub fn interrupted(&self) -> bool {
+        self.count(Status::Interrupted) > 0
+    }
 }
 
 /// A user ready to be written, or already settled during planning.
@@ -156,6 +186,7 @@ enum Planned {
 #[derive(Debug)]
 pub struct Plan {
     items: Vec<Planned>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// Reads and checks every user in `users` (each at most once, first occurrence kept), on
@@ -180,9 +211,15 @@ pub fn plan(
         None => backend,
     };
     let items = parallel::map(&unique, jobs, |&(raw, suffix_seed)| {
+        if options.stopped() {
+            return Planned::Settled(UserResult::interrupted(raw));
+        }
         plan_user(reads, raw, options, clock, suffix_seed)
     });
-    Plan { items }
+    Plan {
+        items,
+        stop: options.stop.clone(),
+    }
 }
 
 fn plan_user(
@@ -323,6 +360,8 @@ pub fn apply_each(
             }
         }
     }
+    let stop = plan.stop;
+    let stopped = || stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
     let total = items.len();
     let mut streamed = 0;
     let mut stream = |slots: &mut Vec<Option<UserResult>>,
@@ -334,17 +373,23 @@ pub fn apply_each(
     };
     stream(&mut slots, progress);
     let mut done = 0;
-    let mut ready = |index: usize, outcome: Result<Imported, BackendError>| {
+    // `None`: the run was stopped before this user was started.
+    let mut ready = |index: usize, outcome: Option<Result<Imported, BackendError>>| {
         done += 1;
         progress(Progress::Finished { done, total });
-        slots[slot_of[index]] = Some(imported(&items[index], outcome));
+        let item = &items[index];
+        slots[slot_of[index]] = Some(match outcome {
+            Some(outcome) => imported(item, outcome),
+            None => UserResult::interrupted(item.user.as_str()),
+        });
         stream(&mut slots, progress);
     };
     match backend.batch() {
+        Some(_) if stopped() => (0..items.len()).for_each(|index| ready(index, None)),
         Some(batch) => {
             let outcomes = import_batch(batch, &items, clock);
             for (index, outcome) in outcomes.into_iter().enumerate() {
-                ready(index, outcome);
+                ready(index, Some(outcome));
             }
         }
         None => {
@@ -352,7 +397,14 @@ pub fn apply_each(
             parallel::for_each_ready(
                 &items,
                 jobs,
-                |index, item| import_one(backend, item, clock, &turns, index),
+                |index, item| {
+                    if stopped() {
+                        // Not started; its turn still passes, for the users after it.
+                        turns.in_turn(index, || ());
+                        return None;
+                    }
+                    Some(import_one(backend, item, clock, &turns, index))
+                },
                 &mut ready,
             );
         }

@@ -160,3 +160,99 @@ fn audit_lines_follow_the_users_order_whatever_the_jobs() {
     let expected: Vec<String> = (1..=300).map(|i| format!("res{i:05}")).collect();
     assert_eq!(users, expected);
 }
+
+/// Starts a `--jobs 1 --verbose` conversion of 10 resellers whose third user's token file is
+/// held by "another process", and waits until the first two users are printed.
+fn blocked_run(
+    dir: &Utf8Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    camino::Utf8PathBuf,
+) {
+    let config = generate(10, 0, 11).build("files", dir).unwrap();
+    let folder = dir.join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    std::fs::create_dir_all(&folder).unwrap();
+    let lock = hold_lock(&folder.join("res00003.json"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", config.as_str(), "--all-resellers", "--verbose"])
+        .args(["--jobs", "1", "--lock-timeout", "60"])
+        .args(args)
+        .env_remove("WHMTOKEN_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for n in 1..=2 {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.contains(&format!("“res0000{n}”")), "{line}");
+    }
+    (child, lines, lock)
+}
+
+fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+#[test]
+fn a_signal_stops_the_run_between_users_and_a_rerun_converts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let (mut child, lines, lock) = blocked_run(dir, &[]);
+    signal(&child, rustix::process::Signal::TERM);
+    // The user being written (if it had started) finishes once the lock is free.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::remove_file(&lock).unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "{stderr}");
+    let interrupted: Vec<&str> = stderr
+        .lines()
+        .map(|l| {
+            l.strip_prefix("error: ")
+                .and_then(|l| l.strip_suffix(": not attempted: interrupted"))
+                .unwrap_or_else(|| panic!("unexpected stderr line: {l}"))
+        })
+        .collect();
+    let expected: Vec<String> = (4..=10).map(|n| format!("res{n:05}")).collect();
+    assert!(
+        interrupted.ends_with(&expected.iter().map(String::as_str).collect::<Vec<_>>()),
+        "{stderr}"
+    );
+    assert_eq!(
+        rest.len() + interrupted.len(),
+        8,
+        "res00003 either finished or was not started: {rest:?} {stderr}"
+    );
+
+    let config = dir.join("whmtoken.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", config.as_str(), "--all-resellers", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["interrupted"], 0);
+    assert_eq!(
+        doc["summary"]["converted"].as_u64().unwrap() as usize,
+        interrupted.len()
+    );
+}
+
+#[test]
+fn a_second_signal_ends_the_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let (mut child, _lines, lock) = blocked_run(dir, &[]);
+    signal(&child, rustix::process::Signal::TERM);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    signal(&child, rustix::process::Signal::INT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(75));
+    assert!(lock.exists(), "it did not wait for the held lock");
+}
