@@ -164,7 +164,7 @@ fn json_follows_the_documented_schema_and_holds_no_secret() {
     );
     assert_eq!(
         report["summary"],
-        json!({"converted": 2, "replaced": 0, "already_converted": 0, "no_accesshash": 1, "failed": 1})
+        json!({"converted": 2, "replaced": 0, "already_converted": 0, "no_accesshash": 1, "failed": 1, "interrupted": 0})
     );
     let results = report["results"].as_array().unwrap();
     assert_eq!(results[0]["token_hash_prefix"], json!(&VECTOR_KEY[..12]));
