@@ -33,7 +33,9 @@ Options:
    -V, --version        Print the version
 
 Exit status: 0 every user converted or nothing to do; 64 usage error; 65 at least one
-user failed (the others were converted); 77 not run as root; 78 bad config file.
+user failed (the others were converted); 70 internal error; 74 output not written;
+75 interrupted by a signal, or a lock held too long: run again; 77 not run as root;
+78 bad config file or backend.
 
 ACL names for --acl (WHM's built-in ACLs; `all` means full access):
    acct-summary add-pkg add-pkg-ip add-pkg-shell allow-addoncreate allow-emaillimits-pkgs

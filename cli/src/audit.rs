@@ -51,6 +51,9 @@ impl FailOn {
 
 /// Audits the server that the config names and prints the result; returns the exit status.
 pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
+    for user in &args.users {
+        whmtoken_core::UserName::new(user).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     let settings = config::load_settings(config)?;
     settings.check_root()?;
     let backend = settings

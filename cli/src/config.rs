@@ -124,17 +124,23 @@ fn load<C: BackendConfig>(file: ConfigFile<'_>, base: &Utf8Path) -> Result<Setti
 /// Finds and reads the config: `--config`, else `$WHMTOKEN_CONFIG`, else
 /// [`SYSTEM_CONFIG`] if it exists, else the built-in default.
 pub fn load_settings(explicit: Option<&Utf8Path>) -> Result<Settings, CliError> {
+    if explicit.is_some_and(|p| p.as_str().is_empty()) {
+        return Err(CliError::Usage(
+            "--config needs the path of a config file".into(),
+        ));
+    }
     let from_env = std::env::var("WHMTOKEN_CONFIG")
         .ok()
         .filter(|v| !v.is_empty())
         .map(Utf8PathBuf::from);
-    let path = match explicit.map(Utf8Path::to_owned).or(from_env) {
-        Some(path) => path,
-        None if Path::new(SYSTEM_CONFIG).exists() => Utf8PathBuf::from(SYSTEM_CONFIG),
-        None => return Settings::default_for_this_server(),
+    let (path, named_by) = match (explicit.map(Utf8Path::to_owned), from_env) {
+        (Some(path), _) => (path, ""),
+        (None, Some(path)) => (path, " (named by WHMTOKEN_CONFIG)"),
+        (None, None) if Path::new(SYSTEM_CONFIG).exists() => (Utf8PathBuf::from(SYSTEM_CONFIG), ""),
+        (None, None) => return Settings::default_for_this_server(),
     };
     let text = read_config(&path).map_err(|source| ConfigError::Unreadable {
-        path: path.clone(),
+        path: format!("{path}{named_by}").into(),
         source,
     })?;
     Ok(parse(&path, &text)?)
@@ -161,7 +167,15 @@ fn read_config(path: &Utf8Path) -> std::io::Result<String> {
         ));
     }
     let mut text = String::new();
-    file.take(MAX_CONFIG + 1).read_to_string(&mut text)?;
+    file.take(MAX_CONFIG + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => std::io::Error::new(
+                e.kind(),
+                "it is not text (a database? --config takes the whmtoken.toml beside it)",
+            ),
+            _ => e,
+        })?;
     if text.len() as u64 > MAX_CONFIG {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

@@ -58,14 +58,19 @@ impl<'a> ConfigFile<'a> {
         };
         let document = DeTable::parse(text).map_err(|e| invalid(e.span(), &e.message()))?;
         let mut document = document.into_inner();
-        if let Some(key) = document.keys().find(|k| k.get_ref().as_ref() != "backend") {
-            return Err(invalid(
-                Some(key.span()),
-                &format_args!(
+        if let Some((key, value)) = document
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() != "backend")
+        {
+            let detail = if matches!(value.get_ref(), DeValue::Table(_)) {
+                format!(
                     "unknown table `{}`: a config file has only [backend]",
                     key.get_ref()
-                ),
-            ));
+                )
+            } else {
+                format!("`{}` must be under [backend]", key.get_ref())
+            };
+            return Err(invalid(Some(key.span()), &detail));
         }
         let Some(mut section) = document.remove("backend") else {
             return Err(invalid(None, &"no [backend] table"));

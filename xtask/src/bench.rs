@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{cargo, workspace_root};
+use crate::{cargo, target_dir};
 
 /// One measured command: wall, user and system seconds, peak resident kilobytes.
 #[derive(Clone, Copy, Debug)]
@@ -71,7 +71,7 @@ pub fn bench() -> Result<(), String> {
         "xtask",
         "--bins",
     ])?;
-    let release = workspace_root().join("target/release");
+    let release = target_dir().join("release");
     let tools = Tools {
         converter: release.join("convert_accesshash_to_token"),
         whmtoken: release.join("whmtoken"),
@@ -79,7 +79,7 @@ pub fn bench() -> Result<(), String> {
         floor: release.join("io-floor"),
         jobs: whmtoken_core::pipeline::default_jobs(),
     };
-    let out = workspace_root().join("target/bench");
+    let out = target_dir().join("bench");
     let mut report = String::from(
         "| server | users | converter (median) | per user | user CPU/user | user+sys CPU | peak RSS | floor serial | floor threaded | ratio serial | ratio threaded |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
@@ -388,7 +388,7 @@ fn timed(command: &mut Command) -> Result<Sample, String> {
 }
 
 fn tempfile_path() -> PathBuf {
-    workspace_root().join(format!("target/bench/time-{}.txt", std::process::id()))
+    target_dir().join(format!("bench/time-{}.txt", std::process::id()))
 }
 
 fn run_quiet(command: &mut Command) -> Result<(), String> {

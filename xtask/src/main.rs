@@ -89,6 +89,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where cargo builds: `$CARGO_TARGET_DIR` when set, else the workspace's `target/`.
+pub(crate) fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
+}
+
 pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -235,8 +243,8 @@ const DEMO_BUILD: [&str; 3] = ["build", "-p", "whmtoken-cli"];
 
 fn demo() -> Result<(), String> {
     cargo(&DEMO_BUILD)?;
-    let binary = workspace_root().join("target/debug/convert_accesshash_to_token");
-    let dir = Utf8PathBuf::from_path_buf(workspace_root().join("target/demo"))
+    let binary = target_dir().join("debug/convert_accesshash_to_token");
+    let dir = Utf8PathBuf::from_path_buf(target_dir().join("demo"))
         .map_err(|p| format!("{} is not UTF-8", p.display()))?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;

@@ -213,3 +213,90 @@ fn version_is_the_whole_word_and_ver_is_still_verbose() {
     let out = run_raw(&["--config", "-V"], &[]);
     assert_eq!(out.code, 78, "{}", out.stderr);
 }
+
+#[test]
+fn config_mistakes_a_newcomer_makes_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+
+    let out = run_raw(&["--config", ""], &[]);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            64,
+            usage("--config needs the path of a config file").as_str()
+        )
+    );
+
+    let nowhere = dir.join("nowhere.toml");
+    let out = run_raw(&[], &[("WHMTOKEN_CONFIG", nowhere.as_str())]);
+    assert_eq!(out.code, 78);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: cannot read config file {nowhere} (named by WHMTOKEN_CONFIG): "
+        )),
+        "{}",
+        out.stderr
+    );
+
+    let flat = dir.join("flat.toml");
+    std::fs::write(&flat, "root = \".\"\n").unwrap();
+    let out = run_raw(&["--config", flat.as_str()], &[]);
+    assert_eq!(
+        out.stderr,
+        format!("error: config file {flat}: line 1, column 1: `root` must be under [backend]\n")
+    );
+
+    let db = dir.join("server.db");
+    std::fs::write(&db, b"SQLite format 3\0\xff\xfe\x00\x01").unwrap();
+    let out = run_raw(&["--config", db.as_str()], &[]);
+    assert_eq!(out.code, 78);
+    assert!(
+        out.stderr
+            .ends_with("it is not text (a database? --config takes the whmtoken.toml beside it)\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn audit_of_a_name_that_is_not_an_account_name_is_a_usage_error() {
+    let server = server_with_resellers();
+    let out = whmtoken(&[
+        "--config",
+        server.config_path().as_str(),
+        "audit",
+        "bad/name",
+    ]);
+    assert_eq!(out.code, 64, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("invalid user name “bad/name”"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn fake_server_into_a_closed_pipe_is_not_a_crash() {
+    let fake_server = std::path::Path::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .with_file_name("fake-server");
+    if !fake_server.exists() {
+        return; // built by `cargo test --workspace`
+    }
+    let server = server_with_resellers();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(&fake_server)
+        .args(["dump", "--config", server.config_path().as_str()])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
