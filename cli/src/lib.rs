@@ -97,6 +97,9 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .with_ansi(false)
+        // A log line that cannot be written (stderr closed) is lost; reporting that with
+        // `eprintln!` would panic the run.
+        .log_internal_errors(false)
         .init();
 }
 

@@ -256,3 +256,31 @@ fn a_second_signal_ends_the_run_at_once() {
     assert_eq!(status.code(), Some(75));
     assert!(lock.exists(), "it did not wait for the held lock");
 }
+
+#[test]
+fn a_closed_stderr_changes_nothing_but_the_lost_lines() {
+    let server = server_with_resellers();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args([
+            "--config",
+            server.config_path().as_str(),
+            "--verbose",
+            "root",
+            "ghost",
+            "res1",
+        ])
+        .args(["--acl", "create-user-session"])
+        .env("WHMTOKEN_LOG", "trace")
+        .env("RUST_BACKTRACE", "0")
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65), "the run's own status");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("Imported accesshash for “root”"),
+        "{stdout}"
+    );
+}
