@@ -19,7 +19,10 @@
 //! is never followed through a symbolic link, and it is checked on the open descriptor.
 
 mod accounting;
+mod budget;
 mod cpanel_config;
+mod debris;
+mod document;
 #[cfg(feature = "harness")]
 mod harness;
 mod lock;
@@ -33,7 +36,7 @@ mod token_file;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -110,10 +113,15 @@ pub struct FilesBackend {
     /// The uid that owns the token files: root on a real server, whoever runs the tests.
     token_owner: u32,
     accounting: accounting::AccountingLog,
-    /// The `whostmgr` token folder, made, checked and opened (for fsync) once per run.
+    /// The `whostmgr` token folder, made, checked, opened (for fsync) and cleared of an
+    /// earlier run's debris once per run, at its first write.
     token_folder: OnceLock<File>,
+    /// Held while the token folder is set up, so that it is set up once.
+    token_folder_setup: Mutex<()>,
     /// What the token files' dot-locks are linked from.
     token_locks: lock::LockSource,
+    /// How many token-file bytes may be in memory at once, across threads.
+    budget: budget::ReadBudget,
 }
 
 impl FilesBackend {
@@ -165,7 +173,9 @@ impl FilesBackend {
                 tree_owner,
             ),
             token_folder: OnceLock::new(),
+            token_folder_setup: Mutex::new(()),
             token_locks: lock::LockSource::new(root.join(token_file::TOKEN_FOLDER)),
+            budget: budget::ReadBudget::new(budget::READ_BUDGET),
             root,
         })
     }
@@ -183,11 +193,22 @@ impl FilesBackend {
             .join(format!("{user}.json"))
     }
 
+    /// The token folder, for writing. The first call (the first write of a run: a dry
+    /// run never gets here) makes the folder when it is missing and removes the temporary
+    /// files an earlier, killed converter left in it ([`debris`]).
     fn token_folder(&self) -> Result<&File, BackendError> {
         if let Some(folder) = self.token_folder.get() {
             return Ok(folder);
         }
+        let _setup = self
+            .token_folder_setup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(folder) = self.token_folder.get() {
+            return Ok(folder);
+        }
         let folder = token_file::ensure_token_dirs(&self.root, self.token_owner)?;
+        debris::sweep(&self.root.join(token_file::TOKEN_FOLDER), &folder);
         Ok(self.token_folder.get_or_init(|| folder))
     }
 
@@ -253,7 +274,7 @@ impl Reads for FilesBackend {
     }
 
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
-        token_file::read(&self.token_file(user), self.token_owner)
+        token_file::read(&self.token_file(user), self.token_owner, &self.budget)
     }
 
     fn has_account(&self, user: &UserName) -> Result<bool, BackendError> {
@@ -290,6 +311,7 @@ impl Backend for FilesBackend {
             self.lock_timeout,
             self.token_folder()?,
             &self.token_locks,
+            &self.budget,
         )
     }
 

@@ -18,10 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::BackendError;
 
-use crate::safe_fs::{guarded_flags, io_error};
+use crate::safe_fs::{Made, guarded_flags, io_error};
+
+/// The start of a lock source's name: `whmtoken.lock-<suffix>` ([`unique_suffix`]).
+pub(crate) const SOURCE_PREFIX: &str = "whmtoken.lock-";
 
 /// cPanel breaks a dot-lock older than this even when its owner seems alive.
-const STALE_AFTER: Duration = Duration::from_secs(300);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(300);
 const MAX_LOCK_FILE: u64 = 4096;
 /// A lock's age is its source file's age: sources are replaced this often, so that a lock
 /// never looks anywhere near [`STALE_AFTER`] to another process.
@@ -110,7 +113,7 @@ impl LockSource {
         }
         let path = self
             .folder
-            .join(format!("whmtoken.lock-{}", unique_suffix()));
+            .join(format!("{SOURCE_PREFIX}{}", unique_suffix()));
         let made = Instant::now();
         write_lock_contents(&path)?;
         let file = Arc::new(SourceFile { path, made });
@@ -133,6 +136,8 @@ impl Drop for DotLock {
     }
 }
 
+/// Writes a new lock source; a file that could not be written whole (a full disk) is
+/// removed, not left empty in the folder.
 fn write_lock_contents(temp: &Utf8Path) -> Result<(), BackendError> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -141,8 +146,11 @@ fn write_lock_contents(temp: &Utf8Path) -> Result<(), BackendError> {
         .custom_flags(guarded_flags())
         .open(temp)
         .map_err(|e| io_error(temp, e))?;
+    let made = Made::new(temp);
     file.write_all(lock_contents().as_bytes())
-        .map_err(|e| io_error(temp, e))
+        .map_err(|e| io_error(temp, e))?;
+    made.keep();
+    Ok(())
 }
 
 fn take_by_link(
@@ -219,6 +227,7 @@ fn inspect(path: &Utf8Path) -> Result<Option<(u64, bool)>, BackendError> {
         .lines()
         .next()
         .and_then(|pid| pid.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 0)
         .and_then(rustix::process::Pid::from_raw)
         .map(|pid| rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH));
     let age = meta
@@ -343,5 +352,16 @@ mod tests {
         assert_eq!(contents, lock_contents());
         drop((lock, source));
         assert!(names(&folder).is_empty(), "{:?}", names(&folder));
+    }
+
+    #[test]
+    fn a_dot_lock_naming_no_positive_pid_is_judged_by_its_age_alone() {
+        let (_dir, folder) = folder();
+        for contents in ["-1\nx\n", "0\nx\n", "-2147483648\n"] {
+            let path = folder.join("a.json.lock");
+            fs::write(&path, contents).unwrap();
+            let (_, stale) = inspect(&path).unwrap().unwrap();
+            assert!(!stale, "{contents:?}: a young lock is kept");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::OFlags;
 use whmtoken_core::BackendError;
 
@@ -126,6 +126,37 @@ pub(crate) fn read_bounded(
         ));
     }
     Ok(bytes)
+}
+
+/// A file this process has just made, removed when the guard is dropped unless
+/// [`Made::keep`] is called: no error path leaves a half-made file behind.
+#[derive(Debug)]
+pub(crate) struct Made {
+    path: Option<Utf8PathBuf>,
+}
+
+impl Made {
+    pub(crate) fn new(path: &Utf8Path) -> Self {
+        Self {
+            path: Some(path.to_owned()),
+        }
+    }
+
+    /// The file is done (or renamed away): leave it.
+    pub(crate) fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path
+            && let Err(e) = std::fs::remove_file(path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path, error = %e, "could not remove a file left unfinished");
+        }
+    }
 }
 
 pub(crate) fn unsafe_file(path: &Utf8Path, detail: &str) -> BackendError {

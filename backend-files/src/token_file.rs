@@ -7,12 +7,13 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde_json::{Map, Value};
 use whmtoken_core::{BackendError, Decision, ImportRequest, TokenSet};
 
+use crate::budget::ReadBudget;
+use crate::document::Document;
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive, unique_suffix};
 use crate::safe_fs::{
-    Expect, check, corrupt, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file,
+    Expect, Made, check, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file,
 };
 
 /// Token files larger than this are refused rather than parsed.
@@ -29,17 +30,15 @@ const TOKEN_DIRS: [(&str, u32); 4] = [
     (TOKEN_FOLDER, 0o700),
 ];
 
-/// The parsed document: every top-level key as it was, and the token set.
-struct Document {
-    top: Map<String, Value>,
-    tokens: TokenSet,
-}
-
 /// Reads the tokens without locking or creating anything; a missing file has none.
 ///
 /// It also makes every check an import makes before writing (the folder's safety, the
 /// immutable and append-only attributes), so that a dry run predicts a real run.
-pub(crate) fn read(path: &Utf8Path, owner: u32) -> Result<TokenSet, BackendError> {
+pub(crate) fn read(
+    path: &Utf8Path,
+    owner: u32,
+    budget: &ReadBudget,
+) -> Result<TokenSet, BackendError> {
     let folder = path.parent().expect("a token file has a folder");
     match fs::symlink_metadata(folder) {
         Ok(meta) => check_token_folder(folder, &meta, owner)?,
@@ -53,8 +52,9 @@ pub(crate) fn read(path: &Utf8Path, owner: u32) -> Result<TokenSet, BackendError
     if let Some(refusal) = attribute_refusal(path, &file) {
         return Err(refusal);
     }
+    let _memory = budget.take(meta.len());
     let bytes = read_bounded(path, &file, meta.len(), MAX_TOKEN_FILE)?;
-    Ok(parse(path, &bytes)?.tokens)
+    Ok(Document::parse(path, &bytes)?.set)
 }
 
 /// The users that have a token file in `folder` (the `whostmgr` folder), sorted: the
@@ -112,26 +112,19 @@ pub(crate) fn import(
     timeout: Duration,
     folder: &File,
     locks: &LockSource,
+    budget: &ReadBudget,
 ) -> Result<Decision, BackendError> {
     let deadline = Deadline::after(timeout);
     let _dot_lock = DotLock::acquire(path, locks, deadline)?;
     let (file, size) = open_locked(path, owner, deadline)?;
+    let _memory = budget.take(size);
     let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
-    let Document { mut top, tokens } = parse(path, &bytes)?;
-    let decision = request.decide(&tokens)?;
+    let document = Document::parse_for_import(path, &bytes, &request.hash)?;
+    let decision = request.decide(&document.set)?;
     if let Decision::Write { entry, .. } = &decision {
-        let slot = top
-            .entry("tokens")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if slot.is_null() {
-            *slot = Value::Object(Map::new());
-        }
-        let Value::Object(token_map) = slot else {
-            unreachable!("parse() accepted only an object or null for `tokens`");
-        };
-        token_map.insert(request.hash.as_str().to_owned(), entry.to_json());
-        let json = serde_json::to_vec(&Value::Object(top)).expect("a JSON value serializes");
-        replace_durably(path, &json, owner, folder)?;
+        let write =
+            |out: &mut io::BufWriter<&File>| document.write_with_entry(&request.hash, entry, out);
+        replace_durably(path, write, owner, folder)?;
     }
     Ok(decision)
     // `file` (the flock) and then `_dot_lock` are released here.
@@ -140,25 +133,7 @@ pub(crate) fn import(
 /// Parses bytes as a token file would be, for the property tests.
 #[cfg(test)]
 pub(crate) fn parse_for_tests(bytes: &[u8]) -> Result<TokenSet, BackendError> {
-    parse(Utf8Path::new("test.json"), bytes).map(|doc| doc.tokens)
-}
-
-fn parse(path: &Utf8Path, bytes: &[u8]) -> Result<Document, BackendError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Document {
-            top: Map::new(),
-            tokens: TokenSet::default(),
-        });
-    }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
-    let tokens = TokenSet::from_document(&value).map_err(|e| corrupt(path, e.to_string()))?;
-    // from_document accepts an object, or `null` (which JSON::XS can write) as no tokens.
-    let top = match value {
-        Value::Object(top) => top,
-        _ => Map::new(),
-    };
-    Ok(Document { top, tokens })
+    Document::parse(Utf8Path::new("test.json"), bytes).map(|doc| doc.set)
 }
 
 /// Opens (creating it empty, as cPanel does) and flocks the data file, making sure the
@@ -308,37 +283,37 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
 
 /// Writes `contents` to a new temporary file beside `path`, syncs it, renames it over
 /// `path` and syncs the folder: after a crash the file holds either the old or the new
-/// contents, never a mix.
+/// contents, never a mix. When any step fails, the temporary file is removed.
 fn replace_durably(
     path: &Utf8Path,
-    contents: &[u8],
+    contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
     owner: u32,
     folder: &File,
 ) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-    let written = write_synced(&temp, contents, owner).and_then(|new| {
-        fs::rename(&temp, path)
-            .map(|()| new)
-            .map_err(|e| io_error(path, e))
-    });
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    let _new_file_locked = written?;
+    let (made, _new_file_locked) = write_synced(&temp, contents, owner)?;
+    fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
+    made.keep();
     let dir = path.parent().expect("a token file has a folder");
     folder.sync_all().map_err(|e| io_error(dir, e))
 }
 
 /// Writes and syncs the new file, flocked as cPanel's writer flocks it; the returned handle
-/// keeps that lock until the caller has renamed the file into place.
-fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<File, BackendError> {
-    let mut file = OpenOptions::new()
+/// keeps that lock until the caller has renamed the file into place, and the guard removes
+/// the file unless the caller keeps it.
+fn write_synced(
+    temp: &Utf8Path,
+    contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+    owner: u32,
+) -> Result<(Made, File), BackendError> {
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(guarded_flags())
         .open(temp)
         .map_err(|e| io_error(temp, e))?;
+    let made = Made::new(temp);
     // New and exclusive: nobody else can hold this lock yet, so it never waits.
     file.try_lock()
         .map_err(|e| io_error(temp, io::Error::other(e.to_string())))?;
@@ -349,9 +324,13 @@ fn write_synced(temp: &Utf8Path, contents: &[u8], owner: u32) -> Result<File, Ba
         rustix::fs::fchown(&file, Some(rustix::process::Uid::from_raw(owner)), gid)
             .map_err(|e| io_error(temp, e.into()))?;
     }
-    file.write_all(contents).map_err(|e| io_error(temp, e))?;
+    let mut out = io::BufWriter::with_capacity(64 << 10, &file);
+    contents(&mut out)
+        .and_then(|()| out.flush())
+        .map_err(|e| io_error(temp, e))?;
+    drop(out);
     file.sync_all().map_err(|e| io_error(temp, e))?;
-    Ok(file)
+    Ok((made, file))
 }
 
 #[cfg(test)]
@@ -361,10 +340,10 @@ mod tests {
     #[test]
     fn empty_whitespace_and_null_files_hold_no_tokens() {
         let p = Utf8Path::new("x.json");
-        assert!(parse(p, b"null").unwrap().tokens.is_empty());
-        assert!(parse(p, b"").unwrap().tokens.is_empty());
-        assert!(parse(p, b" \n").unwrap().tokens.is_empty());
-        let err = parse(p, b"{").err().unwrap().to_string();
+        assert!(Document::parse(p, b"null").unwrap().set.is_empty());
+        assert!(Document::parse(p, b"").unwrap().set.is_empty());
+        assert!(Document::parse(p, b" \n").unwrap().set.is_empty());
+        let err = Document::parse(p, b"{").err().unwrap().to_string();
         assert!(err.starts_with("x.json: not valid JSON"), "{err}");
     }
 }

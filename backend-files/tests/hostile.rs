@@ -975,3 +975,356 @@ fn a_cpanel_config_with_an_unknown_value_is_corrupt_and_names_the_line() {
         "line 2: allow_deprecated_accesshash is “maybe”, expected 0 or 1",
     );
 }
+
+// --- Debris: what a killed converter left in the token folder -----------------------------
+
+/// The token folder of a fake server.
+fn token_folder(server: &FakeServer) -> Utf8PathBuf {
+    server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr")
+}
+
+/// The names in `folder`, sorted.
+fn names_in(folder: &Utf8Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Backdates the modification time of `path` (not followed when a symbolic link) by `age`.
+fn backdate(path: &Utf8Path, age: Duration) {
+    let then = std::time::SystemTime::now() - age;
+    let since = then.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let stamp = rustix::fs::Timespec {
+        tv_sec: since.as_secs().try_into().unwrap(),
+        tv_nsec: since.subsec_nanos().into(),
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: stamp,
+        last_modification: stamp,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path.as_std_path(),
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+/// A pid no process can have: Linux keeps pids below `pid_max`, at most 2^22.
+const DEAD_PID: &str = "400000";
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The `removed` counts of the events logged while `f` runs on this thread.
+fn removed_counts_logged<T>(f: impl FnOnce() -> T) -> (T, Vec<u64>) {
+    use std::sync::{Arc, Mutex};
+    use tracing::field::{Field, Visit};
+
+    #[derive(Default)]
+    struct Counts(Arc<Mutex<Vec<u64>>>);
+    struct Removed(Option<u64>);
+    impl Visit for Removed {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "removed" {
+                self.0 = Some(value);
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+    impl tracing::Subscriber for Counts {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut removed = Removed(None);
+            event.record(&mut removed);
+            if let Some(n) = removed.0
+                && *event.metadata().level() == tracing::Level::INFO
+            {
+                self.0.lock().unwrap().push(n);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+    let counts = Counts::default();
+    let seen = Arc::clone(&counts.0);
+    let value = tracing::subscriber::with_default(counts, f);
+    let seen = seen.lock().unwrap().clone();
+    (value, seen)
+}
+
+#[test]
+fn the_first_write_removes_only_old_debris_of_dead_converters_and_logs_how_many() {
+    let server = server();
+    server.write_token_file("res1", "{}");
+    server.write_token_file("res2", "{}");
+    let folder = token_folder(&server);
+    let me = format!("{:x}", std::process::id());
+    let plant = |name: &str, age: Duration| {
+        let path = folder.join(name);
+        server.write_file(&path, b"", 0o600);
+        backdate(&path, age);
+    };
+    let debris = [
+        format!("whmtoken.lock-{DEAD_PID}-18c3f0e1d2a3b4c5-0"),
+        format!("res1.json-{DEAD_PID}-18c3f0e1d2a3b4c5-1"),
+        "res2.json-7fffffff-18c3f0e1d2a3b4c5-2".to_owned(),
+    ];
+    for name in &debris {
+        plant(name, HOUR);
+    }
+    let kept = [
+        // A live process's files, however old.
+        (format!("whmtoken.lock-{me}-18c3f0e1d2a3b4c5-0"), HOUR),
+        (format!("res1.json-{me}-18c3f0e1d2a3b4c5-1"), HOUR),
+        // A dead process's files younger than 300 s.
+        (
+            format!("whmtoken.lock-{DEAD_PID}-18c3f0e1d2a3b4c5-3"),
+            Duration::from_secs(10),
+        ),
+        (
+            format!("res1.json-{DEAD_PID}-18c3f0e1d2a3b4c5-4"),
+            Duration::from_secs(200),
+        ),
+        // Names that are not exactly ours.
+        (format!("res1.json.tmp-{DEAD_PID}-1-2"), HOUR),
+        (format!("whmtoken.lock-{DEAD_PID}-1-2-3"), HOUR),
+        ("whmtoken.lock-40000A-1-2".to_owned(), HOUR),
+        ("whmtoken.lock".to_owned(), HOUR),
+        (format!("res.1.json-{DEAD_PID}-1-2"), HOUR),
+    ];
+    for (name, age) in &kept {
+        plant(name, *age);
+    }
+    // A stale dot-lock has its own rules: broken by whoever wants that lock, not swept.
+    let dot_lock = folder.join("res1.json.lock");
+    server.write_file(&dot_lock, format!("{}\nx\n", 0x40_0000).as_bytes(), 0o644);
+    backdate(&dot_lock, HOUR);
+    // Not regular files, though named like debris.
+    let dir = folder.join(format!("whmtoken.lock-{DEAD_PID}-1-5"));
+    fs::create_dir(&dir).unwrap();
+    backdate(&dir, HOUR);
+    let link = folder.join(format!("res1.json-{DEAD_PID}-1-6"));
+    std::os::unix::fs::symlink("res1.json", &link).unwrap();
+    backdate(&link, HOUR);
+    let everything = names_in(&folder);
+
+    let backend = open(&server);
+    backend.tokens(&user("res2")).unwrap();
+    assert_eq!(names_in(&folder), everything, "a read removes nothing");
+    let (result, logged) = removed_counts_logged(|| backend.import(&user("res2"), &request()));
+    result.unwrap();
+    drop(backend);
+    assert_eq!(logged, [3], "the number removed is logged once");
+    let mut left: Vec<String> = everything
+        .into_iter()
+        .filter(|name| !debris.contains(name))
+        .collect();
+    left.sort();
+    assert_eq!(names_in(&folder), left);
+}
+
+#[test]
+fn debris_is_swept_once_per_backend_at_its_first_write() {
+    let server = server();
+    server.write_token_file("res1", "{}");
+    let folder = token_folder(&server);
+    let plant = |n: u32| {
+        let path = folder.join(format!("whmtoken.lock-{DEAD_PID}-1-{n}"));
+        server.write_file(&path, b"", 0o600);
+        backdate(&path, HOUR);
+        path
+    };
+    let first = plant(1);
+    let backend = open(&server);
+    backend.import(&user("res1"), &request()).unwrap();
+    assert!(!first.exists());
+    let second = plant(2);
+    backend.import(&user("res2"), &request()).unwrap();
+    assert!(
+        second.exists(),
+        "a backend sweeps once, before its first write"
+    );
+    drop(backend);
+    open(&server).import(&user("res1"), &request()).unwrap();
+    assert!(!second.exists(), "the next run sweeps it");
+}
+
+/// A tmpfs of `size` mounted on `dir` for the length of a test, owned by root, mode 0700.
+struct Tmpfs(Utf8PathBuf);
+
+impl Tmpfs {
+    /// `None` when it cannot be mounted: not root, or mounting not allowed here.
+    fn mount(dir: &Utf8Path, size: &str) -> Option<Self> {
+        if !running_as_root() {
+            return None;
+        }
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .args(["tmpfs", dir.as_str()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.as_str())
+            .status();
+    }
+}
+
+/// Fills the file system of `folder` with a file named `filler`; returns its handle.
+fn fill(folder: &Utf8Path) -> File {
+    use std::io::Write;
+    let mut filler = File::create(folder.join("filler")).unwrap();
+    let page = [0u8; 4096];
+    while filler.write_all(&page).is_ok() {}
+    filler
+}
+
+/// Asserts that `result` failed for lack of space, naming a file in `folder`.
+#[track_caller]
+fn assert_disk_full<T: std::fmt::Debug>(result: Result<T, BackendError>, folder: &Utf8Path) {
+    let err = result.expect_err("nothing can be written on a full disk");
+    let text = err.to_string();
+    assert!(matches!(err, BackendError::Io { .. }), "{err:?}");
+    assert!(text.starts_with(&format!("{folder}/")), "{text}");
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains("No space left on device")),
+        "{text}: {cause:?}"
+    );
+}
+
+#[test]
+fn a_full_disk_leaves_no_lock_source_behind() {
+    let server = server();
+    server.mkdir("var/cpanel/authn/api_tokens_v2/whostmgr", 0o700);
+    let folder = token_folder(&server);
+    let Some(_tmpfs) = Tmpfs::mount(&folder, "64k") else {
+        return; // needs root and permission to mount
+    };
+    drop(fill(&folder));
+    let backend = open(&server);
+    for name in ["res1", "res2", "root"] {
+        assert_disk_full(backend.import(&user(name), &request()), &folder);
+        assert_eq!(
+            names_in(&folder),
+            ["filler"],
+            "after {name}, the backend still open"
+        );
+    }
+    drop(backend);
+    assert_eq!(names_in(&folder), ["filler"]);
+}
+
+#[test]
+fn a_full_disk_leaves_no_temporary_token_file_behind() {
+    let server = server();
+    server.mkdir("var/cpanel/authn/api_tokens_v2/whostmgr", 0o700);
+    let folder = token_folder(&server);
+    let Some(_tmpfs) = Tmpfs::mount(&folder, "64k") else {
+        return; // needs root and permission to mount
+    };
+    server.write_token_file("res1", "{\"tokens\":{}}");
+    let filler = fill(&folder);
+    // One page free: the lock source gets it, the new token file finds none.
+    let size = filler.metadata().unwrap().len();
+    filler.set_len(size / 4096 * 4096 - 4096).unwrap();
+    drop(filler);
+    let backend = open(&server);
+    assert_disk_full(backend.import(&user("res1"), &request()), &folder);
+    let open_names = names_in(&folder);
+    drop(backend);
+    assert_eq!(open_names.len(), 3, "{open_names:?}");
+    assert!(
+        open_names[2].starts_with("whmtoken.lock-"),
+        "{open_names:?}"
+    );
+    assert_eq!(names_in(&folder), ["filler", "res1.json"]);
+    assert_eq!(
+        fs::read_to_string(server.token_file("res1")).unwrap(),
+        "{\"tokens\":{}}"
+    );
+}
+
+// --- What the converter does not change stays exactly as it was ---------------------------
+
+#[test]
+fn an_import_keeps_other_entries_and_unknown_keys_byte_for_byte() {
+    let server = server();
+    let other = TokenHash::of_secret(b"another token").as_str().to_owned();
+    let entry = r#"{"name":"kept","create_time":1700000000,"expires_at":null,"big": 123456789012345678901234567890, "f": 1.0e2, "z": 1, "a": 2, "s": "\u00e9\/"}"#;
+    let unknown = r#"{"n":1.0e2,"big":-123456789012345678901234567890,"z":[1E2, 0.10]}"#;
+    let path = token_file(
+        &server,
+        &format!(r#"{{"version":{unknown},"tokens":{{"{other}":{entry}}},"last":1.0E+2}}"#),
+    );
+    let backend = open(&server);
+    let decision = backend.import(&user("res1"), &request()).unwrap();
+    assert!(matches!(decision, whmtoken_core::Decision::Write { .. }));
+    let kept = backend.tokens(&user("res1")).unwrap();
+    drop(backend);
+    let new_key = TokenHash::of_secret(b"hostile-tree-test");
+    let new_entry =
+        r#"{"name":"accesshash-1700000000","create_time":1700000000,"expires_at":null}"#;
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        format!(
+            r#"{{"version":{unknown},"tokens":{{"{other}":{entry},"{}":{new_entry}}},"last":1.0E+2}}"#,
+            new_key.as_str()
+        )
+    );
+    assert_eq!(kept.len(), 2);
+}
+
+#[test]
+fn a_token_file_with_a_repeated_key_fails_its_user_and_stays_byte_identical() {
+    let key = TokenHash::of_secret(b"another token").as_str().to_owned();
+    let prefix = &key[..12];
+    let cases = [
+        (
+            format!(r#"{{"tokens":{{}},"tokens":{{"{key}":{{"name":"a"}}}}}}"#),
+            r#"duplicate key "tokens" in the document"#.to_owned(),
+        ),
+        (
+            format!(r#"{{"tokens":{{"{key}":{{"name":"a"}},"{key}":{{"name":"b"}}}}}}"#),
+            format!("duplicate token key {prefix}… in `tokens`"),
+        ),
+        (
+            format!(r#"{{"tokens":{{"{key}":{{"name":"a","acls":["all"],"acls":[]}}}}}}"#),
+            format!(r#"duplicate key "acls" in token {prefix}…"#),
+        ),
+    ];
+    for (contents, detail) in cases {
+        assert_malformed_token_file_kept(&contents, &detail);
+        let server = server();
+        token_file(&server, &contents);
+        let err = open(&server)
+            .import(&user("res1"), &request())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains(&key[12..]),
+            "{err} shows more than the key's prefix"
+        );
+        assert!(open(&server).import(&user("res2"), &request()).is_ok());
+    }
+}

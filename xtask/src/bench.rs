@@ -190,6 +190,13 @@ pub fn bench() -> Result<(), String> {
             .expect("write to a String");
         }
     }
+    let (files, rss) = large_token_files(&tools, &out, &copies)?;
+    writeln!(
+        notes,
+        "- {files} token files of just under 16 MiB each, `--jobs 16`: peak RSS {:.0} MiB (target: under 1,024 MiB).",
+        rss / 1024.0
+    )
+    .expect("write to a String");
     if let [small, large] = file_medians[..] {
         writeln!(
             notes,
@@ -414,4 +421,72 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
+}
+
+/// How many huge token files the memory case converts at once.
+const HUGE_FILES: usize = 16;
+
+/// Builds a file tree of [`HUGE_FILES`] resellers whose token files are just under the
+/// 16 MiB limit, converts them all with `--jobs 16`, and returns (files, peak RSS in KiB).
+fn large_token_files(tools: &Tools, out: &Path, copies: &Copies) -> Result<(usize, f64), String> {
+    let template = out.join(format!("files-huge-{HUGE_FILES}"));
+    if !template.join("whmtoken.toml").exists() {
+        let _ = std::fs::remove_dir_all(&template);
+        run_quiet(
+            Command::new(&tools.fake_server)
+                .args([
+                    "generate",
+                    "--resellers",
+                    &HUGE_FILES.to_string(),
+                    "--seed",
+                    "2",
+                ])
+                .args(["--backend", "files", "--out"])
+                .arg(&template),
+        )?;
+        let folder = template.join("var/cpanel/authn/api_tokens_v2/whostmgr");
+        std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+        for n in 1..=HUGE_FILES {
+            let path = folder.join(format!("res{n:05}.json"));
+            std::fs::write(&path, huge_token_file(n))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let copy = copies.fresh(&template)?;
+    let sample = timed(
+        Command::new(&tools.converter)
+            .arg("--config")
+            .arg(copy.join("whmtoken.toml"))
+            .args(["--all-resellers", "--jobs", "16"]),
+    )?;
+    Ok((HUGE_FILES, sample.max_rss_kb))
+}
+
+/// A token file of just under 16 MiB: many entries, each with an unknown key, as a server
+/// whose tokens were planted in bulk might hold.
+fn huge_token_file(seed: usize) -> String {
+    const LIMIT: usize = 16 << 20;
+    let mut text = String::from("{\"tokens\":{");
+    let mut n = 0usize;
+    loop {
+        let key = whmtoken_core::TokenHash::of_secret(format!("{seed}/{n}").as_bytes());
+        let entry = format!(
+            "\"{key}\":{{\"name\":\"t{n}\",\"create_time\":1700000000,\"expires_at\":null,\"acls\":[\"list-accts\"],\"note\":\"{}\"}}",
+            "x".repeat(64),
+            key = key.as_str()
+        );
+        if text.len() + entry.len() + 3 > LIMIT - 4096 {
+            break;
+        }
+        if n > 0 {
+            text.push(',');
+        }
+        text.push_str(&entry);
+        n += 1;
+    }
+    text.push_str("}}");
+    text
 }

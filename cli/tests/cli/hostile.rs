@@ -432,10 +432,15 @@ fn a_config_that_is_a_fifo_or_a_folder_exits_78_at_once() {
             let output = child.wait_with_output().unwrap();
             assert_eq!(output.status.code(), Some(78), "{what}");
             let stderr = String::from_utf8(output.stderr).unwrap();
+            let named_by = if env {
+                " (named by WHMTOKEN_CONFIG)"
+            } else {
+                ""
+            };
             assert_eq!(
                 stderr,
                 format!(
-                    "error: cannot read config file {config}: it is {what}, not a regular file\n"
+                    "error: cannot read config file {config}{named_by}: it is {what}, not a regular file\n"
                 )
             );
         }
