@@ -498,3 +498,61 @@ fn a_user_without_root_builds_and_converts_a_fake_file_tree_end_to_end() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_run_that_cannot_start_threads_goes_on_with_fewer() {
+    let converter = std::path::Path::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
+    let fake_server = converter.with_file_name("fake-server");
+    if !rustix_is_root() || !fake_server.exists() {
+        return; // the process limit is set for an unprivileged user, by root
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dir.path().join("srv");
+    let out = out.to_str().unwrap();
+    let Some(built) = unprivileged(
+        &fake_server,
+        &[
+            "generate",
+            "--resellers",
+            "20",
+            "--backend",
+            "files",
+            "--out",
+            out,
+        ],
+    ) else {
+        return; // the unprivileged user cannot reach the binaries in this checkout
+    };
+    assert!(built.status.success());
+    let config = format!("{out}/whmtoken.toml");
+    // One process and no thread more for uid 65534: every spawn fails.
+    let output = std::process::Command::new("prlimit")
+        .args(["--nproc=1", "--"])
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .arg(converter)
+        .args([
+            "--config",
+            &config,
+            "--verbose",
+            "--all-resellers",
+            "--jobs",
+            "8",
+        ])
+        .env_remove("WHMTOKEN_LOG")
+        .output();
+    let Ok(output) = output else { return }; // no prlimit on this machine
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 20, "{stdout}");
+}

@@ -284,3 +284,46 @@ fn a_closed_stderr_changes_nothing_but_the_lost_lines() {
         "{stdout}"
     );
 }
+
+#[test]
+fn names_read_from_the_server_cannot_forge_lines() {
+    let server = server_with_resellers();
+    let key = server.expected_key("res1");
+    let forged = "evil\u{1b}[2J\nImported accesshash for “root” as “x”";
+    let doc = serde_json::json!({"tokens": {key: {"name": forged, "create_time": 1, "expires_at": null}}});
+    server.write_token_file("res1", &doc.to_string());
+    let out = run(&server, &["--verbose", "res1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "Already imported accesshash for “res1” as “evil\\u{1b}[2J\\nImported accesshash for “root” as “x””\n"
+    );
+    let out = run(&server, &["--json", "res1"]);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        doc["results"][0]["token_name"], forged,
+        "JSON escapes as JSON does"
+    );
+}
+
+#[test]
+fn the_real_root_of_a_machine_that_is_not_a_cpanel_server_is_refused() {
+    if std::path::Path::new("/var/cpanel").exists() || !rustix::process::geteuid().is_root() {
+        return; // a cPanel server, or not root (which is refused earlier, with 77)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("real.toml");
+    std::fs::write(&config, "[backend]\nkind = \"files\"\nroot = \"/\"\n").unwrap();
+    for extra in [&[][..], &["--dry-run"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+            .args(["--config", config.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{extra:?}");
+        assert_eq!(
+            String::from_utf8(out.stderr).unwrap(),
+            "error: cannot open the backend: /: not a cPanel server: it has no var/cpanel\n"
+        );
+    }
+}
