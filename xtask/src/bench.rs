@@ -88,7 +88,7 @@ pub fn bench() -> Result<(), String> {
     let mut file_medians = Vec::new();
     let copies = Copies::new(out.join("work"))?;
     for case in &CASES {
-        let template = out.join(format!("{}-{}", case.backend, case.resellers));
+        let template = out.join(format!("{}-{}-v{TEMPLATES}", case.backend, case.resellers));
         if !template.join("whmtoken.toml").exists() {
             let _ = std::fs::remove_dir_all(&template);
             run_quiet(
@@ -423,13 +423,17 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// The generation of the fake servers kept between benches (in `target/bench`): raised
+/// when `fake-server` builds them differently, so that stale ones are not reused.
+const TEMPLATES: u32 = 2;
+
 /// How many huge token files the memory case converts at once.
 const HUGE_FILES: usize = 16;
 
 /// Builds a file tree of [`HUGE_FILES`] resellers whose token files are just under the
 /// 16 MiB limit, converts them all with `--jobs 16`, and returns (files, peak RSS in KiB).
 fn large_token_files(tools: &Tools, out: &Path, copies: &Copies) -> Result<(usize, f64), String> {
-    let template = out.join(format!("files-huge-{HUGE_FILES}"));
+    let template = out.join(format!("files-huge-{HUGE_FILES}-v{TEMPLATES}"));
     if !template.join("whmtoken.toml").exists() {
         let _ = std::fs::remove_dir_all(&template);
         run_quiet(
