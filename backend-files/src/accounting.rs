@@ -65,9 +65,17 @@ impl AccountingLog {
         let file = open.as_mut().expect("opened above");
         flock_exclusive(path, file, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
+        // Under the flock nobody else appends: on a short write (a full disk), the log is cut
+        // back to where it was, so that no torn line is left for the next one to join.
+        let before = file.metadata().map(|m| m.len());
         let written = file
             .write_all(format!("{line}\n").as_bytes())
             .map_err(|e| for_writing(io_error(path, e), "write"));
+        if written.is_err()
+            && let Ok(before) = before
+        {
+            let _ = file.set_len(before);
+        }
         let _ = file.unlock();
         written
     }
@@ -122,8 +130,18 @@ fn open_log(path: &Utf8Path, owner: u32) -> Result<File, BackendError> {
             secret: false,
         },
     )?;
-    file.set_permissions(Permissions::from_mode(0o600))
-        .map_err(|e| io_error(path, e))?;
+    // Made private when it is not; an append-only log (`chattr +a`, which admins set on
+    // audit logs) refuses the change and is written as it is.
+    let mode = file
+        .metadata()
+        .map_err(|e| io_error(path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0
+        && let Err(e) = file.set_permissions(Permissions::from_mode(0o600))
+    {
+        tracing::warn!(log = %path, mode = mode & 0o7777, error = %e, "cannot make the log private");
+    }
     Ok(file)
 }
 

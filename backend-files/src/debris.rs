@@ -19,9 +19,18 @@ use rustix::io::Errno;
 
 use crate::lock::{SOURCE_PREFIX, STALE_AFTER};
 
+/// Which leftovers a sweep removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Leftovers {
+    /// Temporary token files and lock sources: the token folder.
+    All,
+    /// Lock sources only: `var/cpanel`, where the accounting log's dot-lock is linked from.
+    LockSources,
+}
+
 /// Removes the debris in `folder` (opened as `dir`), and logs how many files went. Never
 /// fails the run: a file that cannot be looked at or removed is logged and left.
-pub(crate) fn sweep(folder: &Utf8Path, dir: &File) -> usize {
+pub(crate) fn sweep(folder: &Utf8Path, dir: &File, leftovers: Leftovers) -> usize {
     let entries = match rustix::fs::Dir::read_from(dir) {
         Ok(entries) => entries,
         Err(e) => {
@@ -33,7 +42,10 @@ pub(crate) fn sweep(folder: &Utf8Path, dir: &File) -> usize {
     for entry in entries {
         match entry {
             Ok(entry) => {
-                if let Some(pid) = debris_pid(entry.file_name().to_bytes()) {
+                let name = entry.file_name().to_bytes();
+                let wanted =
+                    leftovers == Leftovers::All || name.starts_with(SOURCE_PREFIX.as_bytes());
+                if let Some(pid) = debris_pid(name).filter(|_| wanted) {
                     candidates.push((entry.file_name().to_owned(), pid));
                 }
             }

@@ -208,7 +208,16 @@ impl FilesBackend {
             return Ok(folder);
         }
         let folder = token_file::ensure_token_dirs(&self.root, self.token_owner)?;
-        debris::sweep(&self.root.join(token_file::TOKEN_FOLDER), &folder);
+        debris::sweep(
+            &self.root.join(token_file::TOKEN_FOLDER),
+            &folder,
+            debris::Leftovers::All,
+        );
+        // The accounting log's lock sources live beside it.
+        let var_cpanel = self.root.join("var/cpanel");
+        if let Ok(dir) = std::fs::File::open(&var_cpanel) {
+            debris::sweep(&var_cpanel, &dir, debris::Leftovers::LockSources);
+        }
         Ok(self.token_folder.get_or_init(|| folder))
     }
 
@@ -256,6 +265,12 @@ impl Reads for FilesBackend {
 
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
         let account = self.account(user)?;
+        if account.home.split('/').any(|part| part == "..") {
+            return Err(BackendError::Unsafe {
+                location: self.root.join("etc/passwd").to_string(),
+                detail: format!("the home of {user} has a `..` component"),
+            });
+        }
         let path = self
             .root
             .join(account.home.trim_start_matches('/'))

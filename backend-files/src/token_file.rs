@@ -291,7 +291,17 @@ fn replace_durably(
     folder: &File,
 ) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-    let (made, _new_file_locked) = write_synced(&temp, contents, owner)?;
+    let (made, new_file) = write_synced(&temp, contents, owner)?;
+    // A file this program could not read back would lock its user out of every later run.
+    let written = new_file.metadata().map_err(|e| io_error(&temp, e))?.len();
+    if written > MAX_TOKEN_FILE {
+        return Err(BackendError::UnsafeToWrite {
+            location: path.to_string(),
+            detail: format!(
+                "with the new token it would be {written} bytes, more than {MAX_TOKEN_FILE}; it was left as it was"
+            ),
+        });
+    }
     fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
     made.keep();
     let dir = path.parent().expect("a token file has a folder");

@@ -1328,3 +1328,75 @@ fn a_token_file_with_a_repeated_key_fails_its_user_and_stays_byte_identical() {
         assert!(open(&server).import(&user("res2"), &request()).is_ok());
     }
 }
+
+#[test]
+fn a_home_with_a_dot_dot_component_is_refused() {
+    let server = server();
+    server.append(
+        "etc/passwd",
+        "dotty:x:1500:1500::/home/../../outside:/bin/bash\n",
+    );
+    server.make_reseller("dotty", &[]);
+    let backend = open(&server);
+    let err = backend.read_access_hash(&user("dotty")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "refusing to read {}: the home of dotty has a `..` component",
+            server.root().join("etc/passwd")
+        )
+    );
+}
+
+#[test]
+fn a_token_file_is_never_written_past_the_size_it_can_be_read_at() {
+    let server = server();
+    let path = server.token_file("res1");
+    // One entry with a note just under the limit: with a new token the file would pass it.
+    let other = whmtoken_core::TokenHash::of_secret(b"other");
+    let note = "n".repeat((16 << 20) - 400);
+    let doc = serde_json::json!({"tokens": {other.as_str(): {"name": "big", "create_time": 1, "expires_at": null, "note": note}}});
+    server.write_token_file("res1", &doc.to_string());
+    let before = fs::read(&path).unwrap();
+    let backend = open(&server);
+    let err = backend.import(&user("res1"), &request()).unwrap_err();
+    assert!(
+        matches!(&err, BackendError::UnsafeToWrite { .. })
+            && err.to_string().contains("more than 16777216"),
+        "{err}"
+    );
+    drop(backend);
+    assert_eq!(fs::read(&path).unwrap(), before, "left as it was");
+    let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("res1.json-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn an_append_only_accounting_log_is_appended_to() {
+    let server = server();
+    let log = server.root().join("var/cpanel/accounting.log");
+    server.write_file(&log, b"an earlier line\n", 0o644);
+    let Some(attribute) = Attribute::set(&log, IFlags::APPEND) else {
+        return; // needs root and a file system with attributes
+    };
+    let backend = open(&server);
+    let event = whmtoken_core::AuditEvent {
+        time: whmtoken_core::Clock::now(&whmtoken_core::FixedClock::at(1_700_000_000)),
+        user: user("res1"),
+        token_name: "accesshash-1".into(),
+    };
+    let appended = backend.append_audit(&event);
+    drop(backend);
+    drop(attribute);
+    appended.unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("an earlier line\n")
+            && text.ends_with(":res1:not-applicable:accesshash-1\n"),
+        "{text}"
+    );
+}

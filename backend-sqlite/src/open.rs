@@ -56,9 +56,13 @@ pub(crate) fn existing(site: &Site) -> Result<Connection, BackendError> {
         });
     }
     let mut conn = connect(site)?;
+    // Checked before anything is written to it (WAL, a migration): a refused database is
+    // left exactly as it was.
+    conn.pragma_update(None, "trusted_schema", "OFF")
+        .map_err(|e| site.sql(None, e))?;
+    schema::check_objects(&conn, site)?;
     configure(&conn, site)?;
     schema::migrate(&mut conn, site)?;
-    schema::check_objects(&conn, site)?;
     Ok(conn)
 }
 

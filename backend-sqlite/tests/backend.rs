@@ -878,3 +878,28 @@ fn a_token_is_looked_up_by_key_alone_and_a_malformed_one_is_reported() {
     check(b);
     check(&*b.read_session().unwrap());
 }
+
+#[test]
+fn a_refused_database_is_left_exactly_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
+    let db = root.join("planted.db");
+    SqliteBackend::create(&db).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = DELETE; DROP TABLE settings; PRAGMA user_version = 1;
+             CREATE TRIGGER planted AFTER INSERT ON tokens BEGIN DELETE FROM accounting; END;",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let err = SqliteBackend::open(&SqliteConfig { path: db.clone() }).unwrap_err();
+    assert!(matches!(&err, BackendError::Unsafe { .. }), "{err:?}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "not migrated, not switched to WAL"
+    );
+    assert!(!root.join("planted.db-wal").exists());
+}

@@ -35,7 +35,10 @@ pub const HELP: &str = args::HELP;
 /// returns the exit status; an error that stops the whole run is returned for the caller
 /// to show.
 pub fn run(argv: Vec<OsString>) -> Result<u8, CliError> {
-    resolve(argv).and_then(execute)
+    // First of all: a signal while the config and the server's user lists are read stops
+    // the run as one during the conversion does (exit 75), not as a kill.
+    let stop = stop_on_signals();
+    resolve(argv).and_then(|command| execute(command, stop))
 }
 
 /// What the command line, the config file and the environment ask for.
@@ -94,7 +97,10 @@ fn resolve(argv: Vec<OsString>) -> Result<Command, CliError> {
 }
 
 /// Runs what [`resolve`] settled, prints its output, and returns the exit status.
-fn execute(command: Command) -> Result<u8, CliError> {
+fn execute(
+    command: Command,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> Result<u8, CliError> {
     let mut stdout = io::stdout().lock();
     let conversion = match command {
         Command::Help => {
@@ -119,7 +125,7 @@ fn execute(command: Command) -> Result<u8, CliError> {
         Users::Named(users) => users,
     };
     let mut options = conversion.options;
-    options.stop = stop_on_signals();
+    options.stop = stop;
     let options = &options;
     if options
         .restrictions

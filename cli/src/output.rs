@@ -176,11 +176,37 @@ pub fn json(
 pub fn shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if c.is_control() || is_invisible_format(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Characters that reorder or hide text without being control characters: bidirectional
+/// overrides and isolates, zero-width characters, line and paragraph separators.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shown_escapes_what_could_forge_or_hide_text() {
+        assert_eq!(super::shown("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
+        assert_eq!(
+            super::shown("r\u{202e}evil\u{2028}x"),
+            "r\\u{202e}evil\\u{2028}x"
+        );
+        assert_eq!(super::shown("plain “quoted” name"), "plain “quoted” name");
+    }
 }
