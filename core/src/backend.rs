@@ -131,7 +131,8 @@ pub trait Backend: Reads + fmt::Debug {
 /// Importing many users at once: what a transactional backend offers through
 /// [`Backend::batch`].
 pub trait BatchImport: Send + Sync {
-    /// Does for every item what [`import_and_audit`] does for one, on the calling thread,
+    /// Does for every item what [`Backend::import`] and then [`audit_decision`] do for one,
+    /// on the calling thread,
     /// and returns one outcome per item in the same order. A failure for one item never
     /// undoes another's import or audit record.
     fn import_batch(
@@ -156,22 +157,22 @@ pub struct Imported {
     pub audit: Result<(), BackendError>,
 }
 
-/// Imports one item and, when an entry was written, appends its audit record.
-pub fn import_and_audit(
+/// Appends the audit record that `decision`, made for `item`, calls for: one for an entry
+/// written, none for a key already present.
+pub fn audit_decision(
     backend: &dyn Backend,
     item: &ImportItem,
+    decision: &Decision,
     clock: &dyn Clock,
-) -> Result<Imported, BackendError> {
-    let decision = backend.import(&item.user, &item.request)?;
-    let audit = match &decision {
+) -> Result<(), BackendError> {
+    match decision {
         Decision::Write { entry, .. } => backend.append_audit(&AuditEvent {
             time: clock.now(),
             user: item.user.clone(),
             token_name: entry.name.clone(),
         }),
         Decision::AlreadyPresent { .. } => Ok(()),
-    };
-    Ok(Imported { decision, audit })
+    }
 }
 
 /// A failure reported by a backend: what happened, and where. Messages name the location

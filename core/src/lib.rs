@@ -29,7 +29,7 @@ pub use acl::Privileges;
 pub use audit::AuditEvent;
 pub use backend::{
     Backend, BackendError, BatchImport, ImportItem, Imported, Reads, ServerSettings, WhmRole,
-    import_and_audit,
+    audit_decision,
 };
 pub use clock::{Clock, FixedClock};
 pub use error_chain::error_chain;

@@ -10,8 +10,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use rand::{Rng, RngExt};
 
-use crate::audit::AuditEvent;
-use crate::backend::{Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole};
+use crate::backend::{
+    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole, audit_decision,
+};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
 use crate::parallel;
@@ -480,14 +481,7 @@ fn import_one(
             return decision;
         };
         caught(&mut || {
-            let audit = match &decision {
-                Decision::Write { entry, .. } => backend.append_audit(&AuditEvent {
-                    time: clock.now(),
-                    user: item.user.clone(),
-                    token_name: entry.name.clone(),
-                }),
-                Decision::AlreadyPresent { .. } => Ok(()),
-            };
+            let audit = audit_decision(backend, item, &decision, clock);
             Ok(Imported {
                 decision: decision.clone(),
                 audit,

@@ -18,10 +18,17 @@ fn running_as_root() -> bool {
 
 /// Runs against `server`, failing the test if the run takes longer than 20 s.
 fn run_bounded(server: &FakeServer, args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
+    command
         .arg("--config")
         .arg(server.config_path().as_str())
-        .args(args)
+        .args(args);
+    bounded(command)
+}
+
+/// Runs `command`, failing the test if it takes longer than 20 s.
+fn bounded(mut command: Command) -> Run {
+    let mut child = command
         .env_remove("WHMTOKEN_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -416,22 +423,9 @@ fn a_config_that_is_a_fifo_or_a_folder_exits_78_at_once() {
             } else {
                 command.args(["--config", config]);
             }
-            let mut child = command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let started = Instant::now();
-            while child.try_wait().unwrap().is_none() {
-                if started.elapsed() > Duration::from_secs(20) {
-                    child.kill().unwrap();
-                    panic!("the converter waited on {what}");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let output = child.wait_with_output().unwrap();
-            assert_eq!(output.status.code(), Some(78), "{what}");
-            let stderr = String::from_utf8(output.stderr).unwrap();
+            let out = bounded(command);
+            assert_eq!(out.code, 78, "{what}");
+            let stderr = out.stderr;
             let named_by = if env {
                 " (named by WHMTOKEN_CONFIG)"
             } else {
