@@ -116,17 +116,31 @@ pub(crate) fn import(
 ) -> Result<Decision, BackendError> {
     let deadline = Deadline::after(timeout);
     let _dot_lock = DotLock::acquire(path, locks, deadline)?;
-    let (file, size) = open_locked(path, owner, deadline)?;
+    let (file, size, created) = open_locked(path, owner, deadline)?;
     let _memory = budget.take(size);
-    let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
-    let document = Document::parse_for_import(path, &bytes, &request.hash)?;
-    let decision = request.decide(&document.set)?;
-    if let Decision::Write { entry, .. } = &decision {
-        let write =
-            |out: &mut io::BufWriter<&File>| document.write_with_entry(&request.hash, entry, out);
-        replace_durably(path, write, owner, folder)?;
+    let decided = (|| {
+        let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
+        let document = Document::parse_for_import(path, &bytes, &request.hash)?;
+        let decision = request.decide(&document.set)?;
+        if let Decision::Write { entry, .. } = &decision {
+            let write = |out: &mut io::BufWriter<&File>| {
+                document.write_with_entry(&request.hash, entry, out)
+            };
+            replace_durably(path, write, owner, folder)?;
+        }
+        Ok(decision)
+    })();
+    if decided.is_err() && created {
+        // The empty file this import made, still under its locks: gone with the import.
+        let still_ours = fs::symlink_metadata(path)
+            .ok()
+            .zip(file.metadata().ok())
+            .is_some_and(|(now, held)| now.ino() == held.ino() && now.len() == 0);
+        if still_ours {
+            let _ = fs::remove_file(path);
+        }
     }
-    Ok(decision)
+    decided
     // `file` (the flock) and then `_dot_lock` are released here.
 }
 
@@ -143,12 +157,25 @@ fn open_locked(
     path: &Utf8Path,
     owner: u32,
     deadline: Deadline,
-) -> Result<(File, u64), BackendError> {
+) -> Result<(File, u64, bool), BackendError> {
     loop {
+        // Made here (`created`) or already there: what a failed import leaves differs.
         let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).mode(0o600);
-        let file = match open_guarded(path, &mut options) {
+        options.read(true).write(true).create_new(true).mode(0o600);
+        let (opened, created) = match open_guarded(path, &mut options) {
+            Err(BackendError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                let mut options = OpenOptions::new();
+                options.read(true).write(true);
+                (open_guarded(path, &mut options), false)
+            }
+            other => (other, true),
+        };
+        let file = match opened {
             Ok(Some(file)) => file,
+            // Removed between the two opens: make it again.
+            Ok(None) if !created => continue,
             Ok(None) => return Err(io_error(path, io::ErrorKind::NotFound.into())),
             Err(BackendError::Io { source, .. })
                 if source.kind() == io::ErrorKind::PermissionDenied =>
@@ -161,7 +188,7 @@ fn open_locked(
         flock_exclusive(path, &file, deadline)?;
         let held = file.metadata().map_err(|e| io_error(path, e))?;
         if fs::symlink_metadata(path).is_ok_and(|now| now.ino() == held.ino()) {
-            return Ok((file, held.len()));
+            return Ok((file, held.len(), created));
         }
     }
 }

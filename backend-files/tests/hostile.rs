@@ -1400,3 +1400,21 @@ fn an_append_only_accounting_log_is_appended_to() {
         "{text}"
     );
 }
+
+#[test]
+fn a_full_disk_leaves_no_empty_token_file_made_by_the_failed_import() {
+    let server = server();
+    server.mkdir("var/cpanel/authn/api_tokens_v2/whostmgr", 0o700);
+    let folder = token_folder(&server);
+    let Some(_tmpfs) = Tmpfs::mount(&folder, "64k") else {
+        return; // needs root and permission to mount
+    };
+    let filler = fill(&folder);
+    let size = filler.metadata().unwrap().len();
+    filler.set_len(size / 4096 * 4096 - 4096).unwrap();
+    drop(filler);
+    let backend = open(&server);
+    assert_disk_full(backend.import(&user("res1"), &request()), &folder);
+    drop(backend);
+    assert_eq!(names_in(&folder), ["filler"], "no res1.json, empty or not");
+}
