@@ -89,23 +89,7 @@ pub fn bench() -> Result<(), String> {
     let copies = Copies::new(out.join("work"))?;
     for case in &CASES {
         let template = out.join(format!("{}-{}-v{TEMPLATES}", case.backend, case.resellers));
-        if !template.join("whmtoken.toml").exists() {
-            let _ = std::fs::remove_dir_all(&template);
-            run_quiet(
-                Command::new(&tools.fake_server)
-                    .args([
-                        "generate",
-                        "--resellers",
-                        &case.resellers.to_string(),
-                        "--tokens-per-user",
-                        "3",
-                        "--seed",
-                        "1",
-                    ])
-                    .args(["--backend", case.backend, "--out"])
-                    .arg(&template),
-            )?;
-        }
+        generated(&tools, &template, case.backend, case.resellers, 3, 1)?;
         let measured = measure(&tools, case, &template, &copies)?;
         eprintln!("xtask: {} {}: done", case.backend, case.resellers);
         let users = case.resellers as f64;
@@ -427,6 +411,30 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 /// when `fake-server` builds them differently, so that stale ones are not reused.
 const TEMPLATES: u32 = 2;
 
+/// Generates a fake server into `template` with `fake-server generate`, unless one from an
+/// earlier bench is there; returns whether it was made now.
+fn generated(
+    tools: &Tools,
+    template: &Path,
+    backend: &str,
+    resellers: usize,
+    tokens_per_user: usize,
+    seed: u64,
+) -> Result<bool, String> {
+    if template.join("whmtoken.toml").exists() {
+        return Ok(false);
+    }
+    let _ = std::fs::remove_dir_all(template);
+    run_quiet(
+        Command::new(&tools.fake_server)
+            .args(["generate", "--resellers", &resellers.to_string()])
+            .args(["--tokens-per-user", &tokens_per_user.to_string()])
+            .args(["--seed", &seed.to_string(), "--backend", backend, "--out"])
+            .arg(template),
+    )?;
+    Ok(true)
+}
+
 /// How many huge token files the memory case converts at once.
 const HUGE_FILES: usize = 16;
 
@@ -434,20 +442,7 @@ const HUGE_FILES: usize = 16;
 /// 16 MiB limit, converts them all with `--jobs 16`, and returns (files, peak RSS in KiB).
 fn large_token_files(tools: &Tools, out: &Path, copies: &Copies) -> Result<(usize, f64), String> {
     let template = out.join(format!("files-huge-{HUGE_FILES}-v{TEMPLATES}"));
-    if !template.join("whmtoken.toml").exists() {
-        let _ = std::fs::remove_dir_all(&template);
-        run_quiet(
-            Command::new(&tools.fake_server)
-                .args([
-                    "generate",
-                    "--resellers",
-                    &HUGE_FILES.to_string(),
-                    "--seed",
-                    "2",
-                ])
-                .args(["--backend", "files", "--out"])
-                .arg(&template),
-        )?;
+    if generated(tools, &template, "files", HUGE_FILES, 0, 2)? {
         let folder = template.join("var/cpanel/authn/api_tokens_v2/whostmgr");
         std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
         for n in 1..=HUGE_FILES {

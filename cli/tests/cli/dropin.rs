@@ -444,37 +444,47 @@ fn unprivileged(program: &std::path::Path, args: &[&str]) -> Option<std::process
     (!stderr.starts_with("setpriv:")).then_some(output)
 }
 
-#[test]
-fn a_user_without_root_builds_and_converts_a_fake_file_tree_end_to_end() {
+/// A files tree of `resellers` resellers that an unprivileged user (uid 65534 when the tests
+/// run as root) generated with `fake-server`: its folder and config file. `None` when
+/// `fake-server` was not built (`cargo test --workspace` builds it) or that user cannot
+/// reach the binaries in this checkout.
+fn unprivileged_tree(resellers: usize) -> Option<(tempfile::TempDir, String)> {
     let converter = std::path::Path::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
     let fake_server = converter.with_file_name("fake-server");
     if !fake_server.exists() {
-        return; // built by `cargo test --workspace` (and the docs test); not by this crate alone
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let out = dir.path().join("srv");
-    let out = out.to_str().unwrap();
-    let Some(built) = unprivileged(
+    let out = out.to_str().unwrap().to_owned();
+    let resellers = resellers.to_string();
+    let built = unprivileged(
         &fake_server,
         &[
             "generate",
             "--resellers",
-            "5",
+            &resellers,
             "--backend",
             "files",
             "--out",
-            out,
+            &out,
         ],
-    ) else {
-        return; // the unprivileged user cannot reach the binaries in this checkout
-    };
+    )?;
     assert!(
         built.status.success(),
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let config = format!("{out}/whmtoken.toml");
+    Some((dir, format!("{out}/whmtoken.toml")))
+}
+
+#[test]
+fn a_user_without_root_builds_and_converts_a_fake_file_tree_end_to_end() {
+    let converter = std::path::Path::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
+    let Some((_dir, config)) = unprivileged_tree(5) else {
+        return; // see `unprivileged_tree`
+    };
     let converted = unprivileged(
         converter,
         &["--config", &config, "--verbose", "--all-resellers"],
@@ -502,30 +512,12 @@ fn a_user_without_root_builds_and_converts_a_fake_file_tree_end_to_end() {
 #[test]
 fn a_run_that_cannot_start_threads_goes_on_with_fewer() {
     let converter = std::path::Path::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
-    let fake_server = converter.with_file_name("fake-server");
-    if !rustix_is_root() || !fake_server.exists() {
+    if !rustix_is_root() {
         return; // the process limit is set for an unprivileged user, by root
     }
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    let out = dir.path().join("srv");
-    let out = out.to_str().unwrap();
-    let Some(built) = unprivileged(
-        &fake_server,
-        &[
-            "generate",
-            "--resellers",
-            "20",
-            "--backend",
-            "files",
-            "--out",
-            out,
-        ],
-    ) else {
-        return; // the unprivileged user cannot reach the binaries in this checkout
+    let Some((_dir, config)) = unprivileged_tree(20) else {
+        return; // see `unprivileged_tree`
     };
-    assert!(built.status.success());
-    let config = format!("{out}/whmtoken.toml");
     // One process and no thread more for uid 65534: every spawn fails.
     let output = std::process::Command::new("prlimit")
         .args(["--nproc=1", "--"])
