@@ -1,16 +1,22 @@
 //! `var/cpanel/accounting.log`: one line appended per token written, under the same lock
 //! protocol cPanel uses for it, the file kept at mode 0600.
+//!
+//! A line is written whole, in one `write` on an `O_APPEND` descriptor, after a line feed
+//! when the log's last byte is not one (a line torn by an earlier crash stays on its own),
+//! and it is made durable (fdatasync) before the token it names becomes visible. Users of
+//! one run share those syncs ([`GroupSync`]).
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::sync::Mutex;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::BackendError;
 
+use crate::group_sync::{GroupSync, Ticket};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive};
 use crate::safe_fs::{Expect, check, io_error, open_guarded};
 
@@ -22,10 +28,18 @@ pub(crate) struct AccountingLog {
     /// Who may own the log besides root: the tree's owner.
     owner: u32,
     locks: LockSource,
-    open: Mutex<Option<File>>,
+    open: Mutex<Option<Arc<File>>>,
     /// Set once a wait for the log's locks timed out: the users after that fail at once
     /// instead of each waiting the whole timeout again.
     gave_up: AtomicBool,
+    syncs: GroupSync,
+}
+
+/// A line appended but not yet known to be on disk: [`AccountingLog::sync`] makes it so.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    ticket: Ticket,
+    file: Arc<File>,
 }
 
 impl AccountingLog {
@@ -37,10 +51,18 @@ impl AccountingLog {
             locks: LockSource::new(folder),
             open: Mutex::new(None),
             gave_up: AtomicBool::new(false),
+            syncs: GroupSync::default(),
         }
     }
 
-    pub(crate) fn append(&self, line: &str, timeout: Duration) -> Result<(), BackendError> {
+    /// Appends `line` and makes it durable.
+    pub(crate) fn append_durably(&self, line: &str, timeout: Duration) -> Result<(), BackendError> {
+        let appended = self.append(line, timeout)?;
+        self.sync(appended)
+    }
+
+    /// Appends `line` whole, under the log's locks; [`sync`](Self::sync) makes it durable.
+    pub(crate) fn append(&self, line: &str, timeout: Duration) -> Result<Appended, BackendError> {
         let path = &self.path;
         let mut open = self
             .open
@@ -59,26 +81,65 @@ impl AccountingLog {
             .and_then(|f| f.metadata().ok())
             .map(|m| m.ino());
         if current.is_none() || current != held {
-            *open =
-                Some(open_log(path, self.owner).map_err(|e| for_writing(e, "open for appending"))?);
+            if let Some(old) = open.take() {
+                // The lines waiting on the old file are synced before it is let go.
+                old.sync_data().map_err(|e| {
+                    self.syncs.fail_pending(&e);
+                    for_writing(io_error(path, e), "sync")
+                })?;
+            }
+            let file = open_log(path, self.owner, current.is_none())
+                .map_err(|e| for_writing(e, "open for appending"))?;
+            *open = Some(Arc::new(file));
         }
-        let file = open.as_mut().expect("opened above");
+        let file = open.as_ref().expect("opened above");
         flock_exclusive(path, file, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
-        // Under the flock nobody else appends: on a short write (a full disk), the log is cut
-        // back to where it was, so that no torn line is left for the next one to join.
-        let before = file.metadata().map(|m| m.len());
-        let written = file
-            .write_all(format!("{line}\n").as_bytes())
-            .map_err(|e| for_writing(io_error(path, e), "write"));
-        if written.is_err()
-            && let Ok(before) = before
-        {
-            let _ = file.set_len(before);
-        }
+        let written = append_whole(file, line).map_err(|e| for_writing(io_error(path, e), "write"));
         let _ = file.unlock();
-        written
+        written?;
+        Ok(Appended {
+            ticket: self.syncs.ticket(),
+            file: Arc::clone(file),
+        })
     }
+
+    /// Returns once `appended`'s line is on disk, sharing one fdatasync among the lines
+    /// appended meanwhile.
+    pub(crate) fn sync(&self, appended: Appended) -> Result<(), BackendError> {
+        let Appended { ticket, file } = appended;
+        self.syncs
+            .wait(ticket, || file.sync_data())
+            .map_err(|e| for_writing(io_error(&self.path, e), "sync"))
+    }
+}
+
+/// Writes `line` and its line feed in one `write`, after a line feed when the last byte is
+/// not one. Under the flock nobody else appends: when the write fails part way (a full
+/// disk), the log is cut back to where it was.
+fn append_whole(file: &File, line: &str) -> std::io::Result<()> {
+    let before = file.metadata()?.len();
+    let mut last = [b'\n'];
+    if before > 0 {
+        file.read_at(&mut last, before - 1)?;
+    }
+    let mut whole = Vec::with_capacity(line.len() + 2);
+    if last[0] != b'\n' {
+        whole.push(b'\n');
+    }
+    whole.extend_from_slice(line.as_bytes());
+    whole.push(b'\n');
+    let mut out = file;
+    let result = match out.write(&whole) {
+        Ok(n) if n == whole.len() => Ok(()),
+        // Short: the rest, to learn why (or to finish, when it was only interrupted).
+        Ok(n) => out.write_all(&whole[n..]),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        let _ = file.set_len(before);
+    }
+    result
 }
 
 /// The log is only ever written: a refusal says `refusing to write`, and a failure of the
@@ -116,9 +177,11 @@ impl std::error::Error for Failed {
     }
 }
 
-fn open_log(path: &Utf8Path, owner: u32) -> Result<File, BackendError> {
+/// Opens the log for appending, creating it when `missing`; a new log's folder entry is
+/// made durable before any line is written to it.
+fn open_log(path: &Utf8Path, owner: u32, missing: bool) -> Result<File, BackendError> {
     let mut options = OpenOptions::new();
-    options.append(true).create(true).mode(0o600);
+    options.read(true).append(true).create(true).mode(0o600);
     let file = open_guarded(path, &mut options)?
         .ok_or_else(|| io_error(path, std::io::ErrorKind::NotFound.into()))?;
     check(
@@ -142,6 +205,12 @@ fn open_log(path: &Utf8Path, owner: u32) -> Result<File, BackendError> {
     {
         tracing::warn!(log = %path, mode = mode & 0o7777, error = %e, "cannot make the log private");
     }
+    if missing {
+        let folder = path.parent().expect("the log is in a folder");
+        File::open(folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error(folder, e))?;
+    }
     Ok(file)
 }
 
@@ -162,9 +231,9 @@ mod tests {
     fn a_failed_write_says_write() {
         let dir = tempfile::tempdir().unwrap();
         let (log, path) = log_in(&dir);
-        log.append("first", Duration::from_secs(1)).unwrap();
+        log.append_durably("first", Duration::from_secs(1)).unwrap();
         // The log as held, but open for reading only: the next append cannot write it.
-        *log.open.lock().unwrap() = Some(File::open(&path).unwrap());
+        *log.open.lock().unwrap() = Some(Arc::new(File::open(&path).unwrap()));
         let err = log.append("second", Duration::from_secs(1)).unwrap_err();
         assert_eq!(
             error_chain(&err),
@@ -182,6 +251,19 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("refusing to write {path}: it is a symbolic link")
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_stays_on_its_own_and_the_next_line_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = log_in(&dir);
+        std::fs::write(&path, "whole\ntorn:CREATEAPITOK").unwrap();
+        log.append_durably("next", Duration::from_secs(1)).unwrap();
+        log.append_durably("after", Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "whole\ntorn:CREATEAPITOK\nnext\nafter\n"
         );
     }
 }

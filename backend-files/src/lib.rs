@@ -21,8 +21,10 @@
 mod accounting;
 mod budget;
 mod cpanel_config;
+mod crash;
 mod debris;
 mod document;
+mod group_sync;
 #[cfg(feature = "harness")]
 mod harness;
 mod lock;
@@ -34,7 +36,7 @@ mod safe_fs;
 mod token_file;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -44,8 +46,8 @@ use serde::Deserialize;
 use serde::Serialize;
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{
-    AccessHash, AuditEvent, Backend, BackendConfig, BackendError, Decision, ImportRequest,
-    Privileges, Reads, ServerSettings, TokenSet, UserName, WhmRole,
+    AccessHash, AuditEvent, AuditTurn, Backend, BackendConfig, BackendError, Decision,
+    ImportRequest, Privileges, Reads, ServerSettings, TokenSet, UserName, WhmRole,
 };
 
 use crate::safe_fs::{Expect, corrupt, open_guarded, read_checked};
@@ -115,11 +117,9 @@ pub struct FilesBackend {
     accounting: accounting::AccountingLog,
     /// The `whostmgr` token folder, made, checked, opened (for fsync) and cleared of an
     /// earlier run's debris once per run, at its first write.
-    token_folder: OnceLock<File>,
+    token_folder: OnceLock<token_file::TokenFolder>,
     /// Held while the token folder is set up, so that it is set up once.
     token_folder_setup: Mutex<()>,
-    /// What the token files' dot-locks are linked from.
-    token_locks: lock::LockSource,
     /// How many token-file bytes may be in memory at once, across threads.
     budget: budget::ReadBudget,
 }
@@ -174,7 +174,6 @@ impl FilesBackend {
             ),
             token_folder: OnceLock::new(),
             token_folder_setup: Mutex::new(()),
-            token_locks: lock::LockSource::new(root.join(token_file::TOKEN_FOLDER)),
             budget: budget::ReadBudget::new(budget::READ_BUDGET),
             root,
         })
@@ -196,7 +195,7 @@ impl FilesBackend {
     /// The token folder, for writing. The first call (the first write of a run: a dry
     /// run never gets here) makes the folder when it is missing and removes the temporary
     /// files an earlier, killed converter left in it ([`debris`]).
-    fn token_folder(&self) -> Result<&File, BackendError> {
+    fn token_folder(&self) -> Result<&token_file::TokenFolder, BackendError> {
         if let Some(folder) = self.token_folder.get() {
             return Ok(folder);
         }
@@ -207,18 +206,19 @@ impl FilesBackend {
         if let Some(folder) = self.token_folder.get() {
             return Ok(folder);
         }
-        let folder = token_file::ensure_token_dirs(&self.root, self.token_owner)?;
-        debris::sweep(
-            &self.root.join(token_file::TOKEN_FOLDER),
-            &folder,
-            debris::Leftovers::All,
-        );
+        let dir = token_file::ensure_token_dirs(&self.root, self.token_owner)?;
+        let path = self.root.join(token_file::TOKEN_FOLDER);
+        debris::sweep(&path, &dir, debris::Leftovers::All);
         // The accounting log's lock sources live beside it.
         let var_cpanel = self.root.join("var/cpanel");
         if let Ok(dir) = std::fs::File::open(&var_cpanel) {
             debris::sweep(&var_cpanel, &dir, debris::Leftovers::LockSources);
         }
-        Ok(self.token_folder.get_or_init(|| folder))
+        Ok(self.token_folder.get_or_init(|| token_file::TokenFolder {
+            dir,
+            syncs: group_sync::GroupSync::default(),
+            locks: lock::LockSource::new(path),
+        }))
     }
 
     fn account(&self, user: &UserName) -> Result<passwd::Account, BackendError> {
@@ -318,21 +318,40 @@ impl Backend for FilesBackend {
             .map_err(|detail| corrupt(&path, detail))
     }
 
-    fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
+    /// The audit line is appended in the user's turn and made durable (one fdatasync shared
+    /// with the lines of other threads) before the token file is renamed into place.
+    fn import(
+        &self,
+        user: &UserName,
+        request: &ImportRequest,
+        audit: &AuditTurn<'_>,
+    ) -> Result<Decision, BackendError> {
+        let mut audit_durably = |decision: &Decision| {
+            let mut appended = None;
+            audit.record(user, decision, &mut |event| {
+                let line = event.accounting_line();
+                appended = Some(self.accounting.append(&line, self.lock_timeout)?);
+                Ok(())
+            })?;
+            match appended {
+                Some(appended) => audit.durable(self.accounting.sync(appended)),
+                None => Ok(()),
+            }
+        };
         token_file::import(
             &self.token_file(user),
             request,
             self.token_owner,
             self.lock_timeout,
             self.token_folder()?,
-            &self.token_locks,
             &self.budget,
+            &mut audit_durably,
         )
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
         self.accounting
-            .append(&event.accounting_line(), self.lock_timeout)
+            .append_durably(&event.accounting_line(), self.lock_timeout)
     }
 
     fn notices(&self) -> Vec<String> {

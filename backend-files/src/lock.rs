@@ -7,8 +7,17 @@
 //! [`LockSource`] writes it once per folder and links that one file to each `<file>.lock`:
 //! the locks are the same to every reader, without creating and deleting an inode per lock
 //! (on a busy folder that churn, and the folder lock it takes, cost more CPU than the
-//! fsyncs).
+//! fsyncs). A source's contents are synced before it is first linked, so that a lock found
+//! after a crash names its process.
+//!
+//! After a crash, a lock file can still be empty (another program's contents never reached
+//! the disk). One found empty on two looks a moment apart is stale, and it is taken over as
+//! cPanel's locker does: overwritten in place when its inode and mtime are still those
+//! seen, never unlinked (which would let a third process in). A lock naming this very
+//! process that none of its threads holds (one it failed to remove, on a file system gone
+//! read-only) is its own, and is taken back without waiting.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -58,10 +67,46 @@ impl Deadline {
     }
 }
 
+/// How long apart the two looks at an empty lock file are.
+const EMPTY_LOOKS_APART: Duration = Duration::from_millis(50);
+
 /// A held dot-lock; dropping it removes `<file>.lock`.
 #[derive(Debug)]
 pub(crate) struct DotLock {
     path: Utf8PathBuf,
+    _claim: Claim,
+}
+
+/// The dot-locks this process's threads are taking or hold: a lock naming this process
+/// that is not claimed here is one it failed to remove.
+static CLAIMED: Mutex<BTreeSet<Utf8PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// A thread's claim on a dot-lock path, released when dropped.
+#[derive(Debug)]
+struct Claim(Utf8PathBuf);
+
+impl Claim {
+    fn take(path: &Utf8Path, deadline: Deadline) -> Result<Self, BackendError> {
+        loop {
+            if claimed().insert(path.to_owned()) {
+                return Ok(Self(path.to_owned()));
+            }
+            if deadline.expired() {
+                return Err(deadline.missed(path));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        claimed().remove(&self.0);
+    }
+}
+
+fn claimed() -> std::sync::MutexGuard<'static, BTreeSet<Utf8PathBuf>> {
+    CLAIMED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl DotLock {
@@ -73,8 +118,12 @@ impl DotLock {
         deadline: Deadline,
     ) -> Result<Self, BackendError> {
         let path = Utf8PathBuf::from(format!("{target}.lock"));
+        let claim = Claim::take(&path, deadline)?;
         take_by_link(source, &path, deadline)?;
-        Ok(Self { path })
+        Ok(Self {
+            path,
+            _claim: claim,
+        })
     }
 }
 
@@ -148,6 +197,7 @@ fn write_lock_contents(temp: &Utf8Path) -> Result<(), BackendError> {
         .map_err(|e| io_error(temp, e))?;
     let made = Made::new(temp);
     file.write_all(lock_contents().as_bytes())
+        .and_then(|()| file.sync_all())
         .map_err(|e| io_error(temp, e))?;
     made.keep();
     Ok(())
@@ -160,6 +210,7 @@ fn take_by_link(
 ) -> Result<(), BackendError> {
     let mut pause = Duration::from_millis(2);
     let mut renew = false;
+    let mut seen_empty = None;
     loop {
         let file = source.file(renew)?;
         match fs::hard_link(&file.path, path) {
@@ -173,8 +224,28 @@ fn take_by_link(
             Err(e) => return Err(io_error(path, e)),
         }
         renew = false;
-        if break_if_stale(path)? {
-            continue;
+        match inspect(path)? {
+            Holder::Gone => continue,
+            Holder::ThisProcess => {
+                tracing::warn!(lock = %path, "taking back a dot-lock this process left");
+                return Ok(());
+            }
+            Holder::Dead { inode } => {
+                if remove_if_same(path, inode)? {
+                    continue;
+                }
+            }
+            Holder::Empty(look) if seen_empty == Some(look) => {
+                if take_over_empty(path, look)? {
+                    return Ok(());
+                }
+            }
+            Holder::Empty(look) => {
+                seen_empty = Some(look);
+                std::thread::sleep(EMPTY_LOOKS_APART);
+                continue;
+            }
+            Holder::Live => {}
         }
         if deadline.expired() {
             return Err(deadline.missed(path));
@@ -184,16 +255,9 @@ fn take_by_link(
     }
 }
 
-/// Removes the dot-lock at `path` when its owner is dead or it is older than cPanel's
-/// limit. Returns whether the caller should try to take it again at once.
-fn break_if_stale(path: &Utf8Path) -> Result<bool, BackendError> {
-    let Some((inode, stale)) = inspect(path)? else {
-        return Ok(true); // released meanwhile
-    };
-    if !stale {
-        return Ok(false);
-    }
-    // Only remove the very lock that was judged stale, not one taken since.
+/// Removes the stale dot-lock at `path`, only if it is still the very lock judged stale and
+/// not one taken since. Returns whether the caller should try to take it again at once.
+fn remove_if_same(path: &Utf8Path, inode: u64) -> Result<bool, BackendError> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.ino() == inode => {
             tracing::warn!(lock = %path, "breaking a stale dot-lock");
@@ -209,25 +273,88 @@ fn break_if_stale(path: &Utf8Path) -> Result<bool, BackendError> {
     }
 }
 
-/// (inode, whether it is stale) of the dot-lock, or `None` when it is gone.
-fn inspect(path: &Utf8Path) -> Result<Option<(u64, bool)>, BackendError> {
+/// Writes this process's contents into the empty lock file at `path` when it is still the
+/// file seen empty twice; returns whether the lock is now ours.
+fn take_over_empty(path: &Utf8Path, seen: EmptyLook) -> Result<bool, BackendError> {
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .custom_flags(guarded_flags())
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if EmptyLook::of(&meta) != Some(seen) {
+        return Ok(false);
+    }
+    tracing::warn!(lock = %path, "taking over an empty dot-lock left by a crash");
+    file.write_all(lock_contents().as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(path, e))?;
+    Ok(true)
+}
+
+/// Who holds a dot-lock, as far as its file tells.
+#[derive(Debug, PartialEq, Eq)]
+enum Holder {
+    /// Released meanwhile.
+    Gone,
+    /// A live process, or one too young to judge.
+    Live,
+    /// A process that is gone, or a lock older than cPanel's limit.
+    Dead { inode: u64 },
+    /// This process, through no thread of it: a lock it failed to remove.
+    ThisProcess,
+    /// Nothing in it yet.
+    Empty(EmptyLook),
+}
+
+/// An empty lock file as seen once: the same file is seen again only with the same inode
+/// and mtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EmptyLook {
+    inode: u64,
+    mtime: (i64, i64),
+}
+
+impl EmptyLook {
+    fn of(meta: &fs::Metadata) -> Option<Self> {
+        (meta.len() == 0).then(|| Self {
+            inode: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        })
+    }
+}
+
+/// What the dot-lock at `path` tells of its holder. The caller has claimed `path`, so no
+/// thread of this process holds it.
+fn inspect(path: &Utf8Path) -> Result<Holder, BackendError> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(guarded_flags())
         .open(path)
     {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Holder::Gone),
         Err(e) => return Err(io_error(path, e)),
     };
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if let Some(look) = EmptyLook::of(&meta) {
+        return Ok(Holder::Empty(look));
+    }
     let mut contents = String::new();
     let _ = io::Read::read_to_string(&mut io::Read::take(&file, MAX_LOCK_FILE), &mut contents);
-    let owner_alive = contents
+    let pid = contents
         .lines()
         .next()
         .and_then(|pid| pid.trim().parse::<i32>().ok())
-        .filter(|pid| *pid > 0)
+        .filter(|pid| *pid > 0);
+    if pid.is_some_and(|pid| u32::try_from(pid) == Ok(std::process::id())) {
+        return Ok(Holder::ThisProcess);
+    }
+    let owner_alive = pid
         .and_then(rustix::process::Pid::from_raw)
         .map(|pid| rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH));
     let age = meta
@@ -236,8 +363,11 @@ fn inspect(path: &Utf8Path) -> Result<Option<(u64, bool)>, BackendError> {
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .unwrap_or_default();
     // A lock naming no readable pid is judged by its age alone.
-    let stale = owner_alive == Some(false) || age > STALE_AFTER;
-    Ok(Some((meta.ino(), stale)))
+    if owner_alive == Some(false) || age > STALE_AFTER {
+        Ok(Holder::Dead { inode: meta.ino() })
+    } else {
+        Ok(Holder::Live)
+    }
 }
 
 /// Waits for `flock(LOCK_EX)` on `file`, until `deadline`.
@@ -321,8 +451,7 @@ mod tests {
             let contents = fs::read_to_string(&path).unwrap();
             let pid = std::process::id().to_string();
             assert_eq!(contents.lines().next(), Some(pid.as_str()), "{lock}");
-            let (_, stale) = inspect(&path).unwrap().unwrap();
-            assert!(!stale, "{lock} is a live lock");
+            assert_eq!(inspect(&path).unwrap(), Holder::ThisProcess, "{lock}");
         }
 
         let short = Deadline::after(Duration::from_millis(50));
@@ -360,8 +489,38 @@ mod tests {
         for contents in ["-1\nx\n", "0\nx\n", "-2147483648\n"] {
             let path = folder.join("a.json.lock");
             fs::write(&path, contents).unwrap();
-            let (_, stale) = inspect(&path).unwrap().unwrap();
-            assert!(!stale, "{contents:?}: a young lock is kept");
+            assert_eq!(
+                inspect(&path).unwrap(),
+                Holder::Live,
+                "{contents:?}: a young lock is kept"
+            );
         }
+    }
+
+    #[test]
+    fn an_empty_lock_seen_twice_is_taken_over_in_place() {
+        let (_dir, folder) = folder();
+        let lock = folder.join("a.json.lock");
+        fs::write(&lock, "").unwrap();
+        let inode = fs::metadata(&lock).unwrap().ino();
+        let source = LockSource::new(folder.clone());
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let held = DotLock::acquire(&folder.join("a.json"), &source, deadline).unwrap();
+        let meta = fs::metadata(&lock).unwrap();
+        assert_eq!(meta.ino(), inode, "overwritten in place, not replaced");
+        assert_eq!(fs::read_to_string(&lock).unwrap(), lock_contents());
+        drop((held, source));
+        assert!(names(&folder).is_empty(), "{:?}", names(&folder));
+    }
+
+    #[test]
+    fn a_lock_this_process_left_behind_is_taken_back_at_once() {
+        let (_dir, folder) = folder();
+        fs::write(folder.join("a.json.lock"), lock_contents()).unwrap();
+        let source = LockSource::new(folder.clone());
+        let deadline = Deadline::after(Duration::from_millis(200));
+        let held = DotLock::acquire(&folder.join("a.json"), &source, deadline).unwrap();
+        drop((held, source));
+        assert!(names(&folder).is_empty(), "{:?}", names(&folder));
     }
 }

@@ -3,7 +3,9 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use whmtoken_core::{Decision, ImportRequest, Restrictions, TokenHash, TokenSet};
+use whmtoken_core::{
+    AuditTurn, Decision, FixedClock, ImportRequest, Restrictions, TokenHash, TokenSet,
+};
 
 proptest! {
     #[test]
@@ -38,7 +40,7 @@ proptest! {
             let hash = TokenHash::of_secret(&secret.to_le_bytes());
             let request = ImportRequest::new(hash.clone(), 1_700_000_000 + i as i64, restrictions.clone(), false, i as u64);
             use whmtoken_core::Backend as _;
-            if let Decision::Write { entry, .. } = backend.import(&user, &request).unwrap() {
+            if let Decision::Write { entry, .. } = backend.import(&user, &request, &AuditTurn::alone(&FixedClock::at(0))).unwrap() {
                 written.push((hash, entry));
             }
         }

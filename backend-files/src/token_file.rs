@@ -1,5 +1,6 @@
 //! A user's WHM token file, `var/cpanel/authn/api_tokens_v2/whostmgr/<user>.json`: read,
-//! and replaced atomically and durably under cPanel's lock protocol.
+//! and replaced atomically and durably under cPanel's lock protocol, its audit line written
+//! durably before the new file becomes visible.
 
 use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Write};
@@ -10,7 +11,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::{BackendError, Decision, ImportRequest, TokenSet};
 
 use crate::budget::ReadBudget;
+use crate::crash::crash_point;
 use crate::document::Document;
+use crate::group_sync::GroupSync;
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive, unique_suffix};
 use crate::safe_fs::{
     Expect, Made, check, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file,
@@ -103,30 +106,43 @@ pub(crate) fn list_users(folder: &Utf8Path, owner: u32) -> Result<Vec<String>, B
     Ok(users)
 }
 
-/// Decides `request` against the file's current contents and writes the result, all while
-/// holding the dot-lock and the flock.
+/// The `whostmgr` folder, set up for writing: opened (for fsync), with the syncs its
+/// renames share and the source of its files' dot-locks.
+#[derive(Debug)]
+pub(crate) struct TokenFolder {
+    pub(crate) dir: File,
+    pub(crate) syncs: GroupSync,
+    pub(crate) locks: LockSource,
+}
+
+/// Decides `request` against the file's current contents, has `audit` write the decision's
+/// audit record, and writes the result, all while holding the dot-lock and the flock. When
+/// `audit` fails, nothing is written.
 pub(crate) fn import(
     path: &Utf8Path,
     request: &ImportRequest,
     owner: u32,
     timeout: Duration,
-    folder: &File,
-    locks: &LockSource,
+    folder: &TokenFolder,
     budget: &ReadBudget,
+    audit: &mut dyn FnMut(&Decision) -> Result<(), BackendError>,
 ) -> Result<Decision, BackendError> {
     let deadline = Deadline::after(timeout);
-    let _dot_lock = DotLock::acquire(path, locks, deadline)?;
+    let _dot_lock = DotLock::acquire(path, &folder.locks, deadline)?;
     let (file, size, created) = open_locked(path, owner, deadline)?;
     let _memory = budget.take(size);
     let decided = (|| {
         let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
         let document = Document::parse_for_import(path, &bytes, &request.hash)?;
         let decision = request.decide(&document.set)?;
-        if let Decision::Write { entry, .. } = &decision {
-            let write = |out: &mut io::BufWriter<&File>| {
-                document.write_with_entry(&request.hash, entry, out)
-            };
-            replace_durably(path, write, owner, folder)?;
+        match &decision {
+            Decision::Write { entry, .. } => {
+                let write = |out: &mut io::BufWriter<&File>| {
+                    document.write_with_entry(&request.hash, entry, out)
+                };
+                replace_durably(path, write, owner, folder, &mut || audit(&decision))?;
+            }
+            Decision::AlreadyPresent { .. } => audit(&decision)?,
         }
         Ok(decision)
     })();
@@ -308,14 +324,18 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
     Ok(())
 }
 
-/// Writes `contents` to a new temporary file beside `path`, syncs it, renames it over
-/// `path` and syncs the folder: after a crash the file holds either the old or the new
-/// contents, never a mix. When any step fails, the temporary file is removed.
+/// Writes `contents` to a new temporary file beside `path`, syncs it, has `before_visible`
+/// write the audit line, renames the file over `path` and syncs the folder (one sync shared
+/// with the renames of other threads) and the new file: after a crash the file holds either
+/// the old or the new contents, never a mix. When any step before the rename fails, the
+/// temporary file is removed; a failure after it fails the user without a claim that the
+/// token was stored.
 fn replace_durably(
     path: &Utf8Path,
     contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
     owner: u32,
-    folder: &File,
+    folder: &TokenFolder,
+    before_visible: &mut dyn FnMut() -> Result<(), BackendError>,
 ) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
     let (made, new_file) = write_synced(&temp, contents, owner)?;
@@ -329,10 +349,22 @@ fn replace_durably(
             ),
         });
     }
+    crash_point("token-file-synced");
+    before_visible()?;
+    crash_point("audit-line-durable");
     fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
     made.keep();
+    crash_point("renamed");
     let dir = path.parent().expect("a token file has a folder");
-    folder.sync_all().map_err(|e| io_error(dir, e))
+    let ticket = folder.syncs.ticket();
+    folder
+        .syncs
+        .wait(ticket, || folder.dir.sync_all())
+        .map_err(|e| io_error(dir, e))?;
+    crash_point("folder-synced");
+    // After an I/O error a file system can stop writing while a folder's fsync still
+    // succeeds; the new file's own descriptor reports it.
+    new_file.sync_data().map_err(|e| io_error(path, e))
 }
 
 /// Writes and syncs the new file, flocked as cPanel's writer flocks it; the returned handle

@@ -14,8 +14,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
 use whmtoken_backend_files::{FilesBackend, FilesConfig};
 use whmtoken_core::{
-    AccessHash, Backend, BackendError, ImportRequest, Reads, Restrictions, TokenHash, UserName,
-    WhmRole,
+    AccessHash, AuditTurn, Backend, BackendError, FixedClock, ImportRequest, Reads, Restrictions,
+    TokenHash, UserName, WhmRole,
 };
 use whmtoken_fixtures::{FakeServer, TreeSnapshot, cpanel_style_access_hash};
 
@@ -244,7 +244,15 @@ fn assert_token_file_refused(server: &FakeServer, path: &Utf8Path, detail: &str)
     let before = TreeSnapshot::of(server.root());
     let backend = open(server);
     assert_unsafe(backend.tokens(&user("res1")), path, detail);
-    assert_unsafe(backend.import(&user("res1"), &request()), path, detail);
+    assert_unsafe(
+        backend.import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        ),
+        path,
+        detail,
+    );
     drop(backend);
     assert_unchanged(server, &before);
 }
@@ -257,7 +265,15 @@ fn assert_malformed_token_file_kept(contents: &str, detail: &str) {
     let before = TreeSnapshot::of(server.root());
     let backend = open(&server);
     assert_corrupt(backend.tokens(&user("res1")), &path, detail);
-    assert_corrupt(backend.import(&user("res1"), &request()), &path, detail);
+    assert_corrupt(
+        backend.import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        ),
+        &path,
+        detail,
+    );
     drop(backend);
     assert_eq!(fs::read_to_string(&path).unwrap(), contents);
     assert_unchanged(&server, &before);
@@ -305,7 +321,13 @@ fn assert_attribute_reported(flag: IFlags, what: &str) {
     let backend = open(&server);
     let results = [
         backend.tokens(&user("res1")).map(drop),
-        backend.import(&user("res1"), &request()).map(drop),
+        backend
+            .import(
+                &user("res1"),
+                &request(),
+                &AuditTurn::alone(&FixedClock::at(0)),
+            )
+            .map(drop),
     ];
     drop(backend);
     let after = TreeSnapshot::of(server.root());
@@ -723,7 +745,13 @@ fn a_token_file_that_is_a_fifo_neither_hangs_nor_is_read() {
     let backend = open(&server);
     let (read, imported) = bounded(move || {
         let read = backend.tokens(&user("res1")).map(drop);
-        let imported = backend.import(&user("res1"), &request()).map(drop);
+        let imported = backend
+            .import(
+                &user("res1"),
+                &request(),
+                &AuditTurn::alone(&FixedClock::at(0)),
+            )
+            .map(drop);
         (read, imported)
     });
     assert_unsafe(read, &path, "it is a FIFO");
@@ -743,7 +771,11 @@ fn a_token_file_that_is_a_directory_is_refused() {
     // An import opens the file for writing, which the system refuses on a folder (EISDIR)
     // before the backend's own checks run: refused too, though reported as an I/O error.
     let err = backend
-        .import(&user("res1"), &request())
+        .import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
         .expect_err("a folder is not written to");
     assert!(
         matches!(&err, BackendError::Unsafe { location, .. } | BackendError::Io { location, .. }
@@ -796,7 +828,15 @@ fn a_token_folder_others_can_write_is_refused_before_anything_is_created() {
     let backend = open(&server);
     let detail = format!("folder owned by uid {} with mode 0777", token_owner());
     assert_unsafe(backend.tokens(&user("res1")), &folder, &detail);
-    assert_unsafe(backend.import(&user("res1"), &request()), &folder, &detail);
+    assert_unsafe(
+        backend.import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        ),
+        &folder,
+        &detail,
+    );
     assert_unsafe(backend.token_users(), &folder, &detail);
     drop(backend);
     assert_unchanged(&server, &before);
@@ -822,7 +862,11 @@ fn a_token_folder_that_is_a_symlink_is_refused_and_not_written_through() {
         "it is a symbolic link",
     );
     assert_unsafe(
-        backend.import(&user("res1"), &request()),
+        backend.import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        ),
         &folder,
         "it is a symbolic link",
     );
@@ -843,7 +887,13 @@ fn an_immutable_token_folder_stops_the_import_and_changes_nothing() {
     };
     let before = TreeSnapshot::of(server.root());
     let backend = open(&server);
-    let result = backend.import(&user("res2"), &request()).map(drop);
+    let result = backend
+        .import(
+            &user("res2"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
+        .map(drop);
     drop(backend);
     let after = TreeSnapshot::of(server.root());
     drop(attribute);
@@ -1123,7 +1173,13 @@ fn the_first_write_removes_only_old_debris_of_dead_converters_and_logs_how_many(
     let backend = open(&server);
     backend.tokens(&user("res2")).unwrap();
     assert_eq!(names_in(&folder), everything, "a read removes nothing");
-    let (result, logged) = removed_counts_logged(|| backend.import(&user("res2"), &request()));
+    let (result, logged) = removed_counts_logged(|| {
+        backend.import(
+            &user("res2"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
+    });
     result.unwrap();
     drop(backend);
     assert_eq!(logged, [3], "the number removed is logged once");
@@ -1148,16 +1204,34 @@ fn debris_is_swept_once_per_backend_at_its_first_write() {
     };
     let first = plant(1);
     let backend = open(&server);
-    backend.import(&user("res1"), &request()).unwrap();
+    backend
+        .import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
+        .unwrap();
     assert!(!first.exists());
     let second = plant(2);
-    backend.import(&user("res2"), &request()).unwrap();
+    backend
+        .import(
+            &user("res2"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
+        .unwrap();
     assert!(
         second.exists(),
         "a backend sweeps once, before its first write"
     );
     drop(backend);
-    open(&server).import(&user("res1"), &request()).unwrap();
+    open(&server)
+        .import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
+        .unwrap();
     assert!(!second.exists(), "the next run sweeps it");
 }
 
@@ -1224,7 +1298,14 @@ fn a_full_disk_leaves_no_lock_source_behind() {
     drop(fill(&folder));
     let backend = open(&server);
     for name in ["res1", "res2", "root"] {
-        assert_disk_full(backend.import(&user(name), &request()), &folder);
+        assert_disk_full(
+            backend.import(
+                &user(name),
+                &request(),
+                &AuditTurn::alone(&FixedClock::at(0)),
+            ),
+            &folder,
+        );
         assert_eq!(
             names_in(&folder),
             ["filler"],
@@ -1250,7 +1331,14 @@ fn a_full_disk_leaves_no_temporary_token_file_behind() {
     filler.set_len(size / 4096 * 4096 - 4096).unwrap();
     drop(filler);
     let backend = open(&server);
-    assert_disk_full(backend.import(&user("res1"), &request()), &folder);
+    assert_disk_full(
+        backend.import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        ),
+        &folder,
+    );
     let open_names = names_in(&folder);
     drop(backend);
     assert_eq!(open_names.len(), 3, "{open_names:?}");
@@ -1278,7 +1366,13 @@ fn an_import_keeps_other_entries_and_unknown_keys_byte_for_byte() {
         &format!(r#"{{"version":{unknown},"tokens":{{"{other}":{entry}}},"last":1.0E+2}}"#),
     );
     let backend = open(&server);
-    let decision = backend.import(&user("res1"), &request()).unwrap();
+    let decision = backend
+        .import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
+        .unwrap();
     assert!(matches!(decision, whmtoken_core::Decision::Write { .. }));
     let kept = backend.tokens(&user("res1")).unwrap();
     drop(backend);
@@ -1318,14 +1412,26 @@ fn a_token_file_with_a_repeated_key_fails_its_user_and_stays_byte_identical() {
         let server = server();
         token_file(&server, &contents);
         let err = open(&server)
-            .import(&user("res1"), &request())
+            .import(
+                &user("res1"),
+                &request(),
+                &AuditTurn::alone(&FixedClock::at(0)),
+            )
             .unwrap_err()
             .to_string();
         assert!(
             !err.contains(&key[12..]),
             "{err} shows more than the key's prefix"
         );
-        assert!(open(&server).import(&user("res2"), &request()).is_ok());
+        assert!(
+            open(&server)
+                .import(
+                    &user("res2"),
+                    &request(),
+                    &AuditTurn::alone(&FixedClock::at(0))
+                )
+                .is_ok()
+        );
     }
 }
 
@@ -1359,7 +1465,13 @@ fn a_token_file_is_never_written_past_the_size_it_can_be_read_at() {
     server.write_token_file("res1", &doc.to_string());
     let before = fs::read(&path).unwrap();
     let backend = open(&server);
-    let err = backend.import(&user("res1"), &request()).unwrap_err();
+    let err = backend
+        .import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        )
+        .unwrap_err();
     assert!(
         matches!(&err, BackendError::UnsafeToWrite { .. })
             && err.to_string().contains("more than 16777216"),
@@ -1414,7 +1526,14 @@ fn a_full_disk_leaves_no_empty_token_file_made_by_the_failed_import() {
     filler.set_len(size / 4096 * 4096 - 4096).unwrap();
     drop(filler);
     let backend = open(&server);
-    assert_disk_full(backend.import(&user("res1"), &request()), &folder);
+    assert_disk_full(
+        backend.import(
+            &user("res1"),
+            &request(),
+            &AuditTurn::alone(&FixedClock::at(0)),
+        ),
+        &folder,
+    );
     drop(backend);
     assert_eq!(names_in(&folder), ["filler"], "no res1.json, empty or not");
 }

@@ -12,7 +12,7 @@
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior, params};
-use whmtoken_core::{AuditEvent, BackendError, Clock, Decision, ImportItem, Imported};
+use whmtoken_core::{AuditEvent, BackendError, Clock, Decision, ImportItem};
 
 use crate::error::{BACKEND, Site};
 use crate::open;
@@ -21,7 +21,7 @@ use crate::tokens::{SELECT_TOKENS, UPSERT_TOKEN, read_with};
 /// Users committed together. Bounds how much one failed commit can take with it.
 const CHUNK: usize = 5_000;
 
-type Outcome = Result<Imported, BackendError>;
+type Outcome = Result<Decision, BackendError>;
 
 pub(crate) fn import_all(
     conn: &mut Connection,
@@ -198,10 +198,7 @@ fn write_chunk(
                     }
                 }
             }
-            outcomes.push(Ok(Imported {
-                decision,
-                audit: Ok(()),
-            }));
+            outcomes.push(Ok(decision));
         }
     }
     Ok(Some(outcomes))

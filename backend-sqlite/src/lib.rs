@@ -46,8 +46,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{
-    AccessHash, AuditEvent, Backend, BackendConfig, BackendError, BatchImport, Clock, Decision,
-    ImportItem, ImportRequest, Imported, Privileges, Reads, ServerSettings, TokenEntry, TokenHash,
+    AccessHash, AuditEvent, AuditTurn, Backend, BackendConfig, BackendError, BatchImport, Clock,
+    Decision, ImportItem, ImportRequest, Privileges, Reads, ServerSettings, TokenEntry, TokenHash,
     TokenSet, UserName, WhmRole,
 };
 
@@ -347,16 +347,33 @@ impl Backend for SqliteBackend {
         settings::read(&self.lock(), &self.site)
     }
 
-    fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError> {
+    /// The audit row is inserted in the same transaction as the token; the whole import
+    /// runs in its turn, as every write takes the one connection.
+    fn import(
+        &self,
+        user: &UserName,
+        request: &ImportRequest,
+        audit: &AuditTurn<'_>,
+    ) -> Result<Decision, BackendError> {
         let name = user.as_str();
-        self.write_with(|tx| {
-            let current = tokens::read(tx, &self.site, name)?;
-            let decision = request.decide(&current)?;
-            if let Decision::Write { entry, .. } = &decision {
-                tokens::upsert(tx, name, &request.hash, &entry.to_json())
-                    .map_err(|e| self.site.sql_for(Some("tokens"), Some(name), e))?;
-            }
-            Ok(decision)
+        audit.hold(|| {
+            self.write_with(|tx| {
+                let current = tokens::read(tx, &self.site, name)?;
+                let decision = request.decide(&current)?;
+                audit.record(user, &decision, &mut |event| {
+                    tx.execute(
+                        "INSERT INTO accounting (line) VALUES (?1)",
+                        [event.accounting_line()],
+                    )
+                    .map(drop)
+                    .map_err(|e| self.site.sql(Some("accounting"), e))
+                })?;
+                if let Decision::Write { entry, .. } = &decision {
+                    tokens::upsert(tx, name, &request.hash, &entry.to_json())
+                        .map_err(|e| self.site.sql_for(Some("tokens"), Some(name), e))?;
+                }
+                Ok(decision)
+            })
         })
     }
 
@@ -391,7 +408,7 @@ impl BatchImport for SqliteBackend {
         &self,
         items: &[ImportItem],
         clock: &dyn Clock,
-    ) -> Vec<Result<Imported, BackendError>> {
+    ) -> Vec<Result<Decision, BackendError>> {
         batch::import_all(&mut self.lock(), &self.site, items, clock)
     }
 }

@@ -1,7 +1,17 @@
-//! The audit record written for every token the converter stores.
+//! The audit record written for every token the converter stores, and the turn in which
+//! an import writes it: before its token becomes visible, in the order users were given.
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use jiff::Zoned;
 
+use crate::backend::BackendError;
+use crate::clock::Clock;
+use crate::error_chain;
+use crate::import::Decision;
 use crate::user::UserName;
 
 /// One `CREATEAPITOKEN` event, as cPanel's `accounting.log` records it (reference 2.8).
@@ -23,6 +33,230 @@ impl AuditEvent {
             self.user,
             self.token_name
         )
+    }
+}
+
+/// What [`Backend::import`](crate::Backend::import) is handed to write the audit record of
+/// its decision: no token without a durable record naming it.
+///
+/// An import calls [`record`](Self::record) once, after deciding and before the decision is
+/// visible (before the rename, the commit); when it fails, the import stores nothing and
+/// returns its error. A record that `record` only appended and that the backend makes
+/// durable afterwards (sharing one fsync among users) is reported with
+/// [`durable`](Self::durable). Within a run, records are written in the users' order, and
+/// once one could not be written, no later import of the run stores anything.
+///
+/// `record` waits until every earlier user of the run has written its record, so an
+/// import must not hold, while calling it, a lock that another user's import needs. A
+/// backend that serializes every write behind one lock takes that lock inside
+/// [`hold`](Self::hold) instead.
+pub struct AuditTurn<'a> {
+    clock: &'a dyn Clock,
+    run: Option<(&'a RunAudit, usize)>,
+    taken: Cell<bool>,
+    /// Inside [`hold`](Self::hold): the turn is already this import's.
+    holding: Cell<bool>,
+    /// Refuses every record (see [`refusing`](Self::refusing)).
+    refusal: Option<(String, String)>,
+}
+
+impl fmt::Debug for AuditTurn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditTurn")
+            .field("index", &self.run.map(|(_, index)| index))
+            .field("taken", &self.taken.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> AuditTurn<'a> {
+    /// The turn of an import made on its own, outside a run: records are timed by `clock`.
+    pub fn alone(clock: &'a dyn Clock) -> Self {
+        Self {
+            clock,
+            run: None,
+            taken: Cell::new(false),
+            holding: Cell::new(false),
+            refusal: None,
+        }
+    }
+
+    /// A turn whose record is refused as after an earlier record of its run failed: what a
+    /// conformance test hands an import to check that it then stores nothing.
+    pub fn refusing(clock: &'a dyn Clock, log: &str, cause: &str) -> Self {
+        Self {
+            refusal: Some((log.to_owned(), cause.to_owned())),
+            ..Self::alone(clock)
+        }
+    }
+
+    pub(crate) fn in_run(clock: &'a dyn Clock, run: &'a RunAudit, index: usize) -> Self {
+        Self {
+            clock,
+            run: Some((run, index)),
+            taken: Cell::new(false),
+            holding: Cell::new(false),
+            refusal: None,
+        }
+    }
+
+    /// Whether this import's turn was taken ([`record`](Self::record) or
+    /// [`hold`](Self::hold) was called).
+    pub(crate) fn taken(&self) -> bool {
+        self.taken.get()
+    }
+
+    /// Runs the whole of an import in its turn: for a backend whose imports all take one
+    /// lock, which it takes inside `f`. [`record`](Self::record), called within `f`, then
+    /// does not wait.
+    pub fn hold<T>(&self, f: impl FnOnce() -> T) -> T {
+        assert!(!self.taken.replace(true), "an import takes its turn once");
+        let held = || {
+            self.holding.set(true);
+            let value = f();
+            self.holding.set(false);
+            value
+        };
+        match self.run {
+            Some((run, index)) => run.turns.in_turn(index, held),
+            None => held(),
+        }
+    }
+
+    /// Writes, through `write`, the record that `decision` calls for (one for an entry
+    /// written, none for a key already present), once every earlier user of the run has
+    /// written theirs. After an earlier record of the run failed, an entry to write is
+    /// refused with [`BackendError::AuditUnavailable`] and `write` is not called.
+    pub fn record(
+        &self,
+        user: &UserName,
+        decision: &Decision,
+        write: &mut dyn FnMut(&AuditEvent) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let holding = self.holding.get();
+        assert!(
+            holding || !self.taken.replace(true),
+            "an import records its audit once"
+        );
+        let run = self.run.filter(|_| !holding);
+        let Decision::Write { entry, .. } = decision else {
+            if let Some((run, index)) = run {
+                run.turns.in_turn(index, || ());
+            }
+            return Ok(());
+        };
+        if let Some((location, cause)) = &self.refusal {
+            return Err(BackendError::AuditUnavailable {
+                location: location.clone(),
+                cause: cause.clone(),
+            });
+        }
+        let mut append = || {
+            write(&AuditEvent {
+                time: self.clock.now(),
+                user: user.clone(),
+                token_name: entry.name.clone(),
+            })
+        };
+        let mut append_in_run = |run: &RunAudit| {
+            run.check()?;
+            append().inspect_err(|e| run.fail(e))
+        };
+        match (self.run, run) {
+            (None, _) => append(),
+            // Already in its turn, inside `hold`.
+            (Some((run, _)), None) => append_in_run(run),
+            (Some(_), Some((run, index))) => run.turns.in_turn(index, || append_in_run(run)),
+        }
+    }
+
+    /// Passes on whether the record appended by [`record`](Self::record) was made durable;
+    /// a failure stops the run's later imports as a failed `record` does.
+    pub fn durable(&self, synced: Result<(), BackendError>) -> Result<(), BackendError> {
+        if let (Err(e), Some((run, _))) = (&synced, self.run) {
+            run.fail(e);
+        }
+        synced
+    }
+}
+
+/// The audit side of one run: the users' turns, and the first failure to write a record.
+#[derive(Debug, Default)]
+pub(crate) struct RunAudit {
+    pub(crate) turns: Turns,
+    unavailable: Mutex<Option<(String, String)>>,
+}
+
+impl RunAudit {
+    /// `Err` once a record of this run could not be written.
+    pub(crate) fn check(&self) -> Result<(), BackendError> {
+        let unavailable = self
+            .unavailable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match unavailable.as_ref() {
+            Some((location, cause)) => Err(BackendError::AuditUnavailable {
+                location: location.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, error: &BackendError) {
+        let mut unavailable = self
+            .unavailable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if unavailable.is_none() {
+            *unavailable = Some(where_and_why(error));
+        }
+    }
+}
+
+/// The audit log an error is about and what went wrong with it, without repeating the log.
+fn where_and_why(error: &BackendError) -> (String, String) {
+    match error {
+        BackendError::Locked { location, .. } => (
+            location
+                .strip_suffix(".lock")
+                .unwrap_or(location)
+                .to_owned(),
+            "it is locked by another process".to_owned(),
+        ),
+        BackendError::Io { location, source } => (location.clone(), error_chain(source)),
+        BackendError::UnsafeToWrite { location, detail }
+        | BackendError::Unsafe { location, detail }
+        | BackendError::Corrupt { location, detail } => (location.clone(), detail.clone()),
+        BackendError::AuditUnavailable { location, cause } => (location.clone(), cause.clone()),
+        other => ("of this backend".to_owned(), error_chain(other)),
+    }
+}
+
+/// Turns taken in the items' order: item `i` runs its part once items `0..i` have run
+/// theirs. Items are handed to workers in order, so every earlier item is already being
+/// worked on and its turn comes.
+#[derive(Debug, Default)]
+pub(crate) struct Turns {
+    next: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Turns {
+    /// Runs `f` in turn `index`; the turn passes on even when `f` panics.
+    pub(crate) fn in_turn<T>(&self, index: usize, f: impl FnOnce() -> T) -> T {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        while *next != index {
+            next = self
+                .changed
+                .wait(next)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let value = catch_unwind(AssertUnwindSafe(f));
+        *next += 1;
+        self.changed.notify_all();
+        drop(next);
+        value.unwrap_or_else(|panic| resume_unwind(panic))
     }
 }
 

@@ -8,11 +8,15 @@
 //! - Reads ([`Reads::role`], [`Reads::read_access_hash`], [`Reads::tokens`]) take no lock,
 //!   create nothing and change nothing.
 //! - [`Backend::import`] is atomic: it takes the backend's lock for the user, reads the
-//!   current tokens, calls [`ImportRequest::decide`], writes the result (if any) durably, and
-//!   releases the lock. A reader never sees a half-written token set, and a concurrent
-//!   writer's tokens are never lost. A lock held by another process for longer than the
-//!   backend's lock timeout is [`BackendError::Locked`], and nothing was written.
-//! - [`Backend::append_audit`] appends one whole line, or fails and appends nothing usable.
+//!   current tokens, calls [`ImportRequest::decide`], writes the decision's audit record
+//!   through [`AuditTurn::record`], makes the result (if any) visible and durable, and
+//!   releases the lock. No token is ever visible without a durable audit record naming it:
+//!   when the record fails, nothing is stored. A reader never sees a half-written token
+//!   set, and a concurrent writer's tokens are never lost. A lock held by another process
+//!   for longer than the backend's lock timeout is [`BackendError::Locked`], and nothing was
+//!   written.
+//! - [`Backend::append_audit`] appends one whole line durably, or fails and appends nothing
+//!   usable.
 //! - Every token and every top-level or per-token key that the converter does not touch is
 //!   kept exactly as it was.
 //! - Nothing that holds an [`AccessHash`] is ever logged or put in an error; errors name the
@@ -23,7 +27,7 @@ use std::time::Duration;
 use std::{fmt, io};
 
 use crate::acl::Privileges;
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditTurn};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportError, ImportRequest};
 use crate::secret::{AccessHash, TokenHash};
@@ -101,10 +105,16 @@ pub trait Backend: Reads + fmt::Debug {
     /// The server's settings; a setting the store does not hold has cPanel's default.
     fn server_settings(&self) -> Result<ServerSettings, BackendError>;
 
-    /// Atomically decides and applies `request` for `user`; see the module contract.
-    fn import(&self, user: &UserName, request: &ImportRequest) -> Result<Decision, BackendError>;
+    /// Atomically decides and applies `request` for `user`, writing the decision's audit
+    /// record through `audit` before anything is visible; see the module contract.
+    fn import(
+        &self,
+        user: &UserName,
+        request: &ImportRequest,
+        audit: &AuditTurn<'_>,
+    ) -> Result<Decision, BackendError>;
 
-    /// Appends one audit record.
+    /// Appends one audit record on its own (an event that is not an import's).
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError>;
 
     /// A session for reading many users, from several threads at once, until it is
@@ -116,7 +126,7 @@ pub trait Backend: Reads + fmt::Debug {
 
     /// The batch capability, for a backend that can import many users in a few
     /// transactions; `None` (the default) has the pipeline call [`import`](Self::import)
-    /// and [`append_audit`](Self::append_audit) per user.
+    /// per user on its own threads.
     fn batch(&self) -> Option<&dyn BatchImport> {
         None
     }
@@ -131,15 +141,15 @@ pub trait Backend: Reads + fmt::Debug {
 /// Importing many users at once: what a transactional backend offers through
 /// [`Backend::batch`].
 pub trait BatchImport: Send + Sync {
-    /// Does for every item what [`Backend::import`] and then [`audit_decision`] do for one,
-    /// on the calling thread,
-    /// and returns one outcome per item in the same order. A failure for one item never
-    /// undoes another's import or audit record.
+    /// Does for every item what [`Backend::import`] does for one, on the calling thread,
+    /// each token stored together with its audit record (one for an entry written, timed by
+    /// `clock`) and never without it, and returns one outcome per item in the same order. A
+    /// failure for one item never undoes another's import.
     fn import_batch(
         &self,
         items: &[ImportItem],
         clock: &dyn Clock,
-    ) -> Vec<Result<Imported, BackendError>>;
+    ) -> Vec<Result<Decision, BackendError>>;
 }
 
 /// One user's import within a run.
@@ -147,32 +157,6 @@ pub trait BatchImport: Send + Sync {
 pub struct ImportItem {
     pub user: UserName,
     pub request: ImportRequest,
-}
-
-/// What an import did, and whether its audit record was written.
-#[derive(Debug)]
-pub struct Imported {
-    pub decision: Decision,
-    /// `Ok` when nothing needed auditing or the record was written.
-    pub audit: Result<(), BackendError>,
-}
-
-/// Appends the audit record that `decision`, made for `item`, calls for: one for an entry
-/// written, none for a key already present.
-pub fn audit_decision(
-    backend: &dyn Backend,
-    item: &ImportItem,
-    decision: &Decision,
-    clock: &dyn Clock,
-) -> Result<(), BackendError> {
-    match decision {
-        Decision::Write { entry, .. } => backend.append_audit(&AuditEvent {
-            time: clock.now(),
-            user: item.user.clone(),
-            token_name: entry.name.clone(),
-        }),
-        Decision::AlreadyPresent { .. } => Ok(()),
-    }
 }
 
 /// A failure reported by a backend: what happened, and where. Messages name the location
@@ -216,6 +200,11 @@ pub enum BackendError {
         location: String,
         what: &'static str,
     },
+
+    /// Not attempted: an earlier audit record of the run could not be written, and no token
+    /// is stored without one.
+    #[error("not attempted: the audit log {location} cannot be written ({cause})")]
+    AuditUnavailable { location: String, cause: String },
 
     /// The backend cannot do this at all.
     #[error("the {backend} backend does not support {operation}")]

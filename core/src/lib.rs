@@ -26,11 +26,8 @@ pub mod user;
 mod properties;
 
 pub use acl::Privileges;
-pub use audit::AuditEvent;
-pub use backend::{
-    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, ServerSettings, WhmRole,
-    audit_decision,
-};
+pub use audit::{AuditEvent, AuditTurn};
+pub use backend::{Backend, BackendError, BatchImport, ImportItem, Reads, ServerSettings, WhmRole};
 pub use clock::{Clock, FixedClock};
 pub use error_chain::error_chain;
 pub use harness::{BackendConfig, Harness, Seed, SeedUser};

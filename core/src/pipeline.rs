@@ -5,14 +5,13 @@
 //! a panic while working on one user fails that user alone. A dry run is a plan turned into a report with
 //! [`Plan::preview`]: it makes every read and check a real run makes and writes nothing.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use rand::{Rng, RngExt};
 
-use crate::backend::{
-    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, WhmRole, audit_decision,
-};
+use crate::audit::{AuditTurn, RunAudit};
+use crate::backend::{Backend, BackendError, BatchImport, ImportItem, Reads, WhmRole};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
 use crate::parallel;
@@ -99,12 +98,6 @@ pub enum UserError {
     Backend(#[from] BackendError),
     #[error("not attempted: interrupted")]
     Interrupted,
-    #[error("the token was stored as “{token_name}”, but its audit line was not written")]
-    AuditFailed {
-        token_name: String,
-        #[source]
-        source: BackendError,
-    },
 }
 
 /// One user's line in the report.
@@ -375,7 +368,7 @@ pub fn apply_each(
     stream(&mut slots, progress);
     let mut done = 0;
     // `None`: the run was stopped before this user was started.
-    let mut ready = |index: usize, outcome: Option<Result<Imported, BackendError>>| {
+    let mut ready = |index: usize, outcome: Option<Result<Decision, BackendError>>| {
         done += 1;
         progress(Progress::Finished { done, total });
         let item = &items[index];
@@ -394,17 +387,17 @@ pub fn apply_each(
             }
         }
         None => {
-            let turns = Turns::default();
+            let run = RunAudit::default();
             parallel::for_each_ready(
                 &items,
                 jobs,
                 |index, item| {
                     if stopped() {
                         // Not started; its turn still passes, for the users after it.
-                        turns.in_turn(index, || ());
+                        run.turns.in_turn(index, || ());
                         return None;
                     }
-                    Some(import_one(backend, item, clock, &turns, index))
+                    Some(import_one(backend, item, clock, &run, index))
                 },
                 &mut ready,
             );
@@ -425,16 +418,16 @@ pub fn import_all(
     items: &[ImportItem],
     clock: &dyn Clock,
     jobs: usize,
-) -> Vec<Result<Imported, BackendError>> {
+) -> Vec<Result<Decision, BackendError>> {
     match backend.batch() {
         Some(batch) => import_batch(batch, items, clock),
         None => {
-            let turns = Turns::default();
+            let run = RunAudit::default();
             let mut outcomes: Vec<Option<_>> = items.iter().map(|_| None).collect();
             parallel::for_each_ready(
                 items,
                 jobs,
-                |index, item| import_one(backend, item, clock, &turns, index),
+                |index, item| import_one(backend, item, clock, &run, index),
                 |index, outcome| outcomes[index] = Some(outcome),
             );
             outcomes
@@ -449,71 +442,34 @@ fn import_batch(
     batch: &dyn BatchImport,
     items: &[ImportItem],
     clock: &dyn Clock,
-) -> Vec<Result<Imported, BackendError>> {
+) -> Vec<Result<Decision, BackendError>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         batch.import_batch(items, clock)
     }))
     .unwrap_or_else(|_| items.iter().map(|item| Err(internal_error(item))).collect())
 }
 
-/// Imports one item on a worker thread, then appends its audit record when its turn
-/// comes: audit lines follow the order users were given, whatever `--jobs` is.
+/// Imports one item on a worker thread; its audit record is written in its turn, so that
+/// audit lines follow the order users were given, whatever `--jobs` is. Once a record of
+/// the run could not be written, the item is not attempted.
 fn import_one(
     backend: &dyn Backend,
     item: &ImportItem,
     clock: &dyn Clock,
-    turns: &Turns,
+    run: &RunAudit,
     index: usize,
-) -> Result<Imported, BackendError> {
-    let caught = |f: &mut dyn FnMut() -> Result<Imported, BackendError>| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            .unwrap_or_else(|_| Err(internal_error(item)))
-    };
-    let decision = caught(&mut || {
-        let decision = backend.import(&item.user, &item.request)?;
-        Ok(Imported {
-            decision,
-            audit: Ok(()),
-        })
-    });
-    turns.in_turn(index, || {
-        let Ok(Imported { decision, .. }) = decision else {
-            return decision;
-        };
-        caught(&mut || {
-            let audit = audit_decision(backend, item, &decision, clock);
-            Ok(Imported {
-                decision: decision.clone(),
-                audit,
-            })
-        })
-    })
-}
-
-/// Turns taken in the items' order: item `i` runs its part once items `0..i` have run
-/// theirs. Items are handed to workers in order, so every earlier item is already being
-/// worked on and its turn comes.
-#[derive(Debug, Default)]
-struct Turns {
-    next: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl Turns {
-    fn in_turn<T>(&self, index: usize, f: impl FnOnce() -> T) -> T {
-        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-        while *next != index {
-            next = self
-                .changed
-                .wait(next)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        // `f` catches its own panics: the turn always passes on.
-        let value = f();
-        *next += 1;
-        self.changed.notify_all();
-        value
+) -> Result<Decision, BackendError> {
+    let turn = AuditTurn::in_run(clock, run, index);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run.check()?;
+        backend.import(&item.user, &item.request, &turn)
+    }))
+    .unwrap_or_else(|_| Err(internal_error(item)));
+    if !turn.taken() {
+        // Failed before its record: the turn passes on to the users after it.
+        run.turns.in_turn(index, || ());
     }
+    outcome
 }
 
 /// A user's failure when a panic (a bug) interrupted its import.
@@ -524,30 +480,11 @@ fn internal_error(item: &ImportItem) -> BackendError {
     }
 }
 
-fn imported(item: &ImportItem, outcome: Result<Imported, BackendError>) -> UserResult {
+fn imported(item: &ImportItem, outcome: Result<Decision, BackendError>) -> UserResult {
     let user = item.user.as_str();
-    let prefix = Some(item.request.hash.prefix().to_owned());
     match outcome {
-        Err(e) => UserResult::failed(user, prefix, e),
-        Ok(Imported {
-            decision,
-            audit: Err(source),
-        }) => {
-            let token_name = decision.token_name().to_owned();
-            let error = UserError::AuditFailed {
-                token_name: token_name.clone(),
-                source,
-            };
-            // The token was stored: the report names it, although the user failed.
-            UserResult {
-                token_name: Some(token_name),
-                ..UserResult::failed(user, prefix, error)
-            }
-        }
-        Ok(Imported {
-            decision,
-            audit: Ok(()),
-        }) => {
+        Err(e) => UserResult::failed(user, Some(item.request.hash.prefix().to_owned()), e),
+        Ok(decision) => {
             if let Decision::Write { entry, .. } = &decision {
                 tracing::info!(user = %item.user, key = %item.request.hash, name = %entry.name, "token stored");
             }

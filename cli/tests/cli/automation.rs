@@ -412,38 +412,59 @@ fn a_stdout_that_cannot_be_written_exits_74_after_doing_the_work() {
 }
 
 #[test]
-fn a_held_accounting_log_fails_the_audit_but_names_the_stored_token() {
+fn a_held_accounting_log_stores_nothing_and_stops_the_run_until_a_rerun() {
     let server = server_with_resellers();
+    let log = server.root().join("var/cpanel/accounting.log");
     let lock = server.root().join("var/cpanel/accounting.log.lock");
+    // Another live process (this test's) holds the log's dot-lock.
     fs::write(&lock, format!("{}\nwhm\n", std::process::id())).unwrap();
     let (code, report, stderr) =
         json_report(&server, &["--lock-timeout", "0.2", "root", "res1", "res2"]);
     assert_eq!(code, 65);
-    for (result, user) in report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(["root", "res1", "res2"])
-    {
+    let results = report["results"].as_array().unwrap();
+    for (result, user) in results.iter().zip(["root", "res1", "res2"]) {
         assert_eq!(result["status"], json!("failed"), "{result}");
-        let name = result["token_name"]
-            .as_str()
-            .expect("the stored token is named");
-        let error = result["error"].as_str().unwrap();
-        assert!(
-            error.contains(&format!("the token was stored as “{name}”")),
-            "{error}"
-        );
-        assert!(
-            error.contains("accounting.log.lock is locked by another process (waited 0.2 s)"),
-            "{error}"
-        );
-        let doc = server.token_document(user).unwrap();
         assert_eq!(
-            doc["tokens"][server.expected_key(user)]["name"],
-            json!(name)
+            result["token_name"],
+            json!(null),
+            "nothing stored: {result}"
+        );
+        let error = result["error"].as_str().unwrap();
+        if user == "root" {
+            assert!(
+                error.contains("accounting.log.lock is locked by another process (waited 0.2 s)"),
+                "{error}"
+            );
+        } else {
+            assert_eq!(
+                error,
+                format!(
+                    "not attempted: the audit log {log} cannot be written (it is locked by another process)"
+                )
+            );
+        }
+        let doc = server.token_document(user);
+        let tokens = doc.as_ref().and_then(|d| d["tokens"].as_object().cloned());
+        assert!(
+            tokens.is_none_or(|t| !t.contains_key(&server.expected_key(user))),
+            "{user}: no token without its audit line: {doc:?}"
         );
     }
-    assert_eq!(stderr.lines().count(), 3);
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
     assert!(server.accounting_lines().is_empty());
+
+    fs::remove_file(&lock).unwrap();
+    let (code, report, _) = json_report(&server, &["root", "res1", "res2"]);
+    assert_eq!(code, 0, "{report}");
+    let lines = server.accounting_lines();
+    for result in report["results"].as_array().unwrap() {
+        assert_eq!(result["status"], json!("converted"), "{result}");
+        let naming = format!(
+            ":CREATEAPITOKEN:root:{}:not-applicable:{}",
+            result["user"].as_str().unwrap(),
+            result["token_name"].as_str().unwrap()
+        );
+        let count = lines.iter().filter(|l| l.ends_with(&naming)).count();
+        assert_eq!(count, 1, "one line per token: {lines:?}");
+    }
 }
