@@ -1,6 +1,7 @@
 //! Drives the built `convert_accesshash_to_token` against fake cPanel trees and checks what
 //! a sysadmin would: files, modes, output lines, exit statuses.
 
+mod audit_trail;
 mod automation;
 mod differential;
 mod docs;
