@@ -154,6 +154,7 @@ struct Mount(Utf8PathBuf);
 
 impl Mount {
     /// Runs `mount args…`; `None`, with a note, where this machine cannot mount.
+    #[expect(clippy::print_stderr, reason = "a skipped test says why")]
     fn new(target: &Utf8Path, args: &[&str]) -> Option<Self> {
         if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: mounting needs root");
