@@ -10,10 +10,10 @@ use crate::{cargo, target_dir};
 
 /// One measured command: wall, user and system seconds, peak resident kilobytes.
 #[derive(Clone, Copy, Debug)]
-struct Sample {
-    wall: f64,
-    user: f64,
-    system: f64,
+pub(crate) struct Sample {
+    pub(crate) wall: f64,
+    pub(crate) user: f64,
+    pub(crate) system: f64,
     max_rss_kb: f64,
 }
 
@@ -47,15 +47,16 @@ const CASES: [Case; 4] = [
     },
 ];
 
-struct Tools {
-    converter: PathBuf,
+pub(crate) struct Tools {
+    pub(crate) converter: PathBuf,
     whmtoken: PathBuf,
     fake_server: PathBuf,
-    floor: PathBuf,
-    jobs: usize,
+    pub(crate) floor: PathBuf,
+    pub(crate) jobs: usize,
 }
 
-pub fn bench() -> Result<(), String> {
+/// The whole bench, or with `only_filesystems` the part on XFS and ext4 images alone.
+pub fn bench(only_filesystems: bool) -> Result<(), String> {
     if !Path::new("/usr/bin/time").exists() {
         return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
     }
@@ -87,6 +88,20 @@ pub fn bench() -> Result<(), String> {
     let mut notes = String::new();
     let mut file_medians = Vec::new();
     let copies = Copies::new(out.join("work"))?;
+    let mut file_templates = Vec::new();
+    for case in CASES.iter().filter(|c| c.backend == "files") {
+        let template = out.join(format!("{}-{}-v{TEMPLATES}", case.backend, case.resellers));
+        generated(&tools, &template, case.backend, case.resellers, 3, 1)?;
+        file_templates.push((case.resellers, template));
+    }
+    if only_filesystems {
+        let text = crate::filesystems::bench(&tools, &file_templates, &out);
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{text}");
+        }
+        return Ok(());
+    }
     for case in &CASES {
         let template = out.join(format!("{}-{}-v{TEMPLATES}", case.backend, case.resellers));
         generated(&tools, &template, case.backend, case.resellers, 3, 1)?;
@@ -189,8 +204,9 @@ pub fn bench() -> Result<(), String> {
         )
         .expect("write to a String");
     }
+    let filesystems = crate::filesystems::bench(&tools, &file_templates, &out);
     let text = format!(
-        "# whmtoken benchmark\n\nConverter (`--all-resellers`, default `--jobs` = {}) against the I/O floor, timed pair by pair on fresh copies; ratios are medians of the pairwise ratios.\n\n{report}\n{notes}",
+        "# whmtoken benchmark\n\nConverter (`--all-resellers`, default `--jobs` = {}) against the I/O floor, timed pair by pair on fresh copies; ratios are medians of the pairwise ratios.\n\n{report}\n{notes}{filesystems}",
         tools.jobs
     );
     std::fs::write(out.join("report.md"), &text).map_err(|e| e.to_string())?;
@@ -304,13 +320,13 @@ fn measure(tools: &Tools, case: &Case, template: &Path, work: &Copies) -> Result
 /// every new inode, the inodes deleted in the last few minutes, so deleting a 30,000-file
 /// copy right before a run slows that run's file creations by an amount that grows with
 /// the size of the copy, not with the work being measured.
-struct Copies {
+pub(crate) struct Copies {
     folder: PathBuf,
     made: std::cell::Cell<usize>,
 }
 
 impl Copies {
-    fn new(folder: PathBuf) -> Result<Self, String> {
+    pub(crate) fn new(folder: PathBuf) -> Result<Self, String> {
         if folder.exists() {
             // Left by an interrupted bench.
             std::fs::remove_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
@@ -322,7 +338,7 @@ impl Copies {
         })
     }
 
-    fn fresh(&self, template: &Path) -> Result<PathBuf, String> {
+    pub(crate) fn fresh(&self, template: &Path) -> Result<PathBuf, String> {
         let n = self.made.get();
         self.made.set(n + 1);
         let copy = self.folder.join(n.to_string());
@@ -340,7 +356,7 @@ impl Drop for Copies {
 }
 
 /// Runs `command` under GNU time and returns what it measured.
-fn timed(command: &mut Command) -> Result<Sample, String> {
+pub(crate) fn timed(command: &mut Command) -> Result<Sample, String> {
     let out = tempfile_path();
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
@@ -382,7 +398,7 @@ fn tempfile_path() -> PathBuf {
     target_dir().join(format!("bench/time-{}.txt", std::process::id()))
 }
 
-fn run_quiet(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run_quiet(command: &mut Command) -> Result<(), String> {
     let output = command
         .output()
         .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
@@ -397,7 +413,7 @@ fn run_quiet(command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     match values.len() {

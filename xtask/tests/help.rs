@@ -33,8 +33,10 @@ fn a_tasks_help_says_what_it_does_and_runs_nothing() {
         for flag in ["--help", "-h"] {
             let (ok, stdout, stderr) = xtask(&[task, flag]);
             assert!(ok, "{task} {flag}: {stderr}");
+            let usage = stdout.lines().next().unwrap_or_default();
             assert!(
-                stdout.starts_with(&format!("usage: cargo xtask {task}\n\n")),
+                usage == format!("usage: cargo xtask {task}")
+                    || usage.starts_with(&format!("usage: cargo xtask {task} [")),
                 "{task} {flag}: {stdout}"
             );
             // Every task announces each command before it runs it: nothing was announced.
@@ -49,7 +51,7 @@ fn unknown_tasks_and_arguments_are_refused() {
     assert!(!ok);
     assert_eq!(
         stderr,
-        "xtask: bench takes no arguments (given: --resellers); cargo xtask bench --help says what it does\n"
+        "xtask: bench takes no such argument (given: --resellers); cargo xtask bench --help says what it does\n"
     );
     let (ok, _, stderr) = xtask(&["frobnicate"]);
     assert!(!ok && stderr.contains("usage: cargo xtask"), "{stderr}");

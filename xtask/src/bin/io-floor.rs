@@ -4,14 +4,17 @@
 //! ```text
 //! io-floor files ROOT JOBS   # per reseller (each folder under ROOT/home): read .accesshash and
 //!                            # the token file, write a new token file to a temporary file,
-//!                            # fsync, rename, fsync the folder; on JOBS threads
+//!                            # fsync it, append an audit line to var/cpanel/accounting.log and
+//!                            # fdatasync it, rename, fsync the folder; on JOBS threads
+//! io-floor syncfs ROOT JOBS  # the same writes without any fsync, then one syncfs of the file
+//!                            # system: the limit no per-file durability can reach
 //! io-floor sqlite DB         # per reseller: read its access hash and tokens, insert a token
 //!                            # and an accounting line; all in one transaction
 //! ```
 
 #![allow(clippy::print_stderr)]
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,9 +23,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["files", root, jobs] => files(Path::new(root), jobs.parse().unwrap_or(1)),
+        ["files", root, jobs] => files(Path::new(root), jobs.parse().unwrap_or(1), true),
+        ["syncfs", root, jobs] => files(Path::new(root), jobs.parse().unwrap_or(1), false)
+            .and_then(|()| {
+                let dir = File::open(root).map_err(|e| e.to_string())?;
+                rustix::fs::syncfs(&dir).map_err(|e| e.to_string())
+            }),
         ["sqlite", db] => sqlite(Path::new(db)).map_err(|e| e.to_string()),
-        _ => Err("usage: io-floor files ROOT JOBS | io-floor sqlite DB".to_owned()),
+        _ => Err("usage: io-floor files|syncfs ROOT JOBS | io-floor sqlite DB".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,7 +41,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn files(root: &Path, jobs: usize) -> Result<(), String> {
+/// Each user's token file replaced, and an audit line appended; each synced on its own when
+/// `durable`.
+fn files(root: &Path, jobs: usize, durable: bool) -> Result<(), String> {
     let mut users: Vec<PathBuf> = fs::read_dir(root.join("home"))
         .map_err(|e| e.to_string())?
         .map(|e| e.map(|e| e.path()))
@@ -41,6 +51,12 @@ fn files(root: &Path, jobs: usize) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     users.sort();
     let tokens = root.join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    fs::create_dir_all(&tokens).map_err(|e| e.to_string())?;
+    let log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(root.join("var/cpanel/accounting.log"))
+        .map_err(|e| e.to_string())?;
     let next = AtomicUsize::new(0);
     let work = || -> Result<(), String> {
         loop {
@@ -55,11 +71,20 @@ fn files(root: &Path, jobs: usize) -> Result<(), String> {
             let temp = tokens.join(format!("{user}.json-floor"));
             let mut file = File::create(&temp).map_err(|e| e.to_string())?;
             file.write_all(&contents).map_err(|e| e.to_string())?;
-            file.sync_all().map_err(|e| e.to_string())?;
-            fs::rename(&temp, &path).map_err(|e| e.to_string())?;
-            File::open(&tokens)
-                .and_then(|d| d.sync_all())
+            let line = format!("floor:CREATEAPITOKEN:root:{user}:not-applicable:floor\n");
+            (&log)
+                .write_all(line.as_bytes())
                 .map_err(|e| e.to_string())?;
+            if durable {
+                file.sync_all().map_err(|e| e.to_string())?;
+                log.sync_data().map_err(|e| e.to_string())?;
+            }
+            fs::rename(&temp, &path).map_err(|e| e.to_string())?;
+            if durable {
+                File::open(&tokens)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| e.to_string())?;
+            }
         }
     };
     std::thread::scope(|scope| {

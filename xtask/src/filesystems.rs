@@ -1,0 +1,196 @@
+//! The file-backend bench on the file systems cPanel servers use: XFS (the default of the
+//! EL family) and ext4 with its journal, each on a fresh loop-mounted image under
+//! `target/bench/images`. Needs root (to mount) and `mkfs.xfs` (Debian package
+//! `xfsprogs`); without them it says what it skips.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::bench::{Copies, Sample, Tools, median, run_quiet, timed};
+
+/// A file system made on a fresh image file and mounted for the bench; unmounted and its
+/// image removed when dropped.
+struct Image {
+    file: PathBuf,
+    mount: PathBuf,
+}
+
+/// The file systems measured: name, `mkfs` program and its options.
+const FILE_SYSTEMS: [(&str, &str, &[&str]); 2] = [
+    ("xfs", "mkfs.xfs", &["-q", "-f"]),
+    ("ext4 (journal)", "mkfs.ext4", &["-q", "-F"]),
+];
+
+/// Big enough for every fresh copy of the 10,000-reseller server the bench makes.
+const IMAGE_SIZE: &str = "6G";
+
+impl Image {
+    fn new(folder: &Path, name: &str, mkfs: &str, options: &[&str]) -> Result<Self, String> {
+        let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        let file = folder.join(format!("{slug}.img"));
+        let mount = folder.join(format!("{slug}-mnt"));
+        let _ = Command::new("umount").arg(&mount).output();
+        let _ = std::fs::remove_file(&file);
+        std::fs::create_dir_all(&mount).map_err(|e| format!("{}: {e}", mount.display()))?;
+        run_quiet(Command::new("truncate").args(["-s", IMAGE_SIZE]).arg(&file))?;
+        run_quiet(Command::new(mkfs).args(options).arg(&file))?;
+        run_quiet(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&file)
+                .arg(&mount),
+        )?;
+        Ok(Self { file, mount })
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mount).output();
+        let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_dir(&self.mount);
+    }
+}
+
+/// Why the file-system bench cannot run here, if it cannot.
+fn cannot_run() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("skipped: mounting images needs root".into());
+    }
+    let missing: Vec<&str> = FILE_SYSTEMS
+        .iter()
+        .map(|(_, mkfs, _)| *mkfs)
+        .filter(|mkfs| Command::new(mkfs).arg("-V").output().is_err())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "skipped: {} not installed (Debian packages xfsprogs, e2fsprogs)",
+            missing.join(", ")
+        )
+    })
+}
+
+/// The converter and the floors on each file system, for each template: a markdown section.
+pub(crate) fn bench(tools: &Tools, templates: &[(usize, PathBuf)], out: &Path) -> String {
+    let mut text = String::from("\n## On XFS and ext4 with its journal (loop-mounted images)\n\n");
+    if let Some(why) = cannot_run() {
+        eprintln!("xtask: file systems: {why}");
+        writeln!(text, "{why}.").expect("write to a String");
+        return text;
+    }
+    text.push_str(
+        "| file system | users | converter | floor serial | floor threaded | floor one `syncfs` | ratio threaded | ratio serial | user CPU/user | total CPU/user |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    let mut growth = String::new();
+    for (name, mkfs, options) in FILE_SYSTEMS {
+        let image = match Image::new(&out.join("images"), name, mkfs, options) {
+            Ok(image) => image,
+            Err(e) => {
+                writeln!(text, "| {name} | could not make the image: {e} |").expect("write");
+                continue;
+            }
+        };
+        let mut medians = Vec::new();
+        for (resellers, template) in templates {
+            match measure(tools, template, &image.mount) {
+                Ok(row) => {
+                    medians.push(row.converter);
+                    writeln!(text, "{}", row.line(name, *resellers)).expect("write");
+                }
+                Err(e) => writeln!(text, "| {name} | {resellers} | failed: {e} |").expect("write"),
+            }
+            eprintln!("xtask: {name} {resellers}: done");
+        }
+        if let [small, large] = medians[..] {
+            writeln!(
+                growth,
+                "- Growth on {name}, 10,000 / 1,000 resellers: {:.2}x.",
+                large / small
+            )
+            .expect("write to a String");
+        }
+    }
+    text.push('\n');
+    text.push_str(&growth);
+    text
+}
+
+/// Medians of one server on one file system.
+struct Row {
+    converter: f64,
+    floor_serial: f64,
+    floor_threaded: f64,
+    floor_syncfs: f64,
+    ratio_threaded: f64,
+    ratio_serial: f64,
+    user_cpu_per_user: f64,
+    total_cpu_per_user: f64,
+}
+
+impl Row {
+    fn line(&self, name: &str, users: usize) -> String {
+        format!(
+            "| {name} | {users} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}x | {:.2}x | {:.1} µs | {:.1} µs |",
+            self.converter,
+            self.floor_serial,
+            self.floor_threaded,
+            self.floor_syncfs,
+            self.ratio_threaded,
+            self.ratio_serial,
+            self.user_cpu_per_user * 1e6,
+            self.total_cpu_per_user * 1e6,
+        )
+    }
+}
+
+/// How many times each command runs on each file system.
+const REPEATS: usize = 3;
+
+fn measure(tools: &Tools, template: &Path, mount: &Path) -> Result<Row, String> {
+    let copies = Copies::new(mount.join("work"))?;
+    let users = std::fs::read_dir(template.join("home"))
+        .map_err(|e| e.to_string())?
+        .count() as f64;
+    let (mut converter, mut serial, mut threaded, mut syncfs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let floor = |mode: &str, copy: &Path, jobs: usize| {
+        let mut c = Command::new(&tools.floor);
+        c.arg(mode).arg(copy).arg(jobs.to_string());
+        c
+    };
+    for _ in 0..REPEATS {
+        let copy = copies.fresh(template)?;
+        converter.push(timed(
+            Command::new(&tools.converter)
+                .arg("--config")
+                .arg(copy.join("whmtoken.toml"))
+                .arg("--all-resellers"),
+        )?);
+        serial.push(timed(&mut floor("files", &copies.fresh(template)?, 1))?);
+        threaded.push(timed(&mut floor(
+            "files",
+            &copies.fresh(template)?,
+            tools.jobs,
+        ))?);
+        syncfs.push(timed(&mut floor(
+            "syncfs",
+            &copies.fresh(template)?,
+            tools.jobs,
+        ))?);
+    }
+    let wall = |samples: &[Sample]| median(samples.iter().map(|s| s.wall));
+    let ratio =
+        |floor: &[Sample]| median(converter.iter().zip(floor).map(|(c, f)| c.wall / f.wall));
+    Ok(Row {
+        converter: wall(&converter),
+        floor_serial: wall(&serial),
+        floor_threaded: wall(&threaded),
+        floor_syncfs: wall(&syncfs),
+        ratio_threaded: ratio(&threaded),
+        ratio_serial: ratio(&serial),
+        user_cpu_per_user: median(converter.iter().map(|s| s.user)) / users,
+        total_cpu_per_user: median(converter.iter().map(|s| s.user + s.system)) / users,
+    })
+}
