@@ -74,7 +74,11 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
     ])?;
     let release = target_dir().join("release");
     let tools = Tools {
-        converter: release.join("convert_accesshash_to_token"),
+        // Another build's converter, to compare against: BENCH_CONVERTER=path.
+        converter: std::env::var_os("BENCH_CONVERTER").map_or_else(
+            || release.join("convert_accesshash_to_token"),
+            PathBuf::from,
+        ),
         whmtoken: release.join("whmtoken"),
         fake_server: release.join("fake-server"),
         floor: release.join("io-floor"),

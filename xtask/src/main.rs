@@ -56,7 +56,8 @@ Builds the release binaries, generates fake servers in target/bench (kept for th
 run), runs the converter against an I/O floor on a fresh copy of each, and prints a table
 of medians and ratios, also written to target/bench/report.md. Run as root, it also
 measures the file backend on fresh loop-mounted XFS and ext4 (with journal) images
-(needs xfsprogs); --only-filesystems runs that part alone. Needs GNU time at
+(needs xfsprogs); --only-filesystems runs that part alone. BENCH_CONVERTER=PATH measures
+another build of the converter instead (an older commit's, say). Needs GNU time at
 /usr/bin/time; takes several minutes. A benchmark, not a test: CI runs none of it.",
     ),
 ];

@@ -293,3 +293,28 @@ fn a_read_only_log_stores_nothing_and_a_rerun_converges() {
     drop(bound);
     assert_rerun_converges(&server, &names, "after the read-only log");
 }
+
+#[test]
+fn empty_lock_files_left_by_a_crash_are_taken_over_at_once() {
+    let (server, names) = server_with_resellers(3);
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    std::fs::create_dir_all(&folder).unwrap();
+    let token_lock = folder.join(format!("{}.json.lock", names[1]));
+    let log_lock = server.root().join("var/cpanel/accounting.log.lock");
+    for lock in [&token_lock, &log_lock] {
+        std::fs::write(lock, "").unwrap();
+    }
+    // Far below cPanel's 300 s: the empty locks are not waited on as if held.
+    let out = run(
+        &server,
+        &["--all-resellers", "--json", "--lock-timeout", "3"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_one_line_per_token(&server, &names, "empty locks");
+    assert_eq!(stored_tokens(&server, &names).len(), names.len());
+    for lock in [&token_lock, &log_lock] {
+        assert!(!lock.exists(), "{lock} released after the run");
+    }
+}
