@@ -1,10 +1,12 @@
 //! `var/cpanel/accounting.log`: one line appended per token written, under the same lock
 //! protocol cPanel uses for it, the file kept at mode 0600.
 //!
-//! A line is written whole, in one `write` on an `O_APPEND` descriptor, after a line feed
-//! when the log's last byte is not one (a line torn by an earlier crash stays on its own),
-//! and it is made durable (fdatasync) before the token it names becomes visible. Users of
-//! one run share those syncs ([`GroupSync`]).
+//! Lines are queued in the users' order and written by a group commit ([`GroupSync`]):
+//! whoever finds no write running takes every line queued so far, writes them whole in one
+//! `write` on an `O_APPEND` descriptor under the log's locks (after a line feed when the
+//! log's last byte is not one, so that a line torn by an earlier crash stays on its own),
+//! and fdatasyncs the log; the others wait for it. A line is on disk before the token it
+//! names becomes visible.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
@@ -14,33 +16,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use whmtoken_core::BackendError;
+use whmtoken_core::{BackendError, error_chain};
 
 use crate::group_sync::{GroupSync, Ticket};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive};
 use crate::safe_fs::{Expect, check, io_error, open_guarded};
 
-/// The log, opened once per run and appended to under its locks. Threads of this process
-/// queue on the mutex instead of polling the dot-lock.
+/// The log, opened once per run and appended to under its locks.
 #[derive(Debug)]
 pub(crate) struct AccountingLog {
     path: Utf8PathBuf,
     /// Who may own the log besides root: the tree's owner.
     owner: u32,
     locks: LockSource,
-    open: Mutex<Option<Arc<File>>>,
-    /// Set once a wait for the log's locks timed out: the users after that fail at once
+    /// Used by one commit at a time.
+    open: Mutex<Option<File>>,
+    /// Set once a wait for the log's locks timed out: the lines after that fail at once
     /// instead of each waiting the whole timeout again.
     gave_up: AtomicBool,
-    syncs: GroupSync,
+    lines: GroupSync<Vec<u8>, Arc<BackendError>>,
 }
 
-/// A line appended but not yet known to be on disk: [`AccountingLog::sync`] makes it so.
+/// A line queued but not yet known to be on disk: [`AccountingLog::sync`] makes it so.
 #[derive(Debug)]
-pub(crate) struct Appended {
-    ticket: Ticket,
-    file: Arc<File>,
-}
+pub(crate) struct Appended(Ticket);
 
 impl AccountingLog {
     pub(crate) fn new(path: Utf8PathBuf, owner: u32) -> Self {
@@ -51,18 +50,36 @@ impl AccountingLog {
             locks: LockSource::new(folder),
             open: Mutex::new(None),
             gave_up: AtomicBool::new(false),
-            syncs: GroupSync::default(),
+            lines: GroupSync::default(),
         }
     }
 
     /// Appends `line` and makes it durable.
     pub(crate) fn append_durably(&self, line: &str, timeout: Duration) -> Result<(), BackendError> {
-        let appended = self.append(line, timeout)?;
-        self.sync(appended)
+        let appended = self.append(line);
+        self.sync(appended, timeout)
     }
 
-    /// Appends `line` whole, under the log's locks; [`sync`](Self::sync) makes it durable.
-    pub(crate) fn append(&self, line: &str, timeout: Duration) -> Result<Appended, BackendError> {
+    /// Queues `line` after the lines queued before it; [`sync`](Self::sync) writes it.
+    pub(crate) fn append(&self, line: &str) -> Appended {
+        Appended(self.lines.ticket(|batch| {
+            batch.extend_from_slice(line.as_bytes());
+            batch.push(b'\n');
+        }))
+    }
+
+    /// Returns once `appended`'s line is written and on disk, waiting at most `timeout` for
+    /// the log's locks; one write and one fdatasync serve every line queued meanwhile.
+    pub(crate) fn sync(&self, appended: Appended, timeout: Duration) -> Result<(), BackendError> {
+        self.lines
+            .wait(appended.0, |batch| {
+                self.write_durably(&batch, timeout).map_err(Arc::new)
+            })
+            .map_err(|e| duplicate(&e))
+    }
+
+    /// Writes `lines` under the log's locks, then fdatasyncs the log.
+    fn write_durably(&self, lines: &[u8], timeout: Duration) -> Result<(), BackendError> {
         let path = &self.path;
         let mut open = self
             .open
@@ -72,7 +89,7 @@ impl AccountingLog {
         if self.gave_up.load(Ordering::Relaxed) {
             return Err(deadline.missed(&Utf8PathBuf::from(format!("{path}.lock"))));
         }
-        let _dot_lock = DotLock::acquire(path, &self.locks, deadline)
+        let dot_lock = DotLock::acquire(path, &self.locks, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
         // Reopen when the log was rotated or removed since it was opened.
         let current = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
@@ -81,54 +98,59 @@ impl AccountingLog {
             .and_then(|f| f.metadata().ok())
             .map(|m| m.ino());
         if current.is_none() || current != held {
-            if let Some(old) = open.take() {
-                // The lines waiting on the old file are synced before it is let go.
-                old.sync_data().map_err(|e| {
-                    self.syncs.fail_pending(&e);
-                    for_writing(io_error(path, e), "sync")
-                })?;
-            }
             let file = open_log(path, self.owner, current.is_none())
                 .map_err(|e| for_writing(e, "open for appending"))?;
-            *open = Some(Arc::new(file));
+            *open = Some(file);
         }
         let file = open.as_ref().expect("opened above");
         flock_exclusive(path, file, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
-        let written = append_whole(file, line).map_err(|e| for_writing(io_error(path, e), "write"));
+        let written =
+            append_whole(file, lines).map_err(|e| for_writing(io_error(path, e), "write"));
         let _ = file.unlock();
+        drop(dot_lock);
         written?;
-        Ok(Appended {
-            ticket: self.syncs.ticket(),
-            file: Arc::clone(file),
-        })
-    }
-
-    /// Returns once `appended`'s line is on disk, sharing one fdatasync among the lines
-    /// appended meanwhile.
-    pub(crate) fn sync(&self, appended: Appended) -> Result<(), BackendError> {
-        let Appended { ticket, file } = appended;
-        self.syncs
-            .wait(ticket, || file.sync_data())
-            .map_err(|e| for_writing(io_error(&self.path, e), "sync"))
+        file.sync_data()
+            .map_err(|e| for_writing(io_error(path, e), "sync"))
     }
 }
 
-/// Writes `line` and its line feed in one `write`, after a line feed when the last byte is
-/// not one. Under the flock nobody else appends: when the write fails part way (a full
-/// disk), the log is cut back to where it was.
-fn append_whole(file: &File, line: &str) -> std::io::Result<()> {
+/// The same failure again, for each line a failed commit carried.
+fn duplicate(error: &BackendError) -> BackendError {
+    match error {
+        BackendError::Locked { location, waited } => BackendError::Locked {
+            location: location.clone(),
+            waited: *waited,
+        },
+        BackendError::Io { location, source } => BackendError::Io {
+            location: location.clone(),
+            source: std::io::Error::new(source.kind(), error_chain(source)),
+        },
+        BackendError::UnsafeToWrite { location, detail } => BackendError::UnsafeToWrite {
+            location: location.clone(),
+            detail: detail.clone(),
+        },
+        other => BackendError::Other {
+            backend: "files",
+            source: error_chain(other).into(),
+        },
+    }
+}
+
+/// Writes `lines` in one `write`, after a line feed when the last byte is not one. Under
+/// the flock nobody else appends: when the write fails part way (a full disk), the log is
+/// cut back to where it was.
+fn append_whole(file: &File, lines: &[u8]) -> std::io::Result<()> {
     let before = file.metadata()?.len();
     let mut last = [b'\n'];
     if before > 0 {
         file.read_at(&mut last, before - 1)?;
     }
-    let mut whole = Vec::with_capacity(line.len() + 2);
+    let mut whole = Vec::with_capacity(lines.len() + 1);
     if last[0] != b'\n' {
         whole.push(b'\n');
     }
-    whole.extend_from_slice(line.as_bytes());
-    whole.push(b'\n');
+    whole.extend_from_slice(lines);
     let mut out = file;
     let result = match out.write(&whole) {
         Ok(n) if n == whole.len() => Ok(()),
@@ -233,8 +255,10 @@ mod tests {
         let (log, path) = log_in(&dir);
         log.append_durably("first", Duration::from_secs(1)).unwrap();
         // The log as held, but open for reading only: the next append cannot write it.
-        *log.open.lock().unwrap() = Some(Arc::new(File::open(&path).unwrap()));
-        let err = log.append("second", Duration::from_secs(1)).unwrap_err();
+        *log.open.lock().unwrap() = Some(File::open(&path).unwrap());
+        let err = log
+            .append_durably("second", Duration::from_secs(1))
+            .unwrap_err();
         assert_eq!(
             error_chain(&err),
             format!("{path}: cannot write: Bad file descriptor (os error 9)")
@@ -247,7 +271,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, path) = log_in(&dir);
         std::os::unix::fs::symlink("elsewhere", &path).unwrap();
-        let err = log.append("line", Duration::from_secs(1)).unwrap_err();
+        let err = log
+            .append_durably("line", Duration::from_secs(1))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("refusing to write {path}: it is a symbolic link")

@@ -1,120 +1,106 @@
-//! Group commit: one fsync of a file or folder serves every change made before it started.
+//! Group commit: one flush of a file or folder serves every change made before it started.
 //!
-//! A worker that changed the token folder (a rename) or appended to the audit log takes a
-//! ticket, then waits for a sync that started after its ticket was issued. When no sync is
-//! running, it runs one itself, for every ticket issued so far; the workers that changed
-//! the same file meanwhile wait for the next one, the way a database's log flush serves
-//! every transaction waiting on it. N users of a run then ask for far fewer journal
-//! commits than N, without `syncfs` (which would flush every tenant's data on the file
-//! system).
+//! A worker that changed the token folder (a rename) or queued a line for the audit log
+//! takes a ticket, then waits for a commit that started after its ticket was issued. When
+//! no commit is running, it runs one itself, for every ticket issued so far, with the batch
+//! they queued (the log's lines, written in one `write`); the workers that arrive meanwhile
+//! wait for the next one, the way a database's log flush serves every transaction waiting
+//! on it. N users of a run then ask for far fewer journal commits than N, without `syncfs`
+//! (which would flush every tenant's data on the file system).
 //!
-//! A failed sync fails every ticket it was to cover, for good: a later sync that succeeds
+//! A failed commit fails every ticket it was to cover, for good: a later one that succeeds
 //! says nothing about data an earlier one lost.
 
-use std::io;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-/// The tickets and syncs of one file or folder.
-#[derive(Debug, Default)]
-pub(crate) struct GroupSync {
-    state: Mutex<State>,
+/// The tickets, queued batch and commits of one file or folder. `T` is what the tickets
+/// queue for the next commit (`()` when there is nothing to carry); `E` a commit's error,
+/// cloned for each ticket it fails.
+#[derive(Debug)]
+pub(crate) struct GroupSync<T, E> {
+    state: Mutex<State<T, E>>,
     finished: Condvar,
 }
 
-#[derive(Debug, Default)]
-struct State {
+#[derive(Debug)]
+struct State<T, E> {
     /// The last ticket handed out.
     issued: u64,
-    /// Every ticket up to this one is covered by a sync that succeeded...
+    /// Every ticket up to this one is covered by a commit that succeeded...
     synced: u64,
-    /// ...unless it is in the range of a sync that failed: `(after, through, error)`.
-    failed: Vec<(u64, u64, Failure)>,
+    /// ...unless it is in the range of a commit that failed: `(after, through, error)`.
+    failed: Vec<(u64, u64, E)>,
     syncing: bool,
+    /// What the tickets not yet taken by a commit have queued.
+    batch: T,
 }
 
-/// A failed sync's error, given to each of the tickets it was to cover.
-#[derive(Debug, Clone)]
-struct Failure {
-    raw: Option<i32>,
-    kind: io::ErrorKind,
-    message: String,
-}
-
-impl Failure {
-    fn of(error: &io::Error) -> Self {
-        Self {
-            raw: error.raw_os_error(),
-            kind: error.kind(),
-            message: error.to_string(),
-        }
-    }
-
-    fn to_error(&self) -> io::Error {
-        match self.raw {
-            Some(code) => io::Error::from_raw_os_error(code),
-            None => io::Error::new(self.kind, self.message.clone()),
-        }
-    }
-}
-
-/// A change waiting to be covered by a sync.
+/// A change waiting to be covered by a commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ticket(u64);
 
-impl GroupSync {
-    /// A ticket for a change just made: any sync that starts after this call covers it.
-    pub(crate) fn ticket(&self) -> Ticket {
+impl<T: Default, E: Clone> Default for GroupSync<T, E> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                issued: 0,
+                synced: 0,
+                failed: Vec::new(),
+                syncing: false,
+                batch: T::default(),
+            }),
+            finished: Condvar::new(),
+        }
+    }
+}
+
+impl<T: Default, E: Clone> GroupSync<T, E> {
+    /// A ticket for a change just made, after `queue` added what the next commit must
+    /// carry for it: any commit that starts after this call covers it.
+    pub(crate) fn ticket(&self, queue: impl FnOnce(&mut T)) -> Ticket {
         let mut state = self.lock();
+        queue(&mut state.batch);
         state.issued += 1;
         Ticket(state.issued)
     }
 
-    /// Fails every ticket issued so far that no sync has covered yet, with `error`: what a
-    /// sync made outside this group (of a file about to be replaced) reports for them.
-    pub(crate) fn fail_pending(&self, error: &io::Error) {
-        let mut state = self.lock();
-        let (after, through) = (state.synced, state.issued);
-        if through > after {
-            state.failed.push((after, through, Failure::of(error)));
-        }
-    }
-
-    /// Returns once `ticket` is covered by a sync that started after it was issued,
-    /// running `sync` on this thread for every pending ticket when no sync is running.
+    /// Returns once `ticket` is covered by a commit that started after it was issued,
+    /// running `commit` on this thread, with the batch queued so far, when none is running.
     pub(crate) fn wait(
         &self,
         ticket: Ticket,
-        sync: impl FnOnce() -> io::Result<()>,
-    ) -> io::Result<()> {
-        let mut sync = Some(sync);
+        commit: impl FnOnce(T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut commit = Some(commit);
         let mut state = self.lock();
         loop {
-            if let Some((_, _, failure)) = state
+            if let Some((_, _, error)) = state
                 .failed
                 .iter()
                 .find(|(after, through, _)| *after < ticket.0 && ticket.0 <= *through)
             {
-                return Err(failure.to_error());
+                return Err(error.clone());
             }
             if state.synced >= ticket.0 {
                 return Ok(());
             }
-            match sync.take() {
+            match commit.take() {
                 Some(run) if !state.syncing => {
                     state.syncing = true;
                     let (after, through) = (state.synced, state.issued);
+                    let batch = std::mem::take(&mut state.batch);
                     drop(state);
-                    let result = run();
+                    let result = run(batch);
                     state = self.lock();
                     state.syncing = false;
                     match result {
                         Ok(()) => state.synced = state.synced.max(through),
-                        Err(e) => state.failed.push((after, through, Failure::of(&e))),
+                        Err(e) => state.failed.push((after, through, e)),
                     }
                     self.finished.notify_all();
                 }
                 other => {
-                    sync = other;
+                    commit = other;
                     state = self
                         .finished
                         .wait(state)
@@ -124,7 +110,7 @@ impl GroupSync {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<T, E>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -136,67 +122,71 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    type Counted = GroupSync<Vec<u32>, i32>;
+
     #[test]
-    fn one_sync_covers_every_ticket_issued_before_it_started() {
-        let group = GroupSync::default();
-        let syncs = AtomicUsize::new(0);
-        let tickets: Vec<Ticket> = (0..5).map(|_| group.ticket()).collect();
+    fn one_commit_carries_every_batch_queued_before_it_started() {
+        let group = Counted::default();
+        let commits = Mutex::new(Vec::new());
+        let tickets: Vec<Ticket> = (0..5).map(|n| group.ticket(|b| b.push(n))).collect();
         for ticket in tickets {
             group
-                .wait(ticket, || {
-                    syncs.fetch_add(1, Ordering::SeqCst);
+                .wait(ticket, |batch| {
+                    commits.lock().unwrap().push(batch);
                     Ok(())
                 })
                 .unwrap();
         }
-        assert_eq!(syncs.load(Ordering::SeqCst), 1);
-        let later = group.ticket();
+        assert_eq!(*commits.lock().unwrap(), [vec![0, 1, 2, 3, 4]]);
+        let later = group.ticket(|b| b.push(5));
         group
-            .wait(later, || {
-                syncs.fetch_add(1, Ordering::SeqCst);
+            .wait(later, |batch| {
+                commits.lock().unwrap().push(batch);
                 Ok(())
             })
             .unwrap();
         assert_eq!(
-            syncs.load(Ordering::SeqCst),
+            commits.lock().unwrap().len(),
             2,
-            "a new change needs a new sync"
+            "a new change needs a new commit"
         );
     }
 
     #[test]
-    fn a_failed_sync_fails_its_tickets_even_after_a_later_sync_succeeds() {
-        let group = GroupSync::default();
-        let first = group.ticket();
-        let second = group.ticket();
-        let err = group
-            .wait(first, || Err(io::Error::from_raw_os_error(5)))
-            .unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(5));
-        let third = group.ticket();
-        group.wait(third, || Ok(())).unwrap();
-        let err = group.wait(second, || Ok(())).unwrap_err();
+    fn a_failed_commit_fails_its_tickets_even_after_a_later_commit_succeeds() {
+        let group = Counted::default();
+        let first = group.ticket(|_| ());
+        let second = group.ticket(|_| ());
+        assert_eq!(group.wait(first, |_| Err(5)), Err(5));
+        let third = group.ticket(|_| ());
+        group.wait(third, |_| Ok(())).unwrap();
         assert_eq!(
-            err.raw_os_error(),
-            Some(5),
+            group.wait(second, |_| Ok(())),
+            Err(5),
             "lost data is never reported synced"
         );
     }
 
     #[test]
-    fn threads_share_syncs_and_each_change_is_covered() {
-        let group = Arc::new(GroupSync::default());
-        let syncs = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (group, syncs) = (Arc::clone(&group), Arc::clone(&syncs));
+    fn threads_share_commits_and_each_change_is_carried_once() {
+        let group = Arc::new(Counted::default());
+        let carried = Arc::new(Mutex::new(Vec::new()));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8u32)
+            .map(|t| {
+                let (group, carried, commits) = (
+                    Arc::clone(&group),
+                    Arc::clone(&carried),
+                    Arc::clone(&commits),
+                );
                 std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        let ticket = group.ticket();
+                    for n in 0..50 {
+                        let ticket = group.ticket(|b| b.push(t * 100 + n));
                         group
-                            .wait(ticket, || {
-                                syncs.fetch_add(1, Ordering::SeqCst);
+                            .wait(ticket, |batch| {
+                                commits.fetch_add(1, Ordering::SeqCst);
                                 std::thread::sleep(std::time::Duration::from_micros(200));
+                                carried.lock().unwrap().extend(batch);
                                 Ok(())
                             })
                             .unwrap();
@@ -207,8 +197,12 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
-        let syncs = syncs.load(Ordering::SeqCst);
-        assert!((1..=400).contains(&syncs), "{syncs} syncs");
+        let mut carried = carried.lock().unwrap().clone();
+        carried.sort_unstable();
+        let expected: Vec<u32> = (0..8)
+            .flat_map(|t| (0..50).map(move |n| t * 100 + n))
+            .collect();
+        assert_eq!(carried, expected, "every change carried, once");
         let state = group.lock();
         assert_eq!(state.synced, state.issued, "every change was covered");
     }

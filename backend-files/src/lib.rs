@@ -236,6 +236,36 @@ impl FilesBackend {
     }
 }
 
+/// One import's line in `accounting.log`, appended in the user's turn and synced with the
+/// lines of other threads.
+struct AccountingLine<'a> {
+    log: &'a accounting::AccountingLog,
+    timeout: Duration,
+    user: &'a UserName,
+    turn: &'a AuditTurn<'a>,
+    appended: Option<accounting::Appended>,
+}
+
+impl token_file::AuditLine for AccountingLine<'_> {
+    fn append(&mut self, decision: &Decision) -> Result<(), BackendError> {
+        let log = self.log;
+        let mut appended = None;
+        self.turn.record(self.user, decision, &mut |event| {
+            appended = Some(log.append(&event.accounting_line()));
+            Ok(())
+        })?;
+        self.appended = appended;
+        Ok(())
+    }
+
+    fn make_durable(&mut self) -> Result<(), BackendError> {
+        match self.appended.take() {
+            Some(appended) => self.turn.durable(self.log.sync(appended, self.timeout)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Reads a data file owned by root or `tree_owner`; a missing one reads as empty.
 fn read_root_file(path: &Utf8Path, tree_owner: u32) -> Result<String, BackendError> {
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
@@ -326,17 +356,12 @@ impl Backend for FilesBackend {
         request: &ImportRequest,
         audit: &AuditTurn<'_>,
     ) -> Result<Decision, BackendError> {
-        let mut audit_durably = |decision: &Decision| {
-            let mut appended = None;
-            audit.record(user, decision, &mut |event| {
-                let line = event.accounting_line();
-                appended = Some(self.accounting.append(&line, self.lock_timeout)?);
-                Ok(())
-            })?;
-            match appended {
-                Some(appended) => audit.durable(self.accounting.sync(appended)),
-                None => Ok(()),
-            }
+        let mut line = AccountingLine {
+            log: &self.accounting,
+            timeout: self.lock_timeout,
+            user,
+            turn: audit,
+            appended: None,
         };
         token_file::import(
             &self.token_file(user),
@@ -345,7 +370,7 @@ impl Backend for FilesBackend {
             self.lock_timeout,
             self.token_folder()?,
             &self.budget,
-            &mut audit_durably,
+            &mut line,
         )
     }
 

@@ -5,6 +5,7 @@
 use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::sync::Arc;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -111,13 +112,22 @@ pub(crate) fn list_users(folder: &Utf8Path, owner: u32) -> Result<Vec<String>, B
 #[derive(Debug)]
 pub(crate) struct TokenFolder {
     pub(crate) dir: File,
-    pub(crate) syncs: GroupSync,
+    pub(crate) syncs: GroupSync<(), Arc<io::Error>>,
     pub(crate) locks: LockSource,
 }
 
+/// How an import's audit line is written: appended in the user's turn, then made durable
+/// before the new token file becomes visible.
+pub(crate) trait AuditLine {
+    /// Appends the record `decision` calls for (none for a key already present).
+    fn append(&mut self, decision: &Decision) -> Result<(), BackendError>;
+    /// Returns once the appended record is on disk.
+    fn make_durable(&mut self) -> Result<(), BackendError>;
+}
+
 /// Decides `request` against the file's current contents, has `audit` write the decision's
-/// audit record, and writes the result, all while holding the dot-lock and the flock. When
-/// `audit` fails, nothing is written.
+/// audit line, and writes the result, all while holding the dot-lock and the flock. When
+/// the line cannot be written, nothing is.
 pub(crate) fn import(
     path: &Utf8Path,
     request: &ImportRequest,
@@ -125,7 +135,7 @@ pub(crate) fn import(
     timeout: Duration,
     folder: &TokenFolder,
     budget: &ReadBudget,
-    audit: &mut dyn FnMut(&Decision) -> Result<(), BackendError>,
+    audit: &mut dyn AuditLine,
 ) -> Result<Decision, BackendError> {
     let deadline = Deadline::after(timeout);
     let _dot_lock = DotLock::acquire(path, &folder.locks, deadline)?;
@@ -140,9 +150,9 @@ pub(crate) fn import(
                 let write = |out: &mut io::BufWriter<&File>| {
                     document.write_with_entry(&request.hash, entry, out)
                 };
-                replace_durably(path, write, owner, folder, &mut || audit(&decision))?;
+                replace_durably(path, write, owner, folder, &decision, audit)?;
             }
-            Decision::AlreadyPresent { .. } => audit(&decision)?,
+            Decision::AlreadyPresent { .. } => audit.append(&decision)?,
         }
         Ok(decision)
     })();
@@ -324,21 +334,26 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
     Ok(())
 }
 
-/// Writes `contents` to a new temporary file beside `path`, syncs it, has `before_visible`
-/// write the audit line, renames the file over `path` and syncs the folder (one sync shared
-/// with the renames of other threads) and the new file: after a crash the file holds either
-/// the old or the new contents, never a mix. When any step before the rename fails, the
-/// temporary file is removed; a failure after it fails the user without a claim that the
-/// token was stored.
+/// Writes `contents` to a new temporary file beside `path`, has `audit` append the line,
+/// syncs the file while the line is synced (one log sync shared with other threads),
+/// renames the file over `path` and syncs the folder (one sync shared with the renames of
+/// other threads) and the new file: after a crash the file holds either the old or the new
+/// contents, never a mix, and never the new contents without their line. When any step
+/// before the rename fails, the temporary file is removed; a failure after it fails the
+/// user without a claim that the token was stored.
+///
+/// The line is appended before the file's own fsync, so that a user's turn (audit lines go
+/// in the users' order) never waits on a disk flush.
 fn replace_durably(
     path: &Utf8Path,
     contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
     owner: u32,
     folder: &TokenFolder,
-    before_visible: &mut dyn FnMut() -> Result<(), BackendError>,
+    decision: &Decision,
+    audit: &mut dyn AuditLine,
 ) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-    let (made, new_file) = write_synced(&temp, contents, owner)?;
+    let (made, new_file) = write_new(&temp, contents, owner)?;
     // A file this program could not read back would lock its user out of every later run.
     let written = new_file.metadata().map_err(|e| io_error(&temp, e))?.len();
     if written > MAX_TOKEN_FILE {
@@ -349,28 +364,30 @@ fn replace_durably(
             ),
         });
     }
+    audit.append(decision)?;
+    new_file.sync_all().map_err(|e| io_error(&temp, e))?;
     crash_point("token-file-synced");
-    before_visible()?;
+    audit.make_durable()?;
     crash_point("audit-line-durable");
     fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
     made.keep();
     crash_point("renamed");
     let dir = path.parent().expect("a token file has a folder");
-    let ticket = folder.syncs.ticket();
+    let ticket = folder.syncs.ticket(|()| ());
     folder
         .syncs
-        .wait(ticket, || folder.dir.sync_all())
-        .map_err(|e| io_error(dir, e))?;
+        .wait(ticket, |()| folder.dir.sync_all().map_err(Arc::new))
+        .map_err(|e| io_error(dir, std::io::Error::new(e.kind(), e.to_string())))?;
     crash_point("folder-synced");
     // After an I/O error a file system can stop writing while a folder's fsync still
     // succeeds; the new file's own descriptor reports it.
     new_file.sync_data().map_err(|e| io_error(path, e))
 }
 
-/// Writes and syncs the new file, flocked as cPanel's writer flocks it; the returned handle
+/// Writes the new file, flocked as cPanel's writer flocks it; the returned handle
 /// keeps that lock until the caller has renamed the file into place, and the guard removes
 /// the file unless the caller keeps it.
-fn write_synced(
+fn write_new(
     temp: &Utf8Path,
     contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
     owner: u32,
@@ -398,7 +415,6 @@ fn write_synced(
         .and_then(|()| out.flush())
         .map_err(|e| io_error(temp, e))?;
     drop(out);
-    file.sync_all().map_err(|e| io_error(temp, e))?;
     Ok((made, file))
 }
 

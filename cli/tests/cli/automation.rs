@@ -418,8 +418,18 @@ fn a_held_accounting_log_stores_nothing_and_stops_the_run_until_a_rerun() {
     let lock = server.root().join("var/cpanel/accounting.log.lock");
     // Another live process (this test's) holds the log's dot-lock.
     fs::write(&lock, format!("{}\nwhm\n", std::process::id())).unwrap();
-    let (code, report, stderr) =
-        json_report(&server, &["--lock-timeout", "0.2", "root", "res1", "res2"]);
+    let (code, report, stderr) = json_report(
+        &server,
+        &[
+            "--lock-timeout",
+            "0.2",
+            "--jobs",
+            "1",
+            "root",
+            "res1",
+            "res2",
+        ],
+    );
     assert_eq!(code, 65);
     let results = report["results"].as_array().unwrap();
     for (result, user) in results.iter().zip(["root", "res1", "res2"]) {
