@@ -72,7 +72,12 @@ impl RunId {
             Ok(Self(s.to_owned()))
         } else {
             Err(InvalidRunId {
-                shown: s.chars().take(40).collect::<String>().escape_debug().to_string(),
+                shown: s
+                    .chars()
+                    .take(40)
+                    .collect::<String>()
+                    .escape_debug()
+                    .to_string(),
             })
         }
     }
@@ -346,7 +351,12 @@ mod tests {
         assert!(a < b);
         assert!(a.as_str().starts_with("20231114T221320Z-"), "{a}");
         assert_eq!(RunId::parse(a.as_str()).unwrap(), a);
-        for bad in ["", "../../etc", "20231114T221320Z-ABCD", "20231114T221320Z-abc/"] {
+        for bad in [
+            "",
+            "../../etc",
+            "20231114T221320Z-ABCD",
+            "20231114T221320Z-abc/",
+        ] {
             assert!(RunId::parse(bad).is_err(), "{bad}");
         }
     }
