@@ -63,6 +63,7 @@ impl Journals {
                 .recursive(true)
                 .mode(0o755)
                 .create(parent)
+                .and_then(|()| fs::set_permissions(parent, fs::Permissions::from_mode(0o755)))
                 .map_err(|e| io_error(parent, e))?;
         }
         self.private_folder(&self.state)?;
@@ -102,6 +103,7 @@ impl Journals {
         self.ensure_folders()?;
         let path = self.journal_path(id);
         let mut file = OpenOptions::new()
+            .read(true)
             .append(true)
             .create_new(true)
             .mode(0o600)

@@ -152,30 +152,34 @@ impl Retirement for FilesBackend {
             other => return Ok(Retired::Left(other)),
         }
         drop(hash);
+        // Only the journal's append waits for other threads: the copies, the removals and
+        // their fsyncs of several accounts overlap.
+        let folder = self
+            .runs
+            .with_run(id, |journals, run| Ok(run.backups(journals)?.0.clone()))?;
+        let backup = folder.join(format!("{user}.accesshash"));
+        let made = write_new(&backup, &found.content, None)?;
+        sync_folder(&folder)?;
+        let retired = RetiredFile {
+            user: user.to_string(),
+            path: found.path.to_string(),
+            sha512: content_sha512(&found.content),
+            size: found.content.len() as u64,
+            mode: Some(found.meta.mode() & 0o7777),
+            uid: Some(found.meta.uid()),
+            gid: Some(found.meta.gid()),
+            mtime: Some(found.meta.mtime()),
+            mtime_nsec: u32::try_from(found.meta.mtime_nsec()).ok(),
+            backup: backup.to_string(),
+        };
         self.runs.with_run(id, |journals, run| {
-            let (folder, dir) = run.backups(journals)?;
-            let backup = folder.join(format!("{user}.accesshash"));
-            write_new(&backup, &found.content, None)?;
-            dir.sync_all().map_err(|e| io_error(folder, e))?;
-            let mtime = found.meta.mtime();
-            let retired = RetiredFile {
-                user: user.to_string(),
-                path: found.path.to_string(),
-                sha512: content_sha512(&found.content),
-                size: found.content.len() as u64,
-                mode: Some(found.meta.mode() & 0o7777),
-                uid: Some(found.meta.uid()),
-                gid: Some(found.meta.gid()),
-                mtime: Some(mtime),
-                mtime_nsec: u32::try_from(found.meta.mtime_nsec()).ok(),
-                backup: backup.to_string(),
-            };
-            run.record(journals, Change::Accesshash(retired.clone()))?;
-            // Backup and journal entry are durable: the access hash may go, provided it is
-            // still the very file that was backed up.
-            remove_if_same(&found.path, &found.file)?;
-            Ok(Retired::Done(retired))
-        })
+            run.record(journals, Change::Accesshash(retired.clone()))
+        })?;
+        made.keep();
+        // Backup and journal entry are durable: the access hash may go, provided it is
+        // still the very file that was backed up.
+        remove_if_same(&found.path, &found.file)?;
+        Ok(Retired::Done(retired))
     }
 
     fn set_accesshash_auth(

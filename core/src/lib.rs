@@ -15,7 +15,7 @@ mod error_chain;
 pub mod findings;
 pub mod harness;
 pub mod import;
-mod parallel;
+pub mod parallel;
 pub mod pipeline;
 pub mod restrictions;
 pub mod retire;
