@@ -119,8 +119,11 @@ fn capability(backend: &dyn Backend) -> &dyn Retirement {
     backend.retirement().expect("checked when opened")
 }
 
+/// An account's name and where it stands, or why that could not be told.
+type Decided = Result<(UserName, Standing), String>;
+
 /// Where `raw` stands now, read only.
-fn decide(backend: &dyn Backend, raw: &str) -> Result<(UserName, Standing), String> {
+fn decide(backend: &dyn Backend, raw: &str) -> Decided {
     let user = UserName::new(raw).map_err(|e| e.to_string())?;
     let hash = backend
         .read_access_hash(&user)
@@ -175,8 +178,7 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     } else {
         None
     };
-    let items: Vec<(&String, Result<(UserName, Standing), String>)> =
-        users.iter().zip(decided).collect();
+    let items: Vec<(&String, Decided)> = users.iter().zip(decided).collect();
     let outcomes = parallel::map(&items, jobs, |(raw, decided)| match (decided, &begun) {
         (Err(error), _) => failed(raw, error.clone()),
         (Ok((user, Standing::Converted)), Some(begun)) => match begun {
