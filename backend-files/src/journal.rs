@@ -204,7 +204,25 @@ impl Journals {
             })
             .collect();
         ids.sort();
-        ids.iter().map(|id| self.read(id)).collect()
+        let mut journals = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let path = self.journal_path(id);
+            match self.read(id) {
+                Ok(journal) => journals.push(journal),
+                // Killed before its header was synced: the run made no change.
+                Err(BackendError::Corrupt { .. }) if self.is_headless(&path) => {
+                    tracing::warn!(journal = %path, "skipped a run that never started");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(journals)
+    }
+
+    /// Whether the journal at `path` holds no whole line: its run was killed before its
+    /// header was synced.
+    fn is_headless(&self, path: &Utf8Path) -> bool {
+        fs::read(path).is_ok_and(|bytes| !bytes.contains(&b'\n'))
     }
 
     fn check_file(&self, path: &Utf8Path, file: &File) -> Result<(), BackendError> {
