@@ -98,23 +98,29 @@ impl FilesBackend {
     /// Reads `user`'s `.accesshash` with the converter's checks; `None` when it has none.
     fn find_access_hash(&self, user: &UserName) -> Result<Option<Found>, BackendError> {
         let (path, account) = self.access_hash_path(user)?;
-        let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
-            return Ok(None);
-        };
-        let expect = Expect {
-            owner: Some(account.uid),
-            max_len: AccessHash::MAX_LEN as u64,
-            secret: true,
-        };
-        let meta = check(&path, &file, expect)?;
-        let content = Zeroizing::new(read_bounded(&path, &file, meta.len(), expect.max_len)?);
-        Ok(Some(Found {
-            path,
-            file,
-            meta,
-            content,
-        }))
+        read_access_hash_at(path, account.uid)
     }
+}
+
+/// Reads the `.accesshash` at `path` as the converter does: never through a symbolic link,
+/// checked on the open descriptor, owned by `uid`, nobody else can write it.
+fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Found>, BackendError> {
+    let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
+        return Ok(None);
+    };
+    let expect = Expect {
+        owner: Some(uid),
+        max_len: AccessHash::MAX_LEN as u64,
+        secret: true,
+    };
+    let meta = check(&path, &file, expect)?;
+    let content = Zeroizing::new(read_bounded(&path, &file, meta.len(), expect.max_len)?);
+    Ok(Some(Found {
+        path,
+        file,
+        meta,
+        content,
+    }))
 }
 
 impl Retirement for FilesBackend {
@@ -251,7 +257,12 @@ impl FilesBackend {
             location: self.runs.journals.journal_path(id).to_string(),
             detail: e.to_string(),
         })?;
-        let present = self.find_access_hash(&user)?;
+        // Where it was, as the journal says, owned as it was.
+        let owner = match retired.uid {
+            Some(uid) => uid,
+            None => self.access_hash_path(&user)?.1.uid,
+        };
+        let present = read_access_hash_at(home.clone(), owner)?;
         let present_sha = present.as_ref().map(|f| content_sha512(&f.content));
         if present_sha.as_deref() == Some(retired.sha512.as_str()) {
             return Ok(Restored::AlreadyRestored);

@@ -356,16 +356,13 @@ fn blockers(backend: &dyn Backend, outcomes: &[Outcome]) -> Vec<String> {
     accounts.extend(outcomes.iter().map(|o| o.user.clone()));
     accounts
         .into_iter()
-        .filter(|raw| {
-            // An account planned for retirement in a dry run is not a blocker.
-            let planned = outcomes
-                .iter()
-                .any(|o| o.user == *raw && o.status == "retired");
-            !planned
-                && match decide(backend, raw) {
-                    Ok((_, s)) => s == Standing::NotConverted,
-                    Err(_) => UserName::new(raw).is_ok(),
-                }
+        .filter(|raw| match decide(backend, raw) {
+            Ok((_, s)) => s == Standing::NotConverted,
+            // An account whose access hash cannot be read to tell; not one that does not
+            // exist.
+            Err(_) => UserName::new(raw)
+                .ok()
+                .is_some_and(|user| backend.has_account(&user).unwrap_or(true)),
         })
         .collect()
 }

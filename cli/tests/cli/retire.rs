@@ -304,12 +304,25 @@ fn the_files_backend_keeps_a_private_backup_and_a_journal_that_undoes_it_exactly
         .unwrap();
     assert!(!journal.contains(secret_line));
 
+    // A line cut short by a kill was never synced, and no change was made for it: it is
+    // skipped, and the next record starts a line of its own.
+    let journal_path = state.join(format!("runs/{id}.json"));
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal_path)
+        .unwrap();
+    torn.write_all(br#"{"change":"accesshash","user":"res1","pa"#)
+        .unwrap();
+    drop(torn);
     let out = whmtoken(&config, &["restore", id], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout,
         format!("Restored accesshash for “root” (run {id})\n")
     );
+    let journal = std::fs::read_to_string(&journal_path).unwrap();
+    let last: Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    assert!(last["restored_at"].is_i64(), "{journal}");
     let after = std::fs::metadata(&home).unwrap();
     assert_eq!(std::fs::read(&home).unwrap(), content);
     assert_eq!(
