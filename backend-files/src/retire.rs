@@ -23,7 +23,7 @@ use whmtoken_core::retire::{
 use whmtoken_core::{AccessHash, BackendError, UserName};
 use zeroize::Zeroizing;
 
-use crate::journal::{Journals, open_folder, sync_folder};
+use crate::journal::{Journals, sync_folder};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive, unique_suffix};
 use crate::safe_fs::{Expect, Made, check, guarded_flags, io_error, open_guarded, read_bounded};
 use crate::{CPANEL_CONFIG, FilesBackend};
@@ -544,10 +544,8 @@ fn remove_if_same(path: &Utf8Path, file: &File) -> Result<(), BackendError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(path, e)),
     }
-    let folder = path.parent().expect("a home folder");
-    open_folder(folder)?
-        .sync_all()
-        .map_err(|e| io_error(folder, e))
+    // The home folder is followed as `etc/passwd` gives it, as it was for the read.
+    sync_folder(path.parent().expect("a home folder"))
 }
 
 /// A backup's content, read as safely as any root-owned file.

@@ -895,3 +895,18 @@ fn killed_at_fifty_moments_nothing_is_lost_and_restore_or_a_rerun_finishes() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_home_folder_reached_through_a_symbolic_link_is_retired_and_restored() {
+    let (_keep, dir) = temp();
+    let config = server("files", &dir);
+    std::fs::rename(dir.join("root"), dir.join("root2")).unwrap();
+    std::os::unix::fs::symlink("root2", dir.join("root")).unwrap();
+    let out = whmtoken(&config, &["retire", "--json"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = json_of(&out)["run_id"].as_str().unwrap().to_owned();
+    assert!(!dir.join("root2/.accesshash").exists());
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(dir.join("root2/.accesshash").is_file());
+}
