@@ -12,7 +12,7 @@ use whmtoken_core::retire::{
     ALLOW_DEPRECATED_ACCESSHASH, Change, Journal, Record, Restored, Retired, RetiredFile,
     Retirement, RunId, SettingChange, Standing, content_sha512, standing,
 };
-use whmtoken_core::{BackendError, Reads, UserName};
+use whmtoken_core::{AccessHash, BackendError, Reads, UserName};
 
 use crate::SqliteBackend;
 use crate::error::Site;
@@ -159,7 +159,7 @@ impl Retirement for SqliteBackend {
     fn retire(&self, id: &RunId, user: &UserName) -> Result<Retired, BackendError> {
         let hash = self.read_access_hash(user)?;
         let decided = standing(self, user, hash.as_ref())?;
-        drop(hash);
+        let key = hash.and_then(|h| h.token_hash());
         if decided != Standing::Converted {
             return Ok(Retired::Left(decided));
         }
@@ -171,6 +171,13 @@ impl Retirement for SqliteBackend {
                 return Ok(None);
             };
             let raw = zeroize::Zeroizing::new(raw);
+            if AccessHash::from_bytes(raw.to_vec()).token_hash() != key {
+                return Err(BackendError::UnsafeToWrite {
+                    location: self.site.location(Some("users"), Some(name)),
+                    detail: "the access hash changed while being retired; it was left in place"
+                        .to_owned(),
+                });
+            }
             let retired = RetiredFile {
                 user: name.to_owned(),
                 path: self.site.location(Some("users"), Some(name)),
