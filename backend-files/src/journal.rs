@@ -203,7 +203,14 @@ impl Journals {
                 RunId::parse(name.strip_suffix(".json")?).ok()
             })
             .collect();
-        ids.sort();
+        // By the second in the id, then by when the journal was made: runs started within
+        // the same second keep their order.
+        ids.sort_by_cached_key(|id| {
+            let made = fs::metadata(self.journal_path(id))
+                .and_then(|m| m.created())
+                .ok();
+            (id.as_str()[..16].to_owned(), made, id.clone())
+        });
         let mut journals = Vec::with_capacity(ids.len());
         for id in &ids {
             let path = self.journal_path(id);

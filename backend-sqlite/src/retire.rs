@@ -245,7 +245,7 @@ impl Retirement for SqliteBackend {
         let conn = self.lock();
         let sql = |e| self.site.sql(Some("runs"), e);
         let mut stmt = conn
-            .prepare("SELECT DISTINCT run FROM runs ORDER BY run")
+            .prepare("SELECT run FROM runs GROUP BY run ORDER BY substr(run, 1, 16), min(id)")
             .map_err(sql)?;
         let ids: Vec<String> = stmt
             .query_map([], |row| row.get(0))
