@@ -200,47 +200,15 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     } else {
         ("unchanged", None)
     };
-    if !args.json && out_status.is_ok() {
-        let line = match auth {
-            "disabled" if args.dry_run => Some(
-                "Would disable access-hash authentication (allow_deprecated_accesshash=0)"
-                    .to_owned(),
-            ),
-            "disabled" => Some(format!(
-                "Disabled access-hash authentication (allow_deprecated_accesshash=0, run {})",
-                run.as_ref().map_or("", RunId::as_str)
-            )),
-            "unchanged" if args.disable_accesshash_auth => Some(
-                "Access-hash authentication is already off (allow_deprecated_accesshash=0)"
-                    .to_owned(),
-            ),
-            _ => None,
-        };
-        if let Some(line) = line {
-            out_status = writeln!(out, "{line}");
-        }
-    }
     if args.json {
-        let summary: serde_json::Map<String, Value> = RETIRE_STATUSES
-            .iter()
-            .map(|s| {
-                let n = outcomes.iter().filter(|o| o.status == *s).count();
-                ((*s).to_owned(), Value::from(n))
-            })
-            .collect();
-        let results: Vec<Value> = outcomes.iter().map(outcome_json).collect();
-        let doc = json!({
-            "version": 1,
-            "dry_run": args.dry_run,
-            "backend": backend.kind(),
-            "run_id": run.as_ref().map(RunId::as_str),
-            "results": results,
-            "summary": summary,
-            "accesshash_auth": auth,
-        });
+        let doc = retire_document(&args, backend.kind(), run.as_ref(), &outcomes, auth);
         out_status = serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out));
+    } else if let Some(line) = auth_line(&args, run.as_ref(), auth)
+        && out_status.is_ok()
+    {
+        out_status = writeln!(out, "{line}");
     }
     for o in &outcomes {
         if let Some(error) = &o.error {
@@ -256,6 +224,52 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
         status::SOME_FAILED
     } else {
         status::OK
+    })
+}
+
+/// The line saying what became of the setting, when `--disable-accesshash-auth` was given
+/// and it was not refused.
+fn auth_line(args: &RetireArgs, run: Option<&RunId>, auth: &str) -> Option<String> {
+    match auth {
+        _ if !args.disable_accesshash_auth => None,
+        "disabled" if args.dry_run => Some(
+            "Would disable access-hash authentication (allow_deprecated_accesshash=0)".to_owned(),
+        ),
+        "disabled" => Some(format!(
+            "Disabled access-hash authentication (allow_deprecated_accesshash=0, run {})",
+            run.map_or("", RunId::as_str)
+        )),
+        "unchanged" => Some(
+            "Access-hash authentication is already off (allow_deprecated_accesshash=0)".to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// The `--json` document of a retire run (version 1).
+fn retire_document(
+    args: &RetireArgs,
+    backend: &str,
+    run: Option<&RunId>,
+    outcomes: &[Outcome],
+    auth: &str,
+) -> Value {
+    let summary: serde_json::Map<String, Value> = RETIRE_STATUSES
+        .iter()
+        .map(|s| {
+            let n = outcomes.iter().filter(|o| o.status == *s).count();
+            ((*s).to_owned(), Value::from(n))
+        })
+        .collect();
+    let results: Vec<Value> = outcomes.iter().map(outcome_json).collect();
+    json!({
+        "version": 1,
+        "dry_run": args.dry_run,
+        "backend": backend,
+        "run_id": run.map(RunId::as_str),
+        "results": results,
+        "summary": summary,
+        "accesshash_auth": auth,
     })
 }
 
