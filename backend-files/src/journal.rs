@@ -203,8 +203,8 @@ impl Journals {
                 RunId::parse(name.strip_suffix(".json")?).ok()
             })
             .collect();
-        // By the second in the id, then by when the journal was made: runs started within
-        // the same second keep their order.
+        // By the second in the id, then by when the journal was made (as finely as the file
+        // system tells: runs begun within a few milliseconds may come in either order).
         ids.sort_by_cached_key(|id| {
             let made = fs::metadata(self.journal_path(id))
                 .and_then(|m| m.created())
