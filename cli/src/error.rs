@@ -46,7 +46,7 @@ pub enum CliError {
     Read(#[source] BackendError),
     #[error("cannot write output")]
     Output(#[source] io::Error),
-    #[error("cannot read the run")]
+    #[error("cannot read the journal of runs")]
     Run(#[source] BackendError),
 }
 

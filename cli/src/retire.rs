@@ -467,12 +467,21 @@ pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, C
         (what, name, status, error)
     });
     let changed = !args.dry_run && results.iter().any(|r| r.2 == "restored");
-    let any_failed = results.iter().any(|r| r.3.is_some());
+    let mut any_failed = results.iter().any(|r| r.3.is_some());
     let mut marked = None;
     if !args.dry_run && !any_failed && (changed || journal.restored_at.is_none()) {
         let at = Zoned::now().timestamp().as_second();
-        retirement.mark_restored(&id, at).map_err(CliError::Run)?;
-        marked = Some(at);
+        match retirement.mark_restored(&id, at) {
+            Ok(()) => marked = Some(at),
+            Err(e) => {
+                any_failed = true;
+                let _ = writeln!(
+                    io::stderr(),
+                    "error: every change of run {id} is back, but the journal could not record it: {}",
+                    shown(&error_chain(&e))
+                );
+            }
+        }
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     let written = if args.json {
