@@ -910,3 +910,93 @@ fn a_home_folder_reached_through_a_symbolic_link_is_retired_and_restored() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(dir.join("root2/.accesshash").is_file());
 }
+
+/// On SQLite, every access hash is in `users` or in a `backups` row that a journal row of
+/// the same run names, with the same content. Returns how many are in a backup only.
+fn check_nothing_lost_in_sqlite(db: &Utf8Path, contents: &BTreeMap<String, String>) -> usize {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut in_backup = 0;
+    for (name, content) in contents {
+        let present: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT access_hash FROM users WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if let Some(present) = present {
+            assert_eq!(
+                present,
+                content.as_bytes(),
+                "{name}: its access hash changed"
+            );
+            continue;
+        }
+        let sha = whmtoken_core::retire::content_sha512(content.as_bytes());
+        let backed_up: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM backups b JOIN runs r ON r.run = b.run
+                 WHERE b.name = ?1 AND b.content = ?2
+                   AND json_extract(r.record, '$.user') = ?3
+                   AND json_extract(r.record, '$.sha512') = ?4",
+                rusqlite::params![format!("{name}.accesshash"), content.as_bytes(), name, sha],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            backed_up > 0,
+            "{name}: neither in users nor in a journaled backup"
+        );
+        in_backup += 1;
+    }
+    in_backup
+}
+
+#[test]
+fn on_sqlite_a_killed_retire_loses_nothing_either() {
+    let (_keep, dir) = temp();
+    let mut text = String::new();
+    let mut contents = BTreeMap::new();
+    for i in 0..200 {
+        let name = format!("res{i:04}");
+        let content = cpanel_style_access_hash(&name);
+        text.push_str(&format!(
+            "[[user]]\nname = \"{name}\"\nreseller = []\naccesshash = \"{}\"\n",
+            content.escape_default()
+        ));
+        contents.insert(name, content);
+    }
+    let scenario = Scenario::parse(Utf8Path::new("many"), &text).unwrap();
+    let config = scenario.build("sqlite", &dir).unwrap();
+    let db = dir.join("server.db");
+    let convert = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", config.as_str(), "--all-resellers"])
+        .output()
+        .unwrap();
+    assert!(convert.status.success());
+    let full = Instant::now();
+    let out = whmtoken(&config, &["retire", "--all-resellers", "--json"], "");
+    let duration = full.elapsed();
+    let id = json_of(&out)["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(check_nothing_lost_in_sqlite(&db, &contents), 200);
+    assert_eq!(whmtoken(&config, &["restore", &id], "").code, 0);
+
+    for point in 0..10u32 {
+        let before = run_ids(&config);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_whmtoken"))
+            .args(["--config", config.as_str(), "retire", "--all-resellers"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(duration * point / 10);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        check_nothing_lost_in_sqlite(&db, &contents);
+        for id in run_ids(&config).difference(&before) {
+            let out = whmtoken(&config, &["restore", id], "");
+            assert_eq!(out.code, 0, "{point}: {}", out.stderr);
+        }
+        assert_eq!(check_nothing_lost_in_sqlite(&db, &contents), 0, "{point}");
+    }
+}
