@@ -27,11 +27,13 @@ mod document;
 mod group_sync;
 #[cfg(feature = "harness")]
 mod harness;
+mod journal;
 mod lock;
 mod passwd;
 #[cfg(test)]
 mod properties;
 mod resellers;
+mod retire;
 mod safe_fs;
 mod token_file;
 
@@ -122,6 +124,8 @@ pub struct FilesBackend {
     token_folder_setup: Mutex<()>,
     /// How many token-file bytes may be in memory at once, across threads.
     budget: budget::ReadBudget,
+    /// The journals and backups of `whmtoken retire` runs.
+    runs: retire::RunState,
 }
 
 impl FilesBackend {
@@ -175,6 +179,7 @@ impl FilesBackend {
             token_folder: OnceLock::new(),
             token_folder_setup: Mutex::new(()),
             budget: budget::ReadBudget::new(budget::READ_BUDGET),
+            runs: retire::RunState::new(&root, tree_owner),
             root,
         })
     }
@@ -219,6 +224,25 @@ impl FilesBackend {
             syncs: group_sync::GroupSync::default(),
             locks: lock::LockSource::new(path),
         }))
+    }
+
+    /// Where `user`'s `.accesshash` is, and the account it belongs to.
+    fn access_hash_path(
+        &self,
+        user: &UserName,
+    ) -> Result<(Utf8PathBuf, passwd::Account), BackendError> {
+        let account = self.account(user)?;
+        if account.home.split('/').any(|part| part == "..") {
+            return Err(BackendError::Unsafe {
+                location: self.root.join("etc/passwd").to_string(),
+                detail: format!("the home of {user} has a `..` component"),
+            });
+        }
+        let path = self
+            .root
+            .join(account.home.trim_start_matches('/'))
+            .join(".accesshash");
+        Ok((path, account))
     }
 
     fn account(&self, user: &UserName) -> Result<passwd::Account, BackendError> {
@@ -267,7 +291,7 @@ impl token_file::AuditLine for AccountingLine<'_> {
 }
 
 /// Reads a data file owned by root or `tree_owner`; a missing one reads as empty.
-fn read_root_file(path: &Utf8Path, tree_owner: u32) -> Result<String, BackendError> {
+pub(crate) fn read_root_file(path: &Utf8Path, tree_owner: u32) -> Result<String, BackendError> {
     let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
         return Ok(String::new());
     };
@@ -294,17 +318,7 @@ impl Reads for FilesBackend {
     }
 
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
-        let account = self.account(user)?;
-        if account.home.split('/').any(|part| part == "..") {
-            return Err(BackendError::Unsafe {
-                location: self.root.join("etc/passwd").to_string(),
-                detail: format!("the home of {user} has a `..` component"),
-            });
-        }
-        let path = self
-            .root
-            .join(account.home.trim_start_matches('/'))
-            .join(".accesshash");
+        let (path, account) = self.access_hash_path(user)?;
         let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
             return Ok(None);
         };
@@ -377,6 +391,10 @@ impl Backend for FilesBackend {
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
         self.accounting
             .append_durably(&event.accounting_line(), self.lock_timeout)
+    }
+
+    fn retirement(&self) -> Option<&dyn whmtoken_core::Retirement> {
+        Some(self)
     }
 
     fn notices(&self) -> Vec<String> {

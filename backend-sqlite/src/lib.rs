@@ -32,6 +32,7 @@ mod error;
 mod harness;
 mod open;
 mod readers;
+mod retire;
 mod schema;
 mod settings;
 mod tokens;
@@ -397,6 +398,10 @@ impl Backend for SqliteBackend {
     }
 
     fn batch(&self) -> Option<&dyn BatchImport> {
+        Some(self)
+    }
+
+    fn retirement(&self) -> Option<&dyn whmtoken_core::Retirement> {
         Some(self)
     }
 }

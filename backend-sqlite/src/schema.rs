@@ -54,14 +54,41 @@ CREATE TABLE settings (
 ) STRICT;
 ";
 
+/// Version 3: the journal of `whmtoken retire` runs (`runs`: one JSON record a row, each
+/// run's header first, as a journal file holds them a line) and their backups (`backups`:
+/// the content of each access hash a run retired, or a forced restore replaced).
+const V3: &str = "
+CREATE TABLE runs (
+    id     INTEGER PRIMARY KEY,
+    run    TEXT NOT NULL,
+    record TEXT NOT NULL CHECK (
+        CASE WHEN json_valid(record) THEN json_type(record) = 'object' ELSE 0 END
+    )
+) STRICT;
+
+CREATE TABLE backups (
+    run     TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (run, name)
+) STRICT;
+";
+
 /// The migrations, in order: entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 
 /// The tables this program creates; with their automatic indexes, all a schema may hold.
-const TABLES: [&str; 4] = ["users", "tokens", "accounting", "settings"];
+const TABLES: [&str; 6] = [
+    "users",
+    "tokens",
+    "accounting",
+    "settings",
+    "runs",
+    "backups",
+];
 
 /// Refuses a schema holding anything this program did not create: a trigger or a view
 /// would run on every write or read of ours.
@@ -168,7 +195,17 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["accounting", "settings", "tokens", "users"]);
+        assert_eq!(
+            tables,
+            [
+                "accounting",
+                "backups",
+                "runs",
+                "settings",
+                "tokens",
+                "users"
+            ]
+        );
     }
 
     #[test]
@@ -182,7 +219,7 @@ mod tests {
         )
         .unwrap();
         migrate(&mut conn, &site()).unwrap();
-        assert_eq!(version(&conn).unwrap(), 2);
+        assert_eq!(version(&conn).unwrap(), LATEST);
         let users: i64 = conn
             .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
             .unwrap();

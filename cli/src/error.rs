@@ -46,6 +46,8 @@ pub enum CliError {
     Read(#[source] BackendError),
     #[error("cannot write output")]
     Output(#[source] io::Error),
+    #[error("cannot read the journal of runs")]
+    Run(#[source] BackendError),
 }
 
 impl CliError {
@@ -60,6 +62,9 @@ impl CliError {
             Self::Read(e) if e.is_retryable() => status::TEMPORARY,
             Self::Read(_) => status::IO_ERROR,
             Self::Output(_) => status::IO_ERROR,
+            Self::Run(BackendError::NotFound { .. }) => status::USAGE,
+            Self::Run(e) if e.is_retryable() => status::TEMPORARY,
+            Self::Run(_) => status::IO_ERROR,
         }
     }
 

@@ -10,6 +10,7 @@ mod config;
 pub mod convert;
 mod error;
 mod output;
+pub mod retire;
 pub mod verify;
 
 use std::ffi::OsString;

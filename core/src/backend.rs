@@ -131,6 +131,12 @@ pub trait Backend: Reads + fmt::Debug {
         None
     }
 
+    /// The retirement capability (`whmtoken retire`, `restore`, `runs`): `None` (the
+    /// default) when the backend cannot retire access hashes.
+    fn retirement(&self) -> Option<&dyn crate::retire::Retirement> {
+        None
+    }
+
     /// Problems found in the backend's data that did not stop it, such as unusable lines
     /// that were skipped; the command line shows them as warnings.
     fn notices(&self) -> Vec<String> {

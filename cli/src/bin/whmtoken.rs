@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 use whmtoken_cli::audit::AuditArgs;
+use whmtoken_cli::retire::{RestoreArgs, RetireArgs, RunsArgs};
 use whmtoken_cli::verify::VerifyArgs;
-use whmtoken_cli::{CliError, audit, convert, status, verify};
+use whmtoken_cli::{CliError, audit, convert, retire, status, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,7 +16,8 @@ use whmtoken_cli::{CliError, audit, convert, status, verify};
     version = concat!("(whmtoken) ", env!("CARGO_PKG_VERSION")),
     about = "Move a cPanel server from WHM access hashes to API tokens",
     after_help = "Exit statuses: convert as convert_accesshash_to_token; audit 0 (nothing at or above --fail-on) or 1; \
-verify 0 accepted, 1 refused, 2 depends on the address; 64 usage, 74 cannot read the server or write output, \
+verify 0 accepted, 1 refused, 2 depends on the address; retire and restore 0, or 65 when an account or the \
+setting was refused or failed; 64 usage (restore: no such run), 74 cannot read the server or write output, \
 77 not root, 78 config."
 )]
 struct Cli {
@@ -46,6 +48,13 @@ enum Command {
     Audit(AuditArgs),
     /// Answer what the server decides for a client's secret, read from standard input
     Verify(VerifyArgs),
+    /// Move converted access hashes into a root-only backup, recorded in a run's journal;
+    /// optionally turn access-hash authentication off
+    Retire(RetireArgs),
+    /// Put back exactly what a retire run changed
+    Restore(RestoreArgs),
+    /// List the retire runs: id, time, what they changed, whether restored
+    Runs(RunsArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +77,9 @@ fn main() -> ExitCode {
             }
             Command::Audit(args) => audit::run(args, cli.config.as_deref()),
             Command::Verify(args) => verify::run(args, cli.config.as_deref()),
+            Command::Retire(args) => retire::run_retire(args, cli.config.as_deref()),
+            Command::Restore(args) => retire::run_restore(args, cli.config.as_deref()),
+            Command::Runs(args) => retire::run_runs(args, cli.config.as_deref()),
         }
     })
 }

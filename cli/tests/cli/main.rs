@@ -11,6 +11,7 @@ mod hostile;
 mod messages;
 mod migration;
 mod reporting;
+mod retire;
 
 use std::process::Command;
 

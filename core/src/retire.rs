@@ -1,0 +1,411 @@
+//! Retiring access hashes, reversibly: the capability a backend offers for it
+//! ([`Retirement`]), the per-account decision both backends share ([`standing`]), and the
+//! journal that records every change with what is needed to undo it ([`Journal`]).
+//!
+//! # Contract
+//! - [`Retirement::begin`] makes the run's record durable before any change of the run.
+//! - [`Retirement::retire`] decides again, under the backend's own checks, with
+//!   [`standing`]; it deletes an access hash only once its backup and its journal entry are
+//!   durable, so that a crash at any point leaves the access hash in its home, in the
+//!   backup, or both, and the journal telling which.
+//! - [`Retirement::restore_change`] never overwrites anything it did not write, except
+//!   with `force`, and then only after keeping what it replaces in the run's backup.
+//! - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
+
+use std::fmt;
+
+use jiff::Zoned;
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
+
+use crate::backend::{BackendError, Reads};
+use crate::secret::AccessHash;
+use crate::user::UserName;
+
+/// The tweak setting that lets a `~/.accesshash` still authenticate API calls.
+pub const ALLOW_DEPRECATED_ACCESSHASH: &str = "allow_deprecated_accesshash";
+
+/// The prefix of the names the converter gives the tokens it makes.
+pub const CONVERTED_NAME_PREFIX: &str = "accesshash-";
+
+/// A run's id: its start time in UTC and four random characters,
+/// `20261201T031500Z-k3x9`; ids sort by time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunId(String);
+
+/// A string that is not a run id; nothing of it is shown beyond its length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("“{shown}” is not a run id (like 20261201T031500Z-k3x9)")]
+pub struct InvalidRunId {
+    shown: String,
+}
+
+impl RunId {
+    /// A new id for a run starting at `now`.
+    pub fn new(now: &Zoned, rng: &mut impl rand::Rng) -> Self {
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let suffix: String = (0..4)
+            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+            .collect();
+        let utc = now.timestamp().strftime("%Y%m%dT%H%M%SZ");
+        Self(format!("{utc}-{suffix}"))
+    }
+
+    /// Checks an id given on the command line or read from a store: 16 characters of
+    /// time, `-`, 4 lowercase letters or digits. It is used in file names, so nothing else
+    /// is accepted.
+    pub fn parse(s: &str) -> Result<Self, InvalidRunId> {
+        let b = s.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let ok = b.len() == 21
+            && digits(0..8)
+            && b[8] == b'T'
+            && digits(9..15)
+            && b[15] == b'Z'
+            && b[16] == b'-'
+            && b[17..]
+                .iter()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidRunId {
+                shown: s
+                    .chars()
+                    .take(40)
+                    .collect::<String>()
+                    .escape_debug()
+                    .to_string(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = InvalidRunId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> Self {
+        id.0
+    }
+}
+
+/// The lowercase SHA-512 hex of a file's exact content: how a journal identifies what it
+/// backed up, without holding it.
+pub fn content_sha512(content: &[u8]) -> String {
+    format!("{:x}", Sha512::digest(content))
+}
+
+/// Where an account's access hash stands for retirement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// It has an access hash and a token under its key: it can be retired.
+    Converted,
+    /// It has an access hash and no token under its key (or an empty one): refused.
+    NotConverted,
+    /// No access hash, and a token the converter made (`accesshash-…`).
+    AlreadyRetired,
+    /// Neither.
+    NoAccessHash,
+}
+
+/// Decides where `user` stands, given the access hash read from its home (`None`: it has
+/// none). "Converted" is the audit's rule: a token stored under the SHA-512 of the access
+/// hash. Without an access hash there is no key to look up, so a token named as the
+/// converter names its tokens counts as the converted one.
+pub fn standing(
+    reads: &dyn Reads,
+    user: &UserName,
+    access_hash: Option<&AccessHash>,
+) -> Result<Standing, BackendError> {
+    match access_hash {
+        Some(hash) => match hash.token_hash() {
+            Some(key) if reads.token(user, &key)?.is_some() => Ok(Standing::Converted),
+            _ => Ok(Standing::NotConverted),
+        },
+        None => {
+            let converted = reads
+                .tokens(user)?
+                .iter()
+                .any(|(_, entry)| entry.name.starts_with(CONVERTED_NAME_PREFIX));
+            Ok(if converted {
+                Standing::AlreadyRetired
+            } else {
+                Standing::NoAccessHash
+            })
+        }
+    }
+}
+
+/// One change of a run, with what is needed to undo it exactly. Serialized as one JSON
+/// object (a line of a journal file, a row of a journal table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// An access hash moved from its home into the run's backup.
+    Accesshash(RetiredFile),
+    /// A server setting changed.
+    Setting(SettingChange),
+}
+
+/// An access hash as it was before it was retired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredFile {
+    pub user: String,
+    /// Where it was (a file path; SQLite: `users.access_hash`).
+    pub path: String,
+    /// The SHA-512 of its exact content.
+    pub sha512: String,
+    pub size: u64,
+    /// File metadata; `None` where the store has none (SQLite).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Modification time: seconds and nanoseconds since the epoch.
+    pub mtime: Option<i64>,
+    pub mtime_nsec: Option<u32>,
+    /// Where its backup is (a file path; SQLite: the `backups` row).
+    pub backup: String,
+}
+
+/// A setting as it was and as the run left it; `None`: not set at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChange {
+    pub name: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// A run, as its journal records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Journal {
+    pub id: RunId,
+    /// When it started, in epoch seconds.
+    pub started: i64,
+    /// What started it (`retire`).
+    pub command: String,
+    /// Its changes, in the order they were made.
+    pub changes: Vec<Change>,
+    /// When it was restored (the last time), in epoch seconds.
+    pub restored_at: Option<i64>,
+}
+
+impl Journal {
+    /// How many access hashes the run retired.
+    pub fn retired(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c, Change::Accesshash(_)))
+            .count()
+    }
+
+    /// The setting changes the run made.
+    pub fn settings(&self) -> impl Iterator<Item = &SettingChange> {
+        self.changes.iter().filter_map(|c| match c {
+            Change::Setting(s) => Some(s),
+            Change::Accesshash(_) => None,
+        })
+    }
+}
+
+/// One record of a journal as stored: the run's header, a change, or the note that the
+/// run was restored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Record {
+    Header {
+        run: RunId,
+        started: i64,
+        command: String,
+    },
+    Change(Change),
+    Restored {
+        restored_at: i64,
+    },
+}
+
+impl Journal {
+    /// Rebuilds a journal from its records, oldest first; the first must be the header.
+    pub fn from_records(records: impl IntoIterator<Item = Record>) -> Result<Self, String> {
+        let mut records = records.into_iter();
+        let Some(Record::Header {
+            run,
+            started,
+            command,
+        }) = records.next()
+        else {
+            return Err("it does not start with the run's header".to_owned());
+        };
+        let mut journal = Journal {
+            id: run,
+            started,
+            command,
+            changes: Vec::new(),
+            restored_at: None,
+        };
+        for record in records {
+            match record {
+                Record::Header { .. } => return Err("it has a second header".to_owned()),
+                Record::Change(change) => journal.changes.push(change),
+                Record::Restored { restored_at } => journal.restored_at = Some(restored_at),
+            }
+        }
+        Ok(journal)
+    }
+}
+
+/// What retiring one account did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// Moved into the backup; the journal holds the change.
+    Done(RetiredFile),
+    /// Nothing to do, or refused: where it stands.
+    Left(Standing),
+}
+
+/// What restoring one change did (or, checking only, would do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restored {
+    Restored,
+    AlreadyRestored,
+}
+
+/// The retirement capability a backend hands out through
+/// [`Backend::retirement`](crate::Backend::retirement); see the module contract.
+pub trait Retirement: Send + Sync {
+    /// Records run `id` durably, before its first change.
+    fn begin(&self, id: &RunId, started: i64, command: &str) -> Result<(), BackendError>;
+
+    /// Retires `user`'s access hash in run `id` when it stands [`Standing::Converted`]:
+    /// backup and journal entry made durable, then the access hash removed.
+    fn retire(&self, id: &RunId, user: &UserName) -> Result<Retired, BackendError>;
+
+    /// Sets `allow_deprecated_accesshash` to `allow` in run `id`, the old value journaled
+    /// first. `None`: it already had that value, and nothing was changed.
+    fn set_accesshash_auth(
+        &self,
+        id: &RunId,
+        allow: bool,
+    ) -> Result<Option<SettingChange>, BackendError>;
+
+    /// Every run's journal, oldest first.
+    fn journals(&self) -> Result<Vec<Journal>, BackendError>;
+
+    /// The journal of run `id`; [`BackendError::NotFound`] when there is none.
+    fn journal(&self, id: &RunId) -> Result<Journal, BackendError>;
+
+    /// Undoes `change` of run `id`: refused when what is there now is neither what the run
+    /// left nor what it changed, or when the backup no longer matches its digest, unless
+    /// `force` (which keeps whatever it replaces in the run's backup). With `check_only`,
+    /// decides without writing anything.
+    fn restore_change(
+        &self,
+        id: &RunId,
+        change: &Change,
+        force: bool,
+        check_only: bool,
+    ) -> Result<Restored, BackendError>;
+
+    /// Records that run `id` was restored at `at` (epoch seconds).
+    fn mark_restored(&self, id: &RunId, at: i64) -> Result<(), BackendError>;
+
+    /// Appends one line to the server's audit log (`accounting.log`).
+    fn append_accounting(&self, line: &str) -> Result<(), BackendError>;
+}
+
+/// `<Perl scalar localtime>:<ACTION>:root:<user>:not-applicable:<run id>`, as cPanel's
+/// `accounting.log` lines are made (without the line feed).
+pub fn accounting_line(time: &Zoned, action: &str, user: &str, run: &RunId) -> String {
+    format!(
+        "{}:{action}:root:{user}:not-applicable:{run}",
+        time.strftime("%a %b %e %H:%M:%S %Y")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, FixedClock};
+
+    #[test]
+    fn run_ids_sort_by_time_and_parse_back() {
+        let mut rng = rand::rng();
+        let a = RunId::new(&FixedClock::at(1_700_000_000).now(), &mut rng);
+        let b = RunId::new(&FixedClock::at(1_700_000_001).now(), &mut rng);
+        assert!(a < b);
+        assert!(a.as_str().starts_with("20231114T221320Z-"), "{a}");
+        assert_eq!(RunId::parse(a.as_str()).unwrap(), a);
+        for bad in [
+            "",
+            "../../etc",
+            "20231114T221320Z-ABCD",
+            "20231114T221320Z-abc/",
+        ] {
+            assert!(RunId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_journal_round_trips_through_its_records() {
+        let id = RunId::parse("20261201T031500Z-ab12").unwrap();
+        let change = Change::Setting(SettingChange {
+            name: ALLOW_DEPRECATED_ACCESSHASH.into(),
+            old: Some("1".into()),
+            new: Some("0".into()),
+        });
+        let records = [
+            Record::Header {
+                run: id.clone(),
+                started: 5,
+                command: "retire".into(),
+            },
+            Record::Change(change.clone()),
+            Record::Restored { restored_at: 9 },
+        ];
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert_eq!(
+            lines[1],
+            r#"{"change":"setting","name":"allow_deprecated_accesshash","old":"1","new":"0"}"#
+        );
+        let parsed = lines
+            .iter()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap());
+        let journal = Journal::from_records(parsed).unwrap();
+        assert_eq!(journal.id, id);
+        assert_eq!(journal.changes, [change]);
+        assert_eq!(journal.restored_at, Some(9));
+    }
+
+    #[test]
+    fn accounting_lines_name_the_action_and_run() {
+        let id = RunId::parse("20150601T133319Z-ab12").unwrap();
+        assert_eq!(
+            accounting_line(
+                &FixedClock::at(1_433_165_599).now(),
+                "RETIREACCESSHASH",
+                "res1",
+                &id
+            ),
+            "Mon Jun  1 13:33:19 2015:RETIREACCESSHASH:root:res1:not-applicable:20150601T133319Z-ab12"
+        );
+    }
+}
