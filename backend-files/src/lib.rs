@@ -30,6 +30,7 @@ mod passwd;
 #[cfg(test)]
 mod properties;
 mod resellers;
+mod revoke;
 mod safe_fs;
 mod token_file;
 
@@ -333,6 +334,14 @@ impl Backend for FilesBackend {
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
         self.accounting
             .append(&event.accounting_line(), self.lock_timeout)
+    }
+
+    fn revoke(
+        &self,
+        user: &UserName,
+        name: &str,
+    ) -> Result<Option<whmtoken_core::TokenHash>, BackendError> {
+        revoke::revoke(self, user, name)
     }
 
     fn notices(&self) -> Vec<String> {

@@ -153,7 +153,7 @@ pub(crate) fn parse_for_tests(bytes: &[u8]) -> Result<TokenSet, BackendError> {
 /// Opens (creating it empty, as cPanel does) and flocks the data file, making sure the
 /// descriptor still names the file at `path` once the lock is held.
 /// Returns the file and its size once locked.
-fn open_locked(
+pub(crate) fn open_locked(
     path: &Utf8Path,
     owner: u32,
     deadline: Deadline,
@@ -311,7 +311,7 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
 /// Writes `contents` to a new temporary file beside `path`, syncs it, renames it over
 /// `path` and syncs the folder: after a crash the file holds either the old or the new
 /// contents, never a mix. When any step fails, the temporary file is removed.
-fn replace_durably(
+pub(crate) fn replace_durably(
     path: &Utf8Path,
     contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
     owner: u32,

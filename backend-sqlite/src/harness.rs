@@ -29,6 +29,10 @@ impl Harness for SqliteConfig {
     fn dump(&self) -> Result<Value, BackendError> {
         SqliteBackend::open(self)?.dump()
     }
+
+    fn set_settings(&self, settings: &ServerSettings) -> Result<(), BackendError> {
+        SqliteBackend::open(self)?.set_server_settings(settings)
+    }
 }
 
 /// Seeding and dumping, beyond what the converter needs.

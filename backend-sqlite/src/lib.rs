@@ -32,6 +32,7 @@ mod error;
 mod harness;
 mod open;
 mod readers;
+mod revoke;
 mod schema;
 mod settings;
 mod tokens;
@@ -381,6 +382,10 @@ impl Backend for SqliteBackend {
 
     fn batch(&self) -> Option<&dyn BatchImport> {
         Some(self)
+    }
+
+    fn revoke(&self, user: &UserName, name: &str) -> Result<Option<TokenHash>, BackendError> {
+        revoke::revoke(self, user, name)
     }
 }
 

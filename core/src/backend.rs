@@ -121,6 +121,18 @@ pub trait Backend: Reads + fmt::Debug {
         None
     }
 
+    /// Removes `user`'s token called `name` (WHM's `api_token_revoke`) under the same lock
+    /// as [`import`](Self::import), keeping every other token as it was; `Ok(None)` when the
+    /// user has no token of that name, else the key removed. An opt-in capability: the
+    /// default is [`BackendError::Unsupported`].
+    fn revoke(&self, user: &UserName, name: &str) -> Result<Option<TokenHash>, BackendError> {
+        let _ = (user, name);
+        Err(BackendError::Unsupported {
+            backend: self.kind(),
+            operation: "revoking tokens",
+        })
+    }
+
     /// Problems found in the backend's data that did not stop it, such as unusable lines
     /// that were skipped; the command line shows them as warnings.
     fn notices(&self) -> Vec<String> {

@@ -49,6 +49,16 @@ pub trait Harness: BackendConfig {
     /// The whole server state as one canonical document, the same for every backend
     /// holding the same server; see [`dump_document`].
     fn dump(&self) -> Result<Value, BackendError>;
+
+    /// Replaces the server's settings, atomically, while it may be in use (`fake-server
+    /// set`); the default is [`BackendError::Unsupported`].
+    fn set_settings(&self, settings: &ServerSettings) -> Result<(), BackendError> {
+        let _ = settings;
+        Err(BackendError::Unsupported {
+            backend: Self::KIND,
+            operation: "changing settings",
+        })
+    }
 }
 
 /// A whole server to build: its settings, its users, their access hashes and tokens.
