@@ -249,10 +249,10 @@ async fn handle(
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    if parts.method == Method::POST {
-        if let Ok(body) = to_bytes(body, MAX_BODY).await {
-            query.extend(form_urlencoded::parse(&body).into_owned());
-        }
+    if parts.method == Method::POST
+        && let Ok(body) = to_bytes(body, MAX_BODY).await
+    {
+        query.extend(form_urlencoded::parse(&body).into_owned());
     }
     let function = path
         .strip_prefix("/json-api/")

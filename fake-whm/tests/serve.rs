@@ -497,11 +497,16 @@ fn ureq_on_sqlite() {
     story(&Ureq, "sqlite", true);
 }
 
+/// Says on stderr that a test was skipped, and why.
+fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 #[test]
 fn pycpanel_on_files() {
     match PyCpanel::installed() {
         Some(client) => story(&client, "files", false),
-        None => eprintln!("SKIPPED pycpanel_on_files: python3 is missing"),
+        None => skipped("pycpanel_on_files", "python3 is missing"),
     }
 }
 
@@ -509,7 +514,7 @@ fn pycpanel_on_files() {
 fn pycpanel_on_sqlite() {
     match PyCpanel::installed() {
         Some(client) => story(&client, "sqlite", false),
-        None => eprintln!("SKIPPED pycpanel_on_sqlite: python3 is missing"),
+        None => skipped("pycpanel_on_sqlite", "python3 is missing"),
     }
 }
 
