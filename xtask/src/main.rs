@@ -2,7 +2,8 @@
 //!
 //! - `ci`: in this order, formatting check, clippy with warnings denied, `cargo doc` with
 //!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
-//!   `target/tools` on first use), the whole test suite (with the tidy checks,
+//!   `target/tools` on first use), the fake WHM's test clients (curl, pycpanel: the
+//!   `clients` module), the whole test suite (with the tidy checks,
 //!   `xtask/tests/tidy.rs`), and the command line's tests with each backend alone.
 //!   `.ci/run` calls exactly this.
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
@@ -12,6 +13,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod clients;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,8 +37,9 @@ const TASK_HELP: [(&str, &str); 3] = [
 Runs every check, in this order, and stops at the first that fails: the formatting check
 (cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
 unused dependencies (cargo-machete, installed into target/tools on first use, about a
-minute), the whole test suite (the tidy checks included), and the command line's tests
-with each backend alone. .ci/run runs exactly this.",
+minute), the clients the fake WHM's tests drive (curl via apt-get when missing; pycpanel
+from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included),
+and the command line's tests with each backend alone. .ci/run runs exactly this.",
     ),
     (
         "demo",
@@ -142,6 +145,7 @@ fn ci() -> Result<(), String> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     machete()?;
+    clients::install()?;
     // The tidy checks (`xtask/tests/tidy.rs`) run here, with every other test.
     cargo(&["test", "--workspace", "--locked"])?;
     // Each backend alone: the command line's own tests, including the message for a
