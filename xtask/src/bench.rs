@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: the converter against an I/O floor, side by side, on generated fake
 //! servers. It prints a table and writes it to `target/bench/report.md`. A benchmark, not
-//! a test: nothing here runs in CI.
+//! a test: nothing here runs in CI. `cargo xtask bench serve` measures the fake WHM alone
+//! (the `serve` module).
+
+mod serve;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,10 +58,8 @@ struct Tools {
     jobs: usize,
 }
 
-pub fn bench() -> Result<(), String> {
-    if !Path::new("/usr/bin/time").exists() {
-        return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
-    }
+/// Builds the release binaries and says where they are.
+fn tools() -> Result<Tools, String> {
     cargo(&[
         "build",
         "--release",
@@ -72,13 +73,33 @@ pub fn bench() -> Result<(), String> {
         "--bins",
     ])?;
     let release = target_dir().join("release");
-    let tools = Tools {
+    Ok(Tools {
         converter: release.join("convert_accesshash_to_token"),
         whmtoken: release.join("whmtoken"),
         fake_server: release.join("fake-server"),
         floor: release.join("io-floor"),
         jobs: whmtoken_core::pipeline::default_jobs(),
-    };
+    })
+}
+
+/// `cargo xtask bench serve`: the fake WHM's part alone.
+pub fn bench_serve() -> Result<(), String> {
+    let tools = tools()?;
+    let out = target_dir().join("bench");
+    let copies = Copies::new(out.join("work"))?;
+    let notes = serve::measure(&tools, &out, &copies)?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{notes}");
+    }
+    Ok(())
+}
+
+pub fn bench() -> Result<(), String> {
+    if !Path::new("/usr/bin/time").exists() {
+        return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
+    }
+    let tools = tools()?;
     let out = target_dir().join("bench");
     let mut report = String::from(
         "| server | users | converter (median) | per user | user CPU/user | user+sys CPU | peak RSS | floor serial | floor threaded | ratio serial | ratio threaded |\n\
@@ -181,6 +202,7 @@ pub fn bench() -> Result<(), String> {
         rss / 1024.0
     )
     .expect("write to a String");
+    notes.push_str(&serve::measure(&tools, &out, &copies)?);
     if let [small, large] = file_medians[..] {
         writeln!(
             notes,

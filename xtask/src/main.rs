@@ -26,7 +26,8 @@ const USAGE: &str = "usage: cargo xtask <ci|demo|bench>   (cargo xtask TASK --he
   ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
          (cargo-machete), every test (tidy checks included), each backend alone
   demo   a small fake server in SQLite (target/demo), converted
-  bench  the converter against an I/O floor on generated servers";
+  bench  the converter against an I/O floor on generated servers, and fake-server serve
+         (bench serve: that alone)";
 
 /// What each task does, for `cargo xtask TASK --help`.
 const TASK_HELP: [(&str, &str); 3] = [
@@ -57,7 +58,9 @@ server's state as fake-server dump does.",
 Builds the release binaries, generates fake servers in target/bench (kept for the next
 run), runs the converter against an I/O floor on a fresh copy of each, and prints a table
 of medians and ratios, also written to target/bench/report.md. Needs GNU time at
-/usr/bin/time; takes several minutes. A benchmark, not a test: CI runs none of it.",
+/usr/bin/time; takes several minutes. Also measures fake-server serve (16 keep-alive
+clients calling version, with wrk, installed with apt-get when missing);
+`cargo xtask bench serve` measures only that. A benchmark, not a test: CI runs none of it.",
     ),
 ];
 
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             println!("{}", help.expect("checked").1);
             Ok(())
         }
+        ("bench", [part]) if part == "serve" => bench::bench_serve(),
         (_, [extra, ..]) if help.is_some() => Err(format!(
             "{task} takes no arguments (given: {extra}); cargo xtask {task} --help says what it does"
         )),
