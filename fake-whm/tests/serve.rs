@@ -800,3 +800,52 @@ fn https_with_a_certificate_made_at_start() {
         );
     }
 }
+
+#[test]
+fn https_with_a_certificate_given_as_pem_files() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let served = Served::start(
+        &config,
+        &[
+            "--tls",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let expected: Vec<String> = sha2::Sha256::digest(made.cert.der())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(
+        served.more[0],
+        format!("certificate SHA-256 fingerprint: {}", expected.join(":"))
+    );
+    // curl checks the certificate against the given one: no --insecure here.
+    let port = served.url.rsplit(':').next().unwrap();
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--cacert",
+            cert.to_str().unwrap(),
+        ])
+        .args(["--header", &format!("Authorization: whm bob:{}", secret())])
+        .arg(format!("https://localhost:{port}/json-api/version"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["version"], whmtoken_fake_whm::WHM_VERSION);
+}
