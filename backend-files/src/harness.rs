@@ -70,6 +70,26 @@ impl Harness for FilesConfig {
             passwd.insert_str(0, "root:x:0:0:root:/root:/bin/bash\n");
         }
         tree.write(&tree.under("etc/passwd"), passwd.as_bytes(), 0o644)?;
+        // The accounts `listaccts` lists, as cPanel records them.
+        let accounts = seed.users.iter().filter(|u| u.name != "root");
+        let (domains, owners): (String, String) = accounts
+            .map(|u| {
+                (
+                    format!("{}: {}\n", u.domain, u.name),
+                    format!("{}: {}\n", u.name, u.owner),
+                )
+            })
+            .unzip();
+        tree.write(
+            &tree.under(crate::accounts::DOMAINS),
+            domains.as_bytes(),
+            0o640,
+        )?;
+        tree.write(
+            &tree.under(crate::accounts::OWNERS),
+            owners.as_bytes(),
+            0o640,
+        )?;
         tree.write(
             &tree.under("var/cpanel/resellers"),
             resellers.as_bytes(),

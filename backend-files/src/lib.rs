@@ -8,6 +8,7 @@
 //! | WHM API tokens | `var/cpanel/authn/api_tokens_v2/whostmgr/<user>.json` |
 //! | audit lines | `var/cpanel/accounting.log` |
 //! | server settings (`allow_deprecated_accesshash`) | `var/cpanel/cpanel.config` |
+//! | hosting accounts' owners and main domains | `etc/trueuserowners`, `etc/trueuserdomains` |
 //!
 //! `etc/passwd` and `var/cpanel/resellers` are read once, when the backend is opened;
 //! `var/cpanel/cpanel.config` each time the settings are asked for, so that a converter
@@ -19,6 +20,7 @@
 //! is never followed through a symbolic link, and it is checked on the open descriptor.
 
 mod accounting;
+mod accounts;
 mod budget;
 mod cpanel_config;
 mod debris;
@@ -334,6 +336,10 @@ impl Backend for FilesBackend {
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {
         self.accounting
             .append(&event.accounting_line(), self.lock_timeout)
+    }
+
+    fn accounts(&self) -> Result<Vec<whmtoken_core::Account>, BackendError> {
+        accounts::read(self)
     }
 
     fn revoke(

@@ -8,7 +8,7 @@
 //!
 //! | what | where |
 //! | --- | --- |
-//! | users' uid and home, whether reseller and with which ACLs, raw access hash | table `users` |
+//! | users' uid and home, whether reseller and with which ACLs, raw access hash, an account's domain and owner | table `users` |
 //! | WHM API tokens: one row per entry, the entry kept as cPanel's JSON text | table `tokens` |
 //! | audit lines (`accounting.log`) | table `accounting` |
 //! | server settings (`allow_deprecated_accesshash`, as in `cpanel.config`) | table `settings` |
@@ -26,6 +26,7 @@
 //!
 //! [`read session`]: whmtoken_core::Backend::read_session
 
+mod accounts;
 mod batch;
 mod error;
 #[cfg(feature = "harness")]
@@ -382,6 +383,10 @@ impl Backend for SqliteBackend {
 
     fn batch(&self) -> Option<&dyn BatchImport> {
         Some(self)
+    }
+
+    fn accounts(&self) -> Result<Vec<whmtoken_core::Account>, BackendError> {
+        accounts::read(self)
     }
 
     fn revoke(&self, user: &UserName, name: &str) -> Result<Option<TokenHash>, BackendError> {

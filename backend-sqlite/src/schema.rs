@@ -54,8 +54,15 @@ CREATE TABLE settings (
 ) STRICT;
 ";
 
+/// Version 3: each account's main domain and owner, for the fake WHM's `listaccts`; NULL
+/// for root and for users added before.
+const V3: &str = "
+ALTER TABLE users ADD COLUMN domain TEXT;
+ALTER TABLE users ADD COLUMN owner TEXT;
+";
+
 /// The migrations, in order: entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -182,7 +189,7 @@ mod tests {
         )
         .unwrap();
         migrate(&mut conn, &site()).unwrap();
-        assert_eq!(version(&conn).unwrap(), 2);
+        assert_eq!(version(&conn).unwrap(), LATEST);
         let users: i64 = conn
             .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
             .unwrap();

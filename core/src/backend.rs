@@ -59,6 +59,16 @@ pub struct ServerSettings {
     pub allow_deprecated_accesshash: bool,
 }
 
+/// A hosting account, as WHM's `listaccts` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    /// Its main domain, when the server records one.
+    pub domain: Option<String>,
+    /// The reseller (or root) that owns it.
+    pub owner: String,
+}
+
 /// The reads the pipeline makes for one user. A [`Backend`] answers them itself; a read
 /// session from [`Backend::read_session`] answers the same questions for many users at
 /// once.
@@ -119,6 +129,15 @@ pub trait Backend: Reads + fmt::Debug {
     /// and [`append_audit`](Self::append_audit) per user.
     fn batch(&self) -> Option<&dyn BatchImport> {
         None
+    }
+
+    /// The server's hosting accounts (root is none), sorted by name: an opt-in capability
+    /// for the fake WHM's `listaccts`; the default is [`BackendError::Unsupported`].
+    fn accounts(&self) -> Result<Vec<Account>, BackendError> {
+        Err(BackendError::Unsupported {
+            backend: self.kind(),
+            operation: "listing accounts",
+        })
     }
 
     /// Removes `user`'s token called `name` (WHM's `api_token_revoke`) under the same lock

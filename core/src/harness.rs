@@ -81,6 +81,10 @@ pub struct SeedUser {
     pub access_hash: Option<Vec<u8>>,
     /// Existing tokens: key and the entry object as stored.
     pub tokens: Vec<(TokenHash, Map<String, Value>)>,
+    /// The account's main domain and its owner (root or a reseller), as WHM's `listaccts`
+    /// shows them; root has neither.
+    pub domain: String,
+    pub owner: String,
 }
 
 impl fmt::Debug for Seed {

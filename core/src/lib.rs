@@ -28,8 +28,8 @@ mod properties;
 pub use acl::Privileges;
 pub use audit::AuditEvent;
 pub use backend::{
-    Backend, BackendError, BatchImport, ImportItem, Imported, Reads, ServerSettings, WhmRole,
-    audit_decision,
+    Account, Backend, BackendError, BatchImport, ImportItem, Imported, Reads, ServerSettings,
+    WhmRole, audit_decision,
 };
 pub use clock::{Clock, FixedClock};
 pub use error_chain::error_chain;

@@ -125,29 +125,17 @@ fn read_failed(error: &BackendError) -> String {
     )
 }
 
-/// The accounts the caller can see: root sees root and every reseller; a reseller, itself
-/// (fake servers record no other ownership yet).
+/// The accounts the caller can see: every account for root, the accounts a reseller owns
+/// (and its own) for a reseller.
 fn listaccts(backend: &dyn Backend, caller: &Caller) -> Outcome {
-    let names = if caller.user.is_root() {
-        let mut names = vec!["root".to_owned()];
-        names.extend(backend.resellers().map_err(|e| read_failed(&e))?);
-        names.dedup();
-        names
-    } else {
-        vec![caller.user.as_str().to_owned()]
-    };
-    let owner = |name: &str| {
-        if caller.user.is_root() && name != "root" {
-            "root".to_owned()
-        } else {
-            name.to_owned()
-        }
-    };
-    let accounts: Vec<Value> = names
+    let accounts = backend.accounts().map_err(|e| read_failed(&e))?;
+    let me = caller.user.as_str();
+    let listed: Vec<Value> = accounts
         .iter()
-        .map(|name| json!({"user": name, "owner": owner(name), "suspended": 0}))
+        .filter(|a| caller.user.is_root() || a.owner == me || a.user == me)
+        .map(|a| json!({"user": a.user, "domain": a.domain, "owner": a.owner, "suspended": 0}))
         .collect();
-    Ok(json!({"acct": accounts}))
+    Ok(json!({"acct": listed}))
 }
 
 /// The caller's tokens as WHM lists them: each entry with `acls` as a map of every

@@ -110,6 +110,7 @@ fn scenario(allow_access_hash: bool, expired_token: Option<i64>) -> String {
     let mut text = format!(
         "[server]\nallow_deprecated_accesshash = {allow_access_hash}\n\n\
          [[user]]\nname = \"root\"\n\n\
+         [[user]]\nname = \"carol\"\nowner = \"bob\"\ndomain = \"carol.example\"\n\n\
          [[user]]\nname = \"bob\"\nreseller = [\"list-accts\"]\n{access_hash}"
     );
     if let Some(expires_at) = expired_token {
@@ -608,7 +609,14 @@ fn the_endpoints_answer_as_whm_api_1_does() {
     let (status, body) = call(&url, Some(&with_token), "/json-api/listaccts?api.version=1");
     assert_eq!(status, 200);
     assert_eq!(body["metadata"]["result"], 1, "{body}");
-    assert_eq!(body["data"]["acct"][0]["user"], "bob");
+    assert_eq!(
+        body["data"]["acct"],
+        serde_json::json!([
+            {"user": "bob", "domain": "bob.example.com", "owner": "root", "suspended": 0},
+            {"user": "carol", "domain": "carol.example", "owner": "bob", "suspended": 0},
+        ]),
+        "bob's own account and the one it owns"
+    );
     let (_, body) = call(&url, bob, "/json-api/api_token_list?api.version=1");
     let listed = &body["data"]["tokens"]["billing"];
     assert_eq!(listed["acls"]["list-accts"], 1, "{body}");
