@@ -431,7 +431,7 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 
 /// The generation of the fake servers kept between benches (in `target/bench`): raised
 /// when `fake-server` builds them differently, so that stale ones are not reused.
-const TEMPLATES: u32 = 2;
+const TEMPLATES: u32 = 3;
 
 /// Generates a fake server into `template` with `fake-server generate`, unless one from an
 /// earlier bench is there; returns whether it was made now.
