@@ -186,6 +186,39 @@ impl<'a> Document<'a> {
     }
 }
 
+impl Document<'_> {
+    /// Writes the document's text to `out` without the entry under `hash` (a revoked
+    /// token); everything else as [`write_with_entry`](Self::write_with_entry) writes it.
+    pub(crate) fn write_without(&self, hash: &TokenHash, out: &mut impl Write) -> io::Result<()> {
+        let removed = self.set.iter().position(|(h, _)| h == hash);
+        out.write_all(b"{")?;
+        for (i, (key, value)) in self.top.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            if self.tokens_at != Some(i) {
+                write_member(out, key.get(), value.get())?;
+                continue;
+            }
+            out.write_all(key.get().as_bytes())?;
+            out.write_all(b":{")?;
+            let kept = self
+                .tokens
+                .iter()
+                .enumerate()
+                .filter(|(at, _)| Some(*at) != removed);
+            for (n, (_, (key, value))) in kept.enumerate() {
+                if n > 0 {
+                    out.write_all(b",")?;
+                }
+                write_member(out, key.get(), value.get())?;
+            }
+            out.write_all(b"}")?;
+        }
+        out.write_all(b"}")
+    }
+}
+
 fn write_member(out: &mut dyn Write, key: &str, value: &str) -> io::Result<()> {
     out.write_all(key.as_bytes())?;
     out.write_all(b":")?;

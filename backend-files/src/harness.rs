@@ -14,7 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value};
 use whmtoken_core::harness::dump_document;
-use whmtoken_core::{BackendError, Harness, Seed};
+use whmtoken_core::{BackendError, Harness, Seed, ServerSettings};
 
 use crate::safe_fs::{corrupt, io_error};
 use crate::token_file::TOKEN_FOLDER;
@@ -70,6 +70,26 @@ impl Harness for FilesConfig {
             passwd.insert_str(0, "root:x:0:0:root:/root:/bin/bash\n");
         }
         tree.write(&tree.under("etc/passwd"), passwd.as_bytes(), 0o644)?;
+        // The accounts `listaccts` lists, as cPanel records them.
+        let accounts = seed.users.iter().filter(|u| u.name != "root");
+        let (domains, owners): (String, String) = accounts
+            .map(|u| {
+                (
+                    format!("{}: {}\n", u.domain, u.name),
+                    format!("{}: {}\n", u.name, u.owner),
+                )
+            })
+            .unzip();
+        tree.write(
+            &tree.under(crate::accounts::DOMAINS),
+            domains.as_bytes(),
+            0o640,
+        )?;
+        tree.write(
+            &tree.under(crate::accounts::OWNERS),
+            owners.as_bytes(),
+            0o640,
+        )?;
         tree.write(
             &tree.under("var/cpanel/resellers"),
             resellers.as_bytes(),
@@ -121,6 +141,34 @@ impl Harness for FilesConfig {
             Err(e) => return Err(io_error(&log, e)),
         };
         Ok(dump_document(tokens, accounting))
+    }
+
+    /// Rewrites `var/cpanel/cpanel.config` with the setting's line replaced (or added), every
+    /// other line kept, through a temporary file renamed over it.
+    fn set_settings(&self, settings: &ServerSettings) -> Result<(), BackendError> {
+        let path = self.root.join(CPANEL_CONFIG);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let setting = "allow_deprecated_accesshash";
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|line| {
+                line.split_once('=')
+                    .is_none_or(|(key, _)| key.trim() != setting)
+            })
+            .map(str::to_owned)
+            .collect();
+        lines.push(format!(
+            "{setting}={}",
+            u8::from(settings.allow_deprecated_accesshash)
+        ));
+        let temp = Utf8PathBuf::from(format!("{path}.new-{}", std::process::id()));
+        let tree = Tree { root: &self.root };
+        tree.write(&temp, (lines.join("\n") + "\n").as_bytes(), 0o644)?;
+        fs::rename(&temp, &path).map_err(|e| io_error(&path, e))
     }
 }
 

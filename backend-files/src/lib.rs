@@ -8,6 +8,7 @@
 //! | WHM API tokens | `var/cpanel/authn/api_tokens_v2/whostmgr/<user>.json` |
 //! | audit lines | `var/cpanel/accounting.log` |
 //! | server settings (`allow_deprecated_accesshash`) | `var/cpanel/cpanel.config` |
+//! | hosting accounts' owners and main domains | `etc/trueuserowners`, `etc/trueuserdomains` |
 //!
 //! `etc/passwd` and `var/cpanel/resellers` are read once, when the backend is opened;
 //! `var/cpanel/cpanel.config` each time the settings are asked for, so that a converter
@@ -19,6 +20,7 @@
 //! is never followed through a symbolic link, and it is checked on the open descriptor.
 
 mod accounting;
+mod accounts;
 mod budget;
 mod cpanel_config;
 mod crash;
@@ -34,6 +36,7 @@ mod passwd;
 mod properties;
 mod resellers;
 mod retire;
+mod revoke;
 mod safe_fs;
 mod token_file;
 
@@ -395,6 +398,18 @@ impl Backend for FilesBackend {
 
     fn retirement(&self) -> Option<&dyn whmtoken_core::Retirement> {
         Some(self)
+    }
+
+    fn accounts(&self) -> Result<Vec<whmtoken_core::Account>, BackendError> {
+        accounts::read(self)
+    }
+
+    fn revoke(
+        &self,
+        user: &UserName,
+        name: &str,
+    ) -> Result<Option<whmtoken_core::TokenHash>, BackendError> {
+        revoke::revoke(self, user, name)
     }
 
     fn notices(&self) -> Vec<String> {

@@ -150,7 +150,7 @@ pub(crate) fn import(
                 let write = |out: &mut io::BufWriter<&File>| {
                     document.write_with_entry(&request.hash, entry, out)
                 };
-                replace_durably(path, write, owner, folder, &decision, audit)?;
+                replace_durably(path, write, owner, folder, Some((&decision, audit)))?;
             }
             Decision::AlreadyPresent { .. } => audit.append(&decision)?,
         }
@@ -179,7 +179,7 @@ pub(crate) fn parse_for_tests(bytes: &[u8]) -> Result<TokenSet, BackendError> {
 /// Opens (creating it empty, as cPanel does) and flocks the data file, making sure the
 /// descriptor still names the file at `path` once the lock is held.
 /// Returns the file and its size once locked.
-fn open_locked(
+pub(crate) fn open_locked(
     path: &Utf8Path,
     owner: u32,
     deadline: Deadline,
@@ -334,7 +334,8 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
     Ok(())
 }
 
-/// Writes `contents` to a new temporary file beside `path`, has `audit` append the line,
+/// Writes `contents` to a new temporary file beside `path`, has `audit` (if any) append the
+/// line for `decision`,
 /// syncs the file while the line is synced (one log sync shared with other threads),
 /// renames the file over `path` and syncs the folder (one sync shared with the renames of
 /// other threads) and the new file: after a crash the file holds either the old or the new
@@ -344,13 +345,12 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
 ///
 /// The line is appended before the file's own fsync, so that a user's turn (audit lines go
 /// in the users' order) never waits on a disk flush.
-fn replace_durably(
+pub(crate) fn replace_durably(
     path: &Utf8Path,
     contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
     owner: u32,
     folder: &TokenFolder,
-    decision: &Decision,
-    audit: &mut dyn AuditLine,
+    audit: Option<(&Decision, &mut dyn AuditLine)>,
 ) -> Result<(), BackendError> {
     let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
     let (made, new_file) = write_new(&temp, contents, owner)?;
@@ -364,10 +364,15 @@ fn replace_durably(
             ),
         });
     }
-    audit.append(decision)?;
+    let mut audit = audit;
+    if let Some((decision, line)) = audit.as_mut() {
+        line.append(decision)?;
+    }
     new_file.sync_all().map_err(|e| io_error(&temp, e))?;
     crash_point("token-file-synced");
-    audit.make_durable()?;
+    if let Some((_, line)) = audit.as_mut() {
+        line.make_durable()?;
+    }
     crash_point("audit-line-durable");
     fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
     made.keep();

@@ -29,6 +29,10 @@ impl Harness for SqliteConfig {
     fn dump(&self) -> Result<Value, BackendError> {
         SqliteBackend::open(self)?.dump()
     }
+
+    fn set_settings(&self, settings: &ServerSettings) -> Result<(), BackendError> {
+        SqliteBackend::open(self)?.set_server_settings(settings)
+    }
 }
 
 /// Seeding and dumping, beyond what the converter needs.
@@ -136,10 +140,12 @@ impl SqliteBackend {
 /// Adds or updates every user of `seed`, with its access hash and tokens.
 fn load_users(tx: &Connection, seed: &Seed) -> rusqlite::Result<()> {
     let mut user_stmt = tx.prepare(
-        "INSERT INTO users (name, uid, home, reseller_acls, access_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO users (name, uid, home, reseller_acls, access_hash, domain, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (name) DO UPDATE
          SET uid = excluded.uid, home = excluded.home,
-             reseller_acls = excluded.reseller_acls, access_hash = excluded.access_hash",
+             reseller_acls = excluded.reseller_acls, access_hash = excluded.access_hash,
+             domain = excluded.domain, owner = excluded.owner",
     )?;
     let mut token_stmt = tx.prepare(tokens::UPSERT_TOKEN)?;
     for user in &seed.users {
@@ -147,12 +153,16 @@ fn load_users(tx: &Connection, seed: &Seed) -> rusqlite::Result<()> {
             .reseller
             .as_ref()
             .map(|acls| Value::from(acls.clone()).to_string());
+        // Root is no hosting account: it has no domain or owner.
+        let account = (user.name != "root").then_some((&user.domain, &user.owner));
         user_stmt.execute(params![
             user.name,
             user.uid,
             user.home,
             acls,
-            user.access_hash
+            user.access_hash,
+            account.map(|a| a.0),
+            account.map(|a| a.1)
         ])?;
         for (hash, entry) in &user.tokens {
             token_stmt.execute(params![

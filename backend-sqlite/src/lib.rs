@@ -8,7 +8,7 @@
 //!
 //! | what | where |
 //! | --- | --- |
-//! | users' uid and home, whether reseller and with which ACLs, raw access hash | table `users` |
+//! | users' uid and home, whether reseller and with which ACLs, raw access hash, an account's domain and owner | table `users` |
 //! | WHM API tokens: one row per entry, the entry kept as cPanel's JSON text | table `tokens` |
 //! | audit lines (`accounting.log`) | table `accounting` |
 //! | server settings (`allow_deprecated_accesshash`, as in `cpanel.config`) | table `settings` |
@@ -26,6 +26,7 @@
 //!
 //! [`read session`]: whmtoken_core::Backend::read_session
 
+mod accounts;
 mod batch;
 mod error;
 #[cfg(feature = "harness")]
@@ -33,6 +34,7 @@ mod harness;
 mod open;
 mod readers;
 mod retire;
+mod revoke;
 mod schema;
 mod settings;
 mod tokens;
@@ -403,6 +405,14 @@ impl Backend for SqliteBackend {
 
     fn retirement(&self) -> Option<&dyn whmtoken_core::Retirement> {
         Some(self)
+    }
+
+    fn accounts(&self) -> Result<Vec<whmtoken_core::Account>, BackendError> {
+        accounts::read(self)
+    }
+
+    fn revoke(&self, user: &UserName, name: &str) -> Result<Option<TokenHash>, BackendError> {
+        revoke::revoke(self, user, name)
     }
 }
 

@@ -74,8 +74,15 @@ CREATE TABLE backups (
 ) STRICT;
 ";
 
+/// Version 4: each account's main domain and owner, for the fake WHM's `listaccts`; NULL
+/// for root and for users added before.
+const V4: &str = "
+ALTER TABLE users ADD COLUMN domain TEXT;
+ALTER TABLE users ADD COLUMN owner TEXT;
+";
+
 /// The migrations, in order: entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes and understands.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -105,7 +105,7 @@ fn create_makes_a_0600_wal_database_and_refuses_an_existing_file() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 
     // SQLite gives its side files the database's mode.
     s.backend

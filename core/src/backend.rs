@@ -63,6 +63,16 @@ pub struct ServerSettings {
     pub allow_deprecated_accesshash: bool,
 }
 
+/// A hosting account, as WHM's `listaccts` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    /// Its main domain, when the server records one.
+    pub domain: Option<String>,
+    /// The reseller (or root) that owns it.
+    pub owner: String,
+}
+
 /// The reads the pipeline makes for one user. A [`Backend`] answers them itself; a read
 /// session from [`Backend::read_session`] answers the same questions for many users at
 /// once.
@@ -135,6 +145,27 @@ pub trait Backend: Reads + fmt::Debug {
     /// default) when the backend cannot retire access hashes.
     fn retirement(&self) -> Option<&dyn crate::retire::Retirement> {
         None
+    }
+
+    /// The server's hosting accounts (root is none), sorted by name: an opt-in capability
+    /// for the fake WHM's `listaccts`; the default is [`BackendError::Unsupported`].
+    fn accounts(&self) -> Result<Vec<Account>, BackendError> {
+        Err(BackendError::Unsupported {
+            backend: self.kind(),
+            operation: "listing accounts",
+        })
+    }
+
+    /// Removes `user`'s token called `name` (WHM's `api_token_revoke`) under the same lock
+    /// as [`import`](Self::import), keeping every other token as it was; `Ok(None)` when the
+    /// user has no token of that name, else the key removed. An opt-in capability: the
+    /// default is [`BackendError::Unsupported`].
+    fn revoke(&self, user: &UserName, name: &str) -> Result<Option<TokenHash>, BackendError> {
+        let _ = (user, name);
+        Err(BackendError::Unsupported {
+            backend: self.kind(),
+            operation: "revoking tokens",
+        })
     }
 
     /// Problems found in the backend's data that did not stop it, such as unusable lines

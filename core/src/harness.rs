@@ -49,6 +49,16 @@ pub trait Harness: BackendConfig {
     /// The whole server state as one canonical document, the same for every backend
     /// holding the same server; see [`dump_document`].
     fn dump(&self) -> Result<Value, BackendError>;
+
+    /// Replaces the server's settings, atomically, while it may be in use (`fake-server
+    /// set`); the default is [`BackendError::Unsupported`].
+    fn set_settings(&self, settings: &ServerSettings) -> Result<(), BackendError> {
+        let _ = settings;
+        Err(BackendError::Unsupported {
+            backend: Self::KIND,
+            operation: "changing settings",
+        })
+    }
 }
 
 /// A whole server to build: its settings, its users, their access hashes and tokens.
@@ -71,6 +81,10 @@ pub struct SeedUser {
     pub access_hash: Option<Vec<u8>>,
     /// Existing tokens: key and the entry object as stored.
     pub tokens: Vec<(TokenHash, Map<String, Value>)>,
+    /// The account's main domain and its owner (root or a reseller), as WHM's `listaccts`
+    /// shows them; root has neither.
+    pub domain: String,
+    pub owner: String,
 }
 
 impl fmt::Debug for Seed {

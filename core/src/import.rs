@@ -25,6 +25,8 @@ pub struct ImportRequest {
     pub restrictions: Restrictions,
     /// Replace an entry that already holds the key (cPanel's behaviour) instead of keeping it.
     pub replace: bool,
+    /// How many names are tried: [`NAME_ATTEMPTS`], or 1 for a name given by the caller.
+    attempts: usize,
 }
 
 /// What a backend must do with the user's token set.
@@ -51,9 +53,9 @@ impl Decision {
 pub enum ImportError {
     #[error(
         "Cannot import accesshash: A conflicting API token with the name “{last}” already exists \
-         ({NAME_ATTEMPTS} names tried)"
+         ({tried} names tried)"
     )]
-    NamesExhausted { last: String },
+    NamesExhausted { last: String, tried: usize },
 }
 
 impl ImportRequest {
@@ -72,6 +74,17 @@ impl ImportRequest {
             create_time: now,
             restrictions,
             replace,
+            attempts: NAME_ATTEMPTS,
+        }
+    }
+
+    /// A new token stored under `name` and no other, as WHM's `api_token_create` stores one:
+    /// a name already taken by another key is [`ImportError::NamesExhausted`] naming it.
+    pub fn named(hash: TokenHash, name: &str, now: i64, restrictions: Restrictions) -> Self {
+        Self {
+            base_name: name.to_owned(),
+            attempts: 1,
+            ..Self::new(hash, now, restrictions, false, 0)
         }
     }
 
@@ -80,7 +93,7 @@ impl ImportRequest {
     /// the same names.
     pub fn candidate_names(&self) -> impl Iterator<Item = String> + '_ {
         let mut rng = StdRng::seed_from_u64(self.suffix_seed);
-        let suffixed = (1..NAME_ATTEMPTS).map(move |_| {
+        let suffixed = (1..self.attempts).map(move |_| {
             let suffix: String = (0..SUFFIX_LEN)
                 .map(|_| char::from(SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())]))
                 .collect();
@@ -111,7 +124,10 @@ impl ImportRequest {
                 }
                 free
             })
-            .ok_or(ImportError::NamesExhausted { last })?;
+            .ok_or(ImportError::NamesExhausted {
+                last,
+                tried: self.attempts,
+            })?;
         let entry = TokenEntry {
             name: name.clone(),
             create_time: Some(self.create_time),
@@ -201,6 +217,28 @@ mod tests {
         let d = request(true).decide(&existing).unwrap();
         assert!(
             matches!(d, Decision::Write { replaces: true, ref entry } if entry.name == "accesshash-1000")
+        );
+    }
+
+    #[test]
+    fn a_named_request_tries_its_name_only() {
+        let named = ImportRequest::named(
+            TokenHash::of_secret(b"k"),
+            "billing",
+            1000,
+            Restrictions::default(),
+        );
+        assert_eq!(named.candidate_names().collect::<Vec<_>>(), ["billing"]);
+        let Decision::Write { entry, .. } = named.decide(&set(&[])).unwrap() else {
+            panic!("a new key is written")
+        };
+        assert_eq!(entry.name, "billing");
+        assert_eq!(
+            named.decide(&set(&[(b"other", "billing")])).unwrap_err(),
+            ImportError::NamesExhausted {
+                last: "billing".into(),
+                tried: 1
+            }
         );
     }
 

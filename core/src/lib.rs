@@ -28,7 +28,9 @@ mod properties;
 
 pub use acl::Privileges;
 pub use audit::{AuditEvent, AuditTurn};
-pub use backend::{Backend, BackendError, BatchImport, ImportItem, Reads, ServerSettings, WhmRole};
+pub use backend::{
+    Account, Backend, BackendError, BatchImport, ImportItem, Reads, ServerSettings, WhmRole,
+};
 pub use clock::{Clock, FixedClock};
 pub use error_chain::error_chain;
 pub use harness::{BackendConfig, Harness, Seed, SeedUser};

@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: the converter against an I/O floor, side by side, on generated fake
 //! servers. It prints a table and writes it to `target/bench/report.md`. A benchmark, not
-//! a test: nothing here runs in CI.
+//! a test: nothing here runs in CI. `cargo xtask bench serve` measures the fake WHM alone
+//! (the `serve` module).
+
+mod serve;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,11 +58,8 @@ pub(crate) struct Tools {
     pub(crate) jobs: usize,
 }
 
-/// The whole bench, or with `only_filesystems` the part on XFS and ext4 images alone.
-pub fn bench(only_filesystems: bool) -> Result<(), String> {
-    if !Path::new("/usr/bin/time").exists() {
-        return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
-    }
+/// Builds the release binaries and says where they are.
+fn tools() -> Result<Tools, String> {
     cargo(&[
         "build",
         "--release",
@@ -73,7 +73,7 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
         "--bins",
     ])?;
     let release = target_dir().join("release");
-    let tools = Tools {
+    Ok(Tools {
         // Another build's converter, to compare against: BENCH_CONVERTER=path.
         converter: std::env::var_os("BENCH_CONVERTER").map_or_else(
             || release.join("convert_accesshash_to_token"),
@@ -83,7 +83,28 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
         fake_server: release.join("fake-server"),
         floor: release.join("io-floor"),
         jobs: whmtoken_core::pipeline::default_jobs(),
-    };
+    })
+}
+
+/// `cargo xtask bench serve`: the fake WHM's part alone.
+pub fn bench_serve() -> Result<(), String> {
+    let tools = tools()?;
+    let out = target_dir().join("bench");
+    let copies = Copies::new(out.join("work"))?;
+    let notes = serve::measure(&tools, &out, &copies)?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{notes}");
+    }
+    Ok(())
+}
+
+/// The whole bench, or with `only_filesystems` the part on XFS and ext4 images alone.
+pub fn bench(only_filesystems: bool) -> Result<(), String> {
+    if !Path::new("/usr/bin/time").exists() {
+        return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
+    }
+    let tools = tools()?;
     let out = target_dir().join("bench");
     let mut report = String::from(
         "| server | users | converter (median) | per user | user CPU/user | user+sys CPU | peak RSS | floor serial | floor threaded | ratio serial | ratio threaded |\n\
@@ -200,6 +221,7 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
         rss / 1024.0
     )
     .expect("write to a String");
+    notes.push_str(&serve::measure(&tools, &out, &copies)?);
     if let [small, large] = file_medians[..] {
         writeln!(
             notes,
@@ -429,7 +451,7 @@ pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
 
 /// The generation of the fake servers kept between benches (in `target/bench`): raised
 /// when `fake-server` builds them differently, so that stale ones are not reused.
-const TEMPLATES: u32 = 2;
+const TEMPLATES: u32 = 3;
 
 /// Generates a fake server into `template` with `fake-server generate`, unless one from an
 /// earlier bench is there; returns whether it was made now.

@@ -2,7 +2,8 @@
 //!
 //! - `ci`: in this order, formatting check, clippy with warnings denied, `cargo doc` with
 //!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
-//!   `target/tools` on first use), the whole test suite (with the tidy checks,
+//!   `target/tools` on first use), the fake WHM's test clients (curl, pycpanel: the
+//!   `clients` module), the whole test suite (with the tidy checks,
 //!   `xtask/tests/tidy.rs`), and the command line's tests with each backend alone.
 //!   `.ci/run` calls exactly this.
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
@@ -12,6 +13,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod clients;
 mod filesystems;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +27,8 @@ const USAGE: &str = "usage: cargo xtask <ci|demo|bench>   (cargo xtask TASK --he
   ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
          (cargo-machete), every test (tidy checks included), each backend alone
   demo   a small fake server in SQLite (target/demo), converted
-  bench  the converter against an I/O floor on generated servers";
+  bench  the converter against an I/O floor on generated servers, and fake-server serve
+         (bench serve: that alone)";
 
 /// What each task does, for `cargo xtask TASK --help`.
 const TASK_HELP: [(&str, &str); 3] = [
@@ -36,8 +39,9 @@ const TASK_HELP: [(&str, &str); 3] = [
 Runs every check, in this order, and stops at the first that fails: the formatting check
 (cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
 unused dependencies (cargo-machete, installed into target/tools on first use, about a
-minute), the whole test suite (the tidy checks included), and the command line's tests
-with each backend alone. .ci/run runs exactly this.",
+minute), the clients the fake WHM's tests drive (curl via apt-get when missing; pycpanel
+from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included),
+and the command line's tests with each backend alone. .ci/run runs exactly this.",
     ),
     (
         "demo",
@@ -50,15 +54,17 @@ server's state as fake-server dump does.",
     ),
     (
         "bench",
-        "usage: cargo xtask bench [--only-filesystems]
+        "usage: cargo xtask bench [serve|filesystems]
 
 Builds the release binaries, generates fake servers in target/bench (kept for the next
 run), runs the converter against an I/O floor on a fresh copy of each, and prints a table
-of medians and ratios, also written to target/bench/report.md. Run as root, it also
-measures the file backend on fresh loop-mounted XFS and ext4 (with journal) images
-(needs xfsprogs); --only-filesystems runs that part alone. BENCH_CONVERTER=PATH measures
-another build of the converter instead (an older commit's, say). Needs GNU time at
-/usr/bin/time; takes several minutes. A benchmark, not a test: CI runs none of it.",
+of medians and ratios, also written to target/bench/report.md. It also measures
+fake-server serve (16 keep-alive clients calling version, with wrk, installed with apt-get
+when missing), and, run as root, the file backend on fresh loop-mounted XFS and ext4 (with
+journal) images (needs xfsprogs). `cargo xtask bench serve` or `cargo xtask bench
+filesystems` measures only that part. BENCH_CONVERTER=PATH measures another build of the
+converter instead (an older commit's, say). Needs GNU time at /usr/bin/time; takes several
+minutes. A benchmark, not a test: CI runs none of it.",
     ),
 ];
 
@@ -80,7 +86,8 @@ fn main() -> ExitCode {
             println!("{}", help.expect("checked").1);
             Ok(())
         }
-        ("bench", ["--only-filesystems"]) => bench::bench(true),
+        ("bench", ["serve"]) => bench::bench_serve(),
+        ("bench", ["filesystems"]) => bench::bench(true),
         (_, [extra, ..]) if help.is_some() => Err(format!(
             "{task} takes no such argument (given: {extra}); cargo xtask {task} --help says what it does"
         )),
@@ -151,6 +158,7 @@ fn ci() -> Result<(), String> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     machete()?;
+    clients::install()?;
     // The tidy checks (`xtask/tests/tidy.rs`) run here, with every other test.
     cargo(&["test", "--workspace", "--locked"])?;
     // Each backend alone: the command line's own tests, including the message for a

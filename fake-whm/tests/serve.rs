@@ -1,0 +1,859 @@
+//! `fake-server serve` driven by clients nobody here wrote (curl, pycpanel from PyPI, and
+//! ureq), telling the story of a migration on both backends: the access hash accepted while
+//! `allow_deprecated_accesshash` is on, refused once it is off, accepted again as a token
+//! after `convert_accesshash_to_token`, refused from 127.0.0.1 once the token is limited to
+//! 192.0.2.1, and refused once the token has expired.
+//!
+//! The binaries (`fake-server`, `convert_accesshash_to_token`) are built by the first test
+//! that needs them, with the same cargo, into the same target folder. pycpanel is installed
+//! into `target/tools/pycpanel` by `tests/pycpanel/install.sh` (which `cargo xtask ci` runs
+//! first); its tests are skipped, saying so, only where python3 is missing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use whmtoken_core::TokenHash;
+
+/// The workspace root.
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// bob's access hash as cPanel writes it: lines of hex. Clients send it without the line
+/// feeds.
+const ACCESS_HASH: &str = "0123456789abcdef0123456789abcdef\nfedcba9876543210fedcba9876543210\n";
+
+fn secret() -> String {
+    ACCESS_HASH.replace('\n', "")
+}
+
+/// The target folder's profile folder (`target/debug`), where cargo puts the binaries.
+fn profile_folder() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_owned()
+}
+
+/// Builds the binaries the tests run, once per test process.
+fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let folder = profile_folder();
+    let built = BUILT.get_or_init(|| {
+        let profile = folder
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(WORKSPACE)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "whmtoken-fixtures",
+                "--bin",
+                "fake-server",
+            ])
+            .args(["-p", "whmtoken-cli", "--bin", "convert_accesshash_to_token"])
+            .arg("--target-dir")
+            .arg(folder.parent().expect("the target folder"));
+        if profile != "debug" {
+            build.args(["--profile", &profile]);
+        }
+        let out = build
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "cargo build failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(message) = built {
+        panic!("{message}");
+    }
+    folder.join(name)
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(binary(program))
+        .args(args)
+        .env("WHMTOKEN_CONFIG", "/nonexistent/whmtoken.toml")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A scenario with root and the reseller bob, holding bob's access hash; `expired_token`
+/// instead gives bob a token for that secret with this `expires_at` and no access hash (as
+/// after the access hashes are retired).
+fn scenario(allow_access_hash: bool, expired_token: Option<i64>) -> String {
+    let access_hash = match expired_token {
+        None => format!("accesshash = \"\"\"\n{ACCESS_HASH}\"\"\"\n"),
+        Some(_) => String::new(),
+    };
+    let mut text = format!(
+        "[server]\nallow_deprecated_accesshash = {allow_access_hash}\n\n\
+         [[user]]\nname = \"root\"\n\n\
+         [[user]]\nname = \"carol\"\nowner = \"bob\"\ndomain = \"carol.example\"\n\n\
+         [[user]]\nname = \"bob\"\nreseller = [\"list-accts\"]\n{access_hash}"
+    );
+    if let Some(expires_at) = expired_token {
+        let hash = TokenHash::of_secret(secret().as_bytes());
+        text.push_str(&format!(
+            "\n[[user.token]]\nhash = \"{}\"\nname = \"accesshash-1000000000\"\ncreate_time = 1000000000\nexpires_at = {expires_at}\n",
+            hash.as_str()
+        ));
+    }
+    text
+}
+
+/// Builds the scenario as a `backend` server in a new folder of `dir`; returns its config.
+fn build(dir: &Path, name: &str, backend: &str, scenario: &str) -> String {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, scenario).unwrap();
+    let out_dir = dir.join(name);
+    let out = run(
+        "fake-server",
+        &[
+            "build",
+            file.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A running `fake-server serve`, stopped with SIGTERM when dropped.
+struct Served {
+    child: Child,
+    url: String,
+    /// Lines after the first on stdout (the fingerprint with --tls).
+    more: Vec<String>,
+}
+
+impl Served {
+    fn start(config: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(binary("fake-server"))
+            .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fake-server runs");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let url = first
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first:?}"))
+            .to_owned();
+        let mut more = Vec::new();
+        if extra.contains(&"--tls") {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            more.push(line.trim_end().to_owned());
+        }
+        Self { child, url, more }
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit; returns whether it exited 0 and
+    /// its stderr (the access log).
+    fn stop(mut self) -> (bool, String) {
+        let status = self.terminate();
+        let mut log = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        (status, log)
+    }
+
+    fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// A client's verdict on one authenticated call.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// Authenticated; the applist it read.
+    Accepted(Vec<String>),
+    /// Refused (HTTP 403), with the reason when the client shows it.
+    Refused(String),
+}
+
+/// A third-party client: how it asks the fake WHM for the applist as `user` with `secret`.
+trait Client {
+    fn applist(&self, url: &str, user: &str, secret: &str) -> Answer;
+}
+
+fn apps(body: &serde_json::Value) -> Vec<String> {
+    body["app"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no applist: {body}"))
+        .iter()
+        .map(|app| app.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn reason(body: &str) -> String {
+    let body: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    body["metadata"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// curl, as a shell script would call it.
+struct Curl;
+
+impl Client for Curl {
+    fn applist(&self, url: &str, user: &str, secret: &str) -> Answer {
+        let mut child = Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--insecure",
+                "--write-out",
+                "\n%{http_code}",
+            ])
+            // The header from a file (stdin), so that the secret is not on the command line.
+            .args(["--header", "@-", &format!("{url}/json-api/applist")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl is installed (cargo xtask ci installs it)");
+        let header = format!("Authorization: whm {user}:{secret}\n");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(header.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "curl failed: {}", out.status);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        match code {
+            "200" => Answer::Accepted(apps(&serde_json::from_str(body).unwrap())),
+            "403" => Answer::Refused(reason(body)),
+            other => panic!("HTTP {other}: {body}"),
+        }
+    }
+}
+
+/// ureq, a Rust HTTP client, with WHM API 1's shape.
+struct Ureq;
+
+impl Client for Ureq {
+    fn applist(&self, url: &str, user: &str, secret: &str) -> Answer {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .get(&format!("{url}/json-api/applist?api.version=1"))
+            .header("Authorization", &format!("WHM {user}:{secret}"))
+            .call()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        match status {
+            200 => {
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(body["metadata"]["result"], 1, "{body}");
+                assert_eq!(body["metadata"]["command"], "applist", "{body}");
+                Answer::Accepted(apps(&body["data"]))
+            }
+            403 => Answer::Refused(reason(&body)),
+            other => panic!("HTTP {other}: {body}"),
+        }
+    }
+}
+
+/// pycpanel from PyPI, in a virtualenv under target/tools.
+struct PyCpanel {
+    python: PathBuf,
+}
+
+impl PyCpanel {
+    /// The client, installed when missing; `None` (the test then says it skipped) only
+    /// where python3 is missing.
+    fn installed() -> Option<Self> {
+        static INSTALLED: OnceLock<Option<PathBuf>> = OnceLock::new();
+        INSTALLED
+            .get_or_init(|| {
+                let python3 = Command::new("python3").arg("--version").output();
+                if !python3.is_ok_and(|out| out.status.success()) {
+                    return None;
+                }
+                let venv = profile_folder().parent().unwrap().join("tools/pycpanel");
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pycpanel/install.sh");
+                let out = Command::new("sh").arg(&script).arg(&venv).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{} failed: {}",
+                    script.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Some(venv.join("bin/python"))
+            })
+            .clone()
+            .map(|python| Self { python })
+    }
+}
+
+impl Client for PyCpanel {
+    fn applist(&self, url: &str, user: &str, secret: &str) -> Answer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pycpanel/client.py");
+        let mut child = Command::new(&self.python)
+            .arg(script)
+            .args([url, user])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // As a billing module stores it: the access hash with its line feeds, which
+        // pycpanel strips.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(secret.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        match out.status.code() {
+            Some(0) => Answer::Accepted(serde_json::from_str(&stdout).unwrap()),
+            Some(3) => Answer::Refused(stdout.trim().to_owned()),
+            _ => panic!(
+                "pycpanel: {}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
+
+fn assert_accepted(answer: Answer, step: &str) {
+    let Answer::Accepted(apps) = answer else {
+        panic!("{step}: expected accepted, got {answer:?}");
+    };
+    for app in ["applist", "version", "listaccts", "api_token_create"] {
+        assert!(
+            apps.iter().any(|a| a == app),
+            "{step}: {app} missing from {apps:?}"
+        );
+    }
+}
+
+fn assert_refused(answer: Answer, step: &str, why: &str) {
+    let Answer::Refused(reason) = answer else {
+        panic!("{step}: expected refused, got {answer:?}");
+    };
+    assert!(
+        reason.contains(why),
+        "{step}: {reason:?} does not say {why:?}"
+    );
+}
+
+/// The whole story with one client on one backend.
+fn story(client: &dyn Client, backend: &str, reasons: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", backend, &scenario(true, None));
+    let served = Served::start(&config, &[]);
+    // pycpanel sends the hash as stored, line feeds and all; the others without them.
+    let sent = if reasons {
+        secret()
+    } else {
+        ACCESS_HASH.to_owned()
+    };
+    let why = |text: &'static str| if reasons { text } else { "Access denied" };
+
+    assert_accepted(
+        client.applist(&served.url, "bob", &sent),
+        "access hash, setting on",
+    );
+
+    run(
+        "fake-server",
+        &["set", "--config", &config, "allow_deprecated_accesshash=0"],
+    );
+    assert_refused(
+        client.applist(&served.url, "bob", &sent),
+        "access hash, setting off",
+        why("access-hash authentication is off"),
+    );
+
+    run("convert_accesshash_to_token", &["--config", &config, "bob"]);
+    assert_accepted(
+        client.applist(&served.url, "bob", &sent),
+        "converted: the same secret as a token",
+    );
+
+    run(
+        "convert_accesshash_to_token",
+        &[
+            "--config",
+            &config,
+            "--replace",
+            "--allow-ip",
+            "192.0.2.1",
+            "bob",
+        ],
+    );
+    assert_refused(
+        client.applist(&served.url, "bob", &sent),
+        "token limited to 192.0.2.1, called from 127.0.0.1",
+        why("127.0.0.1 is not in the allow-list"),
+    );
+    let (stopped, log) = served.stop();
+    assert!(stopped, "SIGTERM stops the server cleanly");
+    assert!(
+        !log.contains(&secret()[..16]),
+        "the access log holds no secret:\n{log}"
+    );
+
+    // The same token, expired (the converter refuses a past --expires: a scenario holds it),
+    // the access hash retired.
+    let config = build(
+        dir.path(),
+        "expired",
+        backend,
+        &scenario(false, Some(1_000_000_001)),
+    );
+    let served = Served::start(&config, &[]);
+    assert_refused(
+        client.applist(&served.url, "bob", &sent),
+        "token expired",
+        why("expired at 1000000001"),
+    );
+}
+
+#[test]
+fn curl_on_files() {
+    story(&Curl, "files", true);
+}
+
+#[test]
+fn curl_on_sqlite() {
+    story(&Curl, "sqlite", true);
+}
+
+#[test]
+fn ureq_on_files() {
+    story(&Ureq, "files", true);
+}
+
+#[test]
+fn ureq_on_sqlite() {
+    story(&Ureq, "sqlite", true);
+}
+
+/// Says on stderr that a test was skipped, and why.
+fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+#[test]
+fn pycpanel_on_files() {
+    match PyCpanel::installed() {
+        Some(client) => story(&client, "files", false),
+        None => skipped("pycpanel_on_files", "python3 is missing"),
+    }
+}
+
+#[test]
+fn pycpanel_on_sqlite() {
+    match PyCpanel::installed() {
+        Some(client) => story(&client, "sqlite", false),
+        None => skipped("pycpanel_on_sqlite", "python3 is missing"),
+    }
+}
+
+/// One call with ureq: the status and the JSON body.
+fn call(url: &str, authorization: Option<&str>, path_and_query: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(&format!("{url}{path_and_query}"));
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    let mut response = request.call().expect("the server answers");
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+#[test]
+fn the_endpoints_answer_as_whm_api_1_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "sqlite", &scenario(true, None));
+    let served = Served::start(&config, &[]);
+    let url = served.url.clone();
+    let bob = format!("whm bob:{}", secret());
+    let bob = Some(bob.as_str());
+
+    let (status, body) = call(&url, bob, "/json-api/version?api.version=1");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "metadata": {"version": 1, "command": "version", "result": 1, "reason": "OK"},
+            "data": {"version": whmtoken_fake_whm::WHM_VERSION}
+        })
+    );
+    let (_, body) = call(&url, bob, "/json-api/version");
+    assert_eq!(
+        body,
+        serde_json::json!({"version": whmtoken_fake_whm::WHM_VERSION})
+    );
+
+    let (status, body) = call(&url, bob, "/json-api/frobnicate?api.version=1");
+    assert_eq!(status, 200);
+    assert_eq!(body["metadata"]["result"], 0);
+    assert!(
+        body["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unknown app"),
+        "{body}"
+    );
+
+    // bob holds list-accts only: a token may get that, not more.
+    let (_, body) = call(
+        &url,
+        bob,
+        "/json-api/api_token_create?api.version=1&token_name=more&acl-1=create-acct",
+    );
+    assert_eq!(body["metadata"]["result"], 0, "{body}");
+    let (_, body) = call(
+        &url,
+        bob,
+        "/json-api/api_token_create?api.version=1&token_name=billing&acl-1=list-accts&whitelist_ip-1=127.0.0.1",
+    );
+    assert_eq!(body["metadata"]["result"], 1, "{body}");
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 32);
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+        "{token}"
+    );
+    assert_eq!(body["data"]["name"], "billing");
+    let (_, body) = call(
+        &url,
+        bob,
+        "/json-api/api_token_create?api.version=1&token_name=billing",
+    );
+    assert_eq!(
+        body["metadata"]["reason"],
+        "A conflicting API token with the name “billing” already exists."
+    );
+
+    let with_token = format!("WHM bob:{token}");
+    let (status, body) = call(&url, Some(&with_token), "/json-api/listaccts?api.version=1");
+    assert_eq!(status, 200);
+    assert_eq!(body["metadata"]["result"], 1, "{body}");
+    assert_eq!(
+        body["data"]["acct"],
+        serde_json::json!([
+            {"user": "bob", "domain": "bob.example.com", "owner": "root", "suspended": 0},
+            {"user": "carol", "domain": "carol.example", "owner": "bob", "suspended": 0},
+        ]),
+        "bob's own account and the one it owns"
+    );
+    let (_, body) = call(&url, bob, "/json-api/api_token_list?api.version=1");
+    let listed = &body["data"]["tokens"]["billing"];
+    assert_eq!(listed["acls"]["list-accts"], 1, "{body}");
+    assert_eq!(listed["whitelist_ips"], serde_json::json!(["127.0.0.1"]));
+    assert!(
+        listed["acls"].get("create-acct").is_none(),
+        "ACLs bob lacks are left out"
+    );
+
+    let (status, _) = call(&url, Some("whm root:"), "/json-api/version");
+    assert_eq!(status, 403, "an empty secret is refused");
+    let (_, body) = call(
+        &url,
+        bob,
+        "/json-api/api_token_revoke?api.version=1&token_name=billing",
+    );
+    assert_eq!(body["metadata"]["result"], 1, "{body}");
+    let (status, _) = call(&url, Some(&with_token), "/json-api/version");
+    assert_eq!(status, 403, "a revoked token is refused at once");
+    let (_, body) = call(
+        &url,
+        bob,
+        "/json-api/api_token_revoke?api.version=1&token_name=billing",
+    );
+    assert_eq!(body["metadata"]["result"], 0, "{body}");
+
+    let (_, body) = call(
+        &url,
+        bob,
+        "/json-api/api_token_create?api.version=1&token_name=dns&acl-1=list-accts",
+    );
+    let dns = format!("whm bob:{}", body["data"]["token"].as_str().unwrap());
+    let (_, body) = call(&url, Some(&dns), "/json-api/applist");
+    assert!(
+        body["app"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "listaccts"),
+        "{body}"
+    );
+
+    let (_, log) = served.stop();
+    let dump = run("fake-server", &["dump", "--config", &config]);
+    let dump: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
+    let lines: Vec<&str> = dump["accounting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].ends_with(":CREATEAPITOKEN:root:bob:not-applicable:billing"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].ends_with(":CREATEAPITOKEN:root:bob:not-applicable:dns"),
+        "{lines:?}"
+    );
+    assert!(
+        !log.contains(&token) && !log.contains(&secret()),
+        "no secret in the log:\n{log}"
+    );
+    assert!(
+        !log.contains("api.version"),
+        "paths are logged without their query:\n{log}"
+    );
+    let line = log.lines().next().unwrap();
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(
+        &fields[1..5],
+        ["GET", "/json-api/version", "bob", "200"],
+        "{line}"
+    );
+}
+
+#[test]
+fn a_function_outside_the_callers_acls_answers_200_with_result_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let without = scenario(true, None).replace("reseller = [\"list-accts\"]", "reseller = []");
+    let config = build(dir.path(), "server", "files", &without);
+    let served = Served::start(&config, &[]);
+    let bob = format!("whm bob:{}", secret());
+    let (status, body) = call(&served.url, Some(&bob), "/json-api/listaccts?api.version=1");
+    assert_eq!(status, 200);
+    assert_eq!(body["metadata"]["result"], 0, "{body}");
+    assert!(
+        body["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("list-accts"),
+        "{body}"
+    );
+    let (_, body) = call(&served.url, Some(&bob), "/json-api/applist");
+    assert!(
+        !body["app"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "listaccts"),
+        "{body}"
+    );
+    let (_, body) = call(&served.url, Some(&bob), "/json-api/listaccts");
+    assert_eq!(body["status"], 0, "the legacy shape: {body}");
+}
+
+#[test]
+fn refusals_are_403_with_a_reason_that_never_echoes_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let served = Served::start(&config, &[]);
+    let url = &served.url;
+    let wrong = "ZZZZWRONGSECRETZZZZ";
+    let cases = [
+        (None, "no Authorization header"),
+        (
+            Some("Basic Ym9iOnBhc3N3b3Jk".to_owned()),
+            "password authentication is not available",
+        ),
+        (
+            Some(format!("Bearer bob:{}", secret())),
+            "unsupported authorization scheme",
+        ),
+        (Some(format!("whm bob{}", secret())), "malformed"),
+        (
+            Some(format!("whm ../x:{}", secret())),
+            "not a valid user name",
+        ),
+        (
+            Some(format!("whm ghost:{}", secret())),
+            "no account called ghost",
+        ),
+        (
+            Some(format!("whm bob:{wrong}")),
+            "no token of bob matches this secret",
+        ),
+    ];
+    for (header, why) in cases {
+        let (status, body) = call(url, header.as_deref(), "/json-api/version?api.version=1");
+        assert_eq!(status, 403, "{header:?}: {body}");
+        let reason = body["metadata"]["reason"].as_str().unwrap();
+        assert!(reason.contains(why), "{header:?}: {reason}");
+        assert!(
+            !reason.contains(wrong) && !reason.contains(&secret()),
+            "{reason}"
+        );
+    }
+    for scheme in ["whm", "WHM", "Whm"] {
+        let (status, _) = call(
+            url,
+            Some(&format!("{scheme} bob:{}", secret())),
+            "/json-api/version",
+        );
+        assert_eq!(status, 200, "{scheme}");
+    }
+    let (_, log) = served.stop();
+    assert!(!log.contains(wrong) && !log.contains("Ym9i"), "{log}");
+}
+
+#[test]
+fn https_with_a_certificate_made_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "sqlite", &scenario(true, None));
+    let served = Served::start(&config, &["--tls"]);
+    assert!(
+        served.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        served.url
+    );
+    let fingerprint = served.more[0]
+        .strip_prefix("certificate SHA-256 fingerprint: ")
+        .unwrap_or_else(|| panic!("{:?}", served.more));
+    let bytes: Vec<&str> = fingerprint.split(':').collect();
+    assert_eq!(bytes.len(), 32, "{fingerprint}");
+    assert!(
+        bytes
+            .iter()
+            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+    );
+    assert_accepted(
+        Curl.applist(&served.url, "bob", &secret()),
+        "curl over HTTPS",
+    );
+    if let Some(client) = PyCpanel::installed() {
+        assert_accepted(
+            client.applist(&served.url, "bob", ACCESS_HASH),
+            "pycpanel over HTTPS",
+        );
+    }
+}
+
+#[test]
+fn https_with_a_certificate_given_as_pem_files() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let served = Served::start(
+        &config,
+        &[
+            "--tls",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let expected: Vec<String> = sha2::Sha256::digest(made.cert.der())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(
+        served.more[0],
+        format!("certificate SHA-256 fingerprint: {}", expected.join(":"))
+    );
+    // curl checks the certificate against the given one: no --insecure here.
+    let port = served.url.rsplit(':').next().unwrap();
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--cacert",
+            cert.to_str().unwrap(),
+        ])
+        .args(["--header", &format!("Authorization: whm bob:{}", secret())])
+        .arg(format!("https://localhost:{port}/json-api/version"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["version"], whmtoken_fake_whm::WHM_VERSION);
+}
