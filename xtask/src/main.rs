@@ -13,6 +13,7 @@
 
 mod bench;
 mod dist;
+mod fleet;
 mod package_check;
 
 use std::path::{Path, PathBuf};
@@ -28,11 +29,12 @@ const USAGE: &str =
          (cargo-machete), every test (tidy checks included), each backend alone;
          the packages built, installed and removed
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
+  fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   demo   a small fake server in SQLite (target/demo), converted
   bench  the converter against an I/O floor on generated servers";
 
 /// What each task does, for `cargo xtask TASK --help`.
-const TASK_HELP: [(&str, &str); 4] = [
+const TASK_HELP: [(&str, &str); 5] = [
     (
         "ci",
         "usage: cargo xtask ci
@@ -60,6 +62,18 @@ and config files (rpm -qlp, rpm -qp --scripts, Debian's rpm package); the DEB in
 with dpkg -i (as root), its binaries run (--version, a conversion of a fake server, the
 installed /etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and
 dpkg -P, leaving nothing behind.",
+    ),
+    (
+        "fleet",
+        "usage: cargo xtask fleet
+
+Tests the Ansible collection whmtoken.cpanel (contrib/ansible): installs ansible-core and
+ansible-lint from PyPI into a virtualenv in target/tools/ansible on first use, generates
+one fake server per inventory host in target/fleet (ansible_connection: local), and runs
+the example playbook whmtoken.cpanel.migrate with the debug build's binaries: --check
+changes nothing and reports the hosts with work as changed; a real run converts them and
+a rerun is ok; a failing host stops the play after its batch. Then ansible-lint on the
+collection.",
     ),
     (
         "demo",
@@ -103,6 +117,7 @@ fn main() -> ExitCode {
         )),
         ("ci", []) => ci(),
         ("dist", []) => dist::dist().map(drop),
+        ("fleet", []) => fleet::fleet(),
         ("demo", []) => demo(),
         ("bench", []) => bench::bench(),
         _ => Err(USAGE.to_owned()),
