@@ -29,7 +29,14 @@ use crate::{cargo, target_dir, workspace_root};
 const PYPI_TOOLS: [&str; 2] = ["ansible-core==2.19.14", "ansible-lint==26.10.1"];
 
 pub(crate) fn fleet() -> Result<(), String> {
-    cargo(&["build", "-p", "whmtoken-cli", "-p", "whmtoken-fixtures", "--locked"])?;
+    cargo(&[
+        "build",
+        "-p",
+        "whmtoken-cli",
+        "-p",
+        "whmtoken-fixtures",
+        "--locked",
+    ])?;
     let ansible = Ansible::install()?;
     let work = target_dir().join("fleet");
     if work.exists() {
@@ -55,7 +62,13 @@ impl Ansible {
             run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
         }
         run(Command::new(bin.join("python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(PYPI_TOOLS))?;
         Ok(Self { bin })
     }
@@ -83,7 +96,14 @@ impl Fleet {
         let tree = self.work.join(name);
         let config = output(
             Command::new(debug_binary("fake-server"))
-                .args(["generate", "--resellers", "3", "--backend", "files", "--seed"])
+                .args([
+                    "generate",
+                    "--resellers",
+                    "3",
+                    "--backend",
+                    "files",
+                    "--seed",
+                ])
                 .arg(seed.to_string())
                 .arg("--out")
                 .arg(&tree),
@@ -111,27 +131,9 @@ impl Fleet {
         extra: &[&str],
         play_vars: serde_json::Value,
     ) -> Result<(i32, String, Recap), String> {
-        let python = ["/usr/bin/python3", "python3"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("python3");
-        let mut inventory = serde_json::Map::new();
-        for host in hosts {
-            let mut vars = serde_json::json!({
-                "ansible_connection": "local",
-                "ansible_python_interpreter": python,
-                "whmtoken_config": host.config,
-                "whmtoken_binary": debug_binary("convert_accesshash_to_token"),
-            });
-            let extra_vars = host.vars.as_object().cloned().unwrap_or_default();
-            vars.as_object_mut().expect("an object").extend(extra_vars);
-            inventory.insert(host.name.to_owned(), vars);
-        }
-        let inventory = serde_json::json!({ "all": { "children": { "cpanel": { "hosts": inventory } } } });
-        let inventory_file = self.work.join("inventory.json");
-        std::fs::write(&inventory_file, inventory.to_string())
-            .map_err(|e| format!("{}: {e}", inventory_file.display()))?;
-        let mut settings = serde_json::json!({ "whmtoken_install": false, "whmtoken_become": false });
+        let inventory_file = self.write_inventory(hosts)?;
+        let mut settings =
+            serde_json::json!({ "whmtoken_install": false, "whmtoken_become": false });
         settings
             .as_object_mut()
             .expect("an object")
@@ -153,8 +155,67 @@ impl Fleet {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let text = format!("{stdout}{stderr}");
         let recap = recap(&stdout);
-        eprintln!("xtask: ansible-playbook exited {:?}; recap {recap:?}", out.status.code());
+        eprintln!(
+            "xtask: ansible-playbook exited {:?}; recap {recap:?}",
+            out.status.code()
+        );
         Ok((out.status.code().unwrap_or(-1), text, recap))
+    }
+
+    /// Writes the inventory of `hosts` (group `cpanel`), returning its path.
+    fn write_inventory(&self, hosts: &[&Host]) -> Result<PathBuf, String> {
+        // The system's Python, without Ansible: the modules need only its standard library.
+        let python = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("python3");
+        let mut inventory = serde_json::Map::new();
+        for host in hosts {
+            let mut vars = serde_json::json!({
+                "ansible_connection": "local",
+                "ansible_python_interpreter": python,
+                "whmtoken_config": host.config,
+                "whmtoken_binary": debug_binary("convert_accesshash_to_token"),
+            });
+            let extra_vars = host.vars.as_object().cloned().unwrap_or_default();
+            vars.as_object_mut().expect("an object").extend(extra_vars);
+            inventory.insert(host.name.to_owned(), vars);
+        }
+        let inventory =
+            serde_json::json!({ "all": { "children": { "cpanel": { "hosts": inventory } } } });
+        let inventory_file = self.work.join("inventory.json");
+        std::fs::write(&inventory_file, inventory.to_string())
+            .map_err(|e| format!("{}: {e}", inventory_file.display()))?;
+        Ok(inventory_file)
+    }
+
+    /// `whmtoken.cpanel.whmtoken_audit` run ad hoc on `host` with `fail_on`: whether it
+    /// succeeded, and the module's result.
+    fn audit(&self, host: &Host, fail_on: &str) -> Result<(bool, serde_json::Value), String> {
+        let inventory_file = self.write_inventory(&[host])?;
+        let args = serde_json::json!({
+            "binary": debug_binary("whmtoken"),
+            "config": host.config,
+            "fail_on": fail_on,
+        });
+        let mut command = Command::new(self.ansible.bin.join("ansible"));
+        command
+            .arg("-i")
+            .arg(&inventory_file)
+            .args(["-m", "whmtoken.cpanel.whmtoken_audit", "-a"])
+            .arg(args.to_string())
+            .arg(host.name);
+        self.ansible_env(&mut command);
+        eprintln!("xtask: {command:?}");
+        let out = command
+            .output()
+            .map_err(|e| format!("cannot run ansible: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result = stdout
+            .split_once(" => ")
+            .and_then(|(_, json)| serde_json::from_str(json).ok())
+            .ok_or_else(|| format!("fleet: no result from the audit module:\n{stdout}"))?;
+        Ok((out.status.success(), result))
     }
 
     /// The environment of every Ansible command: the collection found in `contrib/ansible`,
@@ -162,13 +223,17 @@ impl Fleet {
     fn ansible_env(&self, command: &mut Command) {
         let tmp = self.work.join("tmp");
         command
-            .env("ANSIBLE_COLLECTIONS_PATH", workspace_root().join("contrib/ansible"))
+            .env(
+                "ANSIBLE_COLLECTIONS_PATH",
+                workspace_root().join("contrib/ansible"),
+            )
             .env("ANSIBLE_CONFIG", self.work.join("no-ansible.cfg"))
             .env("ANSIBLE_NOCOLOR", "1")
             .env("ANSIBLE_LOCAL_TEMP", &tmp)
             .env("ANSIBLE_REMOTE_TEMP", &tmp)
             .env("ANSIBLE_HOME", self.work.join("ansible-home"))
             .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .env("PATH", path_with(&self.ansible.bin))
             .current_dir(&self.work);
     }
 
@@ -207,6 +272,48 @@ impl Fleet {
         expect_changed(&recap, &[("busy-a", 0), ("busy-b", 0), ("done", 0)], &text)?;
         expect(dumps(&hosts)? == after, "the rerun changed a server", &text)?;
         eprintln!("xtask: fleet: --check changed nothing, the run converted, the rerun was ok");
+
+        // The audit as facts: the resellers converted, root (not a reseller) not.
+        let (succeeded, result) = self.audit(&busy_a, "never")?;
+        let shown = result.to_string();
+        expect(
+            succeeded && result["changed"] == false,
+            "the audit failed",
+            &shown,
+        )?;
+        let accounts = result["ansible_facts"]["whmtoken_audit"]["accounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let states: Vec<(String, String)> = accounts
+            .iter()
+            .map(|a| {
+                (
+                    a["user"].as_str().unwrap_or("").to_owned(),
+                    a["accesshash"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = [
+            ("root", "not_converted"),
+            ("res00001", "converted"),
+            ("res00002", "converted"),
+            ("res00003", "converted"),
+        ]
+        .map(|(u, s)| (u.to_owned(), s.to_owned()))
+        .into();
+        expect(
+            states == expected,
+            &format!("audit facts {states:?}"),
+            &shown,
+        )?;
+        let (succeeded, result) = self.audit(&busy_a, "critical")?;
+        expect(
+            !succeeded && result["ansible_facts"]["whmtoken_audit"]["accounts"].is_array(),
+            "fail_on critical should fail the host (root's access hash is not converted), with the facts",
+            &result.to_string(),
+        )?;
+        eprintln!("xtask: fleet: the audit module returned the report as facts");
         Ok(())
     }
 
@@ -221,7 +328,8 @@ impl Fleet {
         let last = self.host("batch3", 14, false)?;
         let hosts = [&first, &failing, &sibling, &last];
         let before = dumps(&hosts)?;
-        let play_vars = serde_json::json!({ "whmtoken_serial": [1, 2], "whmtoken_max_fail_percentage": 0 });
+        let play_vars =
+            serde_json::json!({ "whmtoken_serial": [1, 2], "whmtoken_max_fail_percentage": 0 });
         let (status, text, recap) = self.play(&hosts, &[], play_vars)?;
         expect(status != 0, "a failed host should fail the run", &text)?;
         expect(
@@ -252,14 +360,36 @@ impl Fleet {
         Ok(())
     }
 
+    /// Each module's documentation as Ansible reads it (`ansible-doc`: its YAML parses and
+    /// has options), then `ansible-lint --strict` on the collection.
     fn lint(&self) -> Result<(), String> {
-        let collection = workspace_root().join("contrib/ansible/ansible_collections/whmtoken/cpanel");
+        for module in ["whmtoken_convert", "whmtoken_audit"] {
+            let mut command = Command::new(self.ansible.bin.join("ansible-doc"));
+            command.args(["--json", &format!("whmtoken.cpanel.{module}")]);
+            self.ansible_env(&mut command);
+            let doc = output(&mut command)?;
+            let doc: serde_json::Value =
+                serde_json::from_str(&doc).map_err(|e| format!("ansible-doc {module}: {e}"))?;
+            let options = &doc[format!("whmtoken.cpanel.{module}")]["doc"]["options"];
+            if !options.get("binary").is_some_and(|b| b["type"] == "path") {
+                return Err(format!("ansible-doc {module}: no `binary` option: {doc}"));
+            }
+        }
+        let collection =
+            workspace_root().join("contrib/ansible/ansible_collections/whmtoken/cpanel");
         let mut command = Command::new(self.ansible.bin.join("ansible-lint"));
         command.args(["--offline", "--strict"]).arg(&collection);
         self.ansible_env(&mut command);
         command.current_dir(&collection);
         run(&mut command)
     }
+}
+
+/// `PATH` with `bin` first.
+fn path_with(bin: &Path) -> std::ffi::OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let paths = std::iter::once(bin.to_owned()).chain(std::env::split_paths(&rest));
+    std::env::join_paths(paths).unwrap_or(rest)
 }
 
 fn debug_binary(name: &str) -> PathBuf {
@@ -270,7 +400,14 @@ fn debug_binary(name: &str) -> PathBuf {
 fn dumps(hosts: &[&Host]) -> Result<Vec<String>, String> {
     hosts
         .iter()
-        .map(|host| output(Command::new(debug_binary("fake-server")).arg("dump").arg("--config").arg(&host.config)))
+        .map(|host| {
+            output(
+                Command::new(debug_binary("fake-server"))
+                    .arg("dump")
+                    .arg("--config")
+                    .arg(&host.config),
+            )
+        })
         .collect()
 }
 
@@ -288,7 +425,10 @@ fn recap(stdout: &str) -> Recap {
                     .split_whitespace()
                     .find_map(|c| c.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
             };
-            Some((host.trim().to_owned(), (count("ok")?, count("changed")?, count("failed")?)))
+            Some((
+                host.trim().to_owned(),
+                (count("ok")?, count("changed")?, count("failed")?),
+            ))
         })
         .collect()
 }
@@ -297,7 +437,9 @@ fn expect(condition: bool, what: &str, output: &str) -> Result<(), String> {
     if condition {
         Ok(())
     } else {
-        Err(format!("fleet: {what}; ansible-playbook printed:\n{output}"))
+        Err(format!(
+            "fleet: {what}; ansible-playbook printed:\n{output}"
+        ))
     }
 }
 

@@ -3,8 +3,11 @@
 //! - `ci`: in this order, formatting check, clippy with warnings denied, `cargo doc` with
 //!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
 //!   `target/tools` on first use), the whole test suite (with the tidy checks,
-//!   `xtask/tests/tidy.rs`), and the command line's tests with each backend alone.
-//!   `.ci/run` calls exactly this.
+//!   `xtask/tests/tidy.rs`), the command line's tests with each backend alone, `dist`
+//!   and the packages' checks (`package_check`), and `fleet`. `.ci/run` calls exactly this.
+//! - `dist`: release binaries for glibc 2.17 and newer, and the DEB and RPM packages
+//!   (`dist` module); `dist --check` adds the packages' checks.
+//! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
 //!   its resellers on it.
@@ -26,8 +29,8 @@ const USAGE: &str =
     "usage: cargo xtask <ci|dist|demo|bench>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
-         (cargo-machete), every test (tidy checks included), each backend alone;
-         the packages built, installed and removed
+         (cargo-machete), every test (tidy checks included), each backend alone,
+         dist --check, fleet
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   demo   a small fake server in SQLite (target/demo), converted
@@ -42,8 +45,11 @@ const TASK_HELP: [(&str, &str); 5] = [
 Runs every check, in this order, and stops at the first that fails: the formatting check
 (cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
 unused dependencies (cargo-machete, installed into target/tools on first use, about a
-minute), the whole test suite (the tidy checks included), and the command line's tests
-with each backend alone. .ci/run runs exactly this.",
+minute), the whole test suite (the tidy checks included), the command line's tests
+with each backend alone, cargo xtask dist --check (the packages built, read, installed
+and removed; as root) and cargo xtask fleet (the Ansible collection). .ci/run runs
+exactly this; on a 2-core machine it takes about N minutes, the first run more (it
+installs its tools into target/tools).",
     ),
     (
         "dist",
@@ -200,7 +206,10 @@ fn ci() -> Result<(), String> {
         ];
         cargo(&[&["test"][..], &only].concat())?;
     }
-    Ok(())
+    // The packages, built, read and installed; the Ansible collection on local hosts.
+    dist::dist()?;
+    package_check::check()?;
+    fleet::fleet()
 }
 
 /// cargo-machete's version, pinned: a new one may flag new things.

@@ -53,8 +53,25 @@ fn server_files(zsh: &str, licenses: &str) -> BTreeSet<String> {
 }
 
 pub(crate) fn check() -> Result<(), String> {
+    if output(Command::new("id").arg("-u"))?.trim() != "0" {
+        return Err("the packages' checks install the DEB: run them as root".into());
+    }
+    ensure_rpm()?;
     check_rpms()?;
     check_deb()
+}
+
+/// Debian's `rpm` reads the RPMs; it is installed with apt-get when missing.
+fn ensure_rpm() -> Result<(), String> {
+    let found = Command::new("rpm").arg("--version").output();
+    if found.is_ok_and(|out| out.status.success()) {
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        return Err("rpm is missing: install it (on Debian, the package rpm)".into());
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "rpm"]))
 }
 
 fn check_rpms() -> Result<(), String> {
@@ -110,9 +127,6 @@ fn compare(
 }
 
 fn check_deb() -> Result<(), String> {
-    if output(Command::new("id").arg("-u"))?.trim() != "0" {
-        return Err("the DEB check installs the package: run it as root".into());
-    }
     let deb = package("whmtoken", "deb")?;
     if is_installed()? {
         return Err(

@@ -55,9 +55,12 @@ EXAMPLES = r"""
   whmtoken.cpanel.whmtoken_audit:
   become: true
 
-- name: Show accounts whose access hash is not converted yet
+- name: Show the accounts whose access hash is not converted yet
   ansible.builtin.debug:
-    msg: "{{ ansible_facts.whmtoken_audit.findings | default([]) }}"
+    msg: >-
+      {{ ansible_facts.whmtoken_audit.accounts
+         | selectattr('accesshash', 'equalto', 'not_converted')
+         | map(attribute='user') | list }}
 """
 
 RETURN = r"""
