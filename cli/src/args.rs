@@ -51,8 +51,9 @@ ACL names for --acl (WHM's built-in ACLs; `all` means full access):
    viewglobalpackages
 ";
 
-/// The converter's command line as clap sees it, with what `--help` ([`HELP`]) says of each
-/// option, for its man page and shell completions: `--help` itself prints [`HELP`].
+/// The converter's command line as clap sees it, each option's help taken from the usage
+/// text `--help` prints (`convert::HELP`), for its man page and shell completions;
+/// `--help` itself still prints that text.
 pub fn command() -> clap::Command {
     let (options, notes) = HELP
         .split_once("\n\nExit status: ")
