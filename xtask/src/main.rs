@@ -26,7 +26,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::{Scenario, dump_server};
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|dist|demo|bench>   (cargo xtask TASK --help: what TASK does)
+    "usage: cargo xtask <ci|dist|fleet|demo|bench>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
          (cargo-machete), every test (tidy checks included), each backend alone,
