@@ -15,7 +15,6 @@
 //!   `/etc/whmtoken.toml` (all comments: `packaging/whmtoken.toml`), README, changelog and
 //!   licenses. `whmtoken-testing`: `fake-server` alone.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -354,16 +353,6 @@ pub(crate) fn output(command: &mut Command) -> Result<String, String> {
     String::from_utf8(out.stdout).map_err(|_| format!("{shown}: its output is not UTF-8"))
 }
 
-/// The paths of every file and folder a package installs, as its package manager lists
-/// them, sorted.
-pub(crate) fn sorted_lines(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,7 +382,7 @@ mod tests {
             .get_subcommands()
             .map(|s| format!("whmtoken-{}.8", s.get_name()))
             .chain(["convert_accesshash_to_token.8".into(), "whmtoken.8".into()])
-            .collect::<BTreeSet<_>>()
+            .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
         assert_eq!(files, names);

@@ -48,8 +48,8 @@ unused dependencies (cargo-machete, installed into target/tools on first use, ab
 minute), the whole test suite (the tidy checks included), the command line's tests
 with each backend alone, cargo xtask dist --check (the packages built, read, installed
 and removed; as root) and cargo xtask fleet (the Ansible collection). .ci/run runs
-exactly this; on a 2-core machine it takes about N minutes, the first run more (it
-installs its tools into target/tools).",
+exactly this. In a fresh clone on a 2-core machine it takes about 10 minutes, 4 of them
+building its tools into target/tools; about a minute when everything is built.",
     ),
     (
         "dist",

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use crate::dist::{
     SERVER_BINARIES, TESTING_BINARY, documented_commands, man_pages, output, package, release_dir,
-    run, sorted_lines,
+    run,
 };
 
 /// The config file both packages install.
@@ -272,4 +272,14 @@ fn deb_contents(deb: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>), Stri
 
 fn exists(path: &str) -> bool {
     Path::new(path).symlink_metadata().is_ok()
+}
+
+/// The non-empty lines of a command's output (such as `rpm -qlp`'s paths), trimmed and
+/// sorted.
+fn sorted_lines(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
