@@ -392,6 +392,61 @@ fn path_with(bin: &Path) -> std::ffi::OsString {
     std::env::join_paths(paths).unwrap_or(rest)
 }
 
+/// The role with its install step on (`cargo xtask ci`, after the package checks): on one
+/// local host, it copies the DEB to `/var/tmp`, installs it with `apt`, and converts that
+/// host's fake server with the installed `/usr/sbin/convert_accesshash_to_token`; a rerun
+/// changes nothing. The package and its copy are removed afterwards, whatever happened.
+pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
+    if crate::package_check::is_installed()? {
+        return Err(
+            "whmtoken is already installed here: remove it first (dpkg -P whmtoken)".into(),
+        );
+    }
+    let work = target_dir().join("fleet-install");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    }
+    std::fs::create_dir_all(work.join("tmp")).map_err(|e| format!("{}: {e}", work.display()))?;
+    let fleet = Fleet {
+        ansible: Ansible::install()?,
+        work,
+    };
+    let mut host = fleet.host("installed", 21, false)?;
+    host.vars = serde_json::json!({ "whmtoken_binary": "/usr/sbin/convert_accesshash_to_token" });
+    let before = dumps(&[&host])?;
+    let play_vars = serde_json::json!({
+        "whmtoken_install": true,
+        "whmtoken_package": deb,
+        "whmtoken_serial": 1,
+    });
+    let result = (|| {
+        let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
+        expect(status == 0, "the run with the install step failed", &text)?;
+        // Copied, installed, converted.
+        expect_changed(&recap, &[("installed", 3)], &text)?;
+        expect(
+            dumps(&[&host])? != before,
+            "the server was not converted",
+            &text,
+        )?;
+        let after = dumps(&[&host])?;
+        let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
+        expect(status == 0, "the rerun with the install step failed", &text)?;
+        expect_changed(&recap, &[("installed", 0)], &text)?;
+        expect(
+            dumps(&[&host])? == after,
+            "the rerun changed the server",
+            &text,
+        )
+    })();
+    let copy = Path::new("/var/tmp").join(deb.file_name().unwrap_or_default());
+    let purged = run(Command::new("dpkg").args(["-P", "whmtoken"]));
+    let _ = std::fs::remove_file(copy);
+    result.and(purged)?;
+    eprintln!("xtask: fleet: the role installed the package and converted with it; a rerun was ok");
+    Ok(())
+}
+
 fn debug_binary(name: &str) -> PathBuf {
     target_dir().join("debug").join(name)
 }

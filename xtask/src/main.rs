@@ -209,7 +209,8 @@ fn ci() -> Result<(), String> {
     // The packages, built, read and installed; the Ansible collection on local hosts.
     dist::dist()?;
     package_check::check()?;
-    fleet::fleet()
+    fleet::fleet()?;
+    fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)
 }
 
 /// cargo-machete's version, pinned: a new one may flag new things.

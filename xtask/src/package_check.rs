@@ -241,7 +241,7 @@ fn remove(paths: &BTreeSet<String>, before: &BTreeSet<String>) -> Result<(), Str
     Ok(())
 }
 
-fn is_installed() -> Result<bool, String> {
+pub(crate) fn is_installed() -> Result<bool, String> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f", "${Status}", "whmtoken"])
         .output()
