@@ -16,7 +16,9 @@
 //!    in the output) while the other host of its batch finished, and the third batch never
 //!    started (its server untouched).
 //!
-//! Then `ansible-lint` (pinned, in the same virtualenv) on the collection.
+//! Then `ansible-doc` of each module and `ansible-lint` (pinned, in the same virtualenv) on
+//! the collection. `the_role_installs_the_package` (run by `cargo xtask ci` after the
+//! package checks, as it needs the DEB) runs the role with its install step.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

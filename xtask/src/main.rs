@@ -47,7 +47,8 @@ Runs every check, in this order, and stops at the first that fails: the formatti
 unused dependencies (cargo-machete, installed into target/tools on first use, about a
 minute), the whole test suite (the tidy checks included), the command line's tests
 with each backend alone, cargo xtask dist --check (the packages built, read, installed
-and removed; as root) and cargo xtask fleet (the Ansible collection). .ci/run runs
+and removed; as root), cargo xtask fleet (the Ansible collection), and the Ansible role
+installing that DEB with apt and converting with it. .ci/run runs
 exactly this. In a fresh clone on a 2-core machine it takes about 10 minutes, 4 of them
 building its tools into target/tools; about a minute when everything is built.",
     ),
