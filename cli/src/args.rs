@@ -92,11 +92,11 @@ pub fn command() -> clap::Command {
 fn option_lines(options: &str) -> Vec<(&str, String)> {
     let mut lines: Vec<(&str, String)> = Vec::new();
     for line in options.lines() {
-        if let Some(option) = line.strip_prefix("   -") {
+        if let Some(option) = line.strip_prefix("   ").filter(|o| o.starts_with('-')) {
             let (names, help) = option
                 .split_once("  ")
                 .expect("option, then its description");
-            lines.push((&line[3..3 + 1 + names.len()], help.trim().to_owned()));
+            lines.push((names, help.trim().to_owned()));
         } else if let (Some(last), true) = (lines.last_mut(), line.starts_with("        ")) {
             last.1.push(' ');
             last.1.push_str(line.trim());
