@@ -146,8 +146,8 @@ fn check_deb() -> Result<(), String> {
             "{clash} exists already; the check would overwrite it and then remove it"
         ));
     }
-    run(Command::new("dpkg").arg("-i").arg(&deb))?;
-    let installed = check_installed();
+    // Removed whatever happened after `dpkg -i` began.
+    let installed = run(Command::new("dpkg").arg("-i").arg(&deb)).and_then(|()| check_installed());
     let removed = remove(&paths, &before);
     installed.and(removed)?;
     eprintln!(
