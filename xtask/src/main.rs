@@ -49,8 +49,8 @@ minute), the whole test suite (the tidy checks included), the command line's tes
 with each backend alone, cargo xtask dist --check (the packages built, read, installed
 and removed; as root), cargo xtask fleet (the Ansible collection), and the Ansible role
 installing that DEB with apt and converting with it. .ci/run runs
-exactly this. In a fresh clone on a 2-core machine it takes about 10 minutes, 6 of them
-building its tools into target/tools; about a minute when everything is built.",
+exactly this. In a fresh clone on a 2-core machine it takes 7 to 10 minutes, about half
+of it building its tools into target/tools; about a minute when everything is built.",
     ),
     (
         "dist",
