@@ -51,6 +51,60 @@ ACL names for --acl (WHM's built-in ACLs; `all` means full access):
    viewglobalpackages
 ";
 
+/// The converter's command line as clap sees it, each option's help taken from the usage
+/// text `--help` prints (`convert::HELP`), for its man page and shell completions;
+/// `--help` itself still prints that text.
+pub fn command() -> clap::Command {
+    let (options, notes) = HELP
+        .split_once("\n\nExit status: ")
+        .expect("HELP lists the options, then the exit statuses");
+    let mut command = Args::command()
+        .about("Convert WHM access hashes into API tokens (drop-in for cPanel's script)")
+        .version(env!("CARGO_PKG_VERSION"))
+        .arg(
+            clap::Arg::new("version")
+                .short('V')
+                .long("version")
+                .action(clap::ArgAction::Version),
+        )
+        .after_long_help(format!("Exit status: {notes}"))
+        .mut_arg("users", |arg| {
+            arg.help("Users to convert, in order (root when none is given)")
+        });
+    for (names, help) in option_lines(options) {
+        let long = names
+            .split([',', ' '])
+            .find_map(|word| word.strip_prefix("--"))
+            .expect("each option line has a long name");
+        let id = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(long))
+            .unwrap_or_else(|| panic!("--help lists --{long}, which the parser lacks"))
+            .get_id()
+            .clone();
+        command = command.mut_arg(id, |arg| arg.help(help));
+    }
+    command
+}
+
+/// Each option line of [`HELP`]'s options part: the option as written (`-n, --dry-run`),
+/// and its description with its continuation lines joined.
+fn option_lines(options: &str) -> Vec<(&str, String)> {
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    for line in options.lines() {
+        if let Some(option) = line.strip_prefix("   ").filter(|o| o.starts_with('-')) {
+            let (names, help) = option
+                .split_once("  ")
+                .expect("option, then its description");
+            lines.push((names, help.trim().to_owned()));
+        } else if let (Some(last), true) = (lines.last_mut(), line.starts_with("        ")) {
+            last.1.push(' ');
+            last.1.push_str(line.trim());
+        }
+    }
+    lines
+}
+
 /// The longest `--lock-timeout`: an hour.
 const MAX_LOCK_TIMEOUT_SECS: f64 = 3600.0;
 
@@ -347,6 +401,39 @@ mod tests {
         let builtin: std::collections::BTreeSet<&str> =
             whmtoken_core::acl::BUILTIN_ACLS.into_iter().collect();
         assert_eq!(listed, builtin);
+    }
+
+    #[test]
+    fn the_documented_command_has_every_option_of_the_help_and_no_other() {
+        let command = command();
+        let (options, _) = HELP.split_once("\n\nExit status: ").unwrap();
+        let lines = option_lines(options);
+        assert_eq!(lines.len(), 13, "{lines:?}");
+        for (names, help) in &lines {
+            let long = names
+                .rsplit("--")
+                .next()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(long))
+                .unwrap();
+            assert_eq!(arg.get_help().map(ToString::to_string).as_ref(), Some(help));
+        }
+        let documented = command.get_arguments().filter(|a| a.get_long().is_some());
+        assert_eq!(documented.count(), lines.len());
+        assert!(
+            lines
+                .iter()
+                .any(|(names, help)| *names == "-?, --help" && help == "Display this message")
+        );
+        assert!(
+            lines.iter().any(|(names, help)| *names == "--expires WHEN"
+                && help.ends_with("w (weeks), such as 90d"))
+        );
     }
 
     #[test]

@@ -122,7 +122,11 @@ fn load<C: BackendConfig>(file: ConfigFile<'_>, base: &Utf8Path) -> Result<Setti
 }
 
 /// Finds and reads the config: `--config`, else `$WHMTOKEN_CONFIG`, else
-/// [`SYSTEM_CONFIG`] if it exists, else the built-in default.
+/// [`SYSTEM_CONFIG`] if it exists and holds a setting, else the built-in default. The
+/// packages install a [`SYSTEM_CONFIG`] that is all comments (`packaging/whmtoken.toml`),
+/// which is the same as none; a file named by `--config` or `WHMTOKEN_CONFIG` must hold
+/// a `[backend]`, so that a file emptied by mistake never turns a run on a test server
+/// into a run on this server.
 pub fn load_settings(explicit: Option<&Utf8Path>) -> Result<Settings, CliError> {
     if explicit.is_some_and(|p| p.as_str().is_empty()) {
         return Err(CliError::Usage(
@@ -133,6 +137,7 @@ pub fn load_settings(explicit: Option<&Utf8Path>) -> Result<Settings, CliError> 
         .ok()
         .filter(|v| !v.is_empty())
         .map(Utf8PathBuf::from);
+    let system = explicit.is_none() && from_env.is_none();
     let (path, named_by) = match (explicit.map(Utf8Path::to_owned), from_env) {
         (Some(path), _) => (path, ""),
         (None, Some(path)) => (path, " (named by WHMTOKEN_CONFIG)"),
@@ -143,7 +148,17 @@ pub fn load_settings(explicit: Option<&Utf8Path>) -> Result<Settings, CliError> 
         path: format!("{path}{named_by}").into(),
         source,
     })?;
+    if system && holds_no_setting(&text) {
+        return Settings::default_for_this_server();
+    }
     Ok(parse(&path, &text)?)
+}
+
+/// Whether a config file's text is only comments and blank lines.
+fn holds_no_setting(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#'))
 }
 
 /// A config file is at most this long.
@@ -257,6 +272,34 @@ mod tests {
         assert!(err.contains("unknown backend kind “mysql”"), "{err}");
         let err = parse_at("[backend\n").unwrap_err();
         assert!(err.contains("/etc/whm/whmtoken.toml"), "{err}");
+    }
+
+    /// The example the packages install as /etc/whmtoken.toml.
+    const PACKAGED: &str = include_str!("../../packaging/whmtoken.toml");
+
+    #[test]
+    fn the_packaged_config_holds_no_setting_and_its_examples_parse() {
+        assert!(holds_no_setting(PACKAGED));
+        assert!(!holds_no_setting("# a comment\n[backend]\n"));
+        let examples: Vec<String> = PACKAGED
+            .split("# [backend]\n")
+            .skip(1)
+            .map(|example| {
+                let lines = example
+                    .lines()
+                    .take_while(|l| l.starts_with("# ") && l.contains(" = "));
+                let lines: Vec<&str> = lines.map(|l| &l[2..]).collect();
+                format!("[backend]\n{}\n", lines.join("\n"))
+            })
+            .collect();
+        assert_eq!(examples.len(), 2, "{examples:?}");
+        let files = parse_at(&examples[0]).unwrap();
+        assert_eq!(format!("{files:?}"), r#"FilesConfig { root: "/" }"#);
+        let sqlite = parse(Utf8Path::new("/etc/whmtoken.toml"), &examples[1]);
+        #[cfg(feature = "sqlite")]
+        assert!(sqlite.is_ok(), "{:?}", sqlite.err().map(|e| e.to_string()));
+        #[cfg(not(feature = "sqlite"))]
+        assert!(sqlite.is_err());
     }
 
     proptest::proptest! {

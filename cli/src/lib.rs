@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use whmtoken_core::error_chain;
 
+pub use crate::args::command as converter_command;
 pub use crate::error::{CliError, status};
 
 /// What every binary does around its command: files it creates are private (umask 077),

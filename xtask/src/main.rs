@@ -4,8 +4,11 @@
 //!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
 //!   `target/tools` on first use), the fake WHM's test clients (curl, pycpanel: the
 //!   `clients` module), the whole test suite (with the tidy checks,
-//!   `xtask/tests/tidy.rs`), and the command line's tests with each backend alone.
-//!   `.ci/run` calls exactly this.
+//!   `xtask/tests/tidy.rs`), the command line's tests with each backend alone, `dist`
+//!   and the packages' checks (`package_check`), and `fleet`. `.ci/run` calls exactly this.
+//! - `dist`: release binaries for glibc 2.17 and newer, and the DEB and RPM packages
+//!   (`dist` module); `dist --check` adds the packages' checks.
+//! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
 //!   its resellers on it.
@@ -14,7 +17,10 @@
 
 mod bench;
 mod clients;
+mod dist;
 mod filesystems;
+mod fleet;
+mod package_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,16 +28,20 @@ use std::process::{Command, ExitCode};
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::{Scenario, dump_server};
 
-const USAGE: &str = "usage: cargo xtask <ci|demo|bench>   (cargo xtask TASK --help: what TASK does)
+const USAGE: &str =
+    "usage: cargo xtask <ci|dist|fleet|demo|bench>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
-         (cargo-machete), every test (tidy checks included), each backend alone
+         (cargo-machete), every test (tidy checks included), each backend alone,
+         dist --check, fleet
+  dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
+  fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   demo   a small fake server in SQLite (target/demo), converted
   bench  the converter against an I/O floor on generated servers, and fake-server serve
          (bench serve: that alone)";
 
 /// What each task does, for `cargo xtask TASK --help`.
-const TASK_HELP: [(&str, &str); 3] = [
+const TASK_HELP: [(&str, &str); 5] = [
     (
         "ci",
         "usage: cargo xtask ci
@@ -40,8 +50,42 @@ Runs every check, in this order, and stops at the first that fails: the formatti
 (cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
 unused dependencies (cargo-machete, installed into target/tools on first use, about a
 minute), the clients the fake WHM's tests drive (curl via apt-get when missing; pycpanel
-from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included),
-and the command line's tests with each backend alone. .ci/run runs exactly this.",
+from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included), the command line's tests
+with each backend alone, cargo xtask dist --check (the packages built, read, installed
+and removed; as root), cargo xtask fleet (the Ansible collection), and the Ansible role
+installing that DEB with apt and converting with it. .ci/run runs
+exactly this. In a fresh clone on a 2-core machine it takes 7 to 10 minutes, about half
+of it building its tools into target/tools; about a minute when everything is built.",
+    ),
+    (
+        "dist",
+        "usage: cargo xtask dist [--check]
+
+Builds convert_accesshash_to_token, whmtoken and fake-server in release mode for
+x86_64-unknown-linux-gnu with glibc 2.17 or newer (cargo-zigbuild and zig, from PyPI into
+a virtualenv in target/tools/zig on first use), checks that no symbol version is above
+GLIBC_2.17 (objdump -T) and that each runs here, generates the man pages and shell
+completions from the command-line definitions, and makes the DEB and RPM packages
+whmtoken and whmtoken-testing (fake-server) in target/dist (cargo-deb and
+cargo-generate-rpm, installed into target/tools on first use, a few minutes).
+
+--check then checks the packages as cargo xtask ci does: the RPMs' file lists, scripts
+and config files (rpm -qlp, rpm -qp --scripts, Debian's rpm package); the DEB installed
+with dpkg -i (as root), its binaries run (--version, a conversion of a fake server, the
+installed /etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and
+dpkg -P, leaving nothing behind.",
+    ),
+    (
+        "fleet",
+        "usage: cargo xtask fleet
+
+Tests the Ansible collection whmtoken.cpanel (contrib/ansible): installs ansible-core and
+ansible-lint from PyPI into a virtualenv in target/tools/ansible on first use, generates
+one fake server per inventory host in target/fleet (ansible_connection: local), and runs
+the example playbook whmtoken.cpanel.migrate with the debug build's binaries: --check
+changes nothing and reports the hosts with work as changed; a real run converts them and
+a rerun is ok; a failing host stops the play after its batch. Then ansible-lint on the
+collection.",
     ),
     (
         "demo",
@@ -88,10 +132,13 @@ fn main() -> ExitCode {
         }
         ("bench", ["serve"]) => bench::bench_serve(),
         ("bench", ["filesystems"]) => bench::bench(true),
+        ("dist", ["--check"]) => dist::dist().and_then(|_| package_check::check()),
         (_, [extra, ..]) if help.is_some() => Err(format!(
             "{task} takes no such argument (given: {extra}); cargo xtask {task} --help says what it does"
         )),
         ("ci", []) => ci(),
+        ("dist", []) => dist::dist().map(drop),
+        ("fleet", []) => fleet::fleet(),
         ("demo", []) => demo(),
         ("bench", []) => bench::bench(false),
         _ => Err(USAGE.to_owned()),
@@ -175,7 +222,11 @@ fn ci() -> Result<(), String> {
         ];
         cargo(&[&["test"][..], &only].concat())?;
     }
-    Ok(())
+    // The packages, built, read and installed; the Ansible collection on local hosts.
+    dist::dist()?;
+    package_check::check()?;
+    fleet::fleet()?;
+    fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)
 }
 
 /// cargo-machete's version, pinned: a new one may flag new things.
@@ -188,21 +239,37 @@ const MACHETE_VERSION: &str = "0.9.2";
 /// needs nothing but cargo.
 fn machete() -> Result<(), String> {
     let root = workspace_root();
-    let tools = root.join("target/tools");
-    let binary = tools.join("bin/cargo-machete");
+    let binary = install_cargo_tool("cargo-machete", MACHETE_VERSION)?;
+    eprintln!("xtask: {} {}", binary.display(), root.display());
     // Without CARGO, cargo-machete reads its arguments as `cargo-machete ARGS`, not as
     // `cargo machete ARGS`, however xtask was started.
-    let machete = |arg: &Path| {
-        let mut command = Command::new(&binary);
-        command.arg(arg).env_remove("CARGO").current_dir(&root);
-        command
-    };
-    let installed = machete(Path::new("--version"))
+    let status = Command::new(&binary)
+        .arg(&root)
+        .env_remove("CARGO")
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err("cargo-machete found unused dependencies (listed above)".to_owned()),
+        _ => Err(format!("cargo-machete failed ({status})")),
+    }
+}
+
+/// Installs the cargo tool `name` at `version` from crates.io into `target/tools` unless
+/// that version is there already (its `--version` names it), and returns its path.
+pub(crate) fn install_cargo_tool(name: &str, version: &str) -> Result<PathBuf, String> {
+    let tools = workspace_root().join("target/tools");
+    let binary = tools.join("bin").join(name);
+    let installed = Command::new(&binary)
+        .arg("--version")
+        .env_remove("CARGO")
         .output()
         .ok()
         .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
-    if installed.as_deref() != Some(MACHETE_VERSION) {
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    let is_pinned = installed.is_some_and(|text| text.split_whitespace().any(|w| w == version));
+    if !is_pinned {
         let tools = tools
             .to_str()
             .ok_or_else(|| format!("{} is not UTF-8", tools.display()))?;
@@ -211,20 +278,12 @@ fn machete() -> Result<(), String> {
             "--locked",
             "--root",
             tools,
-            "cargo-machete",
+            name,
             "--version",
-            MACHETE_VERSION,
+            version,
         ])?;
     }
-    eprintln!("xtask: {} {}", binary.display(), root.display());
-    let status = machete(&root)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(1) => Err("cargo-machete found unused dependencies (listed above)".to_owned()),
-        _ => Err(format!("cargo-machete failed ({status})")),
-    }
+    Ok(binary)
 }
 
 /// The demo server: root and three resellers, one of them without an access hash.

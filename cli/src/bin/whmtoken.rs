@@ -57,6 +57,12 @@ enum Command {
     Runs(RunsArgs),
 }
 
+/// whmtoken's command line, for its man pages and shell completions (`cargo xtask dist`
+/// compiles this file into itself to reach it).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 fn main() -> ExitCode {
     whmtoken_cli::exit(|| {
         let cli = match Cli::try_parse() {

@@ -1,0 +1,470 @@
+//! `cargo xtask dist`: release binaries that run on glibc 2.17 and newer, and the packages
+//! made of them, in `target/dist/`; and `check_packages`, what CI proves of those packages.
+//!
+//! - The binaries are built by cargo-zigbuild for `x86_64-unknown-linux-gnu.2.17` (zig's C
+//!   compiler also builds the bundled SQLite). cargo-zigbuild and zig come from PyPI
+//!   (`cargo-zigbuild`, `ziglang`), pinned, into a virtualenv in `target/tools/zig`;
+//!   cargo-deb and cargo-generate-rpm from crates.io, pinned, into `target/tools`.
+//! - Each binary is checked: no symbol version above `GLIBC_2.17` in `objdump -T`, and
+//!   `--version` runs here.
+//! - The man pages (section 8: the binaries go to `/usr/sbin`) and the bash, zsh and fish
+//!   completions are generated from the clap definitions the binaries parse with, into
+//!   `whmtoken-assets/` beside the binaries, where the package metadata of `cli/Cargo.toml`
+//!   takes them from.
+//! - `whmtoken` (DEB and RPM): the two server binaries, man pages, completions,
+//!   `/etc/whmtoken.toml` (all comments: `packaging/whmtoken.toml`), README, changelog and
+//!   licenses. `whmtoken-testing`: `fake-server` alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap_complete::Shell;
+
+use crate::{cargo_with_env, target_dir, workspace_root};
+
+/// whmtoken's own command line: `cli/src/bin/whmtoken.rs`, compiled here for its
+/// `command()` (its `main` is never called from here).
+#[allow(dead_code)]
+#[path = "../../cli/src/bin/whmtoken.rs"]
+mod whmtoken_bin;
+
+/// The platform of the packages, and the oldest glibc they run on.
+pub(crate) const TARGET: &str = "x86_64-unknown-linux-gnu";
+const GLIBC: (u32, u32) = (2, 17);
+
+/// The tools, pinned: a new version may build or package differently.
+const PYPI_TOOLS: [&str; 2] = ["cargo-zigbuild==0.24.1", "ziglang==0.17.1"];
+const CARGO_DEB: (&str, &str) = ("cargo-deb", "3.8.0");
+const CARGO_GENERATE_RPM: (&str, &str) = ("cargo-generate-rpm", "0.21.1");
+
+/// The binaries of the `whmtoken` packages, and of `whmtoken-testing`.
+pub(crate) const SERVER_BINARIES: [&str; 2] = ["convert_accesshash_to_token", "whmtoken"];
+pub(crate) const TESTING_BINARY: &str = "fake-server";
+
+/// The crates whose metadata describes a package: (cargo package, its folder).
+const PACKAGES: [(&str, &str); 2] = [("whmtoken-cli", "cli"), ("whmtoken-fixtures", "fixtures")];
+
+/// Where the dist build leaves its binaries.
+pub(crate) fn release_dir() -> PathBuf {
+    target_dir().join(TARGET).join("release")
+}
+
+/// Where the packages go.
+pub(crate) fn dist_dir() -> PathBuf {
+    target_dir().join("dist")
+}
+
+/// Builds, checks and packages; returns the packages made.
+pub(crate) fn dist() -> Result<Vec<PathBuf>, String> {
+    let tools = Tools::install()?;
+    let zig_target = format!("{TARGET}.{}.{}", GLIBC.0, GLIBC.1);
+    let path = tools.path()?;
+    cargo_with_env(
+        &[
+            "zigbuild",
+            "--release",
+            "--locked",
+            "--target",
+            &zig_target,
+            "-p",
+            "whmtoken-cli",
+            "-p",
+            "whmtoken-fixtures",
+            "--bins",
+        ],
+        // The packages carry no debug information (symbol names stay, for backtraces).
+        &[
+            ("PATH", &path),
+            ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
+            ("CARGO_PROFILE_RELEASE_STRIP", "debuginfo"),
+        ],
+    )?;
+    let release = release_dir();
+    for binary in SERVER_BINARIES.iter().chain([&TESTING_BINARY]) {
+        let binary = release.join(binary);
+        let highest = highest_glibc(&binary)?;
+        if highest > GLIBC {
+            return Err(format!(
+                "{} needs GLIBC_{}.{}, above GLIBC_{}.{}",
+                binary.display(),
+                highest.0,
+                highest.1,
+                GLIBC.0,
+                GLIBC.1
+            ));
+        }
+        let version = output(Command::new(&binary).arg("--version"))?;
+        eprintln!(
+            "xtask: {}: highest symbol version GLIBC_{}.{}; {}",
+            binary.display(),
+            highest.0,
+            highest.1,
+            version.trim()
+        );
+    }
+    write_assets(&release.join("whmtoken-assets"))?;
+    let out = dist_dir();
+    if out.exists() {
+        std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let out_arg = out.to_str().ok_or("the target folder is not UTF-8")?;
+    for (crate_name, folder) in PACKAGES {
+        cargo_with_env(
+            &[
+                "deb",
+                "-p",
+                crate_name,
+                "--no-build",
+                "--locked",
+                "--target",
+                TARGET,
+                "--output",
+                out_arg,
+            ],
+            &[("PATH", &path)],
+        )?;
+        cargo_with_env(
+            &[
+                "generate-rpm",
+                "-p",
+                folder,
+                "--target",
+                TARGET,
+                "--output",
+                out_arg,
+            ],
+            &[("PATH", &path)],
+        )?;
+    }
+    let packages = package_files()?;
+    for package in &packages {
+        eprintln!("xtask: built {}", package.display());
+    }
+    Ok(packages)
+}
+
+/// The packages in `target/dist/`, in name order.
+fn package_files() -> Result<Vec<PathBuf>, String> {
+    let out = dist_dir();
+    let mut packages: Vec<PathBuf> = std::fs::read_dir(&out)
+        .map_err(|e| format!("{}: {e}", out.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb" || x == "rpm"))
+        .collect();
+    packages.sort();
+    Ok(packages)
+}
+
+/// The package `name` (`whmtoken`, `whmtoken-testing`) of the given kind (`deb`, `rpm`).
+pub(crate) fn package(name: &str, kind: &str) -> Result<PathBuf, String> {
+    let separator = if kind == "deb" { '_' } else { '-' };
+    package_files()?
+        .into_iter()
+        .find(|p| {
+            let file = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            file.ends_with(&format!(".{kind}"))
+                && file
+                    .strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(separator))
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .ok_or_else(|| {
+            format!(
+                "no {name} .{kind} in {}: run cargo xtask dist",
+                dist_dir().display()
+            )
+        })
+}
+
+/// The tools `dist` needs, installed on first use.
+struct Tools {
+    /// The virtualenv's `bin/` (cargo-zigbuild, and the Python that runs zig).
+    venv_bin: PathBuf,
+    /// `target/tools/bin` (cargo-deb, cargo-generate-rpm).
+    cargo_bin: PathBuf,
+}
+
+impl Tools {
+    fn install() -> Result<Self, String> {
+        let tools = workspace_root().join("target/tools");
+        let venv = tools.join("zig");
+        let venv_bin = venv.join("bin");
+        if !venv_bin.join("python").exists() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        run(Command::new(venv_bin.join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYPI_TOOLS))?;
+        for (name, version) in [CARGO_DEB, CARGO_GENERATE_RPM] {
+            crate::install_cargo_tool(name, version)?;
+        }
+        Ok(Self {
+            venv_bin,
+            cargo_bin: tools.join("bin"),
+        })
+    }
+
+    /// `PATH` with the tools first.
+    fn path(&self) -> Result<String, String> {
+        let rest = std::env::var_os("PATH").unwrap_or_default();
+        let paths = [self.venv_bin.clone(), self.cargo_bin.clone()]
+            .into_iter()
+            .chain(std::env::split_paths(&rest));
+        let joined = std::env::join_paths(paths).map_err(|e| format!("PATH: {e}"))?;
+        joined
+            .into_string()
+            .map_err(|_| "PATH is not UTF-8".to_owned())
+    }
+}
+
+/// The highest `GLIBC_X.Y` symbol version `objdump -T` finds in `binary`.
+pub(crate) fn highest_glibc(binary: &Path) -> Result<(u32, u32), String> {
+    let symbols = output(Command::new("objdump").arg("-T").arg(binary))?;
+    glibc_versions(&symbols)
+        .max()
+        .ok_or_else(|| format!("{}: no GLIBC symbol version at all", binary.display()))
+}
+
+/// Every `GLIBC_X.Y` (or `GLIBC_X.Y.Z`, read as X.Y) in `objdump -T` output.
+fn glibc_versions(symbols: &str) -> impl Iterator<Item = (u32, u32)> + '_ {
+    symbols
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|word| word.strip_prefix("GLIBC_"))
+        .filter_map(|version| {
+            let mut parts = version.split('.').map(str::parse::<u32>);
+            match (parts.next(), parts.next()) {
+                (Some(Ok(major)), Some(Ok(minor))) => Some((major, minor)),
+                _ => None,
+            }
+        })
+}
+
+/// The commands the server packages document: (binary name, its clap command).
+pub(crate) fn documented_commands() -> [(&'static str, clap::Command); 2] {
+    [
+        (
+            "convert_accesshash_to_token",
+            whmtoken_cli::converter_command(),
+        ),
+        ("whmtoken", whmtoken_bin::command()),
+    ]
+}
+
+/// Writes the man pages (`man/NAME.8.gz`, gzipped as both Debian and the EL family ship
+/// them, one per binary and per subcommand, such as `whmtoken-audit.8.gz`) and the completions (`bash/NAME`, `zsh/_NAME`, `fish/NAME.fish`).
+fn write_assets(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    for (name, command) in documented_commands() {
+        for (file, text) in man_pages(command.clone())? {
+            let page = dir.join("man").join(file);
+            write(&page, &text)?;
+            run(Command::new("gzip")
+                .args(["-9", "--no-name", "--force"])
+                .arg(&page))?;
+        }
+        for (shell, folder, file) in [
+            (Shell::Bash, "bash", name.to_owned()),
+            (Shell::Zsh, "zsh", format!("_{name}")),
+            (Shell::Fish, "fish", format!("{name}.fish")),
+        ] {
+            write(
+                &dir.join(folder).join(file),
+                &completion(shell, command.clone(), name),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The man pages of a command and of each of its subcommands: (file name, roff text).
+pub(crate) fn man_pages(mut command: clap::Command) -> Result<Vec<(String, Vec<u8>)>, String> {
+    command.build();
+    let mut pages = Vec::new();
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        pages.extend(man_pages(sub.clone())?);
+    }
+    let name = command
+        .get_display_name()
+        .unwrap_or(command.get_name())
+        .to_owned();
+    let mut text = Vec::new();
+    clap_mangen::Man::new(command)
+        .section("8")
+        .manual("System Administration")
+        .source(format!("whmtoken {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut text)
+        .map_err(|e| format!("man page of {name}: {e}"))?;
+    pages.push((format!("{name}.8"), text));
+    Ok(pages)
+}
+
+/// A shell's completion script for `name`.
+pub(crate) fn completion(shell: Shell, mut command: clap::Command, name: &str) -> Vec<u8> {
+    let mut text = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut text);
+    text
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let parent = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Runs a command, failing unless it exits 0.
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: {shown}");
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+/// A command's stdout, failing unless it exits 0 (its stderr is shown).
+pub(crate) fn output(command: &mut Command) -> Result<String, String> {
+    let shown = format!("{command:?}");
+    let out = command
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| format!("{shown}: its output is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glibc_versions_are_read_from_objdump_output() {
+        let symbols = "\
+0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.2.5) memcpy
+0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.17) clock_gettime
+0000000000000000      DF *UND*  0000000000000000  GLIBC_2.3.4 __fdelt_chk
+0000000000000000  w   D  *UND*  0000000000000000  Base        __gmon_start__
+";
+        let versions: Vec<_> = glibc_versions(symbols).collect();
+        assert_eq!(versions, [(2, 2), (2, 17), (2, 3)]);
+        assert_eq!(glibc_versions(symbols).max(), Some((2, 17)));
+        assert!(glibc_versions("(GLIBC_2.34) pthread_create").max() > Some(GLIBC));
+    }
+
+    #[test]
+    fn every_binary_and_subcommand_has_a_man_page() {
+        let mut files = Vec::new();
+        for (_, command) in documented_commands() {
+            files.extend(man_pages(command).unwrap().into_iter().map(|(f, _)| f));
+        }
+        files.sort();
+        let names: Vec<_> = whmtoken_bin::command()
+            .get_subcommands()
+            .map(|s| format!("whmtoken-{}.8", s.get_name()))
+            .chain(["convert_accesshash_to_token.8".into(), "whmtoken.8".into()])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(files, names);
+        assert!(files.contains(&"whmtoken-audit.8".to_owned()), "{files:?}");
+    }
+
+    /// The converter's man page says of each option what its `--help` says (cPanel's
+    /// usage text and ours), and lists the exit statuses.
+    #[test]
+    fn the_converters_man_page_cannot_drift_from_its_help() {
+        let pages = man_pages(whmtoken_cli::converter_command()).unwrap();
+        let [(file, page)] = &pages[..] else {
+            panic!("{pages:?}")
+        };
+        assert_eq!(file, "convert_accesshash_to_token.8");
+        // roff escapes `-` as `\-`; words are what matter.
+        let page = String::from_utf8_lossy(page).replace("\\-", "-");
+        let words = |text: &str| -> Vec<String> {
+            text.split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_owned())
+                .filter(|w| !w.is_empty())
+                .collect()
+        };
+        let page_words = words(&page).join(" ");
+        let help = whmtoken_cli::convert::HELP;
+        let (options, notes) = help.split_once("\n\nExit status: ").unwrap();
+        for line in options.lines().filter(|l| l.starts_with("   -")) {
+            let (option, description) = line[3..].split_once("  ").unwrap();
+            let long = option
+                .rsplit("--")
+                .next()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            assert!(page.contains(&format!("--{long}")), "--{long} missing");
+            let description = words(description).join(" ");
+            assert!(page_words.contains(&description), "{description:?} missing");
+        }
+        for status in ["64 usage error", "65 at least one", "78 bad config file"] {
+            assert!(
+                notes.contains(status) && page_words.contains(status),
+                "{status}"
+            );
+        }
+    }
+
+    /// `whmtoken`'s man pages come from the very command `whmtoken --help` prints: each
+    /// subcommand's summary, and each of its options, is in them.
+    #[test]
+    fn whmtokens_man_pages_carry_every_subcommand_and_option() {
+        let command = whmtoken_bin::command();
+        let pages = man_pages(command.clone()).unwrap();
+        let page = |name: &str| {
+            let (_, text) = pages.iter().find(|(f, _)| f == name).unwrap();
+            String::from_utf8_lossy(text).replace("\\-", "-")
+        };
+        let main = page("whmtoken.8");
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            assert!(main.contains(sub.get_name()), "{}", sub.get_name());
+            let sub_page = page(&format!("whmtoken-{}.8", sub.get_name()));
+            for arg in sub.get_arguments().filter_map(|a| a.get_long()) {
+                assert!(sub_page.contains(&format!("--{arg}")), "--{arg} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn completions_know_every_subcommand_and_the_converters_options() {
+        let bash = completion(Shell::Bash, whmtoken_bin::command(), "whmtoken");
+        let bash = String::from_utf8(bash).unwrap();
+        for sub in ["convert", "audit", "verify", "--config"] {
+            assert!(bash.contains(sub), "{sub}");
+        }
+        let fish = completion(
+            Shell::Fish,
+            whmtoken_cli::converter_command(),
+            "convert_accesshash_to_token",
+        );
+        let fish = String::from_utf8(fish).unwrap();
+        for option in ["all-resellers", "dry-run", "allow-ip", "lock-timeout"] {
+            assert!(fish.contains(&format!("-l {option}")), "{option}: {fish}");
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! `cargo xtask fleet`: the Ansible collection `whmtoken.cpanel` (`contrib/ansible/`) run
+//! for real, with ansible-core from PyPI (pinned, into a virtualenv in
+//! `target/tools/ansible`), against inventory hosts on this machine
+//! (`ansible_connection: local`), each converting its own fake server (`fake-server
+//! generate --backend files`, in `target/fleet/`) through `whmtoken_config`.
+//!
+//! The example playbook `whmtoken.cpanel.migrate` itself is run, with the install step off
+//! and the binaries of the debug build:
+//!
+//! 1. `--check` on hosts with work and one without: `changed` on those with work, and no
+//!    server changed (`fake-server dump` before and after).
+//! 2. A real run: `changed` on the hosts with work, their servers converted; a rerun:
+//!    nothing changed.
+//! 3. Batches `serial: [1, 2]`, `max_fail_percentage: 0`, where a host of the second batch
+//!    has a user that fails: the first batch converted, the failing host failed (its error
+//!    in the output) while the other host of its batch finished, and the third batch never
+//!    started (its server untouched).
+//!
+//! Then `ansible-doc` of each module and `ansible-lint` (pinned, in the same virtualenv) on
+//! the collection. `the_role_installs_the_package` (run by `cargo xtask ci` after the
+//! package checks, as it needs the DEB) runs the role with its install step.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::dist::{output, run};
+use crate::{cargo, target_dir, workspace_root};
+
+/// ansible-core and ansible-lint, pinned.
+const PYPI_TOOLS: [&str; 2] = ["ansible-core==2.19.14", "ansible-lint==26.10.1"];
+
+pub(crate) fn fleet() -> Result<(), String> {
+    cargo(&[
+        "build",
+        "-p",
+        "whmtoken-cli",
+        "-p",
+        "whmtoken-fixtures",
+        "--locked",
+    ])?;
+    let ansible = Ansible::install()?;
+    let work = target_dir().join("fleet");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    }
+    std::fs::create_dir_all(work.join("tmp")).map_err(|e| format!("{}: {e}", work.display()))?;
+    let fleet = Fleet { ansible, work };
+    fleet.check_run_rerun()?;
+    fleet.a_failed_batch_stops_the_play()?;
+    fleet.lint()
+}
+
+/// The virtualenv with ansible-core and ansible-lint.
+struct Ansible {
+    bin: PathBuf,
+}
+
+impl Ansible {
+    fn install() -> Result<Self, String> {
+        let venv = workspace_root().join("target/tools/ansible");
+        let bin = venv.join("bin");
+        if !bin.join("python").exists() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        run(Command::new(bin.join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYPI_TOOLS))?;
+        Ok(Self { bin })
+    }
+}
+
+/// One inventory host: its name, its fake server's config, and its role variables.
+struct Host {
+    name: &'static str,
+    config: PathBuf,
+    vars: serde_json::Value,
+}
+
+struct Fleet {
+    ansible: Ansible,
+    work: PathBuf,
+}
+
+/// How each host ended, from the play recap: `(ok, changed, failed)`.
+type Recap = BTreeMap<String, (u32, u32, u32)>;
+
+impl Fleet {
+    /// A fake server of 3 resellers (each with an access hash) for `name`; `converted`
+    /// converts them first, so that the host has no work left.
+    fn host(&self, name: &'static str, seed: u32, converted: bool) -> Result<Host, String> {
+        let tree = self.work.join(name);
+        let config = output(
+            Command::new(debug_binary("fake-server"))
+                .args([
+                    "generate",
+                    "--resellers",
+                    "3",
+                    "--backend",
+                    "files",
+                    "--seed",
+                ])
+                .arg(seed.to_string())
+                .arg("--out")
+                .arg(&tree),
+        )?;
+        let config = PathBuf::from(config.trim());
+        if converted {
+            output(
+                Command::new(debug_binary("convert_accesshash_to_token"))
+                    .arg("--all-resellers")
+                    .arg("--config")
+                    .arg(&config),
+            )?;
+        }
+        Ok(Host {
+            name,
+            config,
+            vars: serde_json::json!({}),
+        })
+    }
+
+    /// Runs the example playbook on `hosts`; returns its exit status, output and recap.
+    fn play(
+        &self,
+        hosts: &[&Host],
+        extra: &[&str],
+        play_vars: serde_json::Value,
+    ) -> Result<(i32, String, Recap), String> {
+        let inventory_file = self.write_inventory(hosts)?;
+        let mut settings =
+            serde_json::json!({ "whmtoken_install": false, "whmtoken_become": false });
+        settings
+            .as_object_mut()
+            .expect("an object")
+            .extend(play_vars.as_object().cloned().unwrap_or_default());
+        let mut command = Command::new(self.ansible.bin.join("ansible-playbook"));
+        command
+            .arg("-i")
+            .arg(&inventory_file)
+            .arg("-e")
+            .arg(settings.to_string())
+            .args(extra)
+            .arg("whmtoken.cpanel.migrate");
+        self.ansible_env(&mut command);
+        eprintln!("xtask: {command:?}");
+        let out = command
+            .output()
+            .map_err(|e| format!("cannot run ansible-playbook: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let text = format!("{stdout}{stderr}");
+        let recap = recap(&stdout);
+        eprintln!(
+            "xtask: ansible-playbook exited {:?}; recap {recap:?}",
+            out.status.code()
+        );
+        Ok((out.status.code().unwrap_or(-1), text, recap))
+    }
+
+    /// Writes the inventory of `hosts` (group `cpanel`), returning its path.
+    fn write_inventory(&self, hosts: &[&Host]) -> Result<PathBuf, String> {
+        // The system's Python, without Ansible: the modules need only its standard library.
+        let python = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("python3");
+        let mut inventory = serde_json::Map::new();
+        for host in hosts {
+            let mut vars = serde_json::json!({
+                "ansible_connection": "local",
+                "ansible_python_interpreter": python,
+                "whmtoken_config": host.config,
+                "whmtoken_binary": debug_binary("convert_accesshash_to_token"),
+            });
+            let extra_vars = host.vars.as_object().cloned().unwrap_or_default();
+            vars.as_object_mut().expect("an object").extend(extra_vars);
+            inventory.insert(host.name.to_owned(), vars);
+        }
+        let inventory =
+            serde_json::json!({ "all": { "children": { "cpanel": { "hosts": inventory } } } });
+        let inventory_file = self.work.join("inventory.json");
+        std::fs::write(&inventory_file, inventory.to_string())
+            .map_err(|e| format!("{}: {e}", inventory_file.display()))?;
+        Ok(inventory_file)
+    }
+
+    /// `whmtoken.cpanel.whmtoken_audit` run ad hoc on `host` with `fail_on`: whether it
+    /// succeeded, and the module's result.
+    fn audit(&self, host: &Host, fail_on: &str) -> Result<(bool, serde_json::Value), String> {
+        let inventory_file = self.write_inventory(&[host])?;
+        let args = serde_json::json!({
+            "binary": debug_binary("whmtoken"),
+            "config": host.config,
+            "fail_on": fail_on,
+        });
+        let mut command = Command::new(self.ansible.bin.join("ansible"));
+        command
+            .arg("-i")
+            .arg(&inventory_file)
+            .args(["-m", "whmtoken.cpanel.whmtoken_audit", "-a"])
+            .arg(args.to_string())
+            .arg(host.name);
+        self.ansible_env(&mut command);
+        eprintln!("xtask: {command:?}");
+        let out = command
+            .output()
+            .map_err(|e| format!("cannot run ansible: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result = stdout
+            .split_once(" => ")
+            .and_then(|(_, json)| serde_json::from_str(json).ok())
+            .ok_or_else(|| format!("fleet: no result from the audit module:\n{stdout}"))?;
+        Ok((out.status.success(), result))
+    }
+
+    /// The environment of every Ansible command: the collection found in `contrib/ansible`,
+    /// no user or system configuration, temporary files in `target/fleet/tmp`.
+    fn ansible_env(&self, command: &mut Command) {
+        let tmp = self.work.join("tmp");
+        command
+            .env(
+                "ANSIBLE_COLLECTIONS_PATH",
+                workspace_root().join("contrib/ansible"),
+            )
+            .env("ANSIBLE_CONFIG", self.work.join("no-ansible.cfg"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCAL_TEMP", &tmp)
+            .env("ANSIBLE_REMOTE_TEMP", &tmp)
+            .env("ANSIBLE_HOME", self.work.join("ansible-home"))
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .env("PATH", path_with(&self.ansible.bin))
+            .current_dir(&self.work);
+    }
+
+    fn check_run_rerun(&self) -> Result<(), String> {
+        let busy_a = self.host("busy-a", 1, false)?;
+        let busy_b = self.host("busy-b", 2, false)?;
+        let done = self.host("done", 3, true)?;
+        let hosts = [&busy_a, &busy_b, &done];
+        let serial = serde_json::json!({ "whmtoken_serial": 3 });
+        let before = dumps(&hosts)?;
+        let (status, text, recap) = self.play(&hosts, &["--check"], serial.clone())?;
+        expect(status == 0, "the --check run failed", &text)?;
+        expect_changed(&recap, &[("busy-a", 1), ("busy-b", 1), ("done", 0)], &text)?;
+        expect(
+            text.contains("\"converted\": 3"),
+            "the --check run should report 3 would-be conversions",
+            &text,
+        )?;
+        expect(dumps(&hosts)? == before, "--check changed a server", &text)?;
+
+        let (status, text, recap) = self.play(&hosts, &[], serial.clone())?;
+        expect(status == 0, "the real run failed", &text)?;
+        expect_changed(&recap, &[("busy-a", 1), ("busy-b", 1), ("done", 0)], &text)?;
+        let after = dumps(&hosts)?;
+        for (index, host) in hosts.iter().enumerate() {
+            let changed = after[index] != before[index];
+            expect(
+                changed == (host.name != "done"),
+                &format!("{}'s server changed: {changed}", host.name),
+                &text,
+            )?;
+        }
+
+        let (status, text, recap) = self.play(&hosts, &[], serial)?;
+        expect(status == 0, "the rerun failed", &text)?;
+        expect_changed(&recap, &[("busy-a", 0), ("busy-b", 0), ("done", 0)], &text)?;
+        expect(dumps(&hosts)? == after, "the rerun changed a server", &text)?;
+        eprintln!("xtask: fleet: --check changed nothing, the run converted, the rerun was ok");
+
+        // The audit as facts: the resellers converted, root (not a reseller) not.
+        let (succeeded, result) = self.audit(&busy_a, "never")?;
+        let shown = result.to_string();
+        expect(
+            succeeded && result["changed"] == false,
+            "the audit failed",
+            &shown,
+        )?;
+        let accounts = result["ansible_facts"]["whmtoken_audit"]["accounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let states: Vec<(String, String)> = accounts
+            .iter()
+            .map(|a| {
+                (
+                    a["user"].as_str().unwrap_or("").to_owned(),
+                    a["accesshash"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = [
+            ("root", "not_converted"),
+            ("res00001", "converted"),
+            ("res00002", "converted"),
+            ("res00003", "converted"),
+        ]
+        .map(|(u, s)| (u.to_owned(), s.to_owned()))
+        .into();
+        expect(
+            states == expected,
+            &format!("audit facts {states:?}"),
+            &shown,
+        )?;
+        let (succeeded, result) = self.audit(&busy_a, "critical")?;
+        expect(
+            !succeeded && result["ansible_facts"]["whmtoken_audit"]["accounts"].is_array(),
+            "fail_on critical should fail the host (root's access hash is not converted), with the facts",
+            &result.to_string(),
+        )?;
+        eprintln!("xtask: fleet: the audit module returned the report as facts");
+        Ok(())
+    }
+
+    fn a_failed_batch_stops_the_play(&self) -> Result<(), String> {
+        let first = self.host("batch1", 11, false)?;
+        let mut failing = self.host("batch2-failing", 12, false)?;
+        failing.vars = serde_json::json!({
+            "whmtoken_all_resellers": false,
+            "whmtoken_users": ["res00001", "ghost"],
+        });
+        let sibling = self.host("batch2-ok", 13, false)?;
+        let last = self.host("batch3", 14, false)?;
+        let hosts = [&first, &failing, &sibling, &last];
+        let before = dumps(&hosts)?;
+        let play_vars =
+            serde_json::json!({ "whmtoken_serial": [1, 2], "whmtoken_max_fail_percentage": 0 });
+        let (status, text, recap) = self.play(&hosts, &[], play_vars)?;
+        expect(status != 0, "a failed host should fail the run", &text)?;
+        expect(
+            recap.get("batch2-failing").is_some_and(|r| r.2 == 1),
+            "batch2-failing should have failed",
+            &text,
+        )?;
+        expect(
+            text.contains("ghost: User ghost is not a reseller."),
+            "the failing user's error should be reported",
+            &text,
+        )?;
+        expect_changed(&recap, &[("batch1", 1), ("batch2-ok", 1)], &text)?;
+        expect(
+            !recap.contains_key("batch3"),
+            "the batch after the failed one should not have started",
+            &text,
+        )?;
+        let after = dumps(&hosts)?;
+        // The failing host still converted its good user; the last batch is untouched.
+        let changed: Vec<bool> = before.iter().zip(&after).map(|(b, a)| b != a).collect();
+        expect(
+            changed == [true, true, true, false],
+            &format!("servers changed: {changed:?}"),
+            &text,
+        )?;
+        eprintln!("xtask: fleet: a failed host stopped the play after its batch");
+        Ok(())
+    }
+
+    /// Each module's documentation as Ansible reads it (`ansible-doc`: its YAML parses and
+    /// has options), then `ansible-lint --strict` on the collection.
+    fn lint(&self) -> Result<(), String> {
+        for module in ["whmtoken_convert", "whmtoken_audit"] {
+            let mut command = Command::new(self.ansible.bin.join("ansible-doc"));
+            command.args(["--json", &format!("whmtoken.cpanel.{module}")]);
+            self.ansible_env(&mut command);
+            let doc = output(&mut command)?;
+            let doc: serde_json::Value =
+                serde_json::from_str(&doc).map_err(|e| format!("ansible-doc {module}: {e}"))?;
+            let options = &doc[format!("whmtoken.cpanel.{module}")]["doc"]["options"];
+            if !options.get("binary").is_some_and(|b| b["type"] == "path") {
+                return Err(format!("ansible-doc {module}: no `binary` option: {doc}"));
+            }
+        }
+        let collection =
+            workspace_root().join("contrib/ansible/ansible_collections/whmtoken/cpanel");
+        let mut command = Command::new(self.ansible.bin.join("ansible-lint"));
+        command.args(["--offline", "--strict"]).arg(&collection);
+        self.ansible_env(&mut command);
+        command.current_dir(&collection);
+        run(&mut command)
+    }
+}
+
+/// `PATH` with `bin` first.
+fn path_with(bin: &Path) -> std::ffi::OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let paths = std::iter::once(bin.to_owned()).chain(std::env::split_paths(&rest));
+    std::env::join_paths(paths).unwrap_or(rest)
+}
+
+/// The role with its install step on (`cargo xtask ci`, after the package checks): on one
+/// local host, it copies the DEB to `/var/tmp`, installs it with `apt`, and converts that
+/// host's fake server with the installed `/usr/sbin/convert_accesshash_to_token`; a rerun
+/// changes nothing. The package and its copy are removed afterwards, whatever happened.
+pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
+    if crate::package_check::is_installed()? {
+        return Err(
+            "whmtoken is already installed here: remove it first (dpkg -P whmtoken)".into(),
+        );
+    }
+    let work = target_dir().join("fleet-install");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    }
+    std::fs::create_dir_all(work.join("tmp")).map_err(|e| format!("{}: {e}", work.display()))?;
+    let fleet = Fleet {
+        ansible: Ansible::install()?,
+        work,
+    };
+    let mut host = fleet.host("installed", 21, false)?;
+    host.vars = serde_json::json!({ "whmtoken_binary": "/usr/sbin/convert_accesshash_to_token" });
+    let before = dumps(&[&host])?;
+    let play_vars = serde_json::json!({
+        "whmtoken_install": true,
+        "whmtoken_package": deb,
+        "whmtoken_serial": 1,
+    });
+    let result = (|| {
+        let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
+        expect(status == 0, "the run with the install step failed", &text)?;
+        // Copied, installed, converted.
+        expect_changed(&recap, &[("installed", 3)], &text)?;
+        expect(
+            dumps(&[&host])? != before,
+            "the server was not converted",
+            &text,
+        )?;
+        let after = dumps(&[&host])?;
+        let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
+        expect(status == 0, "the rerun with the install step failed", &text)?;
+        expect_changed(&recap, &[("installed", 0)], &text)?;
+        expect(
+            dumps(&[&host])? == after,
+            "the rerun changed the server",
+            &text,
+        )
+    })();
+    let copy = Path::new("/var/tmp").join(deb.file_name().unwrap_or_default());
+    let purged = run(Command::new("dpkg").args(["-P", "whmtoken"]));
+    let _ = std::fs::remove_file(copy);
+    result.and(purged)?;
+    eprintln!("xtask: fleet: the role installed the package and converted with it; a rerun was ok");
+    Ok(())
+}
+
+fn debug_binary(name: &str) -> PathBuf {
+    target_dir().join("debug").join(name)
+}
+
+/// Each host's server, as `fake-server dump` prints it.
+fn dumps(hosts: &[&Host]) -> Result<Vec<String>, String> {
+    hosts
+        .iter()
+        .map(|host| {
+            output(
+                Command::new(debug_binary("fake-server"))
+                    .arg("dump")
+                    .arg("--config")
+                    .arg(&host.config),
+            )
+        })
+        .collect()
+}
+
+/// The `PLAY RECAP` lines: `host : ok=3 changed=1 unreachable=0 failed=0 …`.
+fn recap(stdout: &str) -> Recap {
+    let Some((_, lines)) = stdout.rsplit_once("PLAY RECAP") else {
+        return Recap::new();
+    };
+    lines
+        .lines()
+        .filter_map(|line| {
+            let (host, counts) = line.split_once(" : ")?;
+            let count = |key: &str| {
+                counts
+                    .split_whitespace()
+                    .find_map(|c| c.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+            };
+            Some((
+                host.trim().to_owned(),
+                (count("ok")?, count("changed")?, count("failed")?),
+            ))
+        })
+        .collect()
+}
+
+fn expect(condition: bool, what: &str, output: &str) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(format!(
+            "fleet: {what}; ansible-playbook printed:\n{output}"
+        ))
+    }
+}
+
+fn expect_changed(recap: &Recap, expected: &[(&str, u32)], output: &str) -> Result<(), String> {
+    for (host, changed) in expected {
+        let got = recap.get(*host);
+        expect(
+            got.is_some_and(|r| r.1 == *changed && r.2 == 0),
+            &format!("{host}: expected changed={changed} failed=0, got {got:?}"),
+            output,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recap_is_read_per_host() {
+        let out = "PLAY RECAP *********\n\
+            busy-a                     : ok=3    changed=1    unreachable=0    failed=0    skipped=3    rescued=0    ignored=0   \n\
+            done                       : ok=2    changed=0    unreachable=0    failed=1    skipped=3    rescued=0    ignored=0   \n";
+        let recap = recap(out);
+        assert_eq!(recap["busy-a"], (3, 1, 0));
+        assert_eq!(recap["done"], (2, 0, 1));
+        assert_eq!(recap.len(), 2);
+    }
+}
