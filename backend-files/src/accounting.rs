@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use whmtoken_core::{BackendError, error_chain};
+use whmtoken_core::{AuditTurn, BackendError, error_chain};
 
 use crate::group_sync::{GroupSync, Ticket};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive};
@@ -57,7 +57,7 @@ impl AccountingLog {
     /// Appends `line` and makes it durable.
     pub(crate) fn append_durably(&self, line: &str, timeout: Duration) -> Result<(), BackendError> {
         let appended = self.append(line);
-        self.sync(appended, timeout)
+        self.sync(appended, timeout, None)
     }
 
     /// Queues `line` after the lines queued before it; [`sync`](Self::sync) writes it.
@@ -70,10 +70,27 @@ impl AccountingLog {
 
     /// Returns once `appended`'s line is written and on disk, waiting at most `timeout` for
     /// the log's locks; one write and one fdatasync serve every line queued meanwhile.
-    pub(crate) fn sync(&self, appended: Appended, timeout: Duration) -> Result<(), BackendError> {
+    ///
+    /// Within a run (`turn`), a commit is refused once an earlier one of the run failed,
+    /// and a failure is made known to the run before any later commit can start: after the
+    /// log fails, no later line, and so no later token, is written.
+    pub(crate) fn sync(
+        &self,
+        appended: Appended,
+        timeout: Duration,
+        turn: Option<&AuditTurn<'_>>,
+    ) -> Result<(), BackendError> {
         self.lines
             .wait(appended.0, |batch| {
-                self.write_durably(&batch, timeout).map_err(Arc::new)
+                if let Some(turn) = turn {
+                    turn.check_run().map_err(Arc::new)?;
+                }
+                self.write_durably(&batch, timeout).map_err(|e| {
+                    if let Some(turn) = turn {
+                        let _ = turn.durable(Err(duplicate(&e)));
+                    }
+                    Arc::new(e)
+                })
             })
             .map_err(|e| duplicate(&e))
     }
@@ -129,6 +146,10 @@ fn duplicate(error: &BackendError) -> BackendError {
         BackendError::UnsafeToWrite { location, detail } => BackendError::UnsafeToWrite {
             location: location.clone(),
             detail: detail.clone(),
+        },
+        BackendError::AuditUnavailable { location, cause } => BackendError::AuditUnavailable {
+            location: location.clone(),
+            cause: cause.clone(),
         },
         other => BackendError::Other {
             backend: "files",

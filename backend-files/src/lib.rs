@@ -287,7 +287,10 @@ impl token_file::AuditLine for AccountingLine<'_> {
 
     fn make_durable(&mut self) -> Result<(), BackendError> {
         match self.appended.take() {
-            Some(appended) => self.turn.durable(self.log.sync(appended, self.timeout)),
+            Some(appended) => {
+                let synced = self.log.sync(appended, self.timeout, Some(self.turn));
+                self.turn.durable(synced)
+            }
             None => Ok(()),
         }
     }

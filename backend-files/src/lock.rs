@@ -241,7 +241,12 @@ fn take_by_link(
                 }
             }
             Holder::Empty(look) => {
+                // Looked at again a moment later, within the deadline: a lock whose mtime
+                // keeps changing is someone's, and is waited on like any other.
                 seen_empty = Some(look);
+                if deadline.expired() {
+                    return Err(deadline.missed(path));
+                }
                 std::thread::sleep(EMPTY_LOOKS_APART);
                 continue;
             }

@@ -170,6 +170,13 @@ impl<'a> AuditTurn<'a> {
         }
     }
 
+    /// `Err` ([`BackendError::AuditUnavailable`]) once a record of this import's run could
+    /// not be written: a backend that writes the records of several users in one commit
+    /// checks it before each commit, so that nothing more is written after a failure.
+    pub fn check_run(&self) -> Result<(), BackendError> {
+        self.run.map_or(Ok(()), |(run, _)| run.check())
+    }
+
     /// Passes on whether the record appended by [`record`](Self::record) was made durable;
     /// a failure stops the run's later imports as a failed `record` does.
     pub fn durable(&self, synced: Result<(), BackendError>) -> Result<(), BackendError> {

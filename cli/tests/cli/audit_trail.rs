@@ -219,17 +219,34 @@ fn assert_stopped_at_the_log(
 
 #[test]
 fn a_full_disk_under_the_log_stops_the_run_and_a_rerun_converges() {
-    let (server, names) = server_with_resellers(20);
+    // One user at a time, so that each line is a write of its own.
+    full_disk_run(20, "1", 200);
+}
+
+#[test]
+fn with_many_jobs_nothing_is_stored_after_the_log_filled() {
+    // Several lines per write: a failed write frees room that a later, shorter one would
+    // fit in; that later write must be refused too. Where the race falls varies, so a few
+    // runs.
+    for _ in 0..4 {
+        full_disk_run(40, "16", 2000);
+    }
+}
+
+/// Converts `resellers` with `--jobs jobs` while the log is on a 64 KiB file system with
+/// `room` bytes left: the run stops storing at the first failed write, and once the log has
+/// room again a rerun converges.
+fn full_disk_run(resellers: usize, jobs: &str, room: usize) {
+    let (server, names) = server_with_resellers(resellers);
     let disk = tempfile::tempdir().unwrap();
     let disk = Utf8Path::from_path(disk.path()).unwrap().to_owned();
     let Some(tmpfs) = Mount::new(&disk, &["-t", "tmpfs", "-o", "size=64k", "tmpfs"]) else {
         return;
     };
-    // A log that leaves room for about two lines on its tiny file system.
     let full_log = disk.join("accounting.log");
     let filler = "Mon Jun  1 13:33:19 2015:ADDRESELLER:root:root:example.com:example\n";
-    let mut text = filler.repeat((65536 - 200) / filler.len());
-    text.push_str(&"x".repeat(65536 - 200 - text.len() - 1));
+    let mut text = filler.repeat((65536 - room) / filler.len());
+    text.push_str(&"x".repeat(65536 - room - text.len() - 1));
     text.push('\n');
     std::fs::write(&full_log, &text).unwrap();
     let log = server.root().join("var/cpanel/accounting.log");
@@ -238,8 +255,7 @@ fn a_full_disk_under_the_log_stops_the_run_and_a_rerun_converges() {
         return;
     };
 
-    // One user at a time, so that each line is a write of its own.
-    let out = run(&server, &["--all-resellers", "--json", "--jobs", "1"]);
+    let out = run(&server, &["--all-resellers", "--json", "--jobs", jobs]);
     assert_eq!(out.code, 65, "{}", out.stderr);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
     let converted = assert_stopped_at_the_log(
@@ -248,16 +264,14 @@ fn a_full_disk_under_the_log_stops_the_run_and_a_rerun_converges() {
         "No space left on device",
         "cannot write: No space left on device (os error 28)",
     );
-    assert!(
-        (1..names.len()).contains(&converted),
-        "{converted} converted"
-    );
+    assert!(converted < names.len(), "{converted} converted");
     let on_disk = std::fs::read_to_string(&log).unwrap();
     assert!(on_disk.starts_with(&text), "earlier lines kept");
     assert!(on_disk.ends_with('\n'), "no torn line left");
     assert_eq!(
         named_by(&server.accounting_lines()[text.lines().count()..]).len(),
-        converted
+        converted,
+        "one line per token stored, none for the others"
     );
 
     // Room again: the run's lines move to the server's own disk, without the filler.
@@ -320,4 +334,47 @@ fn empty_lock_files_left_by_a_crash_are_taken_over_at_once() {
     for lock in [&token_lock, &log_lock] {
         assert!(!lock.exists(), "{lock} released after the run");
     }
+}
+
+#[test]
+fn an_empty_lock_that_keeps_changing_is_waited_on_no_longer_than_the_timeout() {
+    let (server, names) = server_with_resellers(3);
+    let log_lock = server.root().join("var/cpanel/accounting.log.lock");
+    std::fs::write(&log_lock, "").unwrap();
+    // Someone's lock, still empty, touched every few milliseconds: never seen the same twice.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toucher = {
+        let (stop, lock) = (std::sync::Arc::clone(&stop), log_lock.clone());
+        std::thread::spawn(move || {
+            let start = std::time::SystemTime::now();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let when = start + std::time::Duration::from_millis(n);
+                if let Ok(file) = std::fs::File::options().write(true).open(&lock) {
+                    let _ = file.set_modified(when);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let out = run(
+        &server,
+        &["--all-resellers", "--json", "--lock-timeout", "1"],
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    toucher.join().unwrap();
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("accounting.log.lock is locked by another process (waited 1 s)"),
+        "{}",
+        out.stderr
+    );
+    assert!(stored_tokens(&server, &names).is_empty());
+    assert_eq!(
+        std::fs::read(&log_lock).unwrap(),
+        b"",
+        "someone else's lock left alone"
+    );
 }
