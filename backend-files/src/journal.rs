@@ -47,6 +47,11 @@ impl Journals {
         self.runs_folder().join(format!("{id}.json"))
     }
 
+    /// Where run `id`'s backup named `name` is, under this server's root.
+    pub(crate) fn backup_path(&self, id: &RunId, name: &str) -> Utf8PathBuf {
+        self.state.join("backups").join(id.as_str()).join(name)
+    }
+
     /// `backups/<run-id>`, made (and its making synced) when missing.
     pub(crate) fn backup_folder(&self, id: &RunId) -> Result<(Utf8PathBuf, File), BackendError> {
         self.ensure_folders()?;
