@@ -361,6 +361,10 @@ impl FilesBackend {
         }
         let folder = home.parent().expect("a home folder");
         let aside = folder.join(name);
+        // Only a file can be what a retire set aside; anything else there is not its.
+        if !fs::symlink_metadata(&aside).is_ok_and(|m| m.is_file()) {
+            return Ok(false);
+        }
         let Some(kept) = read_access_hash_at(aside.clone(), owner)? else {
             return Ok(false);
         };
