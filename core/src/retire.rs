@@ -442,6 +442,50 @@ mod tests {
     }
 
     #[test]
+    fn only_removals_recorded_complete_count_as_retired() {
+        let id = RunId::parse("20261201T031500Z-ab12").unwrap();
+        let file = |user: &str| {
+            Record::Change(Change::Accesshash(RetiredFile {
+                user: user.into(),
+                path: format!("home/{user}/.accesshash"),
+                sha512: content_sha512(user.as_bytes()),
+                size: 3,
+                mode: None,
+                uid: None,
+                gid: None,
+                mtime: None,
+                mtime_nsec: None,
+                backup: String::new(),
+                set_aside: Some(".accesshash.whmtoken-retiring-x".into()),
+                unconfirmed: false,
+            }))
+        };
+        let header = |records_removals| Record::Header {
+            run: id.clone(),
+            started: 5,
+            command: "retire".into(),
+            records_removals,
+        };
+        let removed = Record::Removed {
+            removed: "bob".into(),
+        };
+        let lines: Vec<String> = [header(true), file("ann"), file("bob"), removed.clone()]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert_eq!(lines[3], r#"{"removed":"bob"}"#);
+        let parsed = lines
+            .iter()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap());
+        let journal = Journal::from_records(parsed).unwrap();
+        assert_eq!(journal.retired_users(), ["bob"]);
+        assert!(matches!(&journal.changes[0], Change::Accesshash(f) if f.unconfirmed));
+        // A journal that does not record removals (one transaction each) counts them all.
+        let all = Journal::from_records([header(false), file("ann"), file("bob")]).unwrap();
+        assert_eq!(all.retired(), 2);
+    }
+
+    #[test]
     fn accounting_lines_name_the_action_and_run() {
         let id = RunId::parse("20150601T133319Z-ab12").unwrap();
         assert_eq!(
