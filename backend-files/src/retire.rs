@@ -194,7 +194,9 @@ impl Retirement for FilesBackend {
         }
         crash_point("retire-removed");
         self.runs.with_run(id, |journals, run| {
-            journals.append(
+            // Not waited for: lost in a crash, it only makes the run count one less
+            // retired; restore goes by what is on disk.
+            journals.append_unsynced(
                 id,
                 &mut run.journal,
                 &Record::Removed {
