@@ -283,14 +283,14 @@ impl FilesBackend {
             .backup_path(id, &format!("{user}.accesshash"));
         // Owned as it was.
         let owner = retired.uid.unwrap_or(account.uid);
-        let moved_back = match &retired.set_aside {
+        let recovered = match &retired.set_aside {
             Some(name) => self.recover_set_aside(&home, name, owner, retired, check_only)?,
             None => false,
         };
         let present = read_access_hash_at(home.clone(), owner)?;
         let present_sha = present.as_ref().map(|f| content_sha512(&f.content));
         if present_sha.as_deref() == Some(retired.sha512.as_str()) {
-            return Ok(if moved_back {
+            return Ok(if recovered {
                 Restored::Restored
             } else {
                 Restored::AlreadyRestored
@@ -346,7 +346,7 @@ impl FilesBackend {
     /// Puts back an access hash that a killed or failed retire left under its set-aside
     /// `name` beside `home`: renamed back when `home` is free, removed when `home` holds
     /// the very content retired (the backup has it too), else refused. `true`: it was
-    /// renamed back (with `check_only`: it would be).
+    /// renamed back or removed (with `check_only`: it would be).
     fn recover_set_aside(
         &self,
         home: &Utf8Path,
@@ -388,7 +388,7 @@ impl FilesBackend {
                 fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
                 sync_folder(folder)?;
             }
-            return Ok(false);
+            return Ok(true);
         }
         Err(BackendError::UnsafeToWrite {
             location: aside.to_string(),

@@ -710,7 +710,9 @@ fn an_access_hash_changed_while_being_retired_is_left_in_place_with_its_new_cont
 #[test]
 fn a_retire_killed_while_an_access_hash_is_set_aside_is_undone_by_restore() {
     let original = cpanel_style_access_hash("root");
-    for changed in [false, true] {
+    // Set aside as it was; changed first (a tenant's write); set aside, then a copy of it
+    // put back as `.accesshash`.
+    for (changed, copied_back) in [(false, false), (true, false), (false, true)] {
         let (_keep, dir) = temp();
         let config = server("files", &dir);
         let path = dir.join("root/.accesshash");
@@ -729,6 +731,9 @@ fn a_retire_killed_while_an_access_hash_is_set_aside_is_undone_by_restore() {
         let aside = dir.join(format!("root/.accesshash.whmtoken-retiring-{id}"));
         assert!(!path.exists() && aside.is_file());
         assert!(runs_retired(&config, &id).0.is_empty());
+        if copied_back {
+            std::fs::copy(&aside, &path).unwrap();
+        }
 
         let out = whmtoken(&config, &["restore", &id, "--json"], "");
         assert_eq!(out.code, 0, "{}", out.stderr);
@@ -743,6 +748,8 @@ fn a_retire_killed_while_an_access_hash_is_set_aside_is_undone_by_restore() {
             assert_eq!(content, "changed");
         } else {
             assert_eq!(content, original);
+        }
+        if !copied_back {
             assert_eq!(std::fs::metadata(&path).unwrap().mtime(), mtime);
         }
         assert!(!aside.exists(), "the set-aside name is gone");
