@@ -260,6 +260,81 @@ impl Retirement for FilesBackend {
     fn append_accounting(&self, line: &str) -> Result<(), BackendError> {
         self.accounting.append_durably(line, self.lock_timeout)
     }
+
+    fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
+        let (home, account) = self.access_hash_path(user)?;
+        let folder = home.parent().expect("a home folder");
+        let entries = match fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(folder, e)),
+        };
+        let mut finished = None;
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Some(id) = name
+                .strip_prefix(SET_ASIDE_PREFIX)
+                .and_then(|id| RunId::parse(id).ok())
+            else {
+                continue;
+            };
+            // Whatever is in `.accesshash` now is restore's to weigh against it.
+            if fs::symlink_metadata(&home).is_ok() {
+                break;
+            }
+            let journal = match self.runs.journals.read(&id) {
+                Ok(journal) => journal,
+                Err(BackendError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(retired) = journal.changes.iter().find_map(|c| match c {
+                Change::Accesshash(f)
+                    if f.user == user.as_str() && f.set_aside.as_deref() == Some(&name) =>
+                {
+                    Some(f)
+                }
+                _ => None,
+            }) else {
+                continue;
+            };
+            let aside = folder.join(&name);
+            let Some(kept) = read_access_hash_at(aside.clone(), account.uid)? else {
+                continue;
+            };
+            let backup = self
+                .runs
+                .journals
+                .backup_path(&id, &format!("{user}.accesshash"));
+            let backed_up = read_backup(&backup, self.token_owner)
+                .is_ok_and(|content| content_sha512(&content) == retired.sha512);
+            if backed_up && content_sha512(&kept.content) == retired.sha512 {
+                fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
+                sync_folder(folder)?;
+                self.runs.with_run(&id, |journals, run| {
+                    journals.append(
+                        &id,
+                        &mut run.journal,
+                        &Record::Removed {
+                            removed: user.to_string(),
+                        },
+                    )
+                })?;
+                finished = Some(id);
+                continue;
+            }
+            rename_noreplace(&aside, &home).map_err(|e| io_error(&home, e))?;
+            sync_folder(folder)?;
+            return Err(BackendError::UnsafeToWrite {
+                location: home.to_string(),
+                detail: format!(
+                    "run {id} was stopped while retiring it, and it is not what that run backed up; put back in place"
+                ),
+            });
+        }
+        Ok(finished)
+    }
 }
 
 impl FilesBackend {
@@ -606,8 +681,11 @@ fn write_new(
 
 /// The name an access hash gets in its folder while run `id` checks it before removal.
 fn set_aside_name(id: &RunId) -> String {
-    format!(".accesshash.whmtoken-retiring-{id}")
+    format!("{SET_ASIDE_PREFIX}{id}")
 }
+
+/// The set-aside name of an access hash, before its run's id.
+const SET_ASIDE_PREFIX: &str = ".accesshash.whmtoken-retiring-";
 
 /// Renames `found` to `aside` in its folder, reads it there again with the same checks,
 /// and removes it only when its SHA-512 is still `sha512` (the backup's). Otherwise it is

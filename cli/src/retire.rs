@@ -190,6 +190,11 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
             Err(error) => failed(raw, format!("cannot start the run: {error}")),
             Ok(id) => retire_one(retirement, id, user),
         },
+        (Ok((user, s @ (Standing::AlreadyRetired | Standing::NoAccessHash))), _)
+            if !args.dry_run =>
+        {
+            finish_interrupted(retirement, user, *s)
+        }
         (Ok((_, s)), _) => outcome(raw, standing_status(*s)),
     });
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -297,6 +302,29 @@ fn retire_one(retirement: &dyn Retirement, id: &RunId, user: &UserName) -> Outco
                 ),
             }
         }
+    }
+}
+
+/// Finishes the retirement of `user` that a killed run left half done, with its audit
+/// line under that run's id; the account's status stays `standing`'s.
+fn finish_interrupted(retirement: &dyn Retirement, user: &UserName, standing: Standing) -> Outcome {
+    let raw = user.as_str();
+    match retirement.finish_interrupted(user) {
+        Ok(None) => outcome(raw, standing_status(standing)),
+        Ok(Some(id)) => {
+            let line = retire::accounting_line(&Zoned::now(), "RETIREACCESSHASH", raw, &id);
+            match retirement.append_accounting(&line) {
+                Ok(()) => outcome(raw, standing_status(standing)),
+                Err(e) => failed(
+                    raw,
+                    format!(
+                        "retired, but the audit line was not written: {}",
+                        error_chain(&e)
+                    ),
+                ),
+            }
+        }
+        Err(e) => failed(raw, error_chain(&e)),
     }
 }
 

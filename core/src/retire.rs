@@ -370,6 +370,14 @@ pub trait Retirement: Send + Sync {
     /// Records that run `id` was restored at `at` (epoch seconds).
     fn mark_restored(&self, id: &RunId, at: i64) -> Result<(), BackendError>;
 
+    /// Finishes what a killed run left of `user`'s retirement while `user` has no access
+    /// hash (files: one still under its set-aside name, removed when it is what that run
+    /// backed up, else put back and an error). The run's id when one was finished.
+    fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
+        let _ = user;
+        Ok(None)
+    }
+
     /// Appends one line to the server's audit log (`accounting.log`).
     fn append_accounting(&self, line: &str) -> Result<(), BackendError>;
 }

@@ -757,6 +757,60 @@ fn a_retire_killed_while_an_access_hash_is_set_aside_is_undone_by_restore() {
 }
 
 #[test]
+fn a_rerun_finishes_what_a_retire_killed_while_setting_aside_left() {
+    let original = cpanel_style_access_hash("root");
+    for changed in [false, true] {
+        let (_keep, dir) = temp();
+        let config = server("files", &dir);
+        let path = dir.join("root/.accesshash");
+        let hook = format!("printf changed > {path}");
+        let mut env = vec![("WHMTOKEN_CRASH_AT", "retire-set-aside:1")];
+        if changed {
+            env.extend([
+                ("WHMTOKEN_HOOK_AT", "retire-journaled"),
+                ("WHMTOKEN_HOOK", &hook),
+            ]);
+        }
+        assert_eq!(retire_root_with(&config, &env).0, None, "killed");
+        let id = only_run(&dir);
+        let aside = dir.join(format!("root/.accesshash.whmtoken-retiring-{id}"));
+
+        let out = whmtoken(&config, &["retire", "root", "--json"], "");
+        assert!(!aside.exists(), "{changed}: the set-aside name is gone");
+        if changed {
+            assert_eq!(out.code, 65);
+            assert_eq!(
+                out.stderr,
+                format!(
+                    "error: root: refusing to write {path}: run {id} was stopped while retiring it, and it is not what that run backed up; put back in place\n"
+                )
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "changed");
+            assert!(runs_retired(&config, &id).0.is_empty());
+        } else {
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            assert_eq!(
+                statuses(&json_of(&out)),
+                map(&[("root", "already_retired")])
+            );
+            assert!(!path.exists());
+            assert_eq!(runs_retired(&config, &id).0, ["root"]);
+            let lines = accounting("files", &config);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l
+                        .ends_with(&format!(":RETIREACCESSHASH:root:root:not-applicable:{id}"))),
+                "{lines:?}"
+            );
+            let out = whmtoken(&config, &["restore", &id], "");
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+        }
+    }
+}
+
+#[test]
 fn an_access_hash_whose_removal_failed_is_not_counted_as_retired() {
     for backend in BACKENDS {
         let (_keep, dir) = temp();
