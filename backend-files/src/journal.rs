@@ -47,6 +47,11 @@ impl Journals {
         self.runs_folder().join(format!("{id}.json"))
     }
 
+    /// Where run `id`'s backup named `name` is, under this server's root.
+    pub(crate) fn backup_path(&self, id: &RunId, name: &str) -> Utf8PathBuf {
+        self.state.join("backups").join(id.as_str()).join(name)
+    }
+
     /// `backups/<run-id>`, made (and its making synced) when missing.
     pub(crate) fn backup_folder(&self, id: &RunId) -> Result<(Utf8PathBuf, File), BackendError> {
         self.ensure_folders()?;
@@ -139,6 +144,19 @@ impl Journals {
         file: &mut File,
         record: &Record,
     ) -> Result<(), BackendError> {
+        self.append_unsynced(id, file, record)?;
+        file.sync_data()
+            .map_err(|e| io_error(&self.journal_path(id), e))
+    }
+
+    /// Appends `record` without waiting for it to be durable: for a record whose loss
+    /// only understates (a removal recorded complete), synced by the next append.
+    pub(crate) fn append_unsynced(
+        &self,
+        id: &RunId,
+        file: &mut File,
+        record: &Record,
+    ) -> Result<(), BackendError> {
         let path = self.journal_path(id);
         let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
         if len > 0 {
@@ -150,7 +168,10 @@ impl Journals {
                 file.write_all(b"\n").map_err(|e| io_error(&path, e))?;
             }
         }
-        write_record(&path, file, record)
+        let mut line = serde_json::to_string(record).expect("a record serializes");
+        line.push('\n');
+        file.write_all(line.as_bytes())
+            .map_err(|e| io_error(&path, e))
     }
 
     /// Run `id`'s journal as recorded.

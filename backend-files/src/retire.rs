@@ -23,6 +23,7 @@ use whmtoken_core::retire::{
 use whmtoken_core::{AccessHash, BackendError, UserName};
 use zeroize::Zeroizing;
 
+use crate::crash::{crash_point, test_hook};
 use crate::journal::{Journals, sync_folder};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive, unique_suffix};
 use crate::safe_fs::{Expect, Made, check, guarded_flags, io_error, open_guarded, read_bounded};
@@ -86,10 +87,9 @@ impl Current {
     }
 }
 
-/// An access hash read for retirement: its path, the open file, its metadata and content.
+/// An access hash read for retirement: its path, its metadata and content.
 struct Found {
     path: Utf8PathBuf,
-    file: File,
     meta: fs::Metadata,
     content: Zeroizing<Vec<u8>>,
 }
@@ -117,7 +117,6 @@ fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Found>, Bac
     let content = Zeroizing::new(read_bounded(&path, &file, meta.len(), expect.max_len)?);
     Ok(Some(Found {
         path,
-        file,
         meta,
         content,
     }))
@@ -129,6 +128,7 @@ impl Retirement for FilesBackend {
             run: id.clone(),
             started,
             command: command.to_owned(),
+            records_removals: true,
         };
         let journal = self.runs.journals.create(id, &header)?;
         *self
@@ -166,6 +166,7 @@ impl Retirement for FilesBackend {
         let backup = folder.join(format!("{user}.accesshash"));
         let made = write_new(&backup, &found.content, None)?;
         sync_folder(&folder)?;
+        let aside = set_aside_name(id);
         let retired = RetiredFile {
             user: user.to_string(),
             path: found.path.to_string(),
@@ -177,14 +178,32 @@ impl Retirement for FilesBackend {
             mtime: Some(found.meta.mtime()),
             mtime_nsec: u32::try_from(found.meta.mtime_nsec()).ok(),
             backup: backup.to_string(),
+            set_aside: Some(aside.clone()),
+            unconfirmed: false,
         };
         self.runs.with_run(id, |journals, run| {
             run.record(journals, Change::Accesshash(retired.clone()))
         })?;
         made.keep();
-        // Backup and journal entry are durable: the access hash may go, provided it is
-        // still the very file that was backed up.
-        remove_if_same(&found.path, &found.file)?;
+        crash_point("retire-journaled");
+        test_hook("retire-journaled");
+        // Backup and journal entry are durable: the access hash may go, provided what is
+        // removed is what was backed up.
+        if !remove_checked(&found, &aside, &retired.sha512)? {
+            return Ok(Retired::Left(Standing::AlreadyRetired));
+        }
+        crash_point("retire-removed");
+        self.runs.with_run(id, |journals, run| {
+            // Not waited for: lost in a crash, it only makes the run count one less
+            // retired; restore goes by what is on disk.
+            journals.append_unsynced(
+                id,
+                &mut run.journal,
+                &Record::Removed {
+                    removed: user.to_string(),
+                },
+            )
+        })?;
         Ok(Retired::Done(retired))
     }
 
@@ -241,6 +260,81 @@ impl Retirement for FilesBackend {
     fn append_accounting(&self, line: &str) -> Result<(), BackendError> {
         self.accounting.append_durably(line, self.lock_timeout)
     }
+
+    fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
+        let (home, account) = self.access_hash_path(user)?;
+        let folder = home.parent().expect("a home folder");
+        let entries = match fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(folder, e)),
+        };
+        let mut finished = None;
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Some(id) = name
+                .strip_prefix(SET_ASIDE_PREFIX)
+                .and_then(|id| RunId::parse(id).ok())
+            else {
+                continue;
+            };
+            // Whatever is in `.accesshash` now is restore's to weigh against it.
+            if fs::symlink_metadata(&home).is_ok() {
+                break;
+            }
+            let journal = match self.runs.journals.read(&id) {
+                Ok(journal) => journal,
+                Err(BackendError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(retired) = journal.changes.iter().find_map(|c| match c {
+                Change::Accesshash(f)
+                    if f.user == user.as_str() && f.set_aside.as_deref() == Some(&name) =>
+                {
+                    Some(f)
+                }
+                _ => None,
+            }) else {
+                continue;
+            };
+            let aside = folder.join(&name);
+            let Some(kept) = read_access_hash_at(aside.clone(), account.uid)? else {
+                continue;
+            };
+            let backup = self
+                .runs
+                .journals
+                .backup_path(&id, &format!("{user}.accesshash"));
+            let backed_up = read_backup(&backup, self.token_owner)
+                .is_ok_and(|content| content_sha512(&content) == retired.sha512);
+            if backed_up && content_sha512(&kept.content) == retired.sha512 {
+                fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
+                sync_folder(folder)?;
+                self.runs.with_run(&id, |journals, run| {
+                    journals.append(
+                        &id,
+                        &mut run.journal,
+                        &Record::Removed {
+                            removed: user.to_string(),
+                        },
+                    )
+                })?;
+                finished = Some(id);
+                continue;
+            }
+            rename_noreplace(&aside, &home).map_err(|e| io_error(&home, e))?;
+            sync_folder(folder)?;
+            return Err(BackendError::UnsafeToWrite {
+                location: home.to_string(),
+                detail: format!(
+                    "run {id} was stopped while retiring it, and it is not what that run backed up; put back in place"
+                ),
+            });
+        }
+        Ok(finished)
+    }
 }
 
 impl FilesBackend {
@@ -251,20 +345,35 @@ impl FilesBackend {
         force: bool,
         check_only: bool,
     ) -> Result<Restored, BackendError> {
-        let home = Utf8PathBuf::from(&retired.path);
-        let backup = Utf8PathBuf::from(&retired.backup);
         let user = UserName::new(&retired.user).map_err(|e| BackendError::Corrupt {
             location: self.runs.journals.journal_path(id).to_string(),
             detail: e.to_string(),
         })?;
-        // Where it was, as the journal says, owned as it was.
-        let owner = match retired.uid {
-            Some(uid) => uid,
-            None => self.access_hash_path(&user)?.1.uid,
+        // Where it was and where its backup is, under this server's root as the config
+        // names it now (the journal's paths are those of the root it was made under).
+        let (home, account) = self.access_hash_path(&user)?;
+        let backup = self
+            .runs
+            .journals
+            .backup_path(id, &format!("{user}.accesshash"));
+        // Owned as it was.
+        let owner = retired.uid.unwrap_or(account.uid);
+        let recovered = match &retired.set_aside {
+            Some(name) => self.recover_set_aside(&home, name, owner, retired, check_only)?,
+            None => false,
         };
         let present = read_access_hash_at(home.clone(), owner)?;
         let present_sha = present.as_ref().map(|f| content_sha512(&f.content));
         if present_sha.as_deref() == Some(retired.sha512.as_str()) {
+            return Ok(if recovered {
+                Restored::Restored
+            } else {
+                Restored::AlreadyRestored
+            });
+        }
+        if present.is_some() && retired.unconfirmed {
+            // The run never removed it (its removal failed, or it changed meanwhile and was
+            // put back): what is there is the account's, not the run's to undo.
             return Ok(Restored::AlreadyRestored);
         }
         let content = read_backup(&backup, self.token_owner)?;
@@ -297,22 +406,69 @@ impl FilesBackend {
         });
         let made = write_new(&temp, &content, Some((retired, mtime)))?;
         let replaced = if present.is_some() {
-            fs::rename(&temp, &home).map_err(|e| io_error(&home, e))
+            fs::rename(&temp, &home)
         } else {
             // Never over a file that appeared meanwhile.
-            rustix::fs::renameat_with(
-                rustix::fs::CWD,
-                temp.as_std_path(),
-                rustix::fs::CWD,
-                home.as_std_path(),
-                rustix::fs::RenameFlags::NOREPLACE,
-            )
-            .map_err(|e| io_error(&home, e.into()))
-        };
+            rename_noreplace(&temp, &home)
+        }
+        .map_err(|e| io_error(&home, e));
         replaced?;
         made.keep();
         sync_folder(folder)?;
         Ok(Restored::Restored)
+    }
+
+    /// Puts back an access hash that a killed or failed retire left under its set-aside
+    /// `name` beside `home`: renamed back when `home` is free, removed when `home` holds
+    /// the very content retired (the backup has it too), else refused. `true`: it was
+    /// renamed back or removed (with `check_only`: it would be).
+    fn recover_set_aside(
+        &self,
+        home: &Utf8Path,
+        name: &str,
+        owner: u32,
+        retired: &RetiredFile,
+        check_only: bool,
+    ) -> Result<bool, BackendError> {
+        if name.contains('/') {
+            return Err(BackendError::Corrupt {
+                location: retired.path.clone(),
+                detail: "the journal's set-aside name is not a file name".to_owned(),
+            });
+        }
+        let folder = home.parent().expect("a home folder");
+        let aside = folder.join(name);
+        // Only a file can be what a retire set aside; anything else there is not its.
+        if !fs::symlink_metadata(&aside).is_ok_and(|m| m.is_file()) {
+            return Ok(false);
+        }
+        let Some(kept) = read_access_hash_at(aside.clone(), owner)? else {
+            return Ok(false);
+        };
+        let home_free =
+            matches!(fs::symlink_metadata(home), Err(e) if e.kind() == io::ErrorKind::NotFound);
+        if home_free {
+            if !check_only {
+                rename_noreplace(&aside, home).map_err(|e| io_error(home, e))?;
+                sync_folder(folder)?;
+            }
+            return Ok(true);
+        }
+        let present = read_access_hash_at(home.to_owned(), owner)?;
+        let same = |sha: &str| sha == retired.sha512;
+        if content_sha512(&kept.content) == retired.sha512
+            && present.is_some_and(|p| same(&content_sha512(&p.content)))
+        {
+            if !check_only {
+                fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
+                sync_folder(folder)?;
+            }
+            return Ok(true);
+        }
+        Err(BackendError::UnsafeToWrite {
+            location: aside.to_string(),
+            detail: "a retire left this access hash here and .accesshash exists too; keep one of them by hand".to_owned(),
+        })
     }
 
     fn restore_setting(
@@ -523,29 +679,69 @@ fn write_new(
     Ok(made)
 }
 
-/// Removes `path` when it is still the file open as `file`, and syncs its folder.
-fn remove_if_same(path: &Utf8Path, file: &File) -> Result<(), BackendError> {
-    let held = file.metadata().map_err(|e| io_error(path, e))?;
-    match fs::symlink_metadata(path) {
-        Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {}
-        Ok(_) => {
+/// The name an access hash gets in its folder while run `id` checks it before removal.
+fn set_aside_name(id: &RunId) -> String {
+    format!("{SET_ASIDE_PREFIX}{id}")
+}
+
+/// The set-aside name of an access hash, before its run's id.
+const SET_ASIDE_PREFIX: &str = ".accesshash.whmtoken-retiring-";
+
+/// Renames `found` to `aside` in its folder, reads it there again with the same checks,
+/// and removes it only when its SHA-512 is still `sha512` (the backup's). Otherwise it is
+/// renamed back (kept under `aside` when a new `.accesshash` appeared meanwhile) and the
+/// account fails. `false`: it was gone already (removed by another run).
+fn remove_checked(found: &Found, aside: &str, sha512: &str) -> Result<bool, BackendError> {
+    let path = &found.path;
+    let folder = path.parent().expect("a home folder");
+    let aside = folder.join(aside);
+    match rename_noreplace(path, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(path, e)),
+    }
+    crash_point("retire-set-aside");
+    let owner = found.meta.uid();
+    let unchanged = matches!(
+        read_access_hash_at(aside.clone(), owner),
+        Ok(Some(now)) if content_sha512(&now.content) == sha512
+    );
+    if unchanged {
+        fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
+        // The home folder is followed as `etc/passwd` gives it, as it was for the read.
+        sync_folder(folder)?;
+        return Ok(true);
+    }
+    let detail = match rename_noreplace(&aside, path) {
+        Ok(()) => {
+            sync_folder(folder)?;
             return Err(BackendError::UnsafeToWrite {
                 location: path.to_string(),
-                detail: "it was replaced while being retired; the new file was left in place"
-                    .to_owned(),
+                detail: "it changed while being retired; left in place".to_owned(),
             });
         }
-        // Removed meanwhile (by another run): it is in a backup all the same.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(path, e)),
-    }
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(path, e)),
-    }
-    // The home folder is followed as `etc/passwd` gives it, as it was for the read.
-    sync_folder(path.parent().expect("a home folder"))
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            "it changed while being retired and a new .accesshash appeared meanwhile; the changed one was left here".to_owned()
+        }
+        Err(e) => format!("it changed while being retired and could not be renamed back ({e}); it was left here"),
+    };
+    sync_folder(folder)?;
+    Err(BackendError::UnsafeToWrite {
+        location: aside.to_string(),
+        detail,
+    })
+}
+
+/// Renames `from` to `to`, never over an existing `to`.
+fn rename_noreplace(from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from.as_std_path(),
+        rustix::fs::CWD,
+        to.as_std_path(),
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(io::Error::from)
 }
 
 /// A backup's content, read as safely as any root-owned file.

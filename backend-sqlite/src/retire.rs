@@ -140,6 +140,7 @@ impl Retirement for SqliteBackend {
             run: id.clone(),
             started,
             command: command.to_owned(),
+            records_removals: false,
         };
         self.write_with(|tx| {
             let exists: bool = tx
@@ -189,6 +190,8 @@ impl Retirement for SqliteBackend {
                 mtime: None,
                 mtime_nsec: None,
                 backup: self.backup_location(id, &backup),
+                set_aside: None,
+                unconfirmed: false,
             };
             tx.execute(
                 "INSERT INTO backups (run, name, content) VALUES (?1, ?2, ?3)",

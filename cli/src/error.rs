@@ -32,6 +32,9 @@ pub mod status {
 pub enum CliError {
     #[error("{0}")]
     Usage(String),
+    /// An argument that is not what it should be, shown as an `error:` line (exit 64).
+    #[error("{0}")]
+    Argument(String),
     #[error("This program can only be run by root!")]
     NotRoot,
     #[error("{0}")]
@@ -54,7 +57,7 @@ impl CliError {
     /// The exit status this error ends the run with.
     pub fn exit_status(&self) -> u8 {
         match self {
-            Self::Usage(_) => status::USAGE,
+            Self::Usage(_) | Self::Argument(_) => status::USAGE,
             Self::NotRoot => status::NOT_ROOT,
             Self::Config(_) | Self::ConfigFile(_) | Self::Open(_) => status::CONFIG,
             Self::Resellers(e) if e.is_retryable() => status::TEMPORARY,

@@ -13,10 +13,11 @@ use camino::Utf8Path;
 use jiff::Zoned;
 use serde_json::{Value, json};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
+use whmtoken_core::pipeline::UserError;
 use whmtoken_core::retire::{
     self, Change, Journal, Restored, Retired, Retirement, RunId, Standing, standing,
 };
-use whmtoken_core::{Backend, BackendError, UserName, error_chain, parallel, pipeline};
+use whmtoken_core::{Backend, BackendError, UserName, WhmRole, error_chain, parallel, pipeline};
 
 use crate::config;
 use crate::error::{CliError, status};
@@ -122,9 +123,13 @@ fn capability(backend: &dyn Backend) -> &dyn Retirement {
 /// An account's name and where it stands, or why that could not be told.
 type Decided = Result<(UserName, Standing), String>;
 
-/// Where `raw` stands now, read only.
+/// Where `raw` stands now, read only; an account that is neither root nor a reseller is
+/// refused as the converter refuses it.
 fn decide(backend: &dyn Backend, raw: &str) -> Decided {
     let user = UserName::new(raw).map_err(|e| e.to_string())?;
+    if backend.role(&user).map_err(|e| error_chain(&e))? == WhmRole::NotReseller {
+        return Err(UserError::NotReseller(user).to_string());
+    }
     let hash = backend
         .read_access_hash(&user)
         .map_err(|e| error_chain(&e))?;
@@ -185,6 +190,11 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
             Err(error) => failed(raw, format!("cannot start the run: {error}")),
             Ok(id) => retire_one(retirement, id, user),
         },
+        (Ok((user, s @ (Standing::AlreadyRetired | Standing::NoAccessHash))), _)
+            if !args.dry_run =>
+        {
+            finish_interrupted(retirement, user, *s)
+        }
         (Ok((_, s)), _) => outcome(raw, standing_status(*s)),
     });
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -295,6 +305,29 @@ fn retire_one(retirement: &dyn Retirement, id: &RunId, user: &UserName) -> Outco
     }
 }
 
+/// Finishes the retirement of `user` that a killed run left half done, with its audit
+/// line under that run's id; the account's status stays `standing`'s.
+fn finish_interrupted(retirement: &dyn Retirement, user: &UserName, standing: Standing) -> Outcome {
+    let raw = user.as_str();
+    match retirement.finish_interrupted(user) {
+        Ok(None) => outcome(raw, standing_status(standing)),
+        Ok(Some(id)) => {
+            let line = retire::accounting_line(&Zoned::now(), "RETIREACCESSHASH", raw, &id);
+            match retirement.append_accounting(&line) {
+                Ok(()) => outcome(raw, standing_status(standing)),
+                Err(e) => failed(
+                    raw,
+                    format!(
+                        "retired, but the audit line was not written: {}",
+                        error_chain(&e)
+                    ),
+                ),
+            }
+        }
+        Err(e) => failed(raw, error_chain(&e)),
+    }
+}
+
 /// `--disable-accesshash-auth`: `disabled`, `unchanged` or `refused`, and the error line.
 fn disable_auth(
     backend: &dyn Backend,
@@ -373,10 +406,13 @@ fn blockers(backend: &dyn Backend, outcomes: &[Outcome]) -> Vec<String> {
         .filter(|raw| match decide(backend, raw) {
             Ok((_, s)) => s == Standing::NotConverted,
             // An account whose access hash cannot be read to tell; not one that does not
-            // exist.
-            Err(_) => UserName::new(raw)
-                .ok()
-                .is_some_and(|user| backend.has_account(&user).unwrap_or(true)),
+            // exist, nor one that WHM's API does not serve (not a reseller).
+            Err(_) => UserName::new(raw).ok().is_some_and(|user| {
+                backend.has_account(&user).unwrap_or(true)
+                    && backend
+                        .role(&user)
+                        .map_or(true, |r| r != WhmRole::NotReseller)
+            }),
         })
         .collect()
 }
@@ -438,7 +474,7 @@ fn finish(written: io::Result<()>) -> Result<(), CliError> {
 
 /// Restores a run, prints, and returns the exit status.
 pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
-    let id = RunId::parse(&args.run).map_err(|e| CliError::Usage(e.to_string()))?;
+    let id = RunId::parse(&args.run).map_err(|e| CliError::Argument(e.to_string()))?;
     let backend = open(config)?;
     let retirement = capability(backend.as_ref());
     let journal = retirement.journal(&id).map_err(CliError::Run)?;
@@ -448,8 +484,15 @@ pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, C
             Change::Accesshash(f) => ("accesshash", f.user.clone()),
             Change::Setting(s) => ("setting", s.name.clone()),
         };
-        let (status, error) = match retirement.restore_change(&id, change, args.force, args.dry_run)
-        {
+        // Decided from a read first: nothing is locked or written for a change that is
+        // back already.
+        let restored = match retirement.restore_change(&id, change, args.force, true) {
+            Ok(Restored::Restored) if !args.dry_run => {
+                retirement.restore_change(&id, change, args.force, false)
+            }
+            checked => checked,
+        };
+        let (status, error) = match restored {
             Ok(Restored::Restored) => ("restored", None),
             Ok(Restored::AlreadyRestored) => ("already_restored", None),
             Err(e) => ("failed", Some(error_chain(&e))),
@@ -605,14 +648,7 @@ fn run_line(j: &Journal) -> String {
 }
 
 fn run_json(j: &Journal) -> Value {
-    let users: Vec<&str> = j
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Accesshash(f) => Some(f.user.as_str()),
-            Change::Setting(_) => None,
-        })
-        .collect();
+    let users = j.retired_users();
     let settings: Vec<Value> = j
         .settings()
         .map(|s| json!({"name": s.name, "old": s.old, "new": s.new}))

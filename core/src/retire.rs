@@ -12,6 +12,7 @@
 //!   with `force`, and then only after keeping what it replaces in the run's backup.
 //! - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use jiff::Zoned;
@@ -182,6 +183,15 @@ pub struct RetiredFile {
     pub mtime_nsec: Option<u32>,
     /// Where its backup is (a file path; SQLite: the `backups` row).
     pub backup: String,
+    /// The name it is given in its folder while it is checked once more before removal
+    /// (files: `.accesshash.whmtoken-retiring-<run id>`), so that a crash meanwhile leaves
+    /// it where restore finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<String>,
+    /// Set when read back from a journal that records removals and has no record of this
+    /// one's: its removal failed or was interrupted, so the run may not have removed it.
+    #[serde(skip)]
+    pub unconfirmed: bool,
 }
 
 /// A setting as it was and as the run left it; `None`: not set at all.
@@ -204,15 +214,30 @@ pub struct Journal {
     pub changes: Vec<Change>,
     /// When it was restored (the last time), in epoch seconds.
     pub restored_at: Option<i64>,
+    /// Whether the journal records each removal once it is complete ([`Record::Removed`]);
+    /// when not (a store that journals and removes in one transaction), every access-hash
+    /// change was completed.
+    pub records_removals: bool,
+    /// The accounts whose access hash's removal was recorded complete.
+    pub removed: BTreeSet<String>,
 }
 
 impl Journal {
-    /// How many access hashes the run retired.
-    pub fn retired(&self) -> usize {
+    /// The accounts whose access hash the run retired: backed up, journaled and removed.
+    /// An access hash whose removal failed (or was interrupted) is not among them.
+    pub fn retired_users(&self) -> Vec<&str> {
         self.changes
             .iter()
-            .filter(|c| matches!(c, Change::Accesshash(_)))
-            .count()
+            .filter_map(|c| match c {
+                Change::Accesshash(f) if !f.unconfirmed => Some(f.user.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many access hashes the run retired.
+    pub fn retired(&self) -> usize {
+        self.retired_users().len()
     }
 
     /// The setting changes the run made.
@@ -233,10 +258,17 @@ pub enum Record {
         run: RunId,
         started: i64,
         command: String,
+        /// Whether a [`Record::Removed`] follows each completed removal.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        records_removals: bool,
     },
     Change(Change),
     Restored {
         restored_at: i64,
+    },
+    /// The access hash of `removed` (the account), journaled before, is now removed.
+    Removed {
+        removed: String,
     },
 }
 
@@ -248,6 +280,7 @@ impl Journal {
             run,
             started,
             command,
+            records_removals,
         }) = records.next()
         else {
             return Err("it does not start with the run's header".to_owned());
@@ -258,12 +291,24 @@ impl Journal {
             command,
             changes: Vec::new(),
             restored_at: None,
+            records_removals,
+            removed: BTreeSet::new(),
         };
         for record in records {
             match record {
                 Record::Header { .. } => return Err("it has a second header".to_owned()),
                 Record::Change(change) => journal.changes.push(change),
                 Record::Restored { restored_at } => journal.restored_at = Some(restored_at),
+                Record::Removed { removed } => {
+                    journal.removed.insert(removed);
+                }
+            }
+        }
+        if journal.records_removals {
+            for change in &mut journal.changes {
+                if let Change::Accesshash(f) = change {
+                    f.unconfirmed = !journal.removed.contains(&f.user);
+                }
             }
         }
         Ok(journal)
@@ -325,6 +370,14 @@ pub trait Retirement: Send + Sync {
     /// Records that run `id` was restored at `at` (epoch seconds).
     fn mark_restored(&self, id: &RunId, at: i64) -> Result<(), BackendError>;
 
+    /// Finishes what a killed run left of `user`'s retirement while `user` has no access
+    /// hash (files: one still under its set-aside name, removed when it is what that run
+    /// backed up, else put back and an error). The run's id when one was finished.
+    fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
+        let _ = user;
+        Ok(None)
+    }
+
     /// Appends one line to the server's audit log (`accounting.log`).
     fn append_accounting(&self, line: &str) -> Result<(), BackendError>;
 }
@@ -374,6 +427,7 @@ mod tests {
                 run: id.clone(),
                 started: 5,
                 command: "retire".into(),
+                records_removals: false,
             },
             Record::Change(change.clone()),
             Record::Restored { restored_at: 9 },
@@ -393,6 +447,50 @@ mod tests {
         assert_eq!(journal.id, id);
         assert_eq!(journal.changes, [change]);
         assert_eq!(journal.restored_at, Some(9));
+    }
+
+    #[test]
+    fn only_removals_recorded_complete_count_as_retired() {
+        let id = RunId::parse("20261201T031500Z-ab12").unwrap();
+        let file = |user: &str| {
+            Record::Change(Change::Accesshash(RetiredFile {
+                user: user.into(),
+                path: format!("home/{user}/.accesshash"),
+                sha512: content_sha512(user.as_bytes()),
+                size: 3,
+                mode: None,
+                uid: None,
+                gid: None,
+                mtime: None,
+                mtime_nsec: None,
+                backup: String::new(),
+                set_aside: Some(".accesshash.whmtoken-retiring-x".into()),
+                unconfirmed: false,
+            }))
+        };
+        let header = |records_removals| Record::Header {
+            run: id.clone(),
+            started: 5,
+            command: "retire".into(),
+            records_removals,
+        };
+        let removed = Record::Removed {
+            removed: "bob".into(),
+        };
+        let lines: Vec<String> = [header(true), file("ann"), file("bob"), removed.clone()]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert_eq!(lines[3], r#"{"removed":"bob"}"#);
+        let parsed = lines
+            .iter()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap());
+        let journal = Journal::from_records(parsed).unwrap();
+        assert_eq!(journal.retired_users(), ["bob"]);
+        assert!(matches!(&journal.changes[0], Change::Accesshash(f) if f.unconfirmed));
+        // A journal that does not record removals (one transaction each) counts them all.
+        let all = Journal::from_records([header(false), file("ann"), file("bob")]).unwrap();
+        assert_eq!(all.retired(), 2);
     }
 
     #[test]

@@ -542,12 +542,22 @@ fn restore_puts_a_whole_run_back_once_and_says_so() {
             "{backend}"
         );
 
+        // A second restore reads, finds everything back, and changes nothing at all: no
+        // lock file made, not even for a moment.
+        let before = (TreeSnapshot::of(&dir), folder_mtimes(&dir));
         let out = whmtoken(&config, &["restore", &id, "--json"], "");
         assert_eq!(out.code, 0);
         assert_eq!(
             json_of(&out)["summary"],
             json!({"restored": 0, "already_restored": 3, "failed": 0})
         );
+        if backend == "files" {
+            assert_eq!(
+                (TreeSnapshot::of(&dir), folder_mtimes(&dir)),
+                before,
+                "the second restore changed nothing"
+            );
+        }
         let runs = whmtoken(&config, &["runs"], "");
         assert!(
             runs.stdout.starts_with(&id)
@@ -572,6 +582,354 @@ fn restore_puts_a_whole_run_back_once_and_says_so() {
             whmtoken(&config, &["restore", "../../etc/passwd"], "").code,
             64
         );
+        let out = whmtoken(&config, &["restore", "nonsense"], "");
+        assert_eq!(
+            (out.code, out.stderr.as_str()),
+            (
+                64,
+                "error: “nonsense” is not a run id (like 20261201T031500Z-k3x9)\n"
+            )
+        );
+    }
+}
+
+/// The modification time of every folder under `dir` (a lock file made and removed
+/// changes its folder's).
+fn folder_mtimes(dir: &Utf8Path) -> BTreeMap<Utf8PathBuf, (i64, i64)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(folder) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&folder).unwrap();
+        out.insert(folder.clone(), (meta.mtime(), meta.mtime_nsec()));
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(Utf8PathBuf::from_path_buf(entry.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The users `whmtoken runs --json` lists as retired by run `id`, and its `runs` line.
+fn runs_retired(config: &Utf8Path, id: &str) -> (Vec<String>, String) {
+    let doc = json_of(&whmtoken(config, &["runs", "--json"], ""));
+    let run = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no run {id}: {doc}"))
+        .clone();
+    let users = run["retired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_owned())
+        .collect();
+    let line = whmtoken(config, &["runs"], "")
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap()
+        .to_owned();
+    (users, line)
+}
+
+/// The one run's id in a files tree.
+fn only_run(dir: &Utf8Path) -> String {
+    let names: Vec<String> = std::fs::read_dir(dir.join("var/lib/whmtoken/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    names[0].strip_suffix(".json").unwrap().to_owned()
+}
+
+/// Runs `whmtoken retire root` with `env` set (crash points and hooks).
+fn retire_root_with(config: &Utf8Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_whmtoken"))
+        .args(["--config", config.as_str(), "retire", "root"])
+        .env_remove("WHMTOKEN_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn an_access_hash_changed_while_being_retired_is_left_in_place_with_its_new_content() {
+    // Rewritten in place (same inode), and replaced by a rename, between the backup and
+    // the removal.
+    for rewrite in [
+        "printf 'rewritten in place' > root/.accesshash",
+        "printf 'replaced by rename' > root/.new && chmod 600 root/.new && mv root/.new root/.accesshash",
+    ] {
+        let (_keep, dir) = temp();
+        let config = server("files", &dir);
+        let hook = format!("cd {dir} && {rewrite}");
+        let (code, stderr) = retire_root_with(
+            &config,
+            &[
+                ("WHMTOKEN_HOOK_AT", "retire-journaled"),
+                ("WHMTOKEN_HOOK", &hook),
+            ],
+        );
+        let path = dir.join("root/.accesshash");
+        assert_eq!(code, Some(65), "{rewrite}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: root: refusing to write {path}: it changed while being retired; left in place\n"
+            ),
+            "{rewrite}"
+        );
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            now.starts_with("re"),
+            "{rewrite}: the new content is kept: {now}"
+        );
+        let id = only_run(&dir);
+        let (users, line) = runs_retired(&config, &id);
+        assert!(users.is_empty(), "{rewrite}: {users:?}");
+        assert!(line.contains("retired 0 access hash(es)"), "{line}");
+        // Its restore leaves the new content alone.
+        let out = whmtoken(&config, &["restore", &id, "--json"], "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            statuses(&json_of(&out)),
+            map(&[("root", "already_restored")])
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), now);
+    }
+}
+
+#[test]
+fn a_retire_killed_while_an_access_hash_is_set_aside_is_undone_by_restore() {
+    let original = cpanel_style_access_hash("root");
+    // Set aside as it was; changed first (a tenant's write); set aside, then a copy of it
+    // put back as `.accesshash`.
+    for (changed, copied_back) in [(false, false), (true, false), (false, true)] {
+        let (_keep, dir) = temp();
+        let config = server("files", &dir);
+        let path = dir.join("root/.accesshash");
+        let mtime = std::fs::metadata(&path).unwrap().mtime();
+        let hook = format!("printf changed > {path}");
+        let mut env = vec![("WHMTOKEN_CRASH_AT", "retire-set-aside:1")];
+        if changed {
+            env.extend([
+                ("WHMTOKEN_HOOK_AT", "retire-journaled"),
+                ("WHMTOKEN_HOOK", &hook),
+            ]);
+        }
+        let (code, _) = retire_root_with(&config, &env);
+        assert_eq!(code, None, "killed");
+        let id = only_run(&dir);
+        let aside = dir.join(format!("root/.accesshash.whmtoken-retiring-{id}"));
+        assert!(!path.exists() && aside.is_file());
+        assert!(runs_retired(&config, &id).0.is_empty());
+        if copied_back {
+            std::fs::copy(&aside, &path).unwrap();
+        }
+
+        let out = whmtoken(&config, &["restore", &id, "--json"], "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let expected = if changed {
+            "already_restored"
+        } else {
+            "restored"
+        };
+        assert_eq!(statuses(&json_of(&out)), map(&[("root", expected)]));
+        let content = std::fs::read_to_string(&path).unwrap();
+        if changed {
+            assert_eq!(content, "changed");
+        } else {
+            assert_eq!(content, original);
+        }
+        if !copied_back {
+            assert_eq!(std::fs::metadata(&path).unwrap().mtime(), mtime);
+        }
+        assert!(!aside.exists(), "the set-aside name is gone");
+    }
+}
+
+#[test]
+fn a_rerun_finishes_what_a_retire_killed_while_setting_aside_left() {
+    let original = cpanel_style_access_hash("root");
+    for changed in [false, true] {
+        let (_keep, dir) = temp();
+        let config = server("files", &dir);
+        let path = dir.join("root/.accesshash");
+        let hook = format!("printf changed > {path}");
+        let mut env = vec![("WHMTOKEN_CRASH_AT", "retire-set-aside:1")];
+        if changed {
+            env.extend([
+                ("WHMTOKEN_HOOK_AT", "retire-journaled"),
+                ("WHMTOKEN_HOOK", &hook),
+            ]);
+        }
+        assert_eq!(retire_root_with(&config, &env).0, None, "killed");
+        let id = only_run(&dir);
+        let aside = dir.join(format!("root/.accesshash.whmtoken-retiring-{id}"));
+
+        let out = whmtoken(&config, &["retire", "root", "--json"], "");
+        assert!(!aside.exists(), "{changed}: the set-aside name is gone");
+        if changed {
+            assert_eq!(out.code, 65);
+            assert_eq!(
+                out.stderr,
+                format!(
+                    "error: root: refusing to write {path}: run {id} was stopped while retiring it, and it is not what that run backed up; put back in place\n"
+                )
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "changed");
+            assert!(runs_retired(&config, &id).0.is_empty());
+        } else {
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            assert_eq!(
+                statuses(&json_of(&out)),
+                map(&[("root", "already_retired")])
+            );
+            assert!(!path.exists());
+            assert_eq!(runs_retired(&config, &id).0, ["root"]);
+            let lines = accounting("files", &config);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l
+                        .ends_with(&format!(":RETIREACCESSHASH:root:root:not-applicable:{id}"))),
+                "{lines:?}"
+            );
+            let out = whmtoken(&config, &["restore", &id], "");
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+        }
+    }
+}
+
+#[test]
+fn an_access_hash_whose_removal_failed_is_not_counted_as_retired() {
+    for backend in BACKENDS {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        let convert = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+            .args(["--config", config.as_str(), "res1"])
+            .output()
+            .unwrap();
+        assert!(convert.status.success());
+        // The name root's access hash is to be set aside under is taken: its removal fails.
+        let hook = format!(
+            "cd {dir} && id=$(basename var/lib/whmtoken/runs/*.json .json) && mkdir root/.accesshash.whmtoken-retiring-$id"
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_whmtoken"))
+            .args([
+                "--config",
+                config.as_str(),
+                "retire",
+                "root",
+                "res1",
+                "--json",
+            ])
+            .env_remove("WHMTOKEN_LOG")
+            .env("WHMTOKEN_HOOK_AT", "retire-journaled")
+            .env("WHMTOKEN_HOOK", &hook)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let doc: Value = serde_json::from_str(&stdout).unwrap();
+        let id = doc["run_id"].as_str().unwrap().to_owned();
+        let (users, line) = runs_retired(&config, &id);
+        if backend == "files" {
+            assert_eq!(out.status.code(), Some(65));
+            assert_eq!(
+                statuses(&doc),
+                map(&[("root", "failed"), ("res1", "retired")])
+            );
+            assert_eq!(users, ["res1"]);
+            assert!(line.contains("retired 1 access hash(es)"), "{line}");
+            assert!(dir.join("root/.accesshash").is_file());
+        } else {
+            // One transaction each: nothing to fail in between.
+            assert_eq!(out.status.code(), Some(0));
+            assert_eq!(users.len(), 2);
+        }
+        let out = whmtoken(&config, &["restore", &id, "--json"], "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let (accounts, _) = audit(&config);
+        assert_eq!(
+            (accounts["root"].as_str(), accounts["res1"].as_str()),
+            ("converted", "converted"),
+            "{backend}"
+        );
+    }
+}
+
+#[test]
+fn restore_works_on_the_server_its_config_names_even_copied_or_moved() {
+    let (_keep, dir) = temp();
+    let one = dir.join("one");
+    std::fs::create_dir(&one).unwrap();
+    let config = server("files", &one);
+    let out = whmtoken(&config, &["retire", "root", "--json"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = json_of(&out)["run_id"].as_str().unwrap().to_owned();
+    let copy = |from: &Utf8Path, to: &Utf8Path| {
+        let cp = Command::new("cp")
+            .args(["-a", from.as_str(), to.as_str()])
+            .status();
+        assert!(cp.unwrap().success());
+    };
+    let two = dir.join("two");
+    copy(&one, &two);
+    let out = whmtoken(
+        &two.join(config.file_name().unwrap()),
+        &["restore", &id],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        two.join("root/.accesshash").is_file(),
+        "the copy is restored"
+    );
+    assert!(
+        !one.join("root/.accesshash").exists(),
+        "the original is left alone"
+    );
+
+    let three = dir.join("three");
+    std::fs::rename(&one, &three).unwrap();
+    let out = whmtoken(
+        &three.join(config.file_name().unwrap()),
+        &["restore", &id],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        three.join("root/.accesshash").is_file(),
+        "the moved tree is restored"
+    );
+}
+
+#[test]
+fn a_named_account_that_is_not_a_reseller_is_refused_as_the_converter_refuses_it() {
+    for backend in BACKENDS {
+        let (_keep, dir) = temp();
+        let text = format!(
+            "[[user]]\nname = \"plain\"\naccesshash = \"{}\"\n",
+            cpanel_style_access_hash("plain").escape_default()
+        );
+        let scenario = Scenario::parse(Utf8Path::new("plain"), &text).unwrap();
+        let config = scenario.build(backend, &dir).unwrap();
+        let out = whmtoken(&config, &["retire", "plain", "--json"], "");
+        assert_eq!(out.code, 65, "{backend}");
+        assert_eq!(
+            json_of(&out)["results"],
+            json!([{"user": "plain", "status": "failed", "error": "User plain is not a reseller."}])
+        );
+        assert_eq!(out.stderr, "error: plain: User plain is not a reseller.\n");
     }
 }
 
