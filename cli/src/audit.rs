@@ -24,7 +24,7 @@ pub struct AuditArgs {
     /// Exit 1 when a finding is at least this severe
     #[arg(long, value_enum, value_name = "LEVEL", default_value = "critical")]
     pub fail_on: FailOn,
-    /// Read up to N accounts at once [default: 4 per core, 4 to 16]
+    /// Read up to N accounts at once [default: 8 per core, 8 to 32]
     #[arg(long, value_name = "N", value_parser = crate::args::jobs)]
     pub jobs: Option<u16>,
 }

@@ -42,9 +42,10 @@ impl RunOptions {
 }
 
 /// A sensible number of threads for writes that mostly wait on the disk: several per core,
-/// so that different users' fsyncs overlap.
+/// so that different users' fsyncs overlap, and each shared fsync of the token folder and
+/// of the audit log (`backend-files`' group commits) serves many users.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| (n.get() * 4).clamp(4, 16))
+    std::thread::available_parallelism().map_or(8, |n| (n.get() * 8).clamp(8, 32))
 }
 
 /// A user's outcome.

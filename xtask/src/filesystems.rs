@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{Copies, Sample, Tools, median, run_quiet, timed};
+use crate::bench::{Copies, FLOOR_THREADS, Sample, Tools, median, run_quiet, timed};
 
 /// A file system made on a fresh image file and mounted for the bench; unmounted and its
 /// image removed when dropped.
@@ -80,7 +80,7 @@ pub(crate) fn bench(tools: &Tools, templates: &[(usize, PathBuf)], out: &Path) -
         return text;
     }
     text.push_str(
-        "| file system | users | converter | floor serial | floor threaded | floor one `syncfs` | ratio threaded | ratio serial | user CPU/user | total CPU/user |\n\
+        "| file system | users | converter | floor serial | floor, 8 threads | floor one `syncfs` | ratio threaded | ratio serial | user CPU/user | total CPU/user |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let mut growth = String::new();
@@ -172,7 +172,7 @@ fn measure(tools: &Tools, template: &Path, mount: &Path) -> Result<Row, String> 
         threaded.push(timed(&mut floor(
             "files",
             &copies.fresh(template)?,
-            tools.jobs,
+            FLOOR_THREADS,
         ))?);
         syncfs.push(timed(&mut floor(
             "syncfs",
