@@ -10,7 +10,7 @@ use crate::FilesBackend;
 use crate::document::Document;
 use crate::lock::{Deadline, DotLock};
 use crate::safe_fs::read_bounded;
-use crate::token_file::{MAX_TOKEN_FILE, open_locked, replace_durably};
+use crate::token_file::{MAX_TOKEN_FILE, NewFile, open_locked};
 
 /// Removes `user`'s token called `name`; the key removed, or `None` when there was none. A
 /// missing token file is not created.
@@ -39,13 +39,10 @@ pub(crate) fn revoke(
         return Ok(None);
     };
     let key = key.clone();
-    replace_durably(
-        &path,
-        |out| document.write_without(&key, out),
-        backend.token_owner,
-        folder,
-        None,
-    )?;
+    NewFile::write(&path, backend.token_owner, |out| {
+        document.write_without(&key, out)
+    })?
+    .put_in_place(folder, None)?;
     Ok(Some(key))
     // `file` (the flock) and then `_dot_lock` are released here.
 }

@@ -140,19 +140,25 @@ pub(crate) fn import(
     let deadline = Deadline::after(timeout);
     let _dot_lock = DotLock::acquire(path, &folder.locks, deadline)?;
     let (file, size, created) = open_locked(path, owner, deadline)?;
-    let _memory = budget.take(size);
     let decided = (|| {
-        let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
-        let document = Document::parse_for_import(path, &bytes, &request.hash)?;
-        let decision = request.decide(&document.set)?;
-        match &decision {
-            Decision::Write { entry, .. } => {
-                let write = |out: &mut io::BufWriter<&File>| {
+        // The file's bytes, and their share of the memory budget, are let go before the
+        // audit line waits for its turn: an earlier user may be waiting for that memory.
+        let (decision, new_file) = {
+            let _memory = budget.take(size);
+            let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
+            let document = Document::parse_for_import(path, &bytes, &request.hash)?;
+            let decision = request.decide(&document.set)?;
+            let new_file = match &decision {
+                Decision::Write { entry, .. } => Some(NewFile::write(path, owner, |out| {
                     document.write_with_entry(&request.hash, entry, out)
-                };
-                replace_durably(path, write, owner, folder, Some((&decision, audit)))?;
-            }
-            Decision::AlreadyPresent { .. } => audit.append(&decision)?,
+                })?),
+                Decision::AlreadyPresent { .. } => None,
+            };
+            (decision, new_file)
+        };
+        match new_file {
+            Some(new_file) => new_file.put_in_place(folder, Some((&decision, audit)))?,
+            None => audit.append(&decision)?,
         }
         Ok(decision)
     })();
@@ -334,59 +340,87 @@ fn check_token_folder(folder: &Utf8Path, meta: &Metadata, owner: u32) -> Result<
     Ok(())
 }
 
-/// Writes `contents` to a new temporary file beside `path`, has `audit` (if any) append the
-/// line for `decision`,
-/// syncs the file while the line is synced (one log sync shared with other threads),
-/// renames the file over `path` and syncs the folder (one sync shared with the renames of
-/// other threads) and the new file: after a crash the file holds either the old or the new
-/// contents, never a mix, and never the new contents without their line. When any step
-/// before the rename fails, the temporary file is removed; a failure after it fails the
-/// user without a claim that the token was stored.
-///
-/// The line is appended before the file's own fsync, so that a user's turn (audit lines go
-/// in the users' order) never waits on a disk flush.
-pub(crate) fn replace_durably(
-    path: &Utf8Path,
-    contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
-    owner: u32,
-    folder: &TokenFolder,
-    audit: Option<(&Decision, &mut dyn AuditLine)>,
-) -> Result<(), BackendError> {
-    let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-    let (made, new_file) = write_new(&temp, contents, owner)?;
-    // A file this program could not read back would lock its user out of every later run.
-    let written = new_file.metadata().map_err(|e| io_error(&temp, e))?.len();
-    if written > MAX_TOKEN_FILE {
-        return Err(BackendError::UnsafeToWrite {
-            location: path.to_string(),
-            detail: format!(
-                "with the new token it would be {written} bytes, more than {MAX_TOKEN_FILE}; it was left as it was"
-            ),
-        });
+/// A token file's new contents, written to a temporary file beside it and not yet in place.
+pub(crate) struct NewFile<'p> {
+    path: &'p Utf8Path,
+    temp: Utf8PathBuf,
+    made: Made,
+    file: File,
+}
+
+impl<'p> NewFile<'p> {
+    /// Writes `contents` to a new temporary file beside `path`; refuses contents that this
+    /// program could not read back. The temporary file is removed unless it is put in place.
+    pub(crate) fn write(
+        path: &'p Utf8Path,
+        owner: u32,
+        contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+    ) -> Result<Self, BackendError> {
+        let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
+        let (made, file) = write_new(&temp, contents, owner)?;
+        // A file this program could not read back would lock its user out of every later run.
+        let written = file.metadata().map_err(|e| io_error(&temp, e))?.len();
+        if written > MAX_TOKEN_FILE {
+            return Err(BackendError::UnsafeToWrite {
+                location: path.to_string(),
+                detail: format!(
+                    "with the new token it would be {written} bytes, more than {MAX_TOKEN_FILE}; it was left as it was"
+                ),
+            });
+        }
+        Ok(Self {
+            path,
+            temp,
+            made,
+            file,
+        })
     }
-    let mut audit = audit;
-    if let Some((decision, line)) = audit.as_mut() {
-        line.append(decision)?;
+
+    /// Has `audit` (if any) append the line for its decision, syncs the file while the line
+    /// is synced (one log sync shared with other threads), renames the file over its path
+    /// and syncs the folder (one sync shared with the renames of other threads) and the new
+    /// file: after a crash the file holds either the old or the new contents, never a mix,
+    /// and never the new contents without their line. When any step before the rename
+    /// fails, the temporary file is removed; a failure after it fails the user without a
+    /// claim that the token was stored.
+    ///
+    /// The line is appended before the file's own fsync, so that a user's turn (audit lines
+    /// go in the users' order) never waits on a disk flush.
+    pub(crate) fn put_in_place(
+        self,
+        folder: &TokenFolder,
+        audit: Option<(&Decision, &mut dyn AuditLine)>,
+    ) -> Result<(), BackendError> {
+        let Self {
+            path,
+            temp,
+            made,
+            file,
+        } = self;
+        let mut audit = audit;
+        if let Some((decision, line)) = audit.as_mut() {
+            line.append(decision)?;
+        }
+        file.sync_all().map_err(|e| io_error(&temp, e))?;
+        crash_point("token-file-synced");
+        if let Some((_, line)) = audit.as_mut() {
+            line.make_durable()?;
+        }
+        crash_point("audit-line-durable");
+        fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
+        made.keep();
+        crash_point("renamed");
+        let dir = path.parent().expect("a token file has a folder");
+        let ticket = folder.syncs.ticket(|()| ());
+        folder
+            .syncs
+            .wait(ticket, |()| folder.dir.sync_all().map_err(Arc::new))
+            .map_err(|e| io_error(dir, std::io::Error::new(e.kind(), e.to_string())))?;
+        crash_point("folder-synced");
+        // After an I/O error a file system can stop writing while a folder's fsync still
+        // succeeds; the new file's own descriptor reports it.
+        file.sync_data().map_err(|e| io_error(path, e))
     }
-    new_file.sync_all().map_err(|e| io_error(&temp, e))?;
-    crash_point("token-file-synced");
-    if let Some((_, line)) = audit.as_mut() {
-        line.make_durable()?;
-    }
-    crash_point("audit-line-durable");
-    fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
-    made.keep();
-    crash_point("renamed");
-    let dir = path.parent().expect("a token file has a folder");
-    let ticket = folder.syncs.ticket(|()| ());
-    folder
-        .syncs
-        .wait(ticket, |()| folder.dir.sync_all().map_err(Arc::new))
-        .map_err(|e| io_error(dir, std::io::Error::new(e.kind(), e.to_string())))?;
-    crash_point("folder-synced");
-    // After an I/O error a file system can stop writing while a folder's fsync still
-    // succeeds; the new file's own descriptor reports it.
-    new_file.sync_data().map_err(|e| io_error(path, e))
 }
 
 /// Writes the new file, flocked as cPanel's writer flocks it; the returned handle

@@ -378,3 +378,56 @@ fn an_empty_lock_that_keeps_changing_is_waited_on_no_longer_than_the_timeout() {
         "someone else's lock left alone"
     );
 }
+
+#[test]
+fn large_token_files_beyond_the_memory_budget_do_not_stall_the_ordered_audit_lines() {
+    // Ten files of about 14 MiB, ten at once: more than the 64 MiB of token-file bytes held
+    // at once, so some users wait for memory while later ones wait for their audit turn.
+    let (server, names) = server_with_resellers(10);
+    for (n, name) in names.iter().enumerate() {
+        server.write_token_file(name, &big_token_file(n, 14 << 20));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", server.config_path().as_str()])
+        .args(["--all-resellers", "--jobs", "10"])
+        .env_remove("WHMTOKEN_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A stall never ends: give up on it after a generous while rather than hang the suite.
+    let mut waited = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if waited > 240 {
+            child.kill().unwrap();
+            panic!("the run stalled");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        waited += 1;
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stored_tokens(&server, &names).len(), names.len());
+    assert_one_line_per_token(&server, &names, "large files");
+}
+
+/// A token file of about `size` bytes: many entries under keys no access hash has.
+fn big_token_file(seed: usize, size: usize) -> String {
+    let mut text = String::from("{\"tokens\":{");
+    let mut n = 0;
+    while text.len() < size {
+        if n > 0 {
+            text.push(',');
+        }
+        let key = whmtoken_core::TokenHash::of_secret(format!("{seed}/{n}").as_bytes());
+        text.push_str(&format!(
+            "\"{}\":{{\"name\":\"t{n}\",\"create_time\":1700000000,\"expires_at\":null}}",
+            key.as_str()
+        ));
+        n += 1;
+    }
+    text.push_str("}}");
+    text
+}
