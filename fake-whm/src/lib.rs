@@ -331,8 +331,14 @@ fn answer(
             } else {
                 StatusCode::FORBIDDEN
             };
+            // A 500 is the server's failure, not a refusal of the caller.
+            let reason = if denied.failed {
+                denied.reason
+            } else {
+                format!("Access denied: {}", denied.reason)
+            };
             let body = json!({
-                "metadata": {"version": 1, "command": function, "result": 0, "reason": format!("Access denied: {}", denied.reason)},
+                "metadata": {"version": 1, "command": function, "result": 0, "reason": reason},
             });
             (status, body, denied.user)
         }
