@@ -286,13 +286,10 @@ impl token_file::AuditLine for AccountingLine<'_> {
     }
 
     fn make_durable(&mut self) -> Result<(), BackendError> {
-        match self.appended.take() {
-            Some(appended) => {
-                let synced = self.log.sync(appended, self.timeout, Some(self.turn));
-                self.turn.durable(synced)
-            }
-            None => Ok(()),
-        }
+        // A failed commit tells the run itself (`AccountingLog::sync`).
+        self.appended.take().map_or(Ok(()), |appended| {
+            self.log.sync(appended, self.timeout, Some(self.turn))
+        })
     }
 }
 

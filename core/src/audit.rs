@@ -138,9 +138,10 @@ impl<'a> AuditTurn<'a> {
             holding || !self.taken.replace(true),
             "an import records its audit once"
         );
-        let run = self.run.filter(|_| !holding);
         let Decision::Write { entry, .. } = decision else {
-            if let Some((run, index)) = run {
+            if let Some((run, index)) = self.run
+                && !holding
+            {
                 run.turns.in_turn(index, || ());
             }
             return Ok(());
@@ -162,11 +163,11 @@ impl<'a> AuditTurn<'a> {
             run.check()?;
             append().inspect_err(|e| run.fail(e))
         };
-        match (self.run, run) {
-            (None, _) => append(),
+        match self.run {
+            None => append(),
             // Already in its turn, inside `hold`.
-            (Some((run, _)), None) => append_in_run(run),
-            (Some(_), Some((run, index))) => run.turns.in_turn(index, || append_in_run(run)),
+            Some((run, _)) if holding => append_in_run(run),
+            Some((run, index)) => run.turns.in_turn(index, || append_in_run(run)),
         }
     }
 

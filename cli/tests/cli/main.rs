@@ -25,6 +25,33 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The backends the `whmtoken` tests run on.
+pub const BACKENDS: [&str; 2] = ["files", "sqlite"];
+
+/// Runs `whmtoken --config CONFIG ARGS`, `stdin` on its standard input.
+pub fn whmtoken(config: &camino::Utf8Path, args: &[&str], stdin: &str) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whmtoken"))
+        .arg("--config")
+        .arg(config.as_str())
+        .args(args)
+        .env_remove("WHMTOKEN_CONFIG")
+        .env_remove("WHMTOKEN_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run whmtoken");
+    // A command that exits without reading its input closes the pipe: that is not an error.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().expect("exited normally"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
 /// Runs the binary with `args` against `server` (its `whmtoken.toml` is passed first).
 pub fn run(server: &FakeServer, args: &[&str]) -> Run {
     let config = server.config_path();

@@ -1,41 +1,15 @@
 //! `whmtoken audit` and `whmtoken verify` on both backends: every finding code, every verify
 //! outcome, the JSON shapes and the exit statuses (issue: audit and verify).
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Value, json};
 use whmtoken_core::{AccessHash, TokenHash};
 use whmtoken_fixtures::{Scenario, cpanel_style_access_hash};
 
-use crate::Run;
-
-const BACKENDS: [&str; 2] = ["files", "sqlite"];
-
-/// Runs `whmtoken` with `args`, `stdin` on its standard input.
-fn whmtoken(config: &Utf8Path, args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whmtoken"))
-        .arg("--config")
-        .arg(config.as_str())
-        .args(args)
-        .env_remove("WHMTOKEN_CONFIG")
-        .env_remove("WHMTOKEN_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run whmtoken");
-    // A command that exits without reading its input closes the pipe: that is not an error.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().expect("exited normally"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
+use crate::{BACKENDS, Run, whmtoken};
 
 fn key(secret: &str) -> String {
     AccessHash::from_bytes(secret.as_bytes().to_vec())

@@ -14,31 +14,7 @@ use serde_json::{Value, json};
 use whmtoken_core::AccessHash;
 use whmtoken_fixtures::{FakeServer, Scenario, TreeSnapshot, cpanel_style_access_hash};
 
-use crate::Run;
-
-const BACKENDS: [&str; 2] = ["files", "sqlite"];
-
-/// Runs `whmtoken --config CONFIG ARGS`, `stdin` on its standard input.
-fn whmtoken(config: &Utf8Path, args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whmtoken"))
-        .arg("--config")
-        .arg(config.as_str())
-        .args(args)
-        .env_remove("WHMTOKEN_CONFIG")
-        .env_remove("WHMTOKEN_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run whmtoken");
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().expect("exited normally"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
+use crate::{BACKENDS, Run, whmtoken};
 
 fn json_of(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
