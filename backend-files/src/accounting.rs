@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use whmtoken_core::{AuditTurn, BackendError, error_chain};
+use whmtoken_core::{AuditTurn, BackendError, Decision, UserName, error_chain};
 
 use crate::group_sync::{GroupSync, Ticket};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive};
@@ -41,6 +41,24 @@ pub(crate) struct AccountingLog {
 #[derive(Debug)]
 pub(crate) struct Appended(Ticket);
 
+/// An import's line, appended in its user's turn and not yet known to be on disk:
+/// [`durable`](Self::durable) makes it so, before the token it names becomes visible.
+#[derive(Debug)]
+pub(crate) struct Pending<'a> {
+    log: &'a AccountingLog,
+    appended: Appended,
+    timeout: Duration,
+    turn: &'a AuditTurn<'a>,
+}
+
+impl Pending<'_> {
+    /// Returns once the line is on disk; a failed commit tells the run itself
+    /// ([`AccountingLog::sync`]).
+    pub(crate) fn durable(self) -> Result<(), BackendError> {
+        self.log.sync(self.appended, self.timeout, Some(self.turn))
+    }
+}
+
 impl AccountingLog {
     pub(crate) fn new(path: Utf8PathBuf, owner: u32) -> Self {
         let folder = path.parent().expect("the log is in a folder").to_owned();
@@ -58,6 +76,29 @@ impl AccountingLog {
     pub(crate) fn append_durably(&self, line: &str, timeout: Duration) -> Result<(), BackendError> {
         let appended = self.append(line);
         self.sync(appended, timeout, None)
+    }
+
+    /// In `turn`, appends the line that `decision` calls for (none for a key already
+    /// present): what [`Backend::import`](whmtoken_core::Backend::import) writes for `user`,
+    /// made durable with [`Pending::durable`], waiting at most `timeout` for the log's locks.
+    pub(crate) fn record<'a>(
+        &'a self,
+        turn: &'a AuditTurn<'a>,
+        user: &UserName,
+        decision: &Decision,
+        timeout: Duration,
+    ) -> Result<Option<Pending<'a>>, BackendError> {
+        let mut appended = None;
+        turn.record(user, decision, &mut |event| {
+            appended = Some(self.append(&event.accounting_line()));
+            Ok(())
+        })?;
+        Ok(appended.map(|appended| Pending {
+            log: self,
+            appended,
+            timeout,
+            turn,
+        }))
     }
 
     /// Queues `line` after the lines queued before it; [`sync`](Self::sync) writes it.

@@ -28,6 +28,15 @@ use crate::safe_fs::corrupt;
 /// One `"key": value` member, both as written in the file (the key with its quotes).
 type Member<'a> = (&'a RawValue, &'a RawValue);
 
+/// The one change a rewrite makes to a token file.
+#[derive(Debug)]
+pub(crate) enum Edit {
+    /// The entry stored under the key (an import).
+    Put(TokenHash, TokenEntry),
+    /// The entry under the key removed (a revoke).
+    Remove(TokenHash),
+}
+
 /// A parsed token file that still holds its own text.
 #[derive(Debug)]
 pub(crate) struct Document<'a> {
@@ -48,23 +57,15 @@ impl<'a> Document<'a> {
         Self::parse_keeping(path, bytes, None)
     }
 
-    /// [`parse`](Self::parse) for an import of `key`: every entry is checked, but only the
-    /// one under `key` is kept whole; the others keep their name, all that the import's
-    /// decision reads of them. A file of many entries then takes a fraction of the memory.
-    pub(crate) fn parse_for_import(
+    /// [`parse`](Self::parse), keeping whole only the entry under `whole` when it is given
+    /// (an import's key): every entry is checked, but the others keep their name, all that
+    /// an import's decision reads of them. A file of many entries then takes a fraction of
+    /// the memory.
+    pub(crate) fn parse_keeping(
         path: &Utf8Path,
         bytes: &'a [u8],
-        key: &TokenHash,
+        keep_whole: Option<&TokenHash>,
     ) -> Result<Self, crate::BackendError> {
-        Self::parse_keeping(path, bytes, Some(key))
-    }
-
-    fn parse_keeping(
-        path: &Utf8Path,
-        bytes: &'a [u8],
-        whole: Option<&TokenHash>,
-    ) -> Result<Self, crate::BackendError> {
-        let keep_whole = whole;
         let empty = Self {
             top: Vec::new(),
             tokens_at: None,
@@ -128,12 +129,20 @@ impl<'a> Document<'a> {
         })
     }
 
+    /// Writes the document's text to `out` with `edit` made.
+    pub(crate) fn write(&self, edit: &Edit, out: &mut impl Write) -> io::Result<()> {
+        match edit {
+            Edit::Put(hash, entry) => self.write_with_entry(hash, entry, out),
+            Edit::Remove(hash) => self.write_without(hash, out),
+        }
+    }
+
     /// Writes the document's text to `out` with `entry` stored under `hash`: in the
     /// place of the entry that holds `hash`, or after the last one. Everything else is
     /// written as it was read; only the white space between members is dropped, as
     /// cPanel's writer writes none. Written piece by piece: no second copy of a large
     /// file is made in memory.
-    pub(crate) fn write_with_entry(
+    fn write_with_entry(
         &self,
         hash: &TokenHash,
         entry: &TokenEntry,
@@ -189,7 +198,7 @@ impl<'a> Document<'a> {
 impl Document<'_> {
     /// Writes the document's text to `out` without the entry under `hash` (a revoked
     /// token); everything else as [`write_with_entry`](Self::write_with_entry) writes it.
-    pub(crate) fn write_without(&self, hash: &TokenHash, out: &mut impl Write) -> io::Result<()> {
+    fn write_without(&self, hash: &TokenHash, out: &mut impl Write) -> io::Result<()> {
         let removed = self.set.iter().position(|(h, _)| h == hash);
         out.write_all(b"{")?;
         for (i, (key, value)) in self.top.iter().enumerate() {

@@ -55,7 +55,8 @@ use whmtoken_core::{
     ImportRequest, Privileges, Reads, ServerSettings, TokenSet, UserName, WhmRole,
 };
 
-use crate::safe_fs::{Expect, corrupt, open_guarded, read_checked};
+use crate::document::Edit;
+use crate::safe_fs::{Expect, corrupt, open_checked};
 
 /// The server's tweak settings, under the root.
 const CPANEL_CONFIG: &str = "var/cpanel/cpanel.config";
@@ -229,6 +230,20 @@ impl FilesBackend {
         }))
     }
 
+    /// `user`'s token file, for a rewrite: the token folder is set up at the first.
+    pub(crate) fn writable_token_file(
+        &self,
+        user: &UserName,
+    ) -> Result<token_file::TokenFile<'_>, BackendError> {
+        Ok(token_file::TokenFile {
+            path: self.token_file(user),
+            owner: self.token_owner,
+            timeout: self.lock_timeout,
+            folder: self.token_folder()?,
+            budget: &self.budget,
+        })
+    }
+
     /// Where `user`'s `.accesshash` is, and the account it belongs to.
     fn access_hash_path(
         &self,
@@ -263,47 +278,17 @@ impl FilesBackend {
     }
 }
 
-/// One import's line in `accounting.log`, appended in the user's turn and synced with the
-/// lines of other threads.
-struct AccountingLine<'a> {
-    log: &'a accounting::AccountingLog,
-    timeout: Duration,
-    user: &'a UserName,
-    turn: &'a AuditTurn<'a>,
-    appended: Option<accounting::Appended>,
-}
-
-impl token_file::AuditLine for AccountingLine<'_> {
-    fn append(&mut self, decision: &Decision) -> Result<(), BackendError> {
-        let log = self.log;
-        let mut appended = None;
-        self.turn.record(self.user, decision, &mut |event| {
-            appended = Some(log.append(&event.accounting_line()));
-            Ok(())
-        })?;
-        self.appended = appended;
-        Ok(())
-    }
-
-    fn make_durable(&mut self) -> Result<(), BackendError> {
-        // A failed commit tells the run itself (`AccountingLog::sync`).
-        self.appended.take().map_or(Ok(()), |appended| {
-            self.log.sync(appended, self.timeout, Some(self.turn))
-        })
-    }
-}
-
 /// Reads a data file owned by root or `tree_owner`; a missing one reads as empty.
 pub(crate) fn read_root_file(path: &Utf8Path, tree_owner: u32) -> Result<String, BackendError> {
-    let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
-        return Ok(String::new());
-    };
     let expect = Expect {
         owner: Some(tree_owner),
         max_len: 64 << 20,
         secret: false,
     };
-    let bytes = read_checked(path, &file, expect)?;
+    let Some(file) = open_checked(path, OpenOptions::new().read(true), expect)? else {
+        return Ok(String::new());
+    };
+    let bytes = file.read()?;
     // A stray byte (a Latin-1 GECOS field, say) must not stop the run: the parsers skip a
     // line whose fields they use are not valid UTF-8.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -322,17 +307,14 @@ impl Reads for FilesBackend {
 
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
         let (path, account) = self.access_hash_path(user)?;
-        let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
-            return Ok(None);
-        };
         let expect = Expect {
             owner: Some(account.uid),
             max_len: AccessHash::MAX_LEN as u64,
             secret: true,
         };
-        Ok(Some(AccessHash::from_bytes(read_checked(
-            &path, &file, expect,
-        )?)))
+        let file = open_checked(&path, OpenOptions::new().read(true), expect)?;
+        file.map(|file| file.read().map(AccessHash::from_bytes))
+            .transpose()
     }
 
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
@@ -373,21 +355,26 @@ impl Backend for FilesBackend {
         request: &ImportRequest,
         audit: &AuditTurn<'_>,
     ) -> Result<Decision, BackendError> {
-        let mut line = AccountingLine {
-            log: &self.accounting,
-            timeout: self.lock_timeout,
-            user,
-            turn: audit,
-            appended: None,
+        let target = self.writable_token_file(user)?;
+        let record = |decision: &Decision| {
+            self.accounting
+                .record(audit, user, decision, self.lock_timeout)
         };
-        token_file::import(
-            &self.token_file(user),
-            request,
-            self.token_owner,
-            self.lock_timeout,
-            self.token_folder()?,
-            &self.budget,
-            &mut line,
+        token_file::rewrite(
+            &target,
+            true,
+            Some(&request.hash),
+            |tokens| {
+                let decision = request.decide(tokens)?;
+                let edit = match &decision {
+                    Decision::Write { entry, .. } => {
+                        Some(Edit::Put(request.hash.clone(), entry.clone()))
+                    }
+                    Decision::AlreadyPresent { .. } => None,
+                };
+                Ok((decision, edit))
+            },
+            record,
         )
     }
 

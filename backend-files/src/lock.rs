@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::BackendError;
 
-use crate::safe_fs::{Made, guarded_flags, io_error};
+use crate::safe_fs::{Checked, Made, Rules, guarded_flags, io_error, open_checked};
 
 /// The start of a lock source's name: `whmtoken.lock-<suffix>` ([`unique_suffix`]).
 pub(crate) const SOURCE_PREFIX: &str = "whmtoken.lock-";
@@ -124,6 +124,78 @@ impl DotLock {
             path,
             _claim: claim,
         })
+    }
+}
+
+/// A data file held under the whole protocol: its dot-lock taken, then the file opened and
+/// checked ([`open_checked`]), flocked, and found still to be the file at its path. Dropping
+/// it releases the flock, then the dot-lock.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    pub(crate) file: Checked,
+    /// Whether this open made the file (empty, as cPanel makes it).
+    pub(crate) created: bool,
+    _dot_lock: DotLock,
+}
+
+impl Locked {
+    /// Takes `path`'s dot-lock (from `source`) and flock, waiting until `deadline`, and
+    /// opens the file for reading and writing, checked against `rules`. A missing file is
+    /// made empty (mode 0600) when `create`, else it is `Ok(None)`.
+    pub(crate) fn take(
+        path: &Utf8Path,
+        source: &LockSource,
+        deadline: Deadline,
+        rules: Rules,
+        create: bool,
+    ) -> Result<Option<Self>, BackendError> {
+        let dot_lock = DotLock::acquire(path, source, deadline)?;
+        loop {
+            let Some((file, created)) = open_data(path, rules, create)? else {
+                return Ok(None);
+            };
+            flock_exclusive(path, file.file(), deadline)?;
+            let held = file.file().metadata().map_err(|e| io_error(path, e))?;
+            // Replaced while we waited for the flock: the lock is on a file gone from `path`.
+            if fs::symlink_metadata(path).is_ok_and(|now| now.ino() == held.ino()) {
+                return Ok(Some(Self {
+                    file: file.with_len(held.len()),
+                    created,
+                    _dot_lock: dot_lock,
+                }));
+            }
+        }
+    }
+}
+
+/// Opens the data file for reading and writing, making it when `create` and it is missing;
+/// with whether it was made here (what a failed change leaves differs).
+fn open_data(
+    path: &Utf8Path,
+    rules: Rules,
+    create: bool,
+) -> Result<Option<(Checked, bool)>, BackendError> {
+    let existing = || open_checked(path, OpenOptions::new().read(true).write(true), rules);
+    if !create {
+        return Ok(existing()?.map(|file| (file, false)));
+    }
+    loop {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create_new(true).mode(0o600);
+        match open_checked(path, &mut options, rules) {
+            Ok(Some(file)) => return Ok(Some((file, true))),
+            // The folder is missing.
+            Ok(None) => return Err(io_error(path, io::ErrorKind::NotFound.into())),
+            Err(BackendError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                // Removed between the two opens: make it again.
+                if let Some(file) = existing()? {
+                    return Ok(Some((file, false)));
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

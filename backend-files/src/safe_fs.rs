@@ -41,13 +41,115 @@ pub(crate) struct Expect {
     pub secret: bool,
 }
 
-/// Checks the open file: a regular file with one link, owned by root or `expect.owner`, no
-/// larger than `expect.max_len`.
+/// Every rule a file is checked against where it is opened.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rules {
+    /// A file read as it is: see [`Expect`].
+    Read(Expect),
+    /// A file this backend replaces (a token file): owned by `owner` itself (root only
+    /// when `owner` is root), that nobody else can write to, no larger than `max_len`, and
+    /// without the immutable or append-only attribute, which cPanel never sets.
+    Replaced { owner: u32, max_len: u64 },
+}
+
+impl From<Expect> for Rules {
+    fn from(expect: Expect) -> Self {
+        Self::Read(expect)
+    }
+}
+
+impl Rules {
+    fn max_len(self) -> u64 {
+        match self {
+            Self::Read(expect) => expect.max_len,
+            Self::Replaced { max_len, .. } => max_len,
+        }
+    }
+}
+
+/// A file opened by [`open_checked`]: every check of its [`Rules`] was made on this
+/// descriptor, once, and nothing checks it again.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    path: Utf8PathBuf,
+    file: File,
+    /// Its size when it was checked (or, once locked, when it was locked).
+    len: u64,
+    max_len: u64,
+}
+
+impl Checked {
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The same file, its size as it is now: what a writer that held the lock before us
+    /// left (the rules' bound still holds: [`read`](Self::read) refuses more).
+    pub(crate) fn with_len(self, len: u64) -> Self {
+        Self { len, ..self }
+    }
+
+    /// The whole file, at most the rules' `max_len` bytes.
+    pub(crate) fn read(&self) -> Result<Vec<u8>, BackendError> {
+        read_bounded(&self.path, &self.file, self.len, self.max_len)
+    }
+}
+
+/// Opens `path` with `options` plus the guarded flags and checks the descriptor against
+/// `rules`; `Ok(None)` when it does not exist. An open that a [`Rules::Replaced`] file
+/// refuses is explained by its attributes when they are the cause.
+pub(crate) fn open_checked(
+    path: &Utf8Path,
+    options: &mut OpenOptions,
+    rules: impl Into<Rules>,
+) -> Result<Option<Checked>, BackendError> {
+    let rules = rules.into();
+    let file = match open_guarded(path, options) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(None),
+        Err(BackendError::Io { location, source })
+            if source.kind() == io::ErrorKind::PermissionDenied
+                && matches!(rules, Rules::Replaced { .. }) =>
+        {
+            let file = options_read_only().open(path).ok();
+            return Err(file
+                .and_then(|f| attribute_refusal(path, &f))
+                .unwrap_or(BackendError::Io { location, source }));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = check(path, &file, rules)?;
+    if let Rules::Replaced { .. } = rules
+        && let Some(refusal) = attribute_refusal(path, &file)
+    {
+        return Err(refusal);
+    }
+    Ok(Some(Checked {
+        path: path.to_owned(),
+        file,
+        len: meta.len(),
+        max_len: rules.max_len(),
+    }))
+}
+
+fn options_read_only() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags(guarded_flags());
+    options
+}
+
+/// Checks the open file: a regular file with one link, owned by root or the rules' owner,
+/// no larger than their `max_len`, and what else the rules ask.
 pub(crate) fn check(
     path: &Utf8Path,
     file: &File,
-    expect: Expect,
+    rules: impl Into<Rules>,
 ) -> Result<Metadata, BackendError> {
+    let rules = rules.into();
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
     if !meta.file_type().is_file() {
         return Err(unsafe_file(
@@ -64,14 +166,18 @@ pub(crate) fn check(
             &format!("it has {} hard links", meta.nlink()),
         ));
     }
-    let owner_ok = if expect.secret {
-        Some(meta.uid()) == expect.owner
+    let (owner, secret) = match rules {
+        Rules::Read(expect) => (expect.owner, expect.secret),
+        Rules::Replaced { owner, .. } => (Some(owner), false),
+    };
+    let owner_ok = if secret {
+        Some(meta.uid()) == owner
     } else {
-        meta.uid() == 0 || Some(meta.uid()) == expect.owner
+        meta.uid() == 0 || Some(meta.uid()) == owner
     };
     if !owner_ok {
-        let detail = match expect.owner {
-            Some(owner) if expect.secret => {
+        let detail = match owner {
+            Some(owner) if secret => {
                 format!(
                     "it is owned by uid {}, not by its account (uid {owner})",
                     meta.uid()
@@ -81,28 +187,42 @@ pub(crate) fn check(
         };
         return Err(unsafe_file(path, &detail));
     }
-    if meta.len() > expect.max_len {
-        let detail = format!("it is {} bytes, more than {}", meta.len(), expect.max_len);
+    if meta.len() > rules.max_len() {
+        let detail = format!("it is {} bytes, more than {}", meta.len(), rules.max_len());
         return Err(unsafe_file(path, &detail));
     }
     let mode = meta.mode() & 0o7777;
-    if expect.secret && mode & 0o022 != 0 {
-        return Err(BackendError::WritableByOthers {
+    match rules {
+        Rules::Read(_) if secret && mode & 0o022 != 0 => Err(BackendError::WritableByOthers {
             location: path.to_string(),
             mode,
-        });
+        }),
+        Rules::Replaced { owner, .. } if meta.uid() != owner => Err(unsafe_file(
+            path,
+            &format!("it is owned by uid {}, not {owner}", meta.uid()),
+        )),
+        Rules::Replaced { .. } if mode & 0o022 != 0 => Err(unsafe_file(
+            path,
+            &format!("its mode {mode:04o} lets others write to it"),
+        )),
+        _ => Ok(meta),
     }
-    Ok(meta)
 }
 
-/// [`check`]s the open file, then reads it whole.
-pub(crate) fn read_checked(
-    path: &Utf8Path,
-    file: &File,
-    expect: Expect,
-) -> Result<Vec<u8>, BackendError> {
-    let meta = check(path, file, expect)?;
-    read_bounded(path, file, meta.len(), expect.max_len)
+/// The immutable or append-only attribute, which stops any replacement of the file.
+fn attribute_refusal(path: &Utf8Path, file: &File) -> Option<BackendError> {
+    let flags = rustix::fs::ioctl_getflags(file).ok()?;
+    let what = if flags.contains(rustix::fs::IFlags::IMMUTABLE) {
+        "immutable (chattr +i)"
+    } else if flags.contains(rustix::fs::IFlags::APPEND) {
+        "append-only (chattr +a)"
+    } else {
+        return None;
+    };
+    Some(BackendError::Tampered {
+        location: path.to_string(),
+        what,
+    })
 }
 
 /// Reads at most `max_len` bytes: a file that grows past its checked size is refused.

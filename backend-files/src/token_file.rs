@@ -9,16 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use whmtoken_core::{BackendError, Decision, ImportRequest, TokenSet};
+use whmtoken_core::{BackendError, TokenHash, TokenSet};
 
+use crate::accounting::Pending;
 use crate::budget::ReadBudget;
 use crate::crash::crash_point;
-use crate::document::Document;
+use crate::document::{Document, Edit};
 use crate::group_sync::GroupSync;
-use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive, unique_suffix};
-use crate::safe_fs::{
-    Expect, Made, check, guarded_flags, io_error, open_guarded, read_bounded, unsafe_file,
-};
+use crate::lock::{Deadline, LockSource, Locked, unique_suffix};
+use crate::safe_fs::{Made, Rules, guarded_flags, io_error, open_checked, unsafe_file};
 
 /// Token files larger than this are refused rather than parsed.
 pub(crate) const MAX_TOKEN_FILE: u64 = 16 << 20;
@@ -33,6 +32,14 @@ const TOKEN_DIRS: [(&str, u32); 4] = [
     ("var/cpanel/authn/api_tokens_v2", 0o711),
     (TOKEN_FOLDER, 0o700),
 ];
+
+/// The checks a token file is opened with: a file this backend replaces.
+fn rules(owner: u32) -> Rules {
+    Rules::Replaced {
+        owner,
+        max_len: MAX_TOKEN_FILE,
+    }
+}
 
 /// Reads the tokens without locking or creating anything; a missing file has none.
 ///
@@ -49,48 +56,25 @@ pub(crate) fn read(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TokenSet::default()),
         Err(e) => return Err(io_error(folder, e)),
     }
-    let Some(file) = open_guarded(path, OpenOptions::new().read(true))? else {
+    let Some(file) = open_checked(path, OpenOptions::new().read(true), rules(owner))? else {
         return Ok(TokenSet::default());
     };
-    let meta = check_token_file(path, &file, owner)?;
-    if let Some(refusal) = attribute_refusal(path, &file) {
-        return Err(refusal);
-    }
-    let _memory = budget.take(meta.len());
-    let bytes = read_bounded(path, &file, meta.len(), MAX_TOKEN_FILE)?;
-    Ok(Document::parse(path, &bytes)?.set)
+    let _memory = budget.take(file.len());
+    Ok(Document::parse(path, &file.read()?)?.set)
 }
 
 /// The users that have a token file in `folder` (the `whostmgr` folder), sorted: the
 /// `<user>` of every `<user>.json` whose name has no other dot, as cPanel lists them
 /// (`([^.]+)\.json$`), which leaves out temporary files. A missing folder has none.
 ///
-/// The folder gets the same checks as before a read or an import (a real folder, owned by
-/// `owner`, that nobody else can write to), made again on the descriptor that is listed, so
-/// that a folder swapped for a symbolic link in between is not listed through. Entries are
-/// listed by name only: a `<user>.json` that is not a regular file is listed, and refused
-/// when it is read. A name that is not UTF-8 is listed with replacement characters, for the
-/// caller to report as an invalid user name.
+/// The folder gets the same checks as before an import, on the descriptor that is listed
+/// ([`open_folder`]). Entries are listed by name only: a `<user>.json` that is not a
+/// regular file is listed, and refused when it is read. A name that is not UTF-8 is listed
+/// with replacement characters, for the caller to report as an invalid user name.
 pub(crate) fn list_users(folder: &Utf8Path, owner: u32) -> Result<Vec<String>, BackendError> {
-    match fs::symlink_metadata(folder) {
-        Ok(meta) => check_token_folder(folder, &meta, owner)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(folder, e)),
-    }
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(guarded_flags() | libc_directory())
-        .open(folder);
-    let dir = match opened {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return Err(unsafe_file(folder, "it is a symbolic link"));
-        }
-        Err(e) => return Err(io_error(folder, e)),
+    let Some(dir) = open_folder(folder, owner)? else {
+        return Ok(Vec::new());
     };
-    let meta = dir.metadata().map_err(|e| io_error(folder, e))?;
-    check_token_folder(folder, &meta, owner)?;
     let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| io_error(folder, e.into()))?;
     let mut users = Vec::new();
     for entry in entries {
@@ -116,64 +100,79 @@ pub(crate) struct TokenFolder {
     pub(crate) locks: LockSource,
 }
 
-/// How an import's audit line is written: appended in the user's turn, then made durable
-/// before the new token file becomes visible.
-pub(crate) trait AuditLine {
-    /// Appends the record `decision` calls for (none for a key already present).
-    fn append(&mut self, decision: &Decision) -> Result<(), BackendError>;
-    /// Returns once the appended record is on disk.
-    fn make_durable(&mut self) -> Result<(), BackendError>;
+/// One user's token file, ready to be rewritten: where it is, who owns it, and what its
+/// rewrites share with other users' (the folder, the memory budget).
+#[derive(Debug)]
+pub(crate) struct TokenFile<'a> {
+    pub(crate) path: Utf8PathBuf,
+    pub(crate) owner: u32,
+    /// How long to wait for its locks.
+    pub(crate) timeout: Duration,
+    pub(crate) folder: &'a TokenFolder,
+    pub(crate) budget: &'a ReadBudget,
 }
 
-/// Decides `request` against the file's current contents, has `audit` write the decision's
-/// audit line, and writes the result, all while holding the dot-lock and the flock. When
-/// the line cannot be written, nothing is.
-pub(crate) fn import(
-    path: &Utf8Path,
-    request: &ImportRequest,
-    owner: u32,
-    timeout: Duration,
-    folder: &TokenFolder,
-    budget: &ReadBudget,
-    audit: &mut dyn AuditLine,
-) -> Result<Decision, BackendError> {
-    let deadline = Deadline::after(timeout);
-    let _dot_lock = DotLock::acquire(path, &folder.locks, deadline)?;
-    let (file, size, created) = open_locked(path, owner, deadline)?;
+/// The one locked rewrite of a token file, which every change of one takes (an import, a
+/// revoke), in this order:
+///
+/// 1. take the dot-lock and the flock, the file opened and checked once ([`Locked`]);
+///    a missing file is made empty when `create`, else it reads as empty;
+/// 2. read it (its share of the memory budget taken) and parse it, keeping whole only the
+///    entry under `whole` when given (an import's key);
+/// 3. `decide` the outcome and the [`Edit`] (none: nothing is written);
+/// 4. write the edited document to a temporary file beside it, then let the bytes and the
+///    budget go: an earlier user may be waiting for that memory;
+/// 5. `record` the outcome's audit line in its user's turn (see [`NewFile::put_in_place`]
+///    for what follows: fsync, the line made durable, rename, folder and data syncs).
+///
+/// When any step fails, nothing is in place and a file made in step 1 is removed.
+pub(crate) fn rewrite<'l, T>(
+    target: &TokenFile<'_>,
+    create: bool,
+    whole: Option<&TokenHash>,
+    decide: impl FnOnce(&TokenSet) -> Result<(T, Option<Edit>), BackendError>,
+    record: impl FnOnce(&T) -> Result<Option<Pending<'l>>, BackendError>,
+) -> Result<T, BackendError> {
+    let path = &target.path;
+    let deadline = Deadline::after(target.timeout);
+    let locked = Locked::take(
+        path,
+        &target.folder.locks,
+        deadline,
+        rules(target.owner),
+        create,
+    )?;
     let decided = (|| {
-        // The file's bytes, and their share of the memory budget, are let go before the
-        // audit line waits for its turn: an earlier user may be waiting for that memory.
-        let (decision, new_file) = {
-            let _memory = budget.take(size);
-            let bytes = read_bounded(path, &file, size, MAX_TOKEN_FILE)?;
-            let document = Document::parse_for_import(path, &bytes, &request.hash)?;
-            let decision = request.decide(&document.set)?;
-            let new_file = match &decision {
-                Decision::Write { entry, .. } => Some(NewFile::write(path, owner, |out| {
-                    document.write_with_entry(&request.hash, entry, out)
-                })?),
-                Decision::AlreadyPresent { .. } => None,
-            };
-            (decision, new_file)
+        let (outcome, new_file) = {
+            let file = locked.as_ref().map(|locked| &locked.file);
+            let _memory = target.budget.take(file.map_or(0, |f| f.len()));
+            let bytes = file.map(|f| f.read()).transpose()?.unwrap_or_default();
+            let document = Document::parse_keeping(path, &bytes, whole)?;
+            let (outcome, edit) = decide(&document.set)?;
+            let new_file = edit
+                .map(|edit| NewFile::write(path, target.owner, |out| document.write(&edit, out)))
+                .transpose()?;
+            (outcome, new_file)
         };
+        let line = record(&outcome)?;
         match new_file {
-            Some(new_file) => new_file.put_in_place(folder, Some((&decision, audit)))?,
-            None => audit.append(&decision)?,
+            Some(new_file) => new_file.put_in_place(target.folder, line)?,
+            None => line.map_or(Ok(()), Pending::durable)?,
         }
-        Ok(decision)
+        Ok(outcome)
     })();
-    if decided.is_err() && created {
-        // The empty file this import made, still under its locks: gone with the import.
+    if let Some(locked) = locked.filter(|locked| locked.created && decided.is_err()) {
+        // The empty file this rewrite made, still under its locks: gone with the change.
         let still_ours = fs::symlink_metadata(path)
             .ok()
-            .zip(file.metadata().ok())
+            .zip(locked.file.file().metadata().ok())
             .is_some_and(|(now, held)| now.ino() == held.ino() && now.len() == 0);
         if still_ours {
             let _ = fs::remove_file(path);
         }
     }
     decided
-    // `file` (the flock) and then `_dot_lock` are released here.
+    // The flock and then the dot-lock are released here.
 }
 
 /// Parses bytes as a token file would be, for the property tests.
@@ -182,106 +181,8 @@ pub(crate) fn parse_for_tests(bytes: &[u8]) -> Result<TokenSet, BackendError> {
     Document::parse(Utf8Path::new("test.json"), bytes).map(|doc| doc.set)
 }
 
-/// Opens (creating it empty, as cPanel does) and flocks the data file, making sure the
-/// descriptor still names the file at `path` once the lock is held.
-/// Returns the file and its size once locked.
-pub(crate) fn open_locked(
-    path: &Utf8Path,
-    owner: u32,
-    deadline: Deadline,
-) -> Result<(File, u64, bool), BackendError> {
-    loop {
-        // Made here (`created`) or already there: what a failed import leaves differs.
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create_new(true).mode(0o600);
-        let (opened, created) = match open_guarded(path, &mut options) {
-            Err(BackendError::Io { source, .. })
-                if source.kind() == io::ErrorKind::AlreadyExists =>
-            {
-                let mut options = OpenOptions::new();
-                options.read(true).write(true);
-                (open_guarded(path, &mut options), false)
-            }
-            other => (other, true),
-        };
-        let file = match opened {
-            Ok(Some(file)) => file,
-            // Removed between the two opens: make it again.
-            Ok(None) if !created => continue,
-            Ok(None) => return Err(io_error(path, io::ErrorKind::NotFound.into())),
-            Err(BackendError::Io { source, .. })
-                if source.kind() == io::ErrorKind::PermissionDenied =>
-            {
-                return Err(immutable_or(path, source));
-            }
-            Err(e) => return Err(e),
-        };
-        check_token_file(path, &file, owner)?;
-        flock_exclusive(path, &file, deadline)?;
-        let held = file.metadata().map_err(|e| io_error(path, e))?;
-        if fs::symlink_metadata(path).is_ok_and(|now| now.ino() == held.ino()) {
-            return Ok((file, held.len(), created));
-        }
-    }
-}
-
-/// Explains a refused open: the immutable or append-only attribute, or the plain error.
-fn immutable_or(path: &Utf8Path, source: io::Error) -> BackendError {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(guarded_flags())
-        .open(path);
-    file.ok()
-        .and_then(|f| attribute_refusal(path, &f))
-        .unwrap_or_else(|| io_error(path, source))
-}
-
-/// The immutable or append-only attribute, which stops any replacement of the file.
-fn attribute_refusal(path: &Utf8Path, file: &File) -> Option<BackendError> {
-    let flags = rustix::fs::ioctl_getflags(file).ok()?;
-    let what = if flags.contains(rustix::fs::IFlags::IMMUTABLE) {
-        "immutable (chattr +i)"
-    } else if flags.contains(rustix::fs::IFlags::APPEND) {
-        "append-only (chattr +a)"
-    } else {
-        return None;
-    };
-    Some(BackendError::Tampered {
-        location: path.to_string(),
-        what,
-    })
-}
-
-/// A token file is trusted only when it is a regular file owned by the writing user (root on
-/// a real server) that nobody else can write to.
-fn check_token_file(path: &Utf8Path, file: &File, owner: u32) -> Result<Metadata, BackendError> {
-    let meta = check(
-        path,
-        file,
-        Expect {
-            owner: Some(owner),
-            max_len: MAX_TOKEN_FILE,
-            secret: false,
-        },
-    )?;
-    if meta.uid() != owner {
-        return Err(unsafe_file(
-            path,
-            &format!("it is owned by uid {}, not {owner}", meta.uid()),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        let detail = format!(
-            "its mode {:04o} lets others write to it",
-            meta.mode() & 0o7777
-        );
-        return Err(unsafe_file(path, &detail));
-    }
-    Ok(meta)
-}
-
-/// Creates the token folders that are missing, with cPanel's modes, and checks that the
-/// `whostmgr` folder is a real folder that only `owner` can write to.
+/// Creates the token folders that are missing, with cPanel's modes, and opens the
+/// `whostmgr` folder ([`open_folder`]).
 pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<File, BackendError> {
     for (relative, mode) in TOKEN_DIRS {
         let dir = root.join(relative);
@@ -303,16 +204,34 @@ pub(crate) fn ensure_token_dirs(root: &Utf8Path, owner: u32) -> Result<File, Bac
             .map_err(|e| io_error(parent, e))?;
     }
     let whostmgr = root.join(TOKEN_DIRS[3].0);
-    let meta = fs::symlink_metadata(&whostmgr).map_err(|e| io_error(&whostmgr, e))?;
-    check_token_folder(&whostmgr, &meta, owner)?;
-    let folder = OpenOptions::new()
-        .read(true)
-        .custom_flags(guarded_flags() | libc_directory())
-        .open(&whostmgr);
-    folder.map_err(|e| io_error(&whostmgr, e))
+    open_folder(&whostmgr, owner)?
+        .ok_or_else(|| io_error(&whostmgr, io::ErrorKind::NotFound.into()))
 }
 
-/// `O_DIRECTORY`: the folder opened for fsync must be the folder just checked.
+/// Opens the `whostmgr` folder, never through a symbolic link, and checks it on that
+/// descriptor ([`check_token_folder`]); `Ok(None)` when it does not exist. A refused open
+/// is explained by what is at the path when the checks say what is wrong with it.
+fn open_folder(folder: &Utf8Path, owner: u32) -> Result<Option<File>, BackendError> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(guarded_flags() | libc_directory())
+        .open(folder);
+    let dir = match opened {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            if let Ok(meta) = fs::symlink_metadata(folder) {
+                check_token_folder(folder, &meta, owner)?;
+            }
+            return Err(io_error(folder, e));
+        }
+    };
+    let meta = dir.metadata().map_err(|e| io_error(folder, e))?;
+    check_token_folder(folder, &meta, owner)?;
+    Ok(Some(dir))
+}
+
+/// `O_DIRECTORY`: the folder opened must be a folder.
 fn libc_directory() -> i32 {
     i32::try_from(rustix::fs::OFlags::DIRECTORY.bits()).expect("open flags fit in an int")
 }
@@ -376,20 +295,20 @@ impl<'p> NewFile<'p> {
         })
     }
 
-    /// Has `audit` (if any) append the line for its decision, syncs the file while the line
-    /// is synced (one log sync shared with other threads), renames the file over its path
-    /// and syncs the folder (one sync shared with the renames of other threads) and the new
+    /// Syncs the file while `line` (an audit line appended in its user's turn, if any) is
+    /// synced (one log sync shared with other threads), renames the file over its path and
+    /// syncs the folder (one sync shared with the renames of other threads) and the new
     /// file: after a crash the file holds either the old or the new contents, never a mix,
     /// and never the new contents without their line. When any step before the rename
     /// fails, the temporary file is removed; a failure after it fails the user without a
     /// claim that the token was stored.
     ///
-    /// The line is appended before the file's own fsync, so that a user's turn (audit lines
+    /// The line is appended before this file's fsync, so that a user's turn (audit lines
     /// go in the users' order) never waits on a disk flush.
     pub(crate) fn put_in_place(
         self,
         folder: &TokenFolder,
-        audit: Option<(&Decision, &mut dyn AuditLine)>,
+        line: Option<Pending<'_>>,
     ) -> Result<(), BackendError> {
         let Self {
             path,
@@ -397,15 +316,9 @@ impl<'p> NewFile<'p> {
             made,
             file,
         } = self;
-        let mut audit = audit;
-        if let Some((decision, line)) = audit.as_mut() {
-            line.append(decision)?;
-        }
         file.sync_all().map_err(|e| io_error(&temp, e))?;
         crash_point("token-file-synced");
-        if let Some((_, line)) = audit.as_mut() {
-            line.make_durable()?;
-        }
+        line.map_or(Ok(()), Pending::durable)?;
         crash_point("audit-line-durable");
         fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
         made.keep();
