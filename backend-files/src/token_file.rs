@@ -133,15 +133,9 @@ pub(crate) fn rewrite<'l, T>(
     decide: impl FnOnce(&TokenSet) -> Result<(T, Option<Edit>), BackendError>,
     record: impl FnOnce(&T) -> Result<Option<Pending<'l>>, BackendError>,
 ) -> Result<T, BackendError> {
-    let path = &target.path;
+    let (path, rules) = (&target.path, rules(target.owner));
     let deadline = Deadline::after(target.timeout);
-    let locked = Locked::take(
-        path,
-        &target.folder.locks,
-        deadline,
-        rules(target.owner),
-        create,
-    )?;
+    let locked = Locked::take(path, &target.folder.locks, deadline, rules, create)?;
     let decided = (|| {
         let (outcome, new_file) = {
             let file = locked.as_ref().map(|locked| &locked.file);
