@@ -8,8 +8,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 use jiff::Zoned;
 
-use crate::backend::BackendError;
 use crate::clock::Clock;
+use crate::error::BackendError;
 use crate::error_chain;
 use crate::import::Decision;
 use crate::user::UserName;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod backend;
 pub mod clock;
 pub mod config_file;
+mod error;
 mod error_chain;
 pub mod findings;
 pub mod harness;

@@ -355,8 +355,6 @@ pub fn apply_each(
             }
         }
     }
-    let stop = plan.stop;
-    let stopped = || stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
     let total = items.len();
     let mut streamed = 0;
     let mut stream = |slots: &mut Vec<Option<UserResult>>,
@@ -368,8 +366,8 @@ pub fn apply_each(
     };
     stream(&mut slots, progress);
     let mut done = 0;
-    // `None`: the run was stopped before this user was started.
-    let mut ready = |index: usize, outcome: Option<Result<Decision, BackendError>>| {
+    let stop = plan.stop.as_deref();
+    import_each(backend, &items, clock, jobs, stop, &mut |index, outcome| {
         done += 1;
         progress(Progress::Finished { done, total });
         let item = &items[index];
@@ -378,32 +376,7 @@ pub fn apply_each(
             None => UserResult::interrupted(item.user.as_str()),
         });
         stream(&mut slots, progress);
-    };
-    match backend.batch() {
-        Some(_) if stopped() => (0..items.len()).for_each(|index| ready(index, None)),
-        Some(batch) => {
-            let outcomes = import_batch(batch, &items, clock);
-            for (index, outcome) in outcomes.into_iter().enumerate() {
-                ready(index, Some(outcome));
-            }
-        }
-        None => {
-            let run = RunAudit::default();
-            parallel::for_each_ready(
-                &items,
-                jobs,
-                |index, item| {
-                    if stopped() {
-                        // Not started; its turn still passes, for the users after it.
-                        run.turns.in_turn(index, || ());
-                        return None;
-                    }
-                    Some(import_one(backend, item, clock, &run, index))
-                },
-                &mut ready,
-            );
-        }
-    }
+    });
     let results = slots
         .into_iter()
         .map(|slot| slot.expect("every import has a result"))
@@ -420,21 +393,51 @@ pub fn import_all(
     clock: &dyn Clock,
     jobs: usize,
 ) -> Vec<Result<Decision, BackendError>> {
+    let mut outcomes: Vec<Option<_>> = items.iter().map(|_| None).collect();
+    import_each(backend, items, clock, jobs, None, &mut |index, outcome| {
+        outcomes[index] = outcome;
+    });
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("one outcome per item, none stopped"))
+        .collect()
+}
+
+/// [`import_all`], handing each item's outcome to `ready` (on the calling thread, in
+/// completion order) as soon as it is known; once `stop` is set no item is started, and
+/// an item not started is handed over as `None`.
+fn import_each(
+    backend: &dyn Backend,
+    items: &[ImportItem],
+    clock: &dyn Clock,
+    jobs: usize,
+    stop: Option<&AtomicBool>,
+    ready: &mut dyn FnMut(usize, Option<Result<Decision, BackendError>>),
+) {
+    let stopped = || stop.is_some_and(|stop| stop.load(Ordering::SeqCst));
     match backend.batch() {
-        Some(batch) => import_batch(batch, items, clock),
+        Some(_) if stopped() => (0..items.len()).for_each(|index| ready(index, None)),
+        Some(batch) => {
+            let outcomes = import_batch(batch, items, clock);
+            for (index, outcome) in outcomes.into_iter().enumerate() {
+                ready(index, Some(outcome));
+            }
+        }
         None => {
             let run = RunAudit::default();
-            let mut outcomes: Vec<Option<_>> = items.iter().map(|_| None).collect();
             parallel::for_each_ready(
                 items,
                 jobs,
-                |index, item| import_one(backend, item, clock, &run, index),
-                |index, outcome| outcomes[index] = Some(outcome),
+                |index, item| {
+                    if stopped() {
+                        // Not started; its turn still passes, for the users after it.
+                        run.turns.in_turn(index, || ());
+                        return None;
+                    }
+                    Some(import_one(backend, item, clock, &run, index))
+                },
+                ready,
             );
-            outcomes
-                .into_iter()
-                .map(|outcome| outcome.expect("one outcome per item"))
-                .collect()
         }
     }
 }
