@@ -115,7 +115,11 @@ pub(crate) fn open_checked(
             if source.kind() == io::ErrorKind::PermissionDenied
                 && matches!(rules, Rules::Replaced { .. }) =>
         {
-            let file = options_read_only().open(path).ok();
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(guarded_flags())
+                .open(path)
+                .ok();
             return Err(file
                 .and_then(|f| attribute_refusal(path, &f))
                 .unwrap_or(BackendError::Io { location, source }));
@@ -134,12 +138,6 @@ pub(crate) fn open_checked(
         len: meta.len(),
         max_len: rules.max_len(),
     }))
-}
-
-fn options_read_only() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    options.read(true).custom_flags(guarded_flags());
-    options
 }
 
 /// Checks the open file: a regular file with one link, owned by root or the rules' owner,
