@@ -297,3 +297,53 @@ pub(crate) fn corrupt(path: &Utf8Path, detail: impl Into<String>) -> BackendErro
         detail: detail.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file this backend replaces must be its writer's own: root's is refused unless the
+    /// writer is root, after the checks every file gets (its size first).
+    #[test]
+    fn a_replaced_file_owned_by_root_is_its_writers_only_when_the_writer_is_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(dir.path()).unwrap().join("x.json");
+        std::fs::write(&path, "{}").unwrap();
+        let uid = std::fs::metadata(&path).unwrap().uid();
+        let refusal = |owner, max_len| {
+            let rules = Rules::Replaced { owner, max_len };
+            let mut options = OpenOptions::new();
+            match open_checked(&path, options.read(true), rules) {
+                Err(BackendError::Unsafe { detail, .. }) => detail,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        };
+        let expected = if uid == 0 {
+            "it is owned by uid 0, not 1".to_owned()
+        } else {
+            format!("it is owned by uid {uid}")
+        };
+        assert_eq!(refusal(uid + 1, 1 << 20), expected);
+        assert_eq!(
+            refusal(uid + 1, 1),
+            if uid == 0 {
+                "it is 2 bytes, more than 1".to_owned()
+            } else {
+                expected
+            }
+        );
+        let mut options = OpenOptions::new();
+        let own = open_checked(
+            &path,
+            options.read(true),
+            Rules::Replaced {
+                owner: uid,
+                max_len: 2,
+            },
+        );
+        assert_eq!(
+            own.unwrap().expect("the file is there").read().unwrap(),
+            b"{}"
+        );
+    }
+}
