@@ -283,8 +283,7 @@ impl Retirement for SqliteBackend {
             if now.as_ref().map(|n| content_sha512(n)).as_deref() != replacing {
                 return Err(BackendError::UnsafeToWrite {
                     location: self.site.location(Some("users"), Some(name)),
-                    detail: "the access hash changed while being restored; left as it is"
-                        .to_owned(),
+                    detail: "it changed while being restored; left as it is".to_owned(),
                 });
             }
             let updated = tx
