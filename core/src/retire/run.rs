@@ -224,9 +224,8 @@ pub fn retire(
     }
 }
 
-/// The audit line of `action` on `user` in run `id`, appended; a failure is told after
-/// `done`.
-fn account(
+/// Appends the audit line of `action` on `user` in run `id`; `Err`: why it was not.
+fn audit_line(
     retirement: &dyn Retirement,
     clock: &dyn Clock,
     (action, user, id): (&str, &str, &RunId),
@@ -249,7 +248,7 @@ fn retire_account(
     let raw = user.as_str();
     match retire_steps(backend, retirement, id, user) {
         Err(problem) => Outcome::failed(raw, problem.to_string()),
-        Ok(Status::Retired) => match account(retirement, clock, ("RETIREACCESSHASH", raw, id)) {
+        Ok(Status::Retired) => match audit_line(retirement, clock, ("RETIREACCESSHASH", raw, id)) {
             Ok(()) => Outcome::new(raw, Status::Retired),
             Err(e) => Outcome::failed(
                 raw,
@@ -328,7 +327,7 @@ fn finish_interrupted(
     let raw = user.as_str();
     match retirement.finish_interrupted(user) {
         Ok(None) => Outcome::new(raw, Status::from(standing)),
-        Ok(Some(id)) => match account(retirement, clock, ("RETIREACCESSHASH", raw, &id)) {
+        Ok(Some(id)) => match audit_line(retirement, clock, ("RETIREACCESSHASH", raw, &id)) {
             Ok(()) => Outcome::new(raw, Status::from(standing)),
             Err(e) => Outcome::failed(
                 raw,
@@ -398,7 +397,7 @@ fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
     {
         return Err(setting_changed_meanwhile(&setting.location, &change.name));
     }
-    account(r, run.clock, ("DISABLEACCESSHASHAUTH", "root", &id))?;
+    audit_line(r, run.clock, ("DISABLEACCESSHASHAUTH", "root", &id))?;
     Ok(Some(change))
 }
 
@@ -546,7 +545,7 @@ fn restore_change(
             Change::Accesshash(f) => ("RESTOREACCESSHASH", f.user.as_str()),
             Change::Setting(_) => ("ENABLEACCESSHASHAUTH", "root"),
         };
-        warning = account(retirement, clock, (action, user, id)).err();
+        warning = audit_line(retirement, clock, (action, user, id)).err();
     }
     (kind, outcome, warning)
 }
