@@ -202,7 +202,7 @@ pub struct ImportItem {
 
 /// The retirement capability a backend hands out through [`Backend::retirement`]: the
 /// primitives `whmtoken retire`, `restore` and `runs` are made of. Core decides and
-/// sequences ([`crate::retire`]); a backend only stores, reads and removes, each step
+/// sequences (the `retire` module); a backend only stores, reads and removes, each step
 /// durable when it returns `Ok`.
 ///
 /// # Contract

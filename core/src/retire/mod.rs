@@ -1,5 +1,5 @@
 //! Retiring access hashes, reversibly, the way conversion is built: core decides
-//! ([`decide`]: a pure function over what a backend read, one [`Status`] enum, the
+//! ([`decide()`]: a pure function over what a backend read, one [`Status`] enum, the
 //! messages), core runs ([`retire`] and [`restore`]: the loops on the thread pool, the
 //! journal begun before the first change, the setting switched last), and a backend only
 //! offers primitives ([`Retirement`]: journal, backups, read, remove-if-unchanged, put back,

@@ -286,8 +286,7 @@ impl std::fmt::Debug for Held {
     }
 }
 
-/// What [`Retirement::remove_if_unchanged`](crate::backend::Retirement::remove_if_unchanged)
-/// did.
+/// What `Retirement::remove_if_unchanged` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removal {
     /// It was what the backup holds, and it is gone.
