@@ -1,13 +1,14 @@
-//! Retiring access hashes on cPanel's files, reversibly ([`Retirement`]).
+//! The file backend's retirement primitives ([`Retirement`]); core decides and sequences.
 //!
 //! An access hash is read with the converter's checks (never through a symbolic link, on
-//! the open descriptor, owned by its account, nobody else can write it), copied into
-//! `var/lib/whmtoken/backups/<run-id>/<user>.accesshash` (0600, synced, folder synced), its
-//! journal entry appended and synced, and only then removed from the home folder (the
-//! folder synced). `allow_deprecated_accesshash` is changed in `var/cpanel/cpanel.config`
-//! under cPanel's lock protocol for that file (a `cpanel.config.lock` dot-lock, then a
-//! flock), written to a new file beside it that is renamed over it, every other line kept
-//! byte for byte.
+//! the open descriptor, owned by its account, nobody else can write it). A backup is
+//! `var/lib/whmtoken/backups/<run-id>/<name>` (0600, synced, folder synced) and a journal
+//! record a synced line of `var/lib/whmtoken/runs/<run-id>.json` (`journal.rs`). Removing an
+//! access hash renames it aside in its folder, reads it there once more and removes it only
+//! when it is still what was backed up, else renames it back: a crash meanwhile leaves it
+//! where [`Retirement::finish_interrupted`] and [`Retirement::recover_set_aside`] find it.
+//! Every path is found under this server's root as its config names it now, never taken from
+//! a journal. The setting is written by `cpanel_config.rs`.
 
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -17,15 +18,15 @@ use std::time::{Duration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::retire::{
-    ALLOW_DEPRECATED_ACCESSHASH, Change, Journal, Record, Restored, RetiredFile, Retirement, RunId,
-    SettingChange, Standing, content_sha512, standing,
+    Change, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId, Setting, Zeroizing,
+    content_sha512,
 };
 use whmtoken_core::{AccessHash, BackendError, UserName};
-use zeroize::Zeroizing;
 
+use crate::cpanel_config::setting_value;
 use crate::crash::{crash_point, test_hook};
 use crate::journal::{Journals, sync_folder};
-use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive, unique_suffix};
+use crate::lock::{LockSource, unique_suffix};
 use crate::safe_fs::{Expect, Made, check, guarded_flags, io_error, open_guarded, read_bounded};
 use crate::{CPANEL_CONFIG, FilesBackend};
 
@@ -35,7 +36,7 @@ use crate::{CPANEL_CONFIG, FilesBackend};
 pub(crate) struct RunState {
     journals: Journals,
     current: Mutex<Option<Current>>,
-    config_locks: LockSource,
+    pub(crate) config_locks: LockSource,
 }
 
 /// The run under way in this process.
@@ -81,30 +82,11 @@ impl Current {
         }
         Ok(self.backups.as_ref().expect("set above"))
     }
-
-    fn record(&mut self, journals: &Journals, change: Change) -> Result<(), BackendError> {
-        journals.append(&self.id, &mut self.journal, &Record::Change(change))
-    }
-}
-
-/// An access hash read for retirement: its path, its metadata and content.
-struct Found {
-    path: Utf8PathBuf,
-    meta: fs::Metadata,
-    content: Zeroizing<Vec<u8>>,
-}
-
-impl FilesBackend {
-    /// Reads `user`'s `.accesshash` with the converter's checks; `None` when it has none.
-    fn find_access_hash(&self, user: &UserName) -> Result<Option<Found>, BackendError> {
-        let (path, account) = self.access_hash_path(user)?;
-        read_access_hash_at(path, account.uid)
-    }
 }
 
 /// Reads the `.accesshash` at `path` as the converter does: never through a symbolic link,
 /// checked on the open descriptor, owned by `uid`, nobody else can write it.
-fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Found>, BackendError> {
+fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Held>, BackendError> {
     let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
         return Ok(None);
     };
@@ -115,10 +97,14 @@ fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Found>, Bac
     };
     let meta = check(&path, &file, expect)?;
     let content = Zeroizing::new(read_bounded(&path, &file, meta.len(), expect.max_len)?);
-    Ok(Some(Found {
-        path,
-        meta,
+    Ok(Some(Held {
+        location: path.into_string(),
         content,
+        mode: Some(meta.mode() & 0o7777),
+        uid: Some(meta.uid()),
+        gid: Some(meta.gid()),
+        mtime: Some(meta.mtime()),
+        mtime_nsec: u32::try_from(meta.mtime_nsec()).ok(),
     }))
 }
 
@@ -143,118 +129,151 @@ impl Retirement for FilesBackend {
         Ok(())
     }
 
-    fn retire(
-        &self,
-        id: &RunId,
-        user: &UserName,
-    ) -> Result<whmtoken_core::retire::Retired, BackendError> {
-        use whmtoken_core::retire::Retired;
-        let Some(found) = self.find_access_hash(user)? else {
-            return Ok(Retired::Left(standing(self, user, None)?));
-        };
-        let hash = AccessHash::from_bytes(found.content.to_vec());
-        match standing(self, user, Some(&hash))? {
-            Standing::Converted => {}
-            other => return Ok(Retired::Left(other)),
-        }
-        drop(hash);
-        // Only the journal's append waits for other threads: the copies, the removals and
-        // their fsyncs of several accounts overlap.
-        let folder = self
-            .runs
-            .with_run(id, |journals, run| Ok(run.backups(journals)?.0.clone()))?;
-        let backup = folder.join(format!("{user}.accesshash"));
-        let made = write_new(&backup, &found.content, None)?;
-        sync_folder(&folder)?;
-        let aside = set_aside_name(id);
-        let retired = RetiredFile {
-            user: user.to_string(),
-            path: found.path.to_string(),
-            sha512: content_sha512(&found.content),
-            size: found.content.len() as u64,
-            mode: Some(found.meta.mode() & 0o7777),
-            uid: Some(found.meta.uid()),
-            gid: Some(found.meta.gid()),
-            mtime: Some(found.meta.mtime()),
-            mtime_nsec: u32::try_from(found.meta.mtime_nsec()).ok(),
-            backup: backup.to_string(),
-            set_aside: Some(aside.clone()),
-            unconfirmed: false,
-        };
-        self.runs.with_run(id, |journals, run| {
-            run.record(journals, Change::Accesshash(retired.clone()))
-        })?;
-        made.keep();
-        crash_point("retire-journaled");
-        test_hook("retire-journaled");
-        // Backup and journal entry are durable: the access hash may go, provided what is
-        // removed is what was backed up.
-        if !remove_checked(&found, &aside, &retired.sha512)? {
-            return Ok(Retired::Left(Standing::AlreadyRetired));
-        }
-        crash_point("retire-removed");
-        self.runs.with_run(id, |journals, run| {
+    fn append(&self, id: &RunId, record: &Record) -> Result<(), BackendError> {
+        self.runs.with_run(id, |journals, run| match record {
             // Not waited for: lost in a crash, it only makes the run count one less
             // retired; restore goes by what is on disk.
-            journals.append_unsynced(
-                id,
-                &mut run.journal,
-                &Record::Removed {
-                    removed: user.to_string(),
-                },
-            )
-        })?;
-        Ok(Retired::Done(retired))
-    }
-
-    fn set_accesshash_auth(
-        &self,
-        id: &RunId,
-        allow: bool,
-    ) -> Result<Option<SettingChange>, BackendError> {
-        let new = Some(if allow { "1" } else { "0" }.to_owned());
-        self.edit_setting(|old| {
-            let effective_allow = old.as_deref() == Some("1");
-            if effective_allow == allow {
-                return Ok(Edit::Leave(None));
-            }
-            let change = SettingChange {
-                name: ALLOW_DEPRECATED_ACCESSHASH.to_owned(),
-                old: old.clone(),
-                new: new.clone(),
-            };
-            self.runs.with_run(id, |journals, run| {
-                run.record(journals, Change::Setting(change.clone()))
-            })?;
-            Ok(Edit::Write(new.clone(), Some(change)))
+            Record::Removed { .. } => journals.append_unsynced(id, &mut run.journal, record),
+            _ => journals.append(id, &mut run.journal, record),
         })
-    }
-
-    fn journals(&self) -> Result<Vec<Journal>, BackendError> {
-        self.runs.journals.list()
     }
 
     fn journal(&self, id: &RunId) -> Result<Journal, BackendError> {
         self.runs.journals.read(id)
     }
 
-    fn restore_change(
-        &self,
-        id: &RunId,
-        change: &Change,
-        force: bool,
-        check_only: bool,
-    ) -> Result<Restored, BackendError> {
-        match change {
-            Change::Accesshash(file) => self.restore_file(id, file, force, check_only),
-            Change::Setting(setting) => self.restore_setting(setting, force, check_only),
-        }
+    fn journals(&self) -> Result<Vec<Journal>, BackendError> {
+        self.runs.journals.list()
     }
 
-    fn mark_restored(&self, id: &RunId, at: i64) -> Result<(), BackendError> {
-        self.runs.with_run(id, |journals, run| {
-            journals.append(id, &mut run.journal, &Record::Restored { restored_at: at })
+    fn put_backup(&self, id: &RunId, name: &str, content: &[u8]) -> Result<String, BackendError> {
+        // Only the journal's lock is shared: the copies and their fsyncs of several
+        // accounts overlap.
+        let folder = self
+            .runs
+            .with_run(id, |journals, run| Ok(run.backups(journals)?.0.clone()))?;
+        if name.contains('/') || name.starts_with('.') {
+            return Err(BackendError::UnsafeToWrite {
+                location: folder.to_string(),
+                detail: format!("“{}” is not a backup's name", name.escape_debug()),
+            });
+        }
+        let path = folder.join(name);
+        write_new(&path, content, None)?.keep();
+        sync_folder(&folder)?;
+        Ok(path.into_string())
+    }
+
+    fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError> {
+        let path = self.runs.journals.backup_path(id, name);
+        let content = read_backup(&path, self.token_owner)?;
+        Ok((path.into_string(), content))
+    }
+
+    fn read_home(&self, user: &UserName, owner: Option<u32>) -> Result<Option<Held>, BackendError> {
+        let (path, account) = self.access_hash_path(user)?;
+        read_access_hash_at(path, owner.unwrap_or(account.uid))
+    }
+
+    fn set_aside_name(&self, id: &RunId) -> Option<String> {
+        Some(set_aside_name(id))
+    }
+
+    fn remove_if_unchanged(
+        &self,
+        id: &RunId,
+        retired: &RetiredFile,
+    ) -> Result<Removal, BackendError> {
+        crash_point("retire-journaled");
+        test_hook("retire-journaled");
+        let user = self.journal_user(id, retired)?;
+        let (path, account) = self.access_hash_path(&user)?;
+        let aside = match &retired.set_aside {
+            Some(name) if !name.contains('/') => name.clone(),
+            _ => set_aside_name(id),
+        };
+        let removal = remove_checked(
+            &path,
+            retired.uid.unwrap_or(account.uid),
+            &aside,
+            &retired.sha512,
+        )?;
+        if removal == Removal::Removed {
+            crash_point("retire-removed");
+        }
+        Ok(removal)
+    }
+
+    fn put_back(
+        &self,
+        retired: &RetiredFile,
+        content: &[u8],
+        replacing: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let user = UserName::new(&retired.user).map_err(|e| BackendError::Corrupt {
+            location: retired.path.clone(),
+            detail: e.to_string(),
+        })?;
+        let (home, account) = self.access_hash_path(&user)?;
+        if let Some(sha) = replacing {
+            let now = read_access_hash_at(home.clone(), retired.uid.unwrap_or(account.uid))?;
+            if now.is_none_or(|n| content_sha512(&n.content) != sha) {
+                return Err(BackendError::UnsafeToWrite {
+                    location: home.to_string(),
+                    detail: "it changed while being restored; left as it is".to_owned(),
+                });
+            }
+        }
+        let folder = home.parent().expect("a home folder");
+        let temp = Utf8PathBuf::from(format!("{home}.whmtoken-{}", unique_suffix()));
+        let mtime = retired.mtime.map(|secs| {
+            let nanos = retired.mtime_nsec.unwrap_or(0);
+            match u64::try_from(secs) {
+                Ok(s) => SystemTime::UNIX_EPOCH + Duration::new(s, nanos),
+                Err(_) => SystemTime::UNIX_EPOCH,
+            }
+        });
+        let made = write_new(&temp, content, Some((retired, mtime)))?;
+        if replacing.is_some() {
+            fs::rename(&temp, &home)
+        } else {
+            // Never over a file that appeared meanwhile.
+            rename_noreplace(&temp, &home)
+        }
+        .map_err(|e| io_error(&home, e))?;
+        made.keep();
+        sync_folder(folder)
+    }
+
+    fn recover_set_aside(
+        &self,
+        retired: &RetiredFile,
+        check_only: bool,
+    ) -> Result<bool, BackendError> {
+        let Some(name) = &retired.set_aside else {
+            return Ok(false);
+        };
+        let user = UserName::new(&retired.user).map_err(|e| BackendError::Corrupt {
+            location: retired.path.clone(),
+            detail: e.to_string(),
+        })?;
+        let (home, account) = self.access_hash_path(&user)?;
+        let owner = retired.uid.unwrap_or(account.uid);
+        self.recover_set_aside_at(&home, name, owner, retired, check_only)
+    }
+
+    fn setting(&self) -> Result<Setting, BackendError> {
+        // No lock is taken: a dry run writes nothing, not even a lock file.
+        let path = self.root.join(CPANEL_CONFIG);
+        let text = crate::read_root_file(&path, self.token_owner)?;
+        Ok(Setting {
+            value: setting_value(&text),
+            location: path.into_string(),
         })
+    }
+
+    fn set_setting(&self, expected: Option<&str>, new: Option<&str>) -> Result<bool, BackendError> {
+        self.set_setting_if(expected, new)
     }
 
     fn append_accounting(&self, line: &str) -> Result<(), BackendError> {
@@ -338,91 +357,19 @@ impl Retirement for FilesBackend {
 }
 
 impl FilesBackend {
-    fn restore_file(
-        &self,
-        id: &RunId,
-        retired: &RetiredFile,
-        force: bool,
-        check_only: bool,
-    ) -> Result<Restored, BackendError> {
-        let user = UserName::new(&retired.user).map_err(|e| BackendError::Corrupt {
+    /// The account a journal entry of run `id` names.
+    fn journal_user(&self, id: &RunId, retired: &RetiredFile) -> Result<UserName, BackendError> {
+        UserName::new(&retired.user).map_err(|e| BackendError::Corrupt {
             location: self.runs.journals.journal_path(id).to_string(),
             detail: e.to_string(),
-        })?;
-        // Where it was and where its backup is, under this server's root as the config
-        // names it now (the journal's paths are those of the root it was made under).
-        let (home, account) = self.access_hash_path(&user)?;
-        let backup = self
-            .runs
-            .journals
-            .backup_path(id, &format!("{user}.accesshash"));
-        // Owned as it was.
-        let owner = retired.uid.unwrap_or(account.uid);
-        let recovered = match &retired.set_aside {
-            Some(name) => self.recover_set_aside(&home, name, owner, retired, check_only)?,
-            None => false,
-        };
-        let present = read_access_hash_at(home.clone(), owner)?;
-        let present_sha = present.as_ref().map(|f| content_sha512(&f.content));
-        if present_sha.as_deref() == Some(retired.sha512.as_str()) {
-            return Ok(if recovered {
-                Restored::Restored
-            } else {
-                Restored::AlreadyRestored
-            });
-        }
-        if present.is_some() && retired.unconfirmed {
-            // The run never removed it (its removal failed, or it changed meanwhile and was
-            // put back): what is there is the account's, not the run's to undo.
-            return Ok(Restored::AlreadyRestored);
-        }
-        let content = read_backup(&backup, self.token_owner)?;
-        if content_sha512(&content) != retired.sha512 && !force {
-            return Err(BackendError::Corrupt {
-                location: backup.to_string(),
-                detail: "the backup no longer matches the journal's SHA-512; --force restores it as it is".to_owned(),
-            });
-        }
-        if present.is_some() && !force {
-            return Err(BackendError::UnsafeToWrite {
-                location: home.to_string(),
-                detail: "an access hash exists again and differs from the one retired; --force keeps it in the run's backup and restores".to_owned(),
-            });
-        }
-        if check_only {
-            return Ok(Restored::Restored);
-        }
-        if let Some(present) = &present {
-            self.keep_in_backup(id, &format!("{user}.accesshash"), &present.content)?;
-        }
-        let folder = home.parent().expect("a home folder");
-        let temp = Utf8PathBuf::from(format!("{home}.whmtoken-{}", unique_suffix()));
-        let mtime = retired.mtime.map(|secs| {
-            let nanos = retired.mtime_nsec.unwrap_or(0);
-            match u64::try_from(secs) {
-                Ok(s) => SystemTime::UNIX_EPOCH + Duration::new(s, nanos),
-                Err(_) => SystemTime::UNIX_EPOCH,
-            }
-        });
-        let made = write_new(&temp, &content, Some((retired, mtime)))?;
-        let replaced = if present.is_some() {
-            fs::rename(&temp, &home)
-        } else {
-            // Never over a file that appeared meanwhile.
-            rename_noreplace(&temp, &home)
-        }
-        .map_err(|e| io_error(&home, e));
-        replaced?;
-        made.keep();
-        sync_folder(folder)?;
-        Ok(Restored::Restored)
+        })
     }
 
     /// Puts back an access hash that a killed or failed retire left under its set-aside
     /// `name` beside `home`: renamed back when `home` is free, removed when `home` holds
     /// the very content retired (the backup has it too), else refused. `true`: it was
     /// renamed back or removed (with `check_only`: it would be).
-    fn recover_set_aside(
+    fn recover_set_aside_at(
         &self,
         home: &Utf8Path,
         name: &str,
@@ -470,178 +417,6 @@ impl FilesBackend {
             detail: "a retire left this access hash here and .accesshash exists too; keep one of them by hand".to_owned(),
         })
     }
-
-    fn restore_setting(
-        &self,
-        change: &SettingChange,
-        force: bool,
-        check_only: bool,
-    ) -> Result<Restored, BackendError> {
-        let path = self.root.join(CPANEL_CONFIG);
-        if check_only {
-            // No lock is taken: a dry run writes nothing, not even a lock file.
-            let text = crate::read_root_file(&path, self.token_owner)?;
-            let current = setting_value(&text);
-            return match decide_restore(&path, &current, change, force)? {
-                true => Ok(Restored::Restored),
-                false => Ok(Restored::AlreadyRestored),
-            };
-        }
-        self.edit_setting(|current| {
-            Ok(if decide_restore(&path, current, change, force)? {
-                Edit::Write(change.old.clone(), Restored::Restored)
-            } else {
-                Edit::Leave(Restored::AlreadyRestored)
-            })
-        })
-    }
-
-    /// Copies what a forced restore replaces into the run's backup, synced.
-    fn keep_in_backup(&self, id: &RunId, name: &str, content: &[u8]) -> Result<(), BackendError> {
-        self.runs.with_run(id, |journals, run| {
-            let (folder, dir) = run.backups(journals)?;
-            let path = folder.join(format!("{name}.replaced-{}", unique_suffix()));
-            write_new(&path, content, None)?.keep();
-            dir.sync_all().map_err(|e| io_error(folder, e))
-        })
-    }
-
-    /// Changes `allow_deprecated_accesshash` in `cpanel.config` under its locks. `decide`
-    /// gets the current value (the last line's, `None` when unset) and says whether to
-    /// write a new value (`None`: no line for it).
-    fn edit_setting<T>(
-        &self,
-        decide: impl FnOnce(&Option<String>) -> Result<Edit<T>, BackendError>,
-    ) -> Result<T, BackendError> {
-        let path = self.root.join(CPANEL_CONFIG);
-        let deadline = Deadline::after(self.lock_timeout);
-        let _dot_lock = DotLock::acquire(&path, &self.runs.config_locks, deadline)?;
-        let existing = open_guarded(&path, OpenOptions::new().read(true))?;
-        let expect = Expect {
-            owner: Some(self.token_owner),
-            max_len: 64 << 20,
-            secret: false,
-        };
-        let (text, meta) = match &existing {
-            Some(file) => {
-                flock_exclusive(&path, file, deadline)?;
-                let meta = check(&path, file, expect)?;
-                let bytes = read_bounded(&path, file, meta.len(), expect.max_len)?;
-                (bytes, Some(meta))
-            }
-            None => (Vec::new(), None),
-        };
-        let text = String::from_utf8_lossy(&text).into_owned();
-        let current = setting_value(&text);
-        let (value, outcome) = match decide(&current)? {
-            Edit::Leave(outcome) => return Ok(outcome),
-            Edit::Write(value, outcome) => (value, outcome),
-        };
-        let new_text = with_setting(&text, value.as_deref());
-        let temp = Utf8PathBuf::from(format!("{path}.whmtoken-{}", unique_suffix()));
-        let mode = meta.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(guarded_flags())
-            .open(&temp)
-            .map_err(|e| io_error(&temp, e))?;
-        let made = Made::new(&temp);
-        if let Some(meta) = &meta {
-            std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))
-                .map_err(|e| io_error(&temp, e))?;
-        }
-        file.set_permissions(Permissions::from_mode(mode))
-            .and_then(|()| (&file).write_all(new_text.as_bytes()))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io_error(&temp, e))?;
-        fs::rename(&temp, &path).map_err(|e| io_error(&path, e))?;
-        made.keep();
-        sync_folder(path.parent().expect("in var/cpanel"))?;
-        Ok(outcome)
-    }
-}
-
-/// What [`FilesBackend::edit_setting`] is to do.
-enum Edit<T> {
-    Leave(T),
-    Write(Option<String>, T),
-}
-
-/// Whether a setting change is to be undone (`false`: it is undone already); refused when
-/// the setting was changed since, unless `force`.
-fn decide_restore(
-    path: &Utf8Path,
-    current: &Option<String>,
-    change: &SettingChange,
-    force: bool,
-) -> Result<bool, BackendError> {
-    if *current == change.old {
-        return Ok(false);
-    }
-    if *current != change.new && !force {
-        return Err(BackendError::UnsafeToWrite {
-            location: path.to_string(),
-            detail: format!(
-                "{} was changed since the run (it is {}); --force sets it back to {}",
-                change.name,
-                shown(current.as_deref()),
-                shown(change.old.as_deref())
-            ),
-        });
-    }
-    Ok(true)
-}
-
-fn shown(value: Option<&str>) -> String {
-    match value {
-        Some(v) => format!("“{}”", v.escape_debug()),
-        None => "unset".to_owned(),
-    }
-}
-
-/// The value of the last line that sets `allow_deprecated_accesshash` (what cPanel uses),
-/// trimmed; `None` when no line sets it.
-pub(crate) fn setting_value(text: &str) -> Option<String> {
-    text.lines()
-        .rev()
-        .find_map(setting_line_value)
-        .map(str::to_owned)
-}
-
-fn setting_line_value(line: &str) -> Option<&str> {
-    if line.trim_start().starts_with('#') {
-        return None;
-    }
-    let (key, value) = line.split_once('=')?;
-    (key.trim() == ALLOW_DEPRECATED_ACCESSHASH).then(|| value.trim())
-}
-
-/// `text` with every line setting `allow_deprecated_accesshash` set to `value` (removed for
-/// `None`), every other line kept byte for byte; a line is appended when none sets it.
-pub(crate) fn with_setting(text: &str, value: Option<&str>) -> String {
-    let mut out = String::with_capacity(text.len() + 40);
-    let mut found = false;
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\n', '\r']);
-        if setting_line_value(body).is_none() {
-            out.push_str(line);
-            continue;
-        }
-        found = true;
-        if let Some(value) = value {
-            out.push_str(&format!("{ALLOW_DEPRECATED_ACCESSHASH}={value}"));
-            out.push_str(&line[body.len()..]);
-        }
-    }
-    if let (false, Some(value)) = (found, value) {
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str(&format!("{ALLOW_DEPRECATED_ACCESSHASH}={value}\n"));
-    }
-    out
 }
 
 /// Writes `content` to a new file at `path` (never over an existing one), synced; with
@@ -689,19 +464,22 @@ const SET_ASIDE_PREFIX: &str = ".accesshash.whmtoken-retiring-";
 
 /// Renames `found` to `aside` in its folder, reads it there again with the same checks,
 /// and removes it only when its SHA-512 is still `sha512` (the backup's). Otherwise it is
-/// renamed back (kept under `aside` when a new `.accesshash` appeared meanwhile) and the
-/// account fails. `false`: it was gone already (removed by another run).
-fn remove_checked(found: &Found, aside: &str, sha512: &str) -> Result<bool, BackendError> {
-    let path = &found.path;
+/// renamed back ([`Removal::Changed`]; kept under `aside`, and an error, when a new
+/// `.accesshash` appeared meanwhile).
+fn remove_checked(
+    path: &Utf8Path,
+    owner: u32,
+    aside: &str,
+    sha512: &str,
+) -> Result<Removal, BackendError> {
     let folder = path.parent().expect("a home folder");
     let aside = folder.join(aside);
     match rename_noreplace(path, &aside) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
         Err(e) => return Err(io_error(path, e)),
     }
     crash_point("retire-set-aside");
-    let owner = found.meta.uid();
     let unchanged = matches!(
         read_access_hash_at(aside.clone(), owner),
         Ok(Some(now)) if content_sha512(&now.content) == sha512
@@ -710,14 +488,13 @@ fn remove_checked(found: &Found, aside: &str, sha512: &str) -> Result<bool, Back
         fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
         // The home folder is followed as `etc/passwd` gives it, as it was for the read.
         sync_folder(folder)?;
-        return Ok(true);
+        return Ok(Removal::Removed);
     }
     let detail = match rename_noreplace(&aside, path) {
         Ok(()) => {
             sync_folder(folder)?;
-            return Err(BackendError::UnsafeToWrite {
+            return Ok(Removal::Changed {
                 location: path.to_string(),
-                detail: "it changed while being retired; left in place".to_owned(),
             });
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -764,33 +541,4 @@ fn read_backup(path: &Utf8Path, owner: u32) -> Result<Zeroizing<Vec<u8>>, Backen
         meta.len(),
         expect.max_len,
     )?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_setting_is_changed_and_every_other_line_kept() {
-        let text = "a=1\r\nallow_deprecated_accesshash=1\r\n# allow_deprecated_accesshash=1\nz=2";
-        assert_eq!(setting_value(text).as_deref(), Some("1"));
-        let off = with_setting(text, Some("0"));
-        assert_eq!(
-            off,
-            "a=1\r\nallow_deprecated_accesshash=0\r\n# allow_deprecated_accesshash=1\nz=2"
-        );
-        assert_eq!(
-            with_setting("a=1", Some("0")),
-            "a=1\nallow_deprecated_accesshash=0\n"
-        );
-        assert_eq!(
-            with_setting("", Some("0")),
-            "allow_deprecated_accesshash=0\n"
-        );
-        assert_eq!(
-            with_setting("a=1\nallow_deprecated_accesshash=0\nb\n", None),
-            "a=1\nb\n"
-        );
-        assert_eq!(setting_value("a=1\n"), None);
-    }
 }

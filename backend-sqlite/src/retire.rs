@@ -1,18 +1,21 @@
 //! Retiring access hashes in the database, reversibly ([`Retirement`]).
 //!
-//! A run's journal is its rows of `runs` (one JSON record a row, the header first), and
-//! its backups are rows of `backups`. Retiring one account is one `BEGIN IMMEDIATE`
-//! transaction that copies the access hash into `backups`, records the change and clears
-//! `users.access_hash`: a crash leaves all of it or none. `allow_deprecated_accesshash` is
-//! the `settings` row of that name, changed the same way.
+//! Core decides and sequences ([`whmtoken_core::retire`]); these are the primitives, each
+//! one `BEGIN IMMEDIATE` transaction, durable at its commit. A run's journal is its rows of
+//! `runs` (one JSON record a row, the header first), and its backups are rows of
+//! `backups`. Removing an access hash compares its SHA-512 and clears `users.access_hash`
+//! in one transaction, so nothing changes between the check and the removal;
+//! `allow_deprecated_accesshash` is the `settings` row of that name, compared and set the
+//! same way.
 
 use rusqlite::types::ValueRef;
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 use whmtoken_core::retire::{
-    ALLOW_DEPRECATED_ACCESSHASH, Change, Journal, Record, Restored, Retired, RetiredFile,
-    Retirement, RunId, SettingChange, Standing, content_sha512, standing,
+    ALLOW_DEPRECATED_ACCESSHASH, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId,
+    Setting, content_sha512,
 };
-use whmtoken_core::{AccessHash, BackendError, Reads, UserName};
+use whmtoken_core::{BackendError, Reads, UserName};
+use zeroize::Zeroizing;
 
 use crate::SqliteBackend;
 use crate::error::Site;
@@ -21,7 +24,7 @@ impl SqliteBackend {
     /// The raw access hash stored for `user` in the transaction; `None` when it has none.
     fn access_hash_in(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         user: &UserName,
     ) -> Result<Option<Vec<u8>>, BackendError> {
         let name = user.as_str();
@@ -49,11 +52,16 @@ impl SqliteBackend {
         }
     }
 
+    /// The account a journal entry names.
+    fn journal_user(&self, retired: &RetiredFile) -> Result<UserName, BackendError> {
+        UserName::new(&retired.user).map_err(|e| self.site.corrupt("runs", None, e.to_string()))
+    }
+
     fn backup_location(&self, id: &RunId, name: &str) -> String {
         format!("{}, table backups, run {id}, {name}", self.site.path)
     }
 
-    fn setting_in(&self, tx: &Transaction<'_>) -> Result<Option<String>, BackendError> {
+    fn setting_in(&self, tx: &Connection) -> Result<Option<String>, BackendError> {
         tx.query_row(
             "SELECT value FROM settings WHERE name = ?1",
             [ALLOW_DEPRECATED_ACCESSHASH],
@@ -140,7 +148,7 @@ impl Retirement for SqliteBackend {
             run: id.clone(),
             started,
             command: command.to_owned(),
-            records_removals: false,
+            records_removals: true,
         };
         self.write_with(|tx| {
             let exists: bool = tx
@@ -157,91 +165,12 @@ impl Retirement for SqliteBackend {
         })
     }
 
-    fn retire(&self, id: &RunId, user: &UserName) -> Result<Retired, BackendError> {
-        let hash = self.read_access_hash(user)?;
-        let decided = standing(self, user, hash.as_ref())?;
-        let key = hash.and_then(|h| h.token_hash());
-        if decided != Standing::Converted {
-            return Ok(Retired::Left(decided));
-        }
-        let name = user.as_str();
-        let backup = format!("{name}.accesshash");
-        let done = self.write_with(|tx| {
-            // Decided outside the transaction: gone meanwhile, it is decided again below.
-            let Some(raw) = self.access_hash_in(tx, user)? else {
-                return Ok(None);
-            };
-            let raw = zeroize::Zeroizing::new(raw);
-            if AccessHash::from_bytes(raw.to_vec()).token_hash() != key {
-                return Err(BackendError::UnsafeToWrite {
-                    location: self.site.location(Some("users"), Some(name)),
-                    detail: "the access hash changed while being retired; it was left in place"
-                        .to_owned(),
-                });
-            }
-            let retired = RetiredFile {
-                user: name.to_owned(),
-                path: self.site.location(Some("users"), Some(name)),
-                sha512: content_sha512(&raw),
-                size: raw.len() as u64,
-                mode: None,
-                uid: None,
-                gid: None,
-                mtime: None,
-                mtime_nsec: None,
-                backup: self.backup_location(id, &backup),
-                set_aside: None,
-                unconfirmed: false,
-            };
-            tx.execute(
-                "INSERT INTO backups (run, name, content) VALUES (?1, ?2, ?3)",
-                rusqlite::params![id.as_str(), backup, &raw[..]],
-            )
-            .map_err(|e| self.site.sql_for(Some("backups"), Some(name), e))?;
-            record_in(
-                &self.site,
-                tx,
-                id,
-                &Record::Change(Change::Accesshash(retired.clone())),
-            )?;
-            tx.execute(
-                "UPDATE users SET access_hash = NULL WHERE name = ?1",
-                [name],
-            )
-            .map_err(|e| self.site.sql_for(Some("users"), Some(name), e))?;
-            Ok(Some(Retired::Done(retired)))
-        })?;
-        match done {
-            Some(done) => Ok(done),
-            None => Ok(Retired::Left(standing(self, user, None)?)),
-        }
+    fn append(&self, id: &RunId, record: &Record) -> Result<(), BackendError> {
+        self.write_with(|tx| record_in(&self.site, tx, id, record))
     }
 
-    fn set_accesshash_auth(
-        &self,
-        id: &RunId,
-        allow: bool,
-    ) -> Result<Option<SettingChange>, BackendError> {
-        let new = if allow { "1" } else { "0" };
-        self.write_with(|tx| {
-            let old = self.setting_in(tx)?;
-            if (old.as_deref() == Some("1")) == allow {
-                return Ok(None);
-            }
-            let change = SettingChange {
-                name: ALLOW_DEPRECATED_ACCESSHASH.to_owned(),
-                old,
-                new: Some(new.to_owned()),
-            };
-            record_in(
-                &self.site,
-                tx,
-                id,
-                &Record::Change(Change::Setting(change.clone())),
-            )?;
-            self.set_setting_in(tx, Some(new))?;
-            Ok(Some(change))
-        })
+    fn journal(&self, id: &RunId) -> Result<Journal, BackendError> {
+        read_journal(&self.site, &self.lock(), id)
     }
 
     fn journals(&self) -> Result<Vec<Journal>, BackendError> {
@@ -264,112 +193,127 @@ impl Retirement for SqliteBackend {
             .collect()
     }
 
-    fn journal(&self, id: &RunId) -> Result<Journal, BackendError> {
-        read_journal(&self.site, &self.lock(), id)
+    fn put_backup(&self, id: &RunId, name: &str, content: &[u8]) -> Result<String, BackendError> {
+        self.write_with(|tx| {
+            tx.execute(
+                "INSERT INTO backups (run, name, content) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id.as_str(), name, content],
+            )
+            .map_err(|e| self.site.sql(Some("backups"), e))
+        })?;
+        Ok(self.backup_location(id, name))
     }
 
-    fn restore_change(
-        &self,
-        id: &RunId,
-        change: &Change,
-        force: bool,
-        check_only: bool,
-    ) -> Result<Restored, BackendError> {
-        match change {
-            Change::Accesshash(retired) => self.write_with(|tx| {
-                let user = UserName::new(&retired.user)
-                    .map_err(|e| self.site.corrupt("runs", None, e.to_string()))?;
-                let name = user.as_str();
-                let present = self.access_hash_in(tx, &user)?.map(zeroize::Zeroizing::new);
-                if present.as_ref().map(|p| content_sha512(p)).as_deref()
-                    == Some(retired.sha512.as_str())
-                {
-                    return Ok(Restored::AlreadyRestored);
-                }
-                let backup_name = format!("{name}.accesshash");
-                let location = self.backup_location(id, &backup_name);
-                let content: Option<Vec<u8>> = tx
-                    .query_row(
-                        "SELECT content FROM backups WHERE run = ?1 AND name = ?2",
-                        [id.as_str(), &backup_name],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(|e| self.site.sql_for(Some("backups"), Some(name), e))?;
-                let Some(content) = content.map(zeroize::Zeroizing::new) else {
-                    return Err(BackendError::NotFound {
-                        location,
-                        what: "the backup is missing".to_owned(),
-                    });
-                };
-                if content_sha512(&content) != retired.sha512 && !force {
-                    return Err(BackendError::Corrupt {
-                        location,
-                        detail: "the backup no longer matches the journal's SHA-512; --force restores it as it is".to_owned(),
-                    });
-                }
-                if present.is_some() && !force {
-                    return Err(BackendError::UnsafeToWrite {
-                        location: self.site.location(Some("users"), Some(name)),
-                        detail: "an access hash exists again and differs from the one retired; --force keeps it in the run's backup and restores".to_owned(),
-                    });
-                }
-                if check_only {
-                    return Ok(Restored::Restored);
-                }
-                if let Some(present) = &present {
-                    let kept: i64 = tx
-                        .query_row(
-                            "SELECT count(*) FROM backups WHERE run = ?1 AND name LIKE ?2",
-                            [id.as_str(), &format!("{backup_name}.replaced-%")],
-                            |row| row.get(0),
-                        )
-                        .map_err(|e| self.site.sql(Some("backups"), e))?;
-                    tx.execute(
-                        "INSERT INTO backups (run, name, content) VALUES (?1, ?2, ?3)",
-                        rusqlite::params![
-                            id.as_str(),
-                            format!("{backup_name}.replaced-{}", kept + 1),
-                            &present[..]
-                        ],
-                    )
-                    .map_err(|e| self.site.sql(Some("backups"), e))?;
-                }
-                let updated = tx
-                    .execute(
-                        "UPDATE users SET access_hash = ?2 WHERE name = ?1",
-                        rusqlite::params![name, &content[..]],
-                    )
-                    .map_err(|e| self.site.sql_for(Some("users"), Some(name), e))?;
-                if updated == 0 {
-                    return Err(self.no_such_user(name));
-                }
-                Ok(Restored::Restored)
-            }),
-            Change::Setting(setting) => self.write_with(|tx| {
-                let current = self.setting_in(tx)?;
-                if current == setting.old {
-                    return Ok(Restored::AlreadyRestored);
-                }
-                if current != setting.new && !force {
-                    return Err(BackendError::UnsafeToWrite {
-                        location: self.site.location(Some("settings"), None),
-                        detail: format!(
-                            "{} was changed since the run; --force sets it back",
-                            setting.name
-                        ),
-                    });
-                }
-                if !check_only {
-                    self.set_setting_in(tx, setting.old.as_deref())?;
-                }
-                Ok(Restored::Restored)
+    fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError> {
+        let location = self.backup_location(id, name);
+        let content: Option<Vec<u8>> = self
+            .lock()
+            .query_row(
+                "SELECT content FROM backups WHERE run = ?1 AND name = ?2",
+                [id.as_str(), name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.site.sql(Some("backups"), e))?;
+        match content {
+            Some(content) => Ok((location, Zeroizing::new(content))),
+            None => Err(BackendError::NotFound {
+                location,
+                what: "the backup is missing".to_owned(),
             }),
         }
     }
 
-    fn mark_restored(&self, id: &RunId, at: i64) -> Result<(), BackendError> {
-        self.write_with(|tx| record_in(&self.site, tx, id, &Record::Restored { restored_at: at }))
+    fn read_home(
+        &self,
+        user: &UserName,
+        _owner: Option<u32>,
+    ) -> Result<Option<Held>, BackendError> {
+        // The reads' checks (an unknown user, a huge value), then the raw bytes.
+        if self.read_access_hash(user)?.is_none() {
+            return Ok(None);
+        }
+        let raw = self.access_hash_in(&self.lock(), user)?;
+        Ok(raw.map(|raw| Held {
+            location: self.site.location(Some("users"), Some(user.as_str())),
+            content: Zeroizing::new(raw),
+            mode: None,
+            uid: None,
+            gid: None,
+            mtime: None,
+            mtime_nsec: None,
+        }))
+    }
+
+    fn remove_if_unchanged(
+        &self,
+        _id: &RunId,
+        retired: &RetiredFile,
+    ) -> Result<Removal, BackendError> {
+        let user = self.journal_user(retired)?;
+        let name = user.as_str();
+        self.write_with(|tx| {
+            let Some(raw) = self.access_hash_in(tx, &user)?.map(Zeroizing::new) else {
+                return Ok(Removal::Gone);
+            };
+            if content_sha512(&raw) != retired.sha512 {
+                return Ok(Removal::Changed {
+                    location: self.site.location(Some("users"), Some(name)),
+                });
+            }
+            tx.execute(
+                "UPDATE users SET access_hash = NULL WHERE name = ?1",
+                [name],
+            )
+            .map_err(|e| self.site.sql_for(Some("users"), Some(name), e))?;
+            Ok(Removal::Removed)
+        })
+    }
+
+    fn put_back(
+        &self,
+        retired: &RetiredFile,
+        content: &[u8],
+        replacing: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let user = self.journal_user(retired)?;
+        let name = user.as_str();
+        self.write_with(|tx| {
+            let now = self.access_hash_in(tx, &user)?.map(Zeroizing::new);
+            if now.as_ref().map(|n| content_sha512(n)).as_deref() != replacing {
+                return Err(BackendError::UnsafeToWrite {
+                    location: self.site.location(Some("users"), Some(name)),
+                    detail: "it changed while being restored; left as it is".to_owned(),
+                });
+            }
+            let updated = tx
+                .execute(
+                    "UPDATE users SET access_hash = ?2 WHERE name = ?1",
+                    rusqlite::params![name, content],
+                )
+                .map_err(|e| self.site.sql_for(Some("users"), Some(name), e))?;
+            if updated == 0 {
+                return Err(self.no_such_user(name));
+            }
+            Ok(())
+        })
+    }
+
+    fn setting(&self) -> Result<Setting, BackendError> {
+        Ok(Setting {
+            value: self.setting_in(&self.lock())?,
+            location: self.site.location(Some("settings"), None),
+        })
+    }
+
+    fn set_setting(&self, expected: Option<&str>, new: Option<&str>) -> Result<bool, BackendError> {
+        self.write_with(|tx| {
+            if self.setting_in(tx)?.as_deref() != expected {
+                return Ok(false);
+            }
+            self.set_setting_in(tx, new)?;
+            Ok(true)
+        })
     }
 
     fn append_accounting(&self, line: &str) -> Result<(), BackendError> {

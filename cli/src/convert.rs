@@ -20,7 +20,7 @@ use crate::error::{CliError, status};
 use crate::output;
 
 /// The real clock, in the server's local time zone (for accounting lines).
-struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Zoned {

@@ -1,5 +1,6 @@
 //! The seam a storage backend implements: one [`Backend`] trait of primitives, the
-//! [`Reads`] it shares with read sessions, and one opt-in capability, [`BatchImport`].
+//! [`Reads`] it shares with read sessions, and its opt-in capabilities, [`BatchImport`] and
+//! [`Retirement`]'s primitives.
 //!
 //! # Contract
 //! - Every method is synchronous and may be called from several threads at once. A backend
@@ -26,11 +27,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use crate::acl::Privileges;
 use crate::audit::{AuditEvent, AuditTurn};
 use crate::clock::Clock;
 pub use crate::error::BackendError;
 use crate::import::{Decision, ImportRequest};
+use crate::retire::records::{Held, Journal, Record, Removal, RetiredFile, RunId, Setting};
 use crate::secret::{AccessHash, TokenHash};
 use crate::token::{TokenEntry, TokenSet};
 use crate::user::UserName;
@@ -144,7 +148,7 @@ pub trait Backend: Reads + fmt::Debug {
 
     /// The retirement capability (`whmtoken retire`, `restore`, `runs`): `None` (the
     /// default) when the backend cannot retire access hashes.
-    fn retirement(&self) -> Option<&dyn crate::retire::Retirement> {
+    fn retirement(&self) -> Option<&dyn Retirement> {
         None
     }
 
@@ -195,6 +199,103 @@ pub trait BatchImport: Send + Sync {
 pub struct ImportItem {
     pub user: UserName,
     pub request: ImportRequest,
+}
+
+/// The retirement capability a backend hands out through [`Backend::retirement`]: the
+/// primitives `whmtoken retire`, `restore` and `runs` are made of. Core decides and
+/// sequences (the `retire` module); a backend only stores, reads and removes, each step
+/// durable when it returns `Ok`.
+///
+/// # Contract
+/// - [`begin`](Self::begin) and [`append`](Self::append) return once the record is
+///   durable (a backend may leave [`Record::Removed`] to a later sync: lost in a crash, it
+///   only makes the run count one less retired).
+/// - [`put_backup`](Self::put_backup) returns once the backup is durable, and never
+///   replaces a backup.
+/// - [`remove_if_unchanged`](Self::remove_if_unchanged) removes an access hash only when
+///   its content's SHA-512 is still the one journaled, checked as close to the removal as
+///   the store allows; otherwise it leaves it where it is.
+/// - Paths are found again under the backend's own root, never taken from a journal.
+/// - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
+pub trait Retirement: Send + Sync {
+    /// Creates run `id`'s journal with its header, durably; an id is used once.
+    fn begin(&self, id: &RunId, started: i64, command: &str) -> Result<(), BackendError>;
+
+    /// Appends `record` to run `id`'s journal, durably.
+    fn append(&self, id: &RunId, record: &Record) -> Result<(), BackendError>;
+
+    /// The journal of run `id`; [`BackendError::NotFound`] when there is none.
+    fn journal(&self, id: &RunId) -> Result<Journal, BackendError>;
+
+    /// Every run's journal, oldest first.
+    fn journals(&self) -> Result<Vec<Journal>, BackendError>;
+
+    /// Stores `content` as run `id`'s backup called `name`, durably; where it is.
+    fn put_backup(&self, id: &RunId, name: &str, content: &[u8]) -> Result<String, BackendError>;
+
+    /// Run `id`'s backup called `name`: where it is and its content;
+    /// [`BackendError::NotFound`] when it is missing.
+    fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError>;
+
+    /// `user`'s access hash with its metadata, read with the converter's checks (owned by
+    /// `owner` when given, else by the account); `None` when it has none.
+    fn read_home(&self, user: &UserName, owner: Option<u32>) -> Result<Option<Held>, BackendError>;
+
+    /// The name an access hash is given beside its home while run `id` checks it once more
+    /// before removing it (files), journaled with it; `None` (the default) for a store that
+    /// checks and removes in one step.
+    fn set_aside_name(&self, id: &RunId) -> Option<String> {
+        let _ = id;
+        None
+    }
+
+    /// Removes the access hash `retired` journals (found again under the backend's root)
+    /// when its SHA-512 is still `retired.sha512`.
+    fn remove_if_unchanged(
+        &self,
+        id: &RunId,
+        retired: &RetiredFile,
+    ) -> Result<Removal, BackendError>;
+
+    /// Puts `content` back as `retired`'s access hash with its mode, owner and mtime: where
+    /// nothing is (`replacing: None`), or over what has the SHA-512 `replacing`; refused
+    /// when something else appeared meanwhile.
+    fn put_back(
+        &self,
+        retired: &RetiredFile,
+        content: &[u8],
+        replacing: Option<&str>,
+    ) -> Result<(), BackendError>;
+
+    /// Puts back what a killed or failed retire left under its set-aside name (files): renamed
+    /// back when the home is free, removed when the home holds the very content retired,
+    /// else refused. `true`: it was (with `check_only`: it would be). The default: `false`.
+    fn recover_set_aside(
+        &self,
+        retired: &RetiredFile,
+        check_only: bool,
+    ) -> Result<bool, BackendError> {
+        let _ = (retired, check_only);
+        Ok(false)
+    }
+
+    /// Finishes what a killed run left of `user`'s retirement while `user` has no access
+    /// hash (files: one still under its set-aside name, removed when it is what that run
+    /// backed up, else put back and an error). The run's id when one was finished.
+    fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
+        let _ = user;
+        Ok(None)
+    }
+
+    /// `allow_deprecated_accesshash` as it is now, read without a lock.
+    fn setting(&self) -> Result<Setting, BackendError>;
+
+    /// Sets `allow_deprecated_accesshash` to `new` (`None`: unset) under the store's lock,
+    /// only when it is still `expected`; `false`: it was not, and nothing was written.
+    fn set_setting(&self, expected: Option<&str>, new: Option<&str>) -> Result<bool, BackendError>;
+
+    /// Appends one line to the server's audit log (`accounting.log`), durably.
+    fn append_accounting(&self, line: &str) -> Result<(), BackendError>;
 }
 
 /// How long a backend waits for a lock held by another live process by default.

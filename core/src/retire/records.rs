@@ -1,16 +1,6 @@
-//! Retiring access hashes, reversibly: the capability a backend offers for it
-//! ([`Retirement`]), the per-account decision both backends share ([`standing`]), and the
-//! journal that records every change with what is needed to undo it ([`Journal`]).
-//!
-//! # Contract
-//! - [`Retirement::begin`] makes the run's record durable before any change of the run.
-//! - [`Retirement::retire`] decides again, under the backend's own checks, with
-//!   [`standing`]; it deletes an access hash only once its backup and its journal entry are
-//!   durable, so that a crash at any point leaves the access hash in its home, in the
-//!   backup, or both, and the journal telling which.
-//! - [`Retirement::restore_change`] never overwrites anything it did not write, except
-//!   with `force`, and then only after keeping what it replaces in the run's backup.
-//! - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
+//! What the retirement primitives exchange: a run's id, its journal and the records it is
+//! made of, and what a backend read of an access hash or of the setting. Nothing here
+//! reads or writes; nothing here imports the backend seam, which uses these types.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -20,9 +10,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 
-use crate::backend::{BackendError, Reads};
-use crate::secret::AccessHash;
-use crate::user::UserName;
+pub use zeroize::Zeroizing;
 
 /// The tweak setting that lets a `~/.accesshash` still authenticate API calls.
 pub const ALLOW_DEPRECATED_ACCESSHASH: &str = "allow_deprecated_accesshash";
@@ -111,47 +99,6 @@ impl From<RunId> for String {
 /// backed up, without holding it.
 pub fn content_sha512(content: &[u8]) -> String {
     format!("{:x}", Sha512::digest(content))
-}
-
-/// Where an account's access hash stands for retirement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Standing {
-    /// It has an access hash and a token under its key: it can be retired.
-    Converted,
-    /// It has an access hash and no token under its key (or an empty one): refused.
-    NotConverted,
-    /// No access hash, and a token the converter made (`accesshash-…`).
-    AlreadyRetired,
-    /// Neither.
-    NoAccessHash,
-}
-
-/// Decides where `user` stands, given the access hash read from its home (`None`: it has
-/// none). "Converted" is the audit's rule: a token stored under the SHA-512 of the access
-/// hash. Without an access hash there is no key to look up, so a token named as the
-/// converter names its tokens counts as the converted one.
-pub fn standing(
-    reads: &dyn Reads,
-    user: &UserName,
-    access_hash: Option<&AccessHash>,
-) -> Result<Standing, BackendError> {
-    match access_hash {
-        Some(hash) => match hash.token_hash() {
-            Some(key) if reads.token(user, &key)?.is_some() => Ok(Standing::Converted),
-            _ => Ok(Standing::NotConverted),
-        },
-        None => {
-            let converted = reads
-                .tokens(user)?
-                .iter()
-                .any(|(_, entry)| entry.name.starts_with(CONVERTED_NAME_PREFIX));
-            Ok(if converted {
-                Standing::AlreadyRetired
-            } else {
-                Standing::NoAccessHash
-            })
-        }
-    }
 }
 
 /// One change of a run, with what is needed to undo it exactly. Serialized as one JSON
@@ -315,71 +262,47 @@ impl Journal {
     }
 }
 
-/// What retiring one account did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Retired {
-    /// Moved into the backup; the journal holds the change.
-    Done(RetiredFile),
-    /// Nothing to do, or refused: where it stands.
-    Left(Standing),
+/// An access hash as a backend read it from its home, with its checks (files: never
+/// through a symbolic link, owned by its account, nobody else can write it). Its content is
+/// zeroized when dropped and never shown.
+pub struct Held {
+    /// Where it is (a file path; SQLite: `users.access_hash`).
+    pub location: String,
+    pub content: Zeroizing<Vec<u8>>,
+    /// File metadata; `None` where the store has none.
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mtime: Option<i64>,
+    pub mtime_nsec: Option<u32>,
 }
 
-/// What restoring one change did (or, checking only, would do).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Restored {
-    Restored,
-    AlreadyRestored,
-}
-
-/// The retirement capability a backend hands out through
-/// [`Backend::retirement`](crate::Backend::retirement); see the module contract.
-pub trait Retirement: Send + Sync {
-    /// Records run `id` durably, before its first change.
-    fn begin(&self, id: &RunId, started: i64, command: &str) -> Result<(), BackendError>;
-
-    /// Retires `user`'s access hash in run `id` when it stands [`Standing::Converted`]:
-    /// backup and journal entry made durable, then the access hash removed.
-    fn retire(&self, id: &RunId, user: &UserName) -> Result<Retired, BackendError>;
-
-    /// Sets `allow_deprecated_accesshash` to `allow` in run `id`, the old value journaled
-    /// first. `None`: it already had that value, and nothing was changed.
-    fn set_accesshash_auth(
-        &self,
-        id: &RunId,
-        allow: bool,
-    ) -> Result<Option<SettingChange>, BackendError>;
-
-    /// Every run's journal, oldest first.
-    fn journals(&self) -> Result<Vec<Journal>, BackendError>;
-
-    /// The journal of run `id`; [`BackendError::NotFound`] when there is none.
-    fn journal(&self, id: &RunId) -> Result<Journal, BackendError>;
-
-    /// Undoes `change` of run `id`: refused when what is there now is neither what the run
-    /// left nor what it changed, or when the backup no longer matches its digest, unless
-    /// `force` (which keeps whatever it replaces in the run's backup). With `check_only`,
-    /// decides without writing anything.
-    fn restore_change(
-        &self,
-        id: &RunId,
-        change: &Change,
-        force: bool,
-        check_only: bool,
-    ) -> Result<Restored, BackendError>;
-
-    /// Records that run `id` was restored at `at` (epoch seconds).
-    fn mark_restored(&self, id: &RunId, at: i64) -> Result<(), BackendError>;
-
-    /// Finishes what a killed run left of `user`'s retirement while `user` has no access
-    /// hash (files: one still under its set-aside name, removed when it is what that run
-    /// backed up, else put back and an error). The run's id when one was finished.
-    fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
-        let _ = user;
-        Ok(None)
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("location", &self.location)
+            .field("size", &self.content.len())
+            .finish_non_exhaustive()
     }
+}
 
-    /// Appends one line to the server's audit log (`accounting.log`).
-    fn append_accounting(&self, line: &str) -> Result<(), BackendError>;
+/// What `Retirement::remove_if_unchanged` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// It was what the backup holds, and it is gone.
+    Removed,
+    /// It was gone already (another run removed it).
+    Gone,
+    /// It changed since it was read: left in place, at `location`.
+    Changed { location: String },
+}
+
+/// `allow_deprecated_accesshash` as a backend read it: its value (`None`: not set) and
+/// where it is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub value: Option<String>,
+    pub location: String,
 }
 
 /// `<Perl scalar localtime>:<ACTION>:root:<user>:not-applicable:<run id>`, as cPanel's

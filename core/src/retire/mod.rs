@@ -1,0 +1,34 @@
+//! Retiring access hashes, reversibly, the way conversion is built: core decides
+//! ([`decide()`]: a pure function over what a backend read, one [`Status`] enum, the
+//! messages), core runs ([`retire`] and [`restore`]: the loops on the thread pool, the
+//! journal begun before the first change, the setting switched last), and a backend only
+//! offers primitives ([`Retirement`]: journal, backups, read, remove-if-unchanged, put back,
+//! setting, audit log).
+//!
+//! # Contract
+//! - A run's journal header is durable before any change of the run.
+//! - An access hash is removed only once its backup and its journal entry are durable, and
+//!   only when it is still what was backed up ([`Retirement::remove_if_unchanged`]), so that
+//!   a crash at any point leaves it in its home, in the backup, or both, and the journal
+//!   telling which.
+//! - A restore never overwrites anything the run did not write, except with `force`, and
+//!   then only after keeping what it replaces in the run's backup.
+//! - Messages name no command-line option: a front end adds how to force a refusal
+//!   ([`Refusal::forcing`]).
+//! - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
+
+pub mod decide;
+pub mod records;
+mod run;
+
+pub use crate::backend::Retirement;
+pub use decide::{NOT_CONVERTED, Problem, Refusal, Standing, Status, decide};
+pub use records::{
+    ALLOW_DEPRECATED_ACCESSHASH, CONVERTED_NAME_PREFIX, Change, Held, InvalidRunId, Journal,
+    Record, Removal, RetiredFile, RunId, Setting, SettingChange, Zeroizing, accounting_line,
+    content_sha512,
+};
+pub use run::{
+    Auth, AuthProblem, ChangeKind, Outcome, RestoreReport, RetireReport, RetireRequest, restore,
+    retire,
+};

@@ -1,0 +1,637 @@
+//! The retire and restore runs: the loops over accounts and changes on the thread pool, the
+//! journal begun before the first change, the setting switched last, the audit lines.
+//! Decisions are [`super::decide`]'s; every read and write is a backend primitive
+//! ([`Retirement`]); nothing here prints.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::backend::{Backend, BackendError, Retirement, WhmRole};
+use crate::clock::Clock;
+use crate::error_chain::error_chain;
+use crate::pipeline::UserError;
+use crate::secret::AccessHash;
+use crate::user::UserName;
+
+use super::decide::{
+    self, Problem, Restore, Standing, Status, allows_access_hash, changed_while_retired,
+    setting_changed_meanwhile,
+};
+use super::records::{
+    ALLOW_DEPRECATED_ACCESSHASH, Change, Journal, Record, Removal, RetiredFile, RunId,
+    SettingChange, accounting_line, content_sha512,
+};
+
+/// What a retire run is asked to do.
+#[derive(Clone, Debug)]
+pub struct RetireRequest {
+    /// The accounts, as given (a name given twice is done once).
+    pub users: Vec<String>,
+    /// Then turn `allow_deprecated_accesshash` off, unless an access hash is not converted.
+    pub disable_auth: bool,
+    /// Turn it off even then.
+    pub force: bool,
+    /// Decide only: nothing is written.
+    pub dry_run: bool,
+    pub jobs: usize,
+    /// Seeds the run id's random characters.
+    pub seed: u64,
+}
+
+/// What became of one account, or of one change of a restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The account (a setting change: the setting's name).
+    pub name: String,
+    pub status: Status,
+    pub problem: Option<Problem>,
+}
+
+impl Outcome {
+    fn new(name: &str, status: Status) -> Self {
+        let problem = (status == Status::NotConverted).then_some(Problem::NotConverted);
+        Self {
+            name: name.to_owned(),
+            status,
+            problem,
+        }
+    }
+
+    fn failed(name: &str, message: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            status: Status::Failed,
+            problem: Some(Problem::Failed(message)),
+        }
+    }
+}
+
+/// What became of `allow_deprecated_accesshash`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Not asked to change, or off already.
+    Unchanged,
+    /// Turned off (a dry run: would be).
+    Disabled,
+    /// Left on; the report says why.
+    Refused,
+}
+
+impl Auth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unchanged => "unchanged",
+            Self::Disabled => "disabled",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// Why the setting was left on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthProblem {
+    /// These accounts' access hashes are not converted (or cannot be read to tell): their
+    /// clients would break. Forcing it goes ahead.
+    NotConverted {
+        blockers: Vec<String>,
+    },
+    Failed(String),
+}
+
+impl fmt::Display for AuthProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotConverted { blockers } => {
+                let listed: Vec<&str> = blockers.iter().take(10).map(String::as_str).collect();
+                let more = if blockers.len() > 10 { ", …" } else { "" };
+                write!(
+                    f,
+                    "{ALLOW_DEPRECATED_ACCESSHASH} left on: {} account(s) still have an access hash that is not converted ({}{more}); their clients would break at once. Convert them first",
+                    blockers.len(),
+                    listed.join(", ")
+                )
+            }
+            Self::Failed(message) => f.write_str(message),
+        }
+    }
+}
+
+/// What a retire run did.
+#[derive(Clone, Debug)]
+pub struct RetireReport {
+    /// The run, when one was begun.
+    pub run: Option<RunId>,
+    /// One per account, in the order given.
+    pub outcomes: Vec<Outcome>,
+    pub auth: Auth,
+    pub auth_problem: Option<AuthProblem>,
+}
+
+impl RetireReport {
+    pub fn any_failed(&self) -> bool {
+        self.outcomes.iter().any(|o| o.problem.is_some()) || self.auth_problem.is_some()
+    }
+}
+
+/// An account's name and where it stands, or why that could not be told.
+type Decided = Result<(UserName, Standing), String>;
+
+/// Where `raw` stands now, read only; an account that is neither root nor a reseller is
+/// refused as the converter refuses it.
+fn read_standing(backend: &dyn Backend, raw: &str) -> Decided {
+    let user = UserName::new(raw).map_err(|e| e.to_string())?;
+    let chain = |e: BackendError| error_chain(&e);
+    if backend.role(&user).map_err(chain)? == WhmRole::NotReseller {
+        return Err(UserError::NotReseller(user).to_string());
+    }
+    let hash = backend.read_access_hash(&user).map_err(chain)?;
+    let tokens = backend.tokens(&user).map_err(chain)?;
+    Ok((user, decide::decide(hash.as_ref(), &tokens)))
+}
+
+/// The run, begun at its first change.
+struct Run<'a> {
+    retirement: &'a dyn Retirement,
+    clock: &'a dyn Clock,
+    seed: u64,
+    id: Option<RunId>,
+}
+
+impl Run<'_> {
+    fn start(&mut self) -> Result<RunId, BackendError> {
+        if let Some(id) = &self.id {
+            return Ok(id.clone());
+        }
+        let now = self.clock.now();
+        let id = RunId::new(&now, &mut StdRng::seed_from_u64(self.seed));
+        self.retirement
+            .begin(&id, now.timestamp().as_second(), "retire")?;
+        self.id = Some(id.clone());
+        Ok(id)
+    }
+}
+
+/// Retires the access hashes of `request.users` through `backend`'s [`Retirement`]:
+/// every account decided first (reads only: a dry run stops there), then the run begun
+/// and each converted one retired on the thread pool, then the setting switched.
+pub fn retire(
+    backend: &dyn Backend,
+    retirement: &dyn Retirement,
+    request: &RetireRequest,
+    clock: &dyn Clock,
+) -> RetireReport {
+    let mut seen = BTreeSet::new();
+    let users: Vec<&String> = request.users.iter().filter(|u| seen.insert(*u)).collect();
+    let decided = crate::parallel::map(&users, request.jobs, |raw| read_standing(backend, raw));
+    let mut run = Run {
+        retirement,
+        clock,
+        seed: request.seed,
+        id: None,
+    };
+    let wanted = decided
+        .iter()
+        .any(|d| matches!(d, Ok((_, Standing::Converted))));
+    let begun = (wanted && !request.dry_run).then(|| run.start().map_err(|e| error_chain(&e)));
+    let items: Vec<(&&String, Decided)> = users.iter().zip(decided).collect();
+    let retire_one = |(raw, decided): &(&&String, Decided)| match (decided, &begun) {
+        (Err(error), _) => Outcome::failed(raw, error.clone()),
+        (Ok((user, Standing::Converted)), Some(begun)) => match begun {
+            Err(error) => Outcome::failed(raw, format!("cannot start the run: {error}")),
+            Ok(id) => retire_account(backend, retirement, id, user, clock),
+        },
+        (Ok((user, s @ (Standing::AlreadyRetired | Standing::NoAccessHash))), _)
+            if !request.dry_run =>
+        {
+            finish_interrupted(retirement, user, *s, clock)
+        }
+        (Ok((_, s)), _) => Outcome::new(raw, Status::from(*s)),
+    };
+    let outcomes = crate::parallel::map(&items, request.jobs, retire_one);
+    let (auth, auth_problem) = if request.disable_auth {
+        disable_auth(backend, request, &outcomes, &mut run)
+    } else {
+        (Auth::Unchanged, None)
+    };
+    RetireReport {
+        run: run.id,
+        outcomes,
+        auth,
+        auth_problem,
+    }
+}
+
+/// Appends the audit line of `action` on `user` in run `id`; `Err`: why it was not.
+fn audit_line(
+    retirement: &dyn Retirement,
+    clock: &dyn Clock,
+    (action, user, id): (&str, &str, &RunId),
+) -> Result<(), String> {
+    let line = accounting_line(&clock.now(), action, user, id);
+    retirement
+        .append_accounting(&line)
+        .map_err(|e| error_chain(&e))
+}
+
+/// Retires `user` in run `id`: read and decided again, backed up and journaled (both
+/// durable), removed only if unchanged, its removal journaled, its audit line written.
+fn retire_account(
+    backend: &dyn Backend,
+    retirement: &dyn Retirement,
+    id: &RunId,
+    user: &UserName,
+    clock: &dyn Clock,
+) -> Outcome {
+    let raw = user.as_str();
+    match retire_steps(backend, retirement, id, user) {
+        Err(problem) => Outcome::failed(raw, problem.to_string()),
+        Ok(Status::Retired) => match audit_line(retirement, clock, ("RETIREACCESSHASH", raw, id)) {
+            Ok(()) => Outcome::new(raw, Status::Retired),
+            Err(e) => Outcome::failed(
+                raw,
+                format!("retired, but the audit line was not written: {e}"),
+            ),
+        },
+        Ok(status) => Outcome::new(raw, status),
+    }
+}
+
+/// A backend's error, as one line.
+fn fail(e: BackendError) -> Problem {
+    Problem::Failed(error_chain(&e))
+}
+
+/// The steps of [`retire_account`].
+fn retire_steps(
+    backend: &dyn Backend,
+    retirement: &dyn Retirement,
+    id: &RunId,
+    user: &UserName,
+) -> Result<Status, Problem> {
+    let held = retirement.read_home(user, None).map_err(fail)?;
+    let hash = held
+        .as_ref()
+        .map(|h| AccessHash::from_bytes(h.content.to_vec()));
+    let standing = decide::decide(hash.as_ref(), &backend.tokens(user).map_err(fail)?);
+    drop(hash);
+    let Some(held) = held.filter(|_| standing == Standing::Converted) else {
+        return Ok(Status::from(standing));
+    };
+    let backup = retirement
+        .put_backup(id, &format!("{user}.accesshash"), &held.content)
+        .map_err(fail)?;
+    let retired = RetiredFile {
+        user: user.to_string(),
+        path: held.location.clone(),
+        sha512: content_sha512(&held.content),
+        size: held.content.len() as u64,
+        mode: held.mode,
+        uid: held.uid,
+        gid: held.gid,
+        mtime: held.mtime,
+        mtime_nsec: held.mtime_nsec,
+        backup,
+        set_aside: retirement.set_aside_name(id),
+        unconfirmed: false,
+    };
+    drop(held);
+    retirement
+        .append(id, &Record::Change(Change::Accesshash(retired.clone())))
+        .map_err(fail)?;
+    // Backup and journal entry are durable: the access hash may go, provided it is what
+    // was backed up.
+    match retirement.remove_if_unchanged(id, &retired).map_err(fail)? {
+        Removal::Removed => {
+            let removed = Record::Removed {
+                removed: user.to_string(),
+            };
+            retirement.append(id, &removed).map_err(fail)?;
+            Ok(Status::Retired)
+        }
+        Removal::Gone => Ok(Status::AlreadyRetired),
+        Removal::Changed { location } => Err(Problem::Failed(changed_while_retired(&location))),
+    }
+}
+
+/// Finishes the retirement of `user` that a killed run left half done, with its audit
+/// line under that run's id; the account's status stays `standing`'s.
+fn finish_interrupted(
+    retirement: &dyn Retirement,
+    user: &UserName,
+    standing: Standing,
+    clock: &dyn Clock,
+) -> Outcome {
+    let raw = user.as_str();
+    match retirement.finish_interrupted(user) {
+        Ok(None) => Outcome::new(raw, Status::from(standing)),
+        Ok(Some(id)) => match audit_line(retirement, clock, ("RETIREACCESSHASH", raw, &id)) {
+            Ok(()) => Outcome::new(raw, Status::from(standing)),
+            Err(e) => Outcome::failed(
+                raw,
+                format!("retired, but the audit line was not written: {e}"),
+            ),
+        },
+        Err(e) => Outcome::failed(raw, error_chain(&e)),
+    }
+}
+
+/// The setting switched off, unless an access hash would stop working (or `force`).
+fn disable_auth(
+    backend: &dyn Backend,
+    request: &RetireRequest,
+    outcomes: &[Outcome],
+    run: &mut Run<'_>,
+) -> (Auth, Option<AuthProblem>) {
+    let failed = |message: String| (Auth::Refused, Some(AuthProblem::Failed(message)));
+    let settings = match backend.server_settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            return failed(format!(
+                "cannot read the server's settings: {}",
+                error_chain(&e)
+            ));
+        }
+    };
+    if !settings.allow_deprecated_accesshash {
+        return (Auth::Unchanged, None);
+    }
+    if !request.force {
+        let blockers = blockers(backend, outcomes);
+        if !blockers.is_empty() {
+            return (Auth::Refused, Some(AuthProblem::NotConverted { blockers }));
+        }
+    }
+    if request.dry_run {
+        return (Auth::Disabled, None);
+    }
+    match switch_off(run) {
+        Ok(Some(_)) => (Auth::Disabled, None),
+        Ok(None) => (Auth::Unchanged, None),
+        Err(e) => failed(format!("cannot disable access-hash authentication: {e}")),
+    }
+}
+
+/// Turns the setting off in the run: its old value journaled first, then the write, then
+/// the audit line. `None`: it was off already.
+fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
+    let chain = |e: BackendError| error_chain(&e);
+    let r = run.retirement;
+    let setting = r.setting().map_err(chain)?;
+    if !allows_access_hash(setting.value.as_deref()) {
+        return Ok(None);
+    }
+    let id = run.start().map_err(chain)?;
+    let change = SettingChange {
+        name: ALLOW_DEPRECATED_ACCESSHASH.to_owned(),
+        old: setting.value.clone(),
+        new: Some("0".to_owned()),
+    };
+    r.append(&id, &Record::Change(Change::Setting(change.clone())))
+        .map_err(chain)?;
+    if !r
+        .set_setting(change.old.as_deref(), change.new.as_deref())
+        .map_err(chain)?
+    {
+        return Err(setting_changed_meanwhile(&setting.location, &change.name));
+    }
+    audit_line(r, run.clock, ("DISABLEACCESSHASHAUTH", "root", &id))?;
+    Ok(Some(change))
+}
+
+/// The accounts (root, every reseller, and those named) whose access hash would stop
+/// working: not converted, or not readable to tell.
+fn blockers(backend: &dyn Backend, outcomes: &[Outcome]) -> Vec<String> {
+    let mut accounts: BTreeSet<String> = backend
+        .resellers()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    accounts.insert("root".to_owned());
+    accounts.extend(outcomes.iter().map(|o| o.name.clone()));
+    accounts
+        .into_iter()
+        .filter(|raw| match read_standing(backend, raw) {
+            Ok((_, s)) => s == Standing::NotConverted,
+            // An account whose access hash cannot be read to tell; not one that does not
+            // exist, nor one that WHM's API does not serve (not a reseller).
+            Err(_) => UserName::new(raw).ok().is_some_and(|user| {
+                backend.has_account(&user).unwrap_or(true)
+                    && backend
+                        .role(&user)
+                        .map_or(true, |r| r != WhmRole::NotReseller)
+            }),
+        })
+        .collect()
+}
+
+/// What a change of a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Accesshash,
+    Setting,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accesshash => "accesshash",
+            Self::Setting => "setting",
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Clone, Debug)]
+pub struct RestoreReport {
+    pub journal: Journal,
+    /// One per change, the last change first; `Outcome::name` is the account or setting.
+    pub results: Vec<(ChangeKind, Outcome)>,
+    /// When the journal recorded the restore (this time).
+    pub marked: Option<i64>,
+    /// Every change is back, but the journal could not record it.
+    pub mark_problem: Option<String>,
+    /// Audit lines that could not be written (the changes are back).
+    pub warnings: Vec<String>,
+}
+
+impl RestoreReport {
+    pub fn any_failed(&self) -> bool {
+        self.results.iter().any(|(_, o)| o.problem.is_some()) || self.mark_problem.is_some()
+    }
+}
+
+/// Undoes run `id`, the last change first, each on the thread pool: decided from reads
+/// first (nothing is locked or written for a change that is back already, nor in a dry
+/// run), then put back; the journal marks the run restored once every change is back. The
+/// journal could not be read: `Err`.
+pub fn restore(
+    retirement: &dyn Retirement,
+    id: &RunId,
+    (force, dry_run): (bool, bool),
+    jobs: usize,
+    clock: &dyn Clock,
+) -> Result<RestoreReport, BackendError> {
+    let journal = retirement.journal(id)?;
+    let changes: Vec<&Change> = journal.changes.iter().rev().collect();
+    let mut warnings = Vec::new();
+    let results = crate::parallel::map(&changes, jobs, |change| {
+        restore_change(retirement, id, change, (force, dry_run), clock)
+    });
+    let results: Vec<(ChangeKind, Outcome)> = results
+        .into_iter()
+        .map(|(kind, outcome, warning)| {
+            warnings.extend(warning);
+            (kind, outcome)
+        })
+        .collect();
+    let changed = !dry_run && results.iter().any(|(_, o)| o.status == Status::Restored);
+    let failed = results.iter().any(|(_, o)| o.problem.is_some());
+    let (mut marked, mut mark_problem) = (None, None);
+    if !dry_run && !failed && (changed || journal.restored_at.is_none()) {
+        let at = clock.now().timestamp().as_second();
+        match retirement.append(id, &Record::Restored { restored_at: at }) {
+            Ok(()) => marked = Some(at),
+            Err(e) => {
+                mark_problem = Some(format!(
+                    "every change of run {id} is back, but the journal could not record it: {}",
+                    error_chain(&e)
+                ));
+            }
+        }
+    }
+    Ok(RestoreReport {
+        journal,
+        results,
+        marked,
+        mark_problem,
+        warnings,
+    })
+}
+
+/// Restores one change and writes its audit line; a failed audit line is a warning.
+fn restore_change(
+    retirement: &dyn Retirement,
+    id: &RunId,
+    change: &Change,
+    (force, dry_run): (bool, bool),
+    clock: &dyn Clock,
+) -> (ChangeKind, Outcome, Option<String>) {
+    let (kind, name, done) = match change {
+        Change::Accesshash(f) => (
+            ChangeKind::Accesshash,
+            f.user.as_str(),
+            restore_file(retirement, id, f, force, dry_run),
+        ),
+        Change::Setting(s) => (
+            ChangeKind::Setting,
+            s.name.as_str(),
+            restore_setting(retirement, s, force, dry_run),
+        ),
+    };
+    let outcome = match done {
+        Ok(status) => Outcome::new(name, status),
+        Err(problem) => Outcome {
+            name: name.to_owned(),
+            status: Status::Failed,
+            problem: Some(problem),
+        },
+    };
+    let mut warning = None;
+    if outcome.status == Status::Restored && !dry_run {
+        let (action, user) = match change {
+            Change::Accesshash(f) => ("RESTOREACCESSHASH", f.user.as_str()),
+            Change::Setting(_) => ("ENABLEACCESSHASHAUTH", "root"),
+        };
+        warning = audit_line(retirement, clock, (action, user, id)).err();
+    }
+    (kind, outcome, warning)
+}
+
+/// An access hash put back from the run's backup, as [`decide::restore_settled`] and
+/// [`decide::decide_restore`] say.
+fn restore_file(
+    retirement: &dyn Retirement,
+    id: &RunId,
+    retired: &RetiredFile,
+    force: bool,
+    dry_run: bool,
+) -> Result<Status, Problem> {
+    let user = UserName::new(&retired.user).map_err(|e| {
+        fail(BackendError::Corrupt {
+            location: format!("the journal of run {id}"),
+            detail: e.to_string(),
+        })
+    })?;
+    let recovered = retired.set_aside.is_some()
+        && retirement
+            .recover_set_aside(retired, dry_run)
+            .map_err(fail)?;
+    let present = retirement.read_home(&user, retired.uid).map_err(fail)?;
+    let present_sha = present.as_ref().map(|p| content_sha512(&p.content));
+    if let Some(status) = decide::restore_settled(present_sha.as_deref(), retired, recovered) {
+        return Ok(status);
+    }
+    let (backup_at, content) = retirement
+        .backup(id, &format!("{user}.accesshash"))
+        .map_err(fail)?;
+    let home = present.as_ref().map_or("", |p| p.location.as_str());
+    let decided = decide::decide_restore(
+        present_sha.as_deref(),
+        retired,
+        &content_sha512(&content),
+        (&backup_at, home),
+        force,
+    );
+    match decided {
+        Restore::Refuse(refusal) => Err(Problem::Refused(refusal)),
+        Restore::Already => Ok(Status::AlreadyRestored),
+        Restore::Write { .. } if dry_run => Ok(Status::Restored),
+        Restore::Write { replacing } => {
+            if let (true, Some(present), Some(sha)) = (replacing, &present, &present_sha) {
+                // Named by what it holds: kept once, however often it is replaced.
+                let name = format!("{user}.accesshash.replaced-{}", &sha[..12]);
+                if retirement.backup(id, &name).is_err() {
+                    retirement
+                        .put_backup(id, &name, &present.content)
+                        .map_err(fail)?;
+                }
+            }
+            retirement
+                .put_back(retired, &content, present_sha.as_deref())
+                .map_err(fail)?;
+            Ok(Status::Restored)
+        }
+    }
+}
+
+/// A setting put back as it was before the run.
+fn restore_setting(
+    retirement: &dyn Retirement,
+    change: &SettingChange,
+    force: bool,
+    dry_run: bool,
+) -> Result<Status, Problem> {
+    let setting = retirement.setting().map_err(fail)?;
+    let now = setting.value.as_deref();
+    match decide::decide_setting_restore(now, change, &setting.location, force) {
+        Restore::Already => Ok(Status::AlreadyRestored),
+        Restore::Refuse(refusal) => Err(Problem::Refused(refusal)),
+        Restore::Write { .. } if dry_run => Ok(Status::Restored),
+        Restore::Write { .. } => {
+            if retirement
+                .set_setting(now, change.old.as_deref())
+                .map_err(fail)?
+            {
+                Ok(Status::Restored)
+            } else {
+                Err(Problem::Failed(setting_changed_meanwhile(
+                    &setting.location,
+                    &change.name,
+                )))
+            }
+        }
+    }
+}
