@@ -208,19 +208,27 @@ fn ci() -> Result<(), String> {
     clients::install()?;
     // The tidy checks (`xtask/tests/tidy.rs`) run here, with every other test.
     cargo(&["test", "--workspace", "--locked"])?;
-    // Each backend alone: the command line's own tests, including the message for a
-    // backend that was built out.
-    for feature in ["files", "sqlite"] {
-        let only = [
-            "-p",
-            "whmtoken-cli",
-            "--no-default-features",
-            "--features",
-            feature,
-            "--locked",
-            "--bins",
-        ];
-        cargo(&[&["test"][..], &only].concat())?;
+    // Each backend kind alone, from the one list: the registry's tests (the message for a
+    // kind built out included), and the command line built with that kind only.
+    for kind in whmtoken_backends::KINDS {
+        let only = ["--no-default-features", "--locked", "--features"];
+        cargo(
+            &[
+                &["test", "-p", "whmtoken-backends"][..],
+                &only,
+                &[kind.name],
+            ]
+            .concat(),
+        )?;
+        let feature = format!("whmtoken-backends/{}", kind.name);
+        cargo(
+            &[
+                &["build", "-p", "whmtoken-cli", "--bins"][..],
+                &only,
+                &[&feature],
+            ]
+            .concat(),
+        )?;
     }
     // The packages, built, read and installed; the Ansible collection on local hosts.
     dist::dist()?;
