@@ -163,3 +163,28 @@ fn only_the_registry_names_a_backend_crate() {
         }
     }
 }
+
+/// The converter's build has no seeding, dumping or HTTP code: the command line reaches
+/// the kinds without `harness`, and depends on no test-support crate.
+#[test]
+fn the_command_line_never_enables_the_harness() {
+    let cli = manifest(&workspace().join("cli"));
+    let dependency = &cli["dependencies"]["whmtoken-backends"];
+    let features = dependency.get("features").map(strings).unwrap_or_default();
+    assert!(!features.contains("harness"), "{dependency}");
+    for (name, enables) in cli["features"].as_table().expect("[features]") {
+        for enabled in strings(enables) {
+            assert!(
+                !enabled.ends_with("/harness"),
+                "cli feature {name}: {enabled}"
+            );
+        }
+    }
+    let dependencies = cli["dependencies"].as_table().expect("[dependencies]");
+    for test_crate in ["whmtoken-fixtures", "whmtoken-fake-server"] {
+        assert!(
+            !dependencies.contains_key(test_crate),
+            "cli depends on {test_crate}"
+        );
+    }
+}
