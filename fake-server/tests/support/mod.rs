@@ -1,4 +1,5 @@
-//! What this crate's test binaries that run no harness of their own (`serve`, `docs`) share.
+//! What this crate's test binaries that run no harness of their own (`serve`, `docs`,
+//! `without_root`) share.
 //!
 //! They need `convert_accesshash_to_token` and `whmtoken`, the binaries of another package,
 //! which cargo builds for that package's tests only. So each of these test binaries is
@@ -76,7 +77,23 @@ macro_rules! tests {
 /// `--list` lists them; `--ignored` runs none (none is ignored). They run on `--test-threads`, `RUST_TEST_THREADS` or one thread per
 /// core, each on a thread named after it; the status is failure when one failed.
 pub fn run(tests: &[Test]) -> ExitCode {
+    run_on(tests, Options::parse(std::env::args().skip(1)))
+}
+
+/// [`run`], one test at a time whatever the arguments: for tests that share something
+/// outside the process (uid 65534's process count).
+pub fn run_in_turn(tests: &[Test]) -> ExitCode {
     let options = Options::parse(std::env::args().skip(1));
+    run_on(
+        tests,
+        Options {
+            threads: 1,
+            ..options
+        },
+    )
+}
+
+fn run_on(tests: &[Test], options: Options) -> ExitCode {
     let chosen: Vec<&Test> = tests
         .iter()
         .filter(|(name, _)| options.runs(name))
