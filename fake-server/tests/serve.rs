@@ -28,11 +28,11 @@ fn secret() -> String {
     ACCESS_HASH.replace('\n', "")
 }
 
-/// The target folder's profile folder (`target/debug`), where cargo puts the binaries.
-fn profile_folder() -> PathBuf {
+/// The target folder (`target/`), whose `tools/` holds the test clients.
+fn target_folder() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    exe.parent()
-        .and_then(Path::parent)
+    exe.ancestors()
+        .nth(3)
         .expect("target/<profile>/deps/<test>")
         .to_owned()
 }
@@ -287,7 +287,7 @@ impl PyCpanel {
                 if !python3.is_ok_and(|out| out.status.success()) {
                     return None;
                 }
-                let venv = profile_folder().parent().unwrap().join("tools/pycpanel");
+                let venv = target_folder().join("tools/pycpanel");
                 let script =
                     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pycpanel/install.sh");
                 let out = Command::new("sh").arg(&script).arg(&venv).output().unwrap();
