@@ -13,66 +13,25 @@ use std::path::Path;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use whmtoken_core::config_file::{ConfigError, ConfigFile};
-use whmtoken_core::{Backend, BackendConfig, BackendError};
+use whmtoken_backends::{Config, Kind};
+use whmtoken_core::config_file::ConfigError;
+use whmtoken_core::{Backend, BackendError};
 
 use crate::error::CliError;
 
 /// The system-wide config file, used when neither `--config` nor `WHMTOKEN_CONFIG` names one.
 pub const SYSTEM_CONFIG: &str = "/etc/whmtoken.toml";
 
-/// Every backend kind this program knows: one line each, naming the cargo feature that
-/// builds it in and the type of its `[backend]` section.
-const KINDS: &[Kind] = &[
-    register!("files", "files", whmtoken_backend_files::FilesConfig),
-    register!("sqlite", "sqlite", whmtoken_backend_sqlite::SqliteConfig),
-];
+/// The built-in default, read as a config file would be: cPanel's files on this server.
+const THIS_SERVER: &str = "[backend]\nkind = \"files\"\nroot = \"/\"\n";
 
-/// A backend kind: its name, and how to read its section, when it is built in.
-struct Kind {
-    name: &'static str,
-    feature: &'static str,
-    load: Option<Load>,
-}
-
-/// Reads a kind's `[backend]` section, its paths taken from the config file's folder.
-type Load = fn(ConfigFile<'_>, &Utf8Path) -> Result<Settings, ConfigError>;
-
-/// Opens a backend whose config was read, with a lock timeout.
-type Open = Box<dyn FnOnce(Duration) -> Result<Box<dyn Backend>, BackendError>>;
-
-/// `register!(kind, feature, ConfigType)`: a [`Kind`] that is built in only with `feature`.
-macro_rules! register {
-    ($name:literal, $feature:literal, $config:ty) => {
-        Kind {
-            name: $name,
-            feature: $feature,
-            load: {
-                #[cfg(feature = $feature)]
-                {
-                    Some(load::<$config>)
-                }
-                #[cfg(not(feature = $feature))]
-                {
-                    None
-                }
-            },
-        }
-    };
-}
-use register;
-
-/// The backend a run will use: its config, ready to open.
-pub struct Settings {
-    /// The config as read, for `Debug`.
-    shown: String,
-    needs_root: bool,
-    open: Open,
-}
+/// The backend a run will use: its config, ready to open (the kinds are those registered
+/// in `whmtoken_backends`).
+pub struct Settings(Config);
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.shown)
+        self.0.fmt(f)
     }
 }
 
@@ -81,7 +40,7 @@ impl Settings {
     /// requires) where the backend needs it.
     pub fn check_root(&self) -> Result<(), CliError> {
         let root = rustix::process::getuid().is_root() && rustix::process::geteuid().is_root();
-        if self.needs_root && !root {
+        if self.0.needs_root() && !root {
             return Err(CliError::NotRoot);
         }
         Ok(())
@@ -89,36 +48,19 @@ impl Settings {
 
     /// Opens the backend.
     pub fn open(self, lock_timeout: Duration) -> Result<Box<dyn Backend>, BackendError> {
-        (self.open)(lock_timeout)
-    }
-
-    fn of<C: BackendConfig>(config: C) -> Self {
-        Self {
-            shown: format!("{config:?}"),
-            needs_root: config.needs_root(),
-            open: Box::new(move |lock_timeout| config.open(lock_timeout)),
-        }
+        self.0.open(lock_timeout)
     }
 
     /// The built-in default: cPanel's files on this server.
     fn default_for_this_server() -> Result<Self, CliError> {
-        #[cfg(feature = "files")]
-        return Ok(Self::of(whmtoken_backend_files::FilesConfig {
-            root: Utf8PathBuf::from("/"),
-        }));
-        #[cfg(not(feature = "files"))]
-        return Err(CliError::Config(
-            "no config file found, and the built-in default needs the cargo feature `files`".into(),
-        ));
+        if !Kind::named("files").is_ok_and(Kind::is_built_in) {
+            return Err(CliError::Config(
+                "no config file found, and the built-in default needs the cargo feature `files`"
+                    .into(),
+            ));
+        }
+        Ok(parse(Utf8Path::new("/built-in default"), THIS_SERVER)?)
     }
-}
-
-/// Reads a section as `C` and makes its paths absolute from `base`.
-#[allow(dead_code)] // with every backend feature off
-fn load<C: BackendConfig>(file: ConfigFile<'_>, base: &Utf8Path) -> Result<Settings, ConfigError> {
-    let mut config: C = file.section()?;
-    config.resolve_relative(base);
-    Ok(Settings::of(config))
 }
 
 /// Finds and reads the config: `--config`, else `$WHMTOKEN_CONFIG`, else
@@ -204,44 +146,10 @@ fn read_config(path: &Utf8Path) -> std::io::Result<String> {
 /// as `fake-server dump` reports them, at their line and column
 /// ([`whmtoken_core::config_file`]).
 pub fn parse(path: &Utf8Path, text: &str) -> Result<Settings, ConfigError> {
-    let file = ConfigFile::parse(path, text)?;
-    let kind = file.kind();
-    let Some(known) = KINDS.iter().find(|k| k.name == kind) else {
-        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        return Err(file.kind_error(format_args!(
-            "unknown backend kind “{kind}” (known: {})",
-            known.join(", ")
-        )));
-    };
-    let Some(load) = known.load else {
-        return Err(file.kind_error(format_args!(
-            "backend kind “{kind}” needs the cargo feature `{}`, which this binary was built without",
-            known.feature
-        )));
-    };
-    let absolute = std::path::absolute(path)
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .ok_or_else(|| file.error("cannot make its path absolute"))?;
-    let base = absolute.parent().unwrap_or(Utf8Path::new("/"));
-    load(file, base)
+    whmtoken_backends::parse(path, text).map(Settings)
 }
 
-#[cfg(all(test, not(feature = "sqlite")))]
-mod without_sqlite {
-    #[test]
-    fn a_backend_built_out_names_its_feature() {
-        let err = super::parse(
-            camino::Utf8Path::new("/c.toml"),
-            "[backend]\nkind = \"sqlite\"\npath = \"s.db\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("needs the cargo feature `sqlite`"), "{err}");
-    }
-}
-
-#[cfg(all(test, feature = "files"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -296,10 +204,36 @@ mod tests {
         let files = parse_at(&examples[0]).unwrap();
         assert_eq!(format!("{files:?}"), r#"FilesConfig { root: "/" }"#);
         let sqlite = parse(Utf8Path::new("/etc/whmtoken.toml"), &examples[1]);
-        #[cfg(feature = "sqlite")]
         assert!(sqlite.is_ok(), "{:?}", sqlite.err().map(|e| e.to_string()));
-        #[cfg(not(feature = "sqlite"))]
-        assert!(sqlite.is_err());
+    }
+
+    /// Every kind of the one registry (`whmtoken_backends::KINDS`) is one this parser
+    /// knows and, in this build, opens: a section of that kind is read as its config type,
+    /// never refused as unknown or built out.
+    #[test]
+    fn every_registered_kind_reaches_the_parser() {
+        assert!(
+            whmtoken_backends::KINDS.len() >= 2,
+            "files and sqlite at least"
+        );
+        for kind in whmtoken_backends::KINDS {
+            assert!(
+                kind.is_built_in(),
+                "{} is not built into the cli",
+                kind.name
+            );
+            let err = parse_at(&format!(
+                "[backend]\nkind = \"{}\"\nnot_a_key = 1\n",
+                kind.name
+            ))
+            .unwrap_err();
+            assert!(
+                err.contains("unknown field `not_a_key`"),
+                "{}: {err}",
+                kind.name
+            );
+        }
+        assert!(Settings::default_for_this_server().is_ok());
     }
 
     proptest::proptest! {

@@ -11,22 +11,14 @@ use clap::Parser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Zoned;
+use whmtoken_backends::SystemClock;
 use whmtoken_core::pipeline::Progress;
-use whmtoken_core::{Backend, Clock, Report, Restrictions, RunOptions, pipeline};
+use whmtoken_core::{Backend, Report, Restrictions, RunOptions, pipeline};
 
 use crate::args::{self, Args};
 use crate::config::{self, Settings};
 use crate::error::{CliError, status};
 use crate::output;
-
-/// The real clock, in the server's local time zone (for accounting lines).
-pub(crate) struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Zoned {
-        Zoned::now()
-    }
-}
 
 /// The converter's usage text (`--help`).
 pub const HELP: &str = args::HELP;

@@ -1,8 +1,10 @@
 //! The command line of whmtoken: what `convert_accesshash_to_token` and `whmtoken` share.
 //!
-//! The binaries (`src/main.rs`, `src/bin/whmtoken.rs`) are thin: each hands its arguments to
-//! a command here and turns the outcome into an exit status with [`exit`]. The commands
-//! write their output to stdout and stderr themselves; nothing else in the workspace does.
+//! The binaries (`src/main.rs`, `src/bin/whmtoken.rs`) are one call each, to
+//! [`converter_main`] and [`whmtoken_main`]: each hands the process's arguments to a command
+//! here and turns the outcome into an exit status with [`exit`]. Test binaries that act as
+//! these programs call the same functions. The commands write their output to stdout and
+//! stderr themselves; nothing else in the workspace does.
 
 mod args;
 pub mod audit;
@@ -12,6 +14,7 @@ mod error;
 mod output;
 pub mod retire;
 pub mod verify;
+mod whmtoken;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -22,6 +25,19 @@ use whmtoken_core::error_chain;
 
 pub use crate::args::command as converter_command;
 pub use crate::error::{CliError, status};
+pub use crate::whmtoken::{command as whmtoken_command, main as whmtoken_main};
+
+/// `convert_accesshash_to_token` with the process's arguments: converts and returns the
+/// exit status.
+pub fn converter_main() -> ExitCode {
+    exit(|| {
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        if wants_version(&argv) {
+            return print_version("convert_accesshash_to_token");
+        }
+        convert::run(argv)
+    })
+}
 
 /// What every binary does around its command: files it creates are private (umask 077),
 /// logs go to stderr when `WHMTOKEN_LOG` asks for them, a panic becomes one

@@ -18,7 +18,7 @@ use whmtoken_core::retire::{
 use whmtoken_core::{Backend, BackendError, pipeline};
 
 use crate::config;
-use crate::convert::SystemClock;
+use whmtoken_backends::SystemClock;
 use crate::error::{CliError, status};
 use crate::output::shown;
 

@@ -76,7 +76,7 @@ pub fn run(args: VerifyArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> 
         _ => {}
     }
     Ok(match verdict {
-        Verdict::Token { .. } | Verdict::AccessHash => status::OK,
+        Verdict::Token { .. } | Verdict::AccessHash { .. } => status::OK,
         Verdict::Refused(_) => 1,
         Verdict::DependsOnAddress { .. } => DEPENDS,
     })
@@ -103,7 +103,7 @@ fn read_secret(input: impl Read) -> Result<AccessHash, CliError> {
 
 fn line(user: &UserName, verdict: &Verdict) -> String {
     match verdict {
-        Verdict::Token { name, access } => {
+        Verdict::Token { name, access, .. } => {
             let access = match access {
                 Access::Full => "full access".to_owned(),
                 Access::Acls(acls) if acls.is_empty() => "acls: none the account holds".to_owned(),
@@ -111,7 +111,7 @@ fn line(user: &UserName, verdict: &Verdict) -> String {
             };
             format!("accepted: {user} via token “{}” ({access})", shown(name))
         }
-        Verdict::AccessHash => format!("accepted: {user} via access hash (deprecated)"),
+        Verdict::AccessHash { .. } => format!("accepted: {user} via access hash (deprecated)"),
         Verdict::DependsOnAddress { name } => format!(
             "depends on the address: token “{}” has an allow-list; give the client's address with --from",
             shown(name)
@@ -124,11 +124,11 @@ fn document(user: &UserName, verdict: &Verdict) -> serde_json::Value {
     let mut doc = json!({
         "version": 1,
         "user": user.as_str(),
-        "accepted": matches!(verdict, Verdict::Token { .. } | Verdict::AccessHash),
+        "accepted": matches!(verdict, Verdict::Token { .. } | Verdict::AccessHash { .. }),
         "via": null,
     });
     match verdict {
-        Verdict::Token { name, access } => {
+        Verdict::Token { name, access, .. } => {
             doc["via"] = json!("token");
             doc["token_name"] = json!(name);
             doc["full_access"] = json!(*access == Access::Full);
@@ -136,7 +136,7 @@ fn document(user: &UserName, verdict: &Verdict) -> serde_json::Value {
                 doc["acls"] = json!(acls);
             }
         }
-        Verdict::AccessHash => doc["via"] = json!("accesshash"),
+        Verdict::AccessHash { .. } => doc["via"] = json!("accesshash"),
         Verdict::DependsOnAddress { name } => {
             doc["token_name"] = json!(name);
             doc["reason"] = json!("the token has an allow-list and no address was given");

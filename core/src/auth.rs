@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::acl::Privileges;
 use crate::backend::{BackendError, Reads, ServerSettings};
 use crate::secret::AccessHash;
 use crate::token::TokenEntry;
@@ -31,16 +32,22 @@ pub struct Attempt<'a> {
     pub at: i64,
 }
 
-/// What the server would answer.
+/// What the server would answer. An accepted request carries what the account holds, as
+/// read for the decision, so that the caller need not read its role again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Accepted by the API token `name`, with `access`.
     Token {
         name: String,
         access: Access,
+        /// What the account holds (root: everything).
+        account: Privileges,
     },
     /// Accepted as the account's legacy access hash.
-    AccessHash,
+    AccessHash {
+        /// What the account holds (root: everything).
+        account: Privileges,
+    },
     /// The token `name` has an allow-list and no address was given: the answer depends on
     /// where the request comes from.
     DependsOnAddress {
@@ -125,6 +132,7 @@ pub fn verify(
                         Verdict::Token {
                             name: entry.name,
                             access,
+                            account: privileges,
                         }
                     }
                 });
@@ -139,7 +147,9 @@ pub fn verify(
         .and_then(|current| current.token_hash())
         .is_some_and(|current| current == key);
     Ok(match (is_access_hash, expired) {
-        (true, _) if settings.allow_deprecated_accesshash => Verdict::AccessHash,
+        (true, _) if settings.allow_deprecated_accesshash => Verdict::AccessHash {
+            account: privileges,
+        },
         (true, _) => Verdict::Refused(Refusal::AccessHashDisabled(user.clone())),
         (false, Some(expired)) => Verdict::Refused(expired),
         (false, None) => Verdict::Refused(Refusal::UnknownSecret(user.clone())),
@@ -190,7 +200,6 @@ pub(crate) fn allow_list_entry(text: &str) -> Option<IpNet> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acl::Privileges;
     use crate::backend::WhmRole;
     use crate::secret::TokenHash;
     use crate::token::TokenSet;
@@ -267,6 +276,7 @@ mod tests {
         let want = Verdict::Token {
             name: "billing".into(),
             access: Access::Full,
+            account: Privileges::from_list(["list-accts"]),
         };
         assert_eq!(decide(&s, "bob", "token\nsecret\n", None, false), want);
     }
@@ -279,7 +289,8 @@ mod tests {
             decide(&s, "bob", "tokensecret", None, false),
             Verdict::Token {
                 name: "billing".into(),
-                access: Access::Acls(vec!["list-accts".into()])
+                access: Access::Acls(vec!["list-accts".into()]),
+                account: Privileges::from_list(["list-accts"]),
             }
         );
     }
@@ -342,7 +353,15 @@ mod tests {
         let s = server(entry());
         assert_eq!(
             decide(&s, "bob", "abcdef01", None, true),
-            Verdict::AccessHash
+            Verdict::AccessHash {
+                account: Privileges::from_list(["list-accts"])
+            }
+        );
+        assert_eq!(
+            decide(&s, "root", "abcdef01", None, true),
+            Verdict::AccessHash {
+                account: Privileges::All
+            }
         );
         assert!(matches!(
             decide(&s, "bob", "abcdef01", None, false),

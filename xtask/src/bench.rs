@@ -70,7 +70,7 @@ fn tools() -> Result<Tools, String> {
         "-p",
         "whmtoken-cli",
         "-p",
-        "whmtoken-fixtures",
+        "whmtoken-fake-server",
         "-p",
         "xtask",
         "--bins",

@@ -1,7 +1,7 @@
-//! The third-party HTTP clients the fake WHM's tests drive (`fake-whm/tests/serve.rs`),
+//! The third-party HTTP clients the fake WHM's tests drive (`fake-server/tests/serve.rs`),
 //! installed before `cargo xtask ci` runs the tests: curl (Debian's package, when it is
 //! missing) and pycpanel (PyPI, into a virtualenv in `target/tools/pycpanel`, by
-//! `fake-whm/tests/pycpanel/install.sh`). A machine without python3 skips the pycpanel
+//! `fake-server/tests/pycpanel/install.sh`). A machine without python3 skips the pycpanel
 //! tests, which say so.
 
 use std::process::{Command, Stdio};
@@ -18,7 +18,7 @@ pub(crate) fn install() -> Result<(), String> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     if works("python3", "--version") {
-        let script = workspace_root().join("fake-whm/tests/pycpanel/install.sh");
+        let script = workspace_root().join("fake-server/tests/pycpanel/install.sh");
         run(Command::new("sh")
             .arg(script)
             .arg(target_dir().join("tools/pycpanel")))?;

@@ -22,12 +22,6 @@ use clap_complete::Shell;
 
 use crate::{cargo_with_env, target_dir, workspace_root};
 
-/// whmtoken's own command line: `cli/src/bin/whmtoken.rs`, compiled here for its
-/// `command()` (its `main` is never called from here).
-#[allow(dead_code)]
-#[path = "../../cli/src/bin/whmtoken.rs"]
-mod whmtoken_bin;
-
 /// The platform of the packages, and the oldest glibc they run on.
 pub(crate) const TARGET: &str = "x86_64-unknown-linux-gnu";
 const GLIBC: (u32, u32) = (2, 17);
@@ -42,7 +36,10 @@ pub(crate) const SERVER_BINARIES: [&str; 2] = ["convert_accesshash_to_token", "w
 pub(crate) const TESTING_BINARY: &str = "fake-server";
 
 /// The crates whose metadata describes a package: (cargo package, its folder).
-const PACKAGES: [(&str, &str); 2] = [("whmtoken-cli", "cli"), ("whmtoken-fixtures", "fixtures")];
+const PACKAGES: [(&str, &str); 2] = [
+    ("whmtoken-cli", "cli"),
+    ("whmtoken-fake-server", "fake-server"),
+];
 
 /// Where the dist build leaves its binaries.
 pub(crate) fn release_dir() -> PathBuf {
@@ -69,7 +66,7 @@ pub(crate) fn dist() -> Result<Vec<PathBuf>, String> {
             "-p",
             "whmtoken-cli",
             "-p",
-            "whmtoken-fixtures",
+            "whmtoken-fake-server",
             "--bins",
         ],
         // The packages carry no debug information (symbol names stay, for backtraces).
@@ -253,7 +250,7 @@ pub(crate) fn documented_commands() -> [(&'static str, clap::Command); 2] {
             "convert_accesshash_to_token",
             whmtoken_cli::converter_command(),
         ),
-        ("whmtoken", whmtoken_bin::command()),
+        ("whmtoken", whmtoken_cli::whmtoken_command()),
     ]
 }
 
@@ -378,7 +375,7 @@ mod tests {
             files.extend(man_pages(command).unwrap().into_iter().map(|(f, _)| f));
         }
         files.sort();
-        let names: Vec<_> = whmtoken_bin::command()
+        let names: Vec<_> = whmtoken_cli::whmtoken_command()
             .get_subcommands()
             .map(|s| format!("whmtoken-{}.8", s.get_name()))
             .chain(["convert_accesshash_to_token.8".into(), "whmtoken.8".into()])
@@ -434,7 +431,7 @@ mod tests {
     /// subcommand's summary, and each of its options, is in them.
     #[test]
     fn whmtokens_man_pages_carry_every_subcommand_and_option() {
-        let command = whmtoken_bin::command();
+        let command = whmtoken_cli::whmtoken_command();
         let pages = man_pages(command.clone()).unwrap();
         let page = |name: &str| {
             let (_, text) = pages.iter().find(|(f, _)| f == name).unwrap();
@@ -452,7 +449,7 @@ mod tests {
 
     #[test]
     fn completions_know_every_subcommand_and_the_converters_options() {
-        let bash = completion(Shell::Bash, whmtoken_bin::command(), "whmtoken");
+        let bash = completion(Shell::Bash, whmtoken_cli::whmtoken_command(), "whmtoken");
         let bash = String::from_utf8(bash).unwrap();
         for sub in ["convert", "audit", "verify", "--config"] {
             assert!(bash.contains(sub), "{sub}");

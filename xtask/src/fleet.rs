@@ -36,7 +36,7 @@ pub(crate) fn fleet() -> Result<(), String> {
         "-p",
         "whmtoken-cli",
         "-p",
-        "whmtoken-fixtures",
+        "whmtoken-fake-server",
         "--locked",
     ])?;
     let ansible = Ansible::install()?;

@@ -4,7 +4,8 @@
 //!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
 //!   `target/tools` on first use), the fake WHM's test clients (curl, pycpanel: the
 //!   `clients` module), the whole test suite (with the tidy checks,
-//!   `xtask/tests/tidy.rs`), the command line's tests with each backend alone, `dist`
+//!   `xtask/tests/tidy.rs`), each backend kind alone (`whmtoken-backends`' tests, the
+//!   command line built with that kind only), `dist`
 //!   and the packages' checks (`package_check`), and `fleet`. `.ci/run` calls exactly this.
 //! - `dist`: release binaries for glibc 2.17 and newer, and the DEB and RPM packages
 //!   (`dist` module); `dist --check` adds the packages' checks.
@@ -50,8 +51,8 @@ Runs every check, in this order, and stops at the first that fails: the formatti
 (cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
 unused dependencies (cargo-machete, installed into target/tools on first use, about a
 minute), the clients the fake WHM's tests drive (curl via apt-get when missing; pycpanel
-from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included), the command line's tests
-with each backend alone, cargo xtask dist --check (the packages built, read, installed
+from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included), each backend kind alone
+(the registry's tests, the command line built with that kind only), cargo xtask dist --check (the packages built, read, installed
 and removed; as root), cargo xtask fleet (the Ansible collection), and the Ansible role
 installing that DEB with apt and converting with it. .ci/run runs
 exactly this. In a fresh clone on a 2-core machine it takes 7 to 10 minutes, about half
@@ -208,19 +209,27 @@ fn ci() -> Result<(), String> {
     clients::install()?;
     // The tidy checks (`xtask/tests/tidy.rs`) run here, with every other test.
     cargo(&["test", "--workspace", "--locked"])?;
-    // Each backend alone: the command line's own tests, including the message for a
-    // backend that was built out.
-    for feature in ["files", "sqlite"] {
-        let only = [
-            "-p",
-            "whmtoken-cli",
-            "--no-default-features",
-            "--features",
-            feature,
-            "--locked",
-            "--bins",
-        ];
-        cargo(&[&["test"][..], &only].concat())?;
+    // Each backend kind alone, from the one list: the registry's tests (the message for a
+    // kind built out included), and the command line built with that kind only.
+    for kind in whmtoken_backends::KINDS {
+        let only = ["--no-default-features", "--locked", "--features"];
+        cargo(
+            &[
+                &["test", "-p", "whmtoken-backends"][..],
+                &only,
+                &[kind.name],
+            ]
+            .concat(),
+        )?;
+        let feature = format!("whmtoken-backends/{}", kind.name);
+        cargo(
+            &[
+                &["build", "-p", "whmtoken-cli", "--bins"][..],
+                &only,
+                &[&feature],
+            ]
+            .concat(),
+        )?;
     }
     // The packages, built, read and installed; the Ansible collection on local hosts.
     dist::dist()?;

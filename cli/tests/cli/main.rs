@@ -4,7 +4,6 @@
 mod audit_trail;
 mod automation;
 mod differential;
-mod docs;
 mod dropin;
 mod durability;
 mod hostile;

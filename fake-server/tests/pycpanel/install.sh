@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the third-party WHM client pycpanel (from PyPI, pinned) into a virtualenv, for
-# the fake WHM's tests: fake-whm/tests/pycpanel/install.sh VENV. Does nothing when VENV
+# the fake WHM's tests: fake-server/tests/pycpanel/install.sh VENV. Does nothing when VENV
 # already has it. `cargo xtask ci` runs it; the tests run it too when VENV is missing it.
 set -eu
 venv="${1:?usage: install.sh VENV}"

@@ -8,16 +8,16 @@
 //! function the caller may not use, or one that fails, answers with `result` (legacy:
 //! `status`) 0 and a reason, as WHM does.
 
-use jiff::Zoned;
 use rand::RngExt;
 use serde_json::{Map, Value, json};
+use whmtoken_backends::SystemClock;
 use whmtoken_core::acl::BUILTIN_ACLS;
 use whmtoken_core::{
-    AuditTurn, Backend, BackendError, Clock, Decision, ImportError, ImportItem, ImportRequest,
-    Privileges, Restrictions, TokenEntry, TokenHash, error_chain,
+    AuditTurn, Backend, BackendError, Decision, ImportError, ImportItem, ImportRequest, Privileges,
+    Restrictions, TokenEntry, TokenHash, error_chain,
 };
 
-use crate::auth::Caller;
+use super::auth::Caller;
 
 /// The WHM version the fake server reports.
 pub const WHM_VERSION: &str = "11.130.0.0";
@@ -38,15 +38,6 @@ const TOKEN_ALPHABET: &[u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 /// The longest token name WHM accepts.
 const MAX_NAME_LEN: usize = 50;
-
-/// The server's clock: now, in the local time zone (as accounting lines are written).
-struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Zoned {
-        Zoned::now()
-    }
-}
 
 /// What one call answers: its data, or the reason it failed.
 type Outcome = Result<Value, String>;

@@ -4,8 +4,10 @@
 //! Each file's shell blocks (```sh, ```bash, ```shell) run in order, as a reader runs them
 //! from the workspace root after the README's set-up commands: in a fresh temporary folder
 //! holding an empty `target/`, one folder per Markdown file (later blocks may use what
-//! earlier ones wrote), under `sh -e`, with the folder of the built binaries
-//! (`convert_accesshash_to_token`, `whmtoken` and `fake-server`) first on `PATH`. As a
+//! earlier ones wrote), under `sh -e`, with a folder holding `convert_accesshash_to_token`,
+//! `whmtoken` (this test binary under those names) and `fake-server` (this package's
+//! binary) first on `PATH`: each built by cargo for this test from the current sources,
+//! none by the test itself (`support`). As a
 //! safety net, `WHMTOKEN_CONFIG` names a file that does not exist, so that a command
 //! missing its `--config` fails (exit 78) instead of reading the real server.
 //!
@@ -22,9 +24,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod support;
 
 /// The workspace root.
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -209,58 +214,11 @@ fn normalized(text: &str) -> String {
     out.trim_end_matches('\n').to_owned()
 }
 
-/// The folder holding the three binaries the examples run by name. `cargo test` builds this
-/// package's binaries only; `fake-server` (of `whmtoken-fixtures`) is built here, with the
-/// same cargo, into the same folder.
-fn binaries() -> &'static Path {
-    static BINARIES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BINARIES.get_or_init(|| {
-        let converter = Path::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"));
-        let folder = converter.parent().expect("a folder").to_owned();
-        assert_eq!(
-            Path::new(env!("CARGO_BIN_EXE_whmtoken")).parent(),
-            Some(folder.as_path())
-        );
-        let profile = folder.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let target = folder.parent().expect("the target folder");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(WORKSPACE)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "whmtoken-fixtures",
-                "--bin",
-                "fake-server",
-            ])
-            .arg("--target-dir")
-            .arg(target);
-        if profile != "debug" {
-            build.args(["--profile", profile]);
-        }
-        let out = build
-            .output()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cargo build -p whmtoken-fixtures --bin fake-server failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        if !folder.join("fake-server").is_file() {
-            return Err(format!(
-                "no fake-server in {} after the build",
-                folder.display()
-            ));
-        }
-        Ok(folder)
-    });
-    match built {
-        Ok(folder) => folder,
-        Err(message) => panic!("{message}"),
-    }
+/// The folder holding the three programs the examples run by name, made by `main`.
+static PROGRAMS: OnceLock<PathBuf> = OnceLock::new();
+
+fn programs() -> &'static Path {
+    PROGRAMS.get().expect("main made the programs' folder")
 }
 
 /// What one block did.
@@ -275,7 +233,7 @@ struct Ran {
 /// Runs `code` under `sh -e` in `cwd`, its output kept in `scratch`.
 fn run_block(code: &str, cwd: &Path, scratch: &Path) -> Ran {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![binaries().to_owned()];
+    let mut paths = vec![programs().to_owned()];
     paths.extend(std::env::split_paths(&path));
     let (stdout_path, stderr_path) = (scratch.join("stdout"), scratch.join("stderr"));
     let started = Instant::now();
@@ -354,19 +312,16 @@ fn check_file(relative: &str) -> Result<usize, String> {
     Ok(ran)
 }
 
-#[test]
 fn readme_examples_run() {
     let ran = check_file("README.md").unwrap_or_else(|e| panic!("{e}"));
     assert!(ran >= 3, "only {ran} README examples ran");
 }
 
-#[test]
 fn fixtures_readme_examples_run() {
     let ran = check_file("fixtures/README.md").unwrap_or_else(|e| panic!("{e}"));
     assert!(ran >= 2, "only {ran} fixtures/README.md examples ran");
 }
 
-#[test]
 fn docs_folder_examples_run() {
     let mut files: Vec<String> = fs::read_dir(Path::new(WORKSPACE).join("docs"))
         .expect("docs/")
@@ -384,7 +339,6 @@ fn docs_folder_examples_run() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-#[test]
 fn the_conventions_are_read_as_documented() {
     let markdown = "\
 Intro.
@@ -449,4 +403,19 @@ fn main() {}
     ] {
         assert!(examples(bad).is_err(), "{bad}");
     }
+}
+
+fn main() -> ExitCode {
+    if let Some(status) = support::act_as_a_program() {
+        return status;
+    }
+    let folder = tempfile::tempdir().expect("temporary folder");
+    support::link_programs(folder.path());
+    PROGRAMS.set(folder.path().to_owned()).expect("set once");
+    support::run(tests![
+        readme_examples_run,
+        fixtures_readme_examples_run,
+        docs_folder_examples_run,
+        the_conventions_are_read_as_documented,
+    ])
 }

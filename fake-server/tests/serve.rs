@@ -4,21 +4,21 @@
 //! after `convert_accesshash_to_token`, refused from 127.0.0.1 once the token is limited to
 //! 192.0.2.1, and refused once the token has expired.
 //!
-//! The binaries (`fake-server`, `convert_accesshash_to_token`) are built by the first test
-//! that needs them, with the same cargo, into the same target folder. pycpanel is installed
+//! `fake-server` is this package's binary; `convert_accesshash_to_token` is this test binary
+//! itself, started under that name (`support`). pycpanel is installed
 //! into `target/tools/pycpanel` by `tests/pycpanel/install.sh` (which `cargo xtask ci` runs
 //! first); its tests are skipped, saying so, only where python3 is missing.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use whmtoken_core::TokenHash;
-
-/// The workspace root.
-const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// bob's access hash as cPanel writes it: lines of hex. Clients send it without the line
 /// feeds.
@@ -28,63 +28,17 @@ fn secret() -> String {
     ACCESS_HASH.replace('\n', "")
 }
 
-/// The target folder's profile folder (`target/debug`), where cargo puts the binaries.
-fn profile_folder() -> PathBuf {
+/// The target folder (`target/`), whose `tools/` holds the test clients.
+fn target_folder() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    exe.parent()
-        .and_then(Path::parent)
+    exe.ancestors()
+        .nth(3)
         .expect("target/<profile>/deps/<test>")
         .to_owned()
 }
 
-/// Builds the binaries the tests run, once per test process.
-fn binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let folder = profile_folder();
-    let built = BUILT.get_or_init(|| {
-        let profile = folder
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_owned();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(WORKSPACE)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "whmtoken-fixtures",
-                "--bin",
-                "fake-server",
-            ])
-            .args(["-p", "whmtoken-cli", "--bin", "convert_accesshash_to_token"])
-            .arg("--target-dir")
-            .arg(folder.parent().expect("the target folder"));
-        if profile != "debug" {
-            build.args(["--profile", &profile]);
-        }
-        let out = build
-            .output()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "cargo build failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(message) = built {
-        panic!("{message}");
-    }
-    folder.join(name)
-}
-
 fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(binary(program))
+    let out = support::program(program)
         .args(args)
         .env("WHMTOKEN_CONFIG", "/nonexistent/whmtoken.toml")
         .stdin(Stdio::null())
@@ -152,7 +106,7 @@ struct Served {
 
 impl Served {
     fn start(config: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(binary("fake-server"))
+        let mut child = support::program("fake-server")
             .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
@@ -333,7 +287,7 @@ impl PyCpanel {
                 if !python3.is_ok_and(|out| out.status.success()) {
                     return None;
                 }
-                let venv = profile_folder().parent().unwrap().join("tools/pycpanel");
+                let venv = target_folder().join("tools/pycpanel");
                 let script =
                     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pycpanel/install.sh");
                 let out = Command::new("sh").arg(&script).arg(&venv).output().unwrap();
@@ -478,22 +432,18 @@ fn story(client: &dyn Client, backend: &str, reasons: bool) {
     );
 }
 
-#[test]
 fn curl_on_files() {
     story(&Curl, "files", true);
 }
 
-#[test]
 fn curl_on_sqlite() {
     story(&Curl, "sqlite", true);
 }
 
-#[test]
 fn ureq_on_files() {
     story(&Ureq, "files", true);
 }
 
-#[test]
 fn ureq_on_sqlite() {
     story(&Ureq, "sqlite", true);
 }
@@ -503,7 +453,6 @@ fn skipped(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
-#[test]
 fn pycpanel_on_files() {
     match PyCpanel::installed() {
         Some(client) => story(&client, "files", false),
@@ -511,7 +460,6 @@ fn pycpanel_on_files() {
     }
 }
 
-#[test]
 fn pycpanel_on_sqlite() {
     match PyCpanel::installed() {
         Some(client) => story(&client, "sqlite", false),
@@ -538,7 +486,6 @@ fn call(url: &str, authorization: Option<&str>, path_and_query: &str) -> (u16, s
     )
 }
 
-#[test]
 fn the_endpoints_answer_as_whm_api_1_does() {
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", "sqlite", &scenario(true, None));
@@ -553,13 +500,13 @@ fn the_endpoints_answer_as_whm_api_1_does() {
         body,
         serde_json::json!({
             "metadata": {"version": 1, "command": "version", "result": 1, "reason": "OK"},
-            "data": {"version": whmtoken_fake_whm::WHM_VERSION}
+            "data": {"version": whmtoken_fake_server::serve::WHM_VERSION}
         })
     );
     let (_, body) = call(&url, bob, "/json-api/version");
     assert_eq!(
         body,
-        serde_json::json!({"version": whmtoken_fake_whm::WHM_VERSION})
+        serde_json::json!({"version": whmtoken_fake_server::serve::WHM_VERSION})
     );
 
     let (status, body) = call(&url, bob, "/json-api/frobnicate?api.version=1");
@@ -694,7 +641,6 @@ fn the_endpoints_answer_as_whm_api_1_does() {
     );
 }
 
-#[test]
 fn a_function_outside_the_callers_acls_answers_200_with_result_0() {
     let dir = tempfile::tempdir().unwrap();
     let without = scenario(true, None).replace("reseller = [\"list-accts\"]", "reseller = []");
@@ -724,7 +670,6 @@ fn a_function_outside_the_callers_acls_answers_200_with_result_0() {
     assert_eq!(body["status"], 0, "the legacy shape: {body}");
 }
 
-#[test]
 fn refusals_are_403_with_a_reason_that_never_echoes_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", "files", &scenario(true, None));
@@ -777,7 +722,6 @@ fn refusals_are_403_with_a_reason_that_never_echoes_the_secret() {
     assert!(!log.contains(wrong) && !log.contains("Ym9i"), "{log}");
 }
 
-#[test]
 fn https_with_a_certificate_made_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", "sqlite", &scenario(true, None));
@@ -809,7 +753,6 @@ fn https_with_a_certificate_made_at_start() {
     }
 }
 
-#[test]
 fn https_with_a_certificate_given_as_pem_files() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
@@ -855,5 +798,24 @@ fn https_with_a_certificate_given_as_pem_files() {
         String::from_utf8_lossy(&out.stderr)
     );
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(body["version"], whmtoken_fake_whm::WHM_VERSION);
+    assert_eq!(body["version"], whmtoken_fake_server::serve::WHM_VERSION);
+}
+
+fn main() -> ExitCode {
+    if let Some(status) = support::act_as_a_program() {
+        return status;
+    }
+    support::run(tests![
+        curl_on_files,
+        curl_on_sqlite,
+        ureq_on_files,
+        ureq_on_sqlite,
+        pycpanel_on_files,
+        pycpanel_on_sqlite,
+        the_endpoints_answer_as_whm_api_1_does,
+        a_function_outside_the_callers_acls_answers_200_with_result_0,
+        refusals_are_403_with_a_reason_that_never_echoes_the_secret,
+        https_with_a_certificate_made_at_start,
+        https_with_a_certificate_given_as_pem_files,
+    ])
 }

@@ -147,9 +147,11 @@ pub(crate) fn authenticate(
     };
     let verdict =
         auth::verify(backend, settings, &attempt).map_err(|e| Denied::failed(&user, &e))?;
-    let access = match verdict {
-        Verdict::Token { access, .. } => access,
-        Verdict::AccessHash => Access::Full,
+    let (access, account) = match verdict {
+        Verdict::Token {
+            access, account, ..
+        } => (access, account),
+        Verdict::AccessHash { account } => (Access::Full, account),
         Verdict::Refused(why) => return Err(Denied::refused(Some(&user), why.to_string())),
         // Never with an address given; refused rather than trusted should that change.
         Verdict::DependsOnAddress { name } => {
@@ -159,16 +161,6 @@ pub(crate) fn authenticate(
             ));
         }
     };
-    let account = backend
-        .role(&user)
-        .map_err(|e| Denied::failed(&user, &e))?
-        .privileges()
-        .ok_or_else(|| {
-            Denied::refused(
-                Some(&user),
-                format!("{user} is neither root nor a reseller"),
-            )
-        })?;
     let (acls, full_access) = match access {
         Access::Full => (Acls::from(account.clone()), true),
         Access::Acls(list) => (Acls::Only(list.into_iter().collect()), false),
