@@ -18,7 +18,6 @@
 mod bench;
 mod clients;
 mod dist;
-mod filesystems;
 mod fleet;
 mod package_check;
 
