@@ -1,16 +1,17 @@
 //! `cargo xtask dist`: release binaries that run on glibc 2.17 and newer, and the packages
-//! made of them, in `target/dist/`; and `check_packages`, what CI proves of those packages.
+//! made of them, in `target/dist/`.
 //!
 //! - The binaries are built by cargo-zigbuild for `x86_64-unknown-linux-gnu.2.17` (zig's C
 //!   compiler also builds the bundled SQLite). cargo-zigbuild and zig come from PyPI
-//!   (`cargo-zigbuild`, `ziglang`), pinned, into a virtualenv in `target/tools/zig`;
-//!   cargo-deb and cargo-generate-rpm from crates.io, pinned, into `target/tools`.
+//!   (`cargo-zigbuild`, `ziglang`), pinned, into a virtualenv in `target/tools/zig`.
 //! - Each binary is checked: no symbol version above `GLIBC_2.17` in `objdump -T`, and
 //!   `--version` runs here.
 //! - The man pages (section 8: the binaries go to `/usr/sbin`) and the bash, zsh and fish
 //!   completions are generated from the clap definitions the binaries parse with, into
 //!   `whmtoken-assets/` beside the binaries, where the package metadata of `cli/Cargo.toml`
 //!   takes them from.
+//! - The packages are made in-process (`package` module) from the package metadata of
+//!   each packaged crate's `Cargo.toml`.
 //! - `whmtoken` (DEB and RPM): the two server binaries, man pages, completions,
 //!   `/etc/whmtoken.toml` (all comments: `packaging/whmtoken.toml`), README, changelog and
 //!   licenses. `whmtoken-testing`: `fake-server` alone.
@@ -32,10 +33,8 @@ mod whmtoken_bin;
 pub(crate) const TARGET: &str = "x86_64-unknown-linux-gnu";
 const GLIBC: (u32, u32) = (2, 17);
 
-/// The tools, pinned: a new version may build or package differently.
+/// The tools, pinned: a new version may build differently.
 const PYPI_TOOLS: [&str; 2] = ["cargo-zigbuild==0.24.1", "ziglang==0.17.1"];
-const CARGO_DEB: (&str, &str) = ("cargo-deb", "3.8.0");
-const CARGO_GENERATE_RPM: (&str, &str) = ("cargo-generate-rpm", "0.21.1");
 
 /// The binaries of the `whmtoken` packages, and of `whmtoken-testing`.
 pub(crate) const SERVER_BINARIES: [&str; 2] = ["convert_accesshash_to_token", "whmtoken"];
@@ -108,35 +107,14 @@ pub(crate) fn dist() -> Result<Vec<PathBuf>, String> {
         std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let out_arg = out.to_str().ok_or("the target folder is not UTF-8")?;
-    for (crate_name, folder) in PACKAGES {
-        cargo_with_env(
-            &[
-                "deb",
-                "-p",
-                crate_name,
-                "--no-build",
-                "--locked",
-                "--target",
-                TARGET,
-                "--output",
-                out_arg,
-            ],
-            &[("PATH", &path)],
-        )?;
-        cargo_with_env(
-            &[
-                "generate-rpm",
-                "-p",
-                folder,
-                "--target",
-                TARGET,
-                "--output",
-                out_arg,
-            ],
-            &[("PATH", &path)],
-        )?;
+    let started = std::time::Instant::now();
+    for (_, folder) in PACKAGES {
+        crate::package::build(&workspace_root().join(folder), &out)?;
     }
+    eprintln!(
+        "xtask: the packages made in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let packages = package_files()?;
     for package in &packages {
         eprintln!("xtask: built {}", package.display());
@@ -181,14 +159,11 @@ pub(crate) fn package(name: &str, kind: &str) -> Result<PathBuf, String> {
 struct Tools {
     /// The virtualenv's `bin/` (cargo-zigbuild, and the Python that runs zig).
     venv_bin: PathBuf,
-    /// `target/tools/bin` (cargo-deb, cargo-generate-rpm).
-    cargo_bin: PathBuf,
 }
 
 impl Tools {
     fn install() -> Result<Self, String> {
-        let tools = workspace_root().join("target/tools");
-        let venv = tools.join("zig");
+        let venv = workspace_root().join("target/tools/zig");
         let venv_bin = venv.join("bin");
         if !venv_bin.join("python").exists() {
             run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
@@ -202,21 +177,13 @@ impl Tools {
                 "--disable-pip-version-check",
             ])
             .args(PYPI_TOOLS))?;
-        for (name, version) in [CARGO_DEB, CARGO_GENERATE_RPM] {
-            crate::install_cargo_tool(name, version)?;
-        }
-        Ok(Self {
-            venv_bin,
-            cargo_bin: tools.join("bin"),
-        })
+        Ok(Self { venv_bin })
     }
 
     /// `PATH` with the tools first.
     fn path(&self) -> Result<String, String> {
         let rest = std::env::var_os("PATH").unwrap_or_default();
-        let paths = [self.venv_bin.clone(), self.cargo_bin.clone()]
-            .into_iter()
-            .chain(std::env::split_paths(&rest));
+        let paths = std::iter::once(self.venv_bin.clone()).chain(std::env::split_paths(&rest));
         let joined = std::env::join_paths(paths).map_err(|e| format!("PATH: {e}"))?;
         joined
             .into_string()

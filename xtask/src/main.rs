@@ -19,7 +19,10 @@ mod bench;
 mod clients;
 mod dist;
 mod fleet;
+mod package;
 mod package_check;
+mod rpm_header;
+mod throwaway_root;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -131,7 +134,8 @@ fn main() -> ExitCode {
         }
         ("bench", ["serve"]) => bench::bench_serve(),
         ("bench", ["filesystems"]) => bench::bench(true),
-        ("dist", ["--check"]) => dist::dist().and_then(|_| package_check::check()),
+        ("dist", ["--check"]) => dist::dist().and_then(|_| check_packages(false)),
+        (throwaway_root::TASK, rest) => install_checks(rest),
         (_, [extra, ..]) if help.is_some() => Err(format!(
             "{task} takes no such argument (given: {extra}); cargo xtask {task} --help says what it does"
         )),
@@ -189,100 +193,119 @@ pub(crate) fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), 
 }
 
 fn ci() -> Result<(), String> {
-    cargo(&["fmt", "--all", "--check"])?;
-    cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    cargo_with_env(
-        &["doc", "--workspace", "--no-deps", "--locked"],
-        &[("RUSTDOCFLAGS", "-D warnings")],
-    )?;
-    machete()?;
-    clients::install()?;
-    // The tidy checks (`xtask/tests/tidy.rs`) run here, with every other test.
-    cargo(&["test", "--workspace", "--locked"])?;
+    let mut timer = Timer::default();
+    timer.step("fmt", || cargo(&["fmt", "--all", "--check"]))?;
+    timer.step("clippy", || {
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    timer.step("doc", || {
+        cargo_with_env(
+            &["doc", "--workspace", "--no-deps", "--locked"],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )
+    })?;
+    timer.step("clients", clients::install)?;
+    // The tidy checks (`xtask/tests/tidy.rs`, unused dependencies among them) run here,
+    // with every other test.
+    timer.step("test", || cargo(&["test", "--workspace", "--locked"]))?;
     // Each backend alone: the command line's own tests, including the message for a
     // backend that was built out.
-    for feature in ["files", "sqlite"] {
-        let only = [
-            "-p",
-            "whmtoken-cli",
-            "--no-default-features",
-            "--features",
-            feature,
-            "--locked",
-            "--bins",
-        ];
-        cargo(&[&["test"][..], &only].concat())?;
-    }
-    // The packages, built, read and installed; the Ansible collection on local hosts.
-    dist::dist()?;
-    package_check::check()?;
-    fleet::fleet()?;
-    fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)
+    timer.step("each backend", || {
+        for feature in ["files", "sqlite"] {
+            let only = [
+                "-p",
+                "whmtoken-cli",
+                "--no-default-features",
+                "--features",
+                feature,
+                "--locked",
+                "--bins",
+            ];
+            cargo(&[&["test"][..], &only].concat())?;
+        }
+        Ok(())
+    })?;
+    // The packages, built and read; the Ansible collection on local hosts; then, as root,
+    // the DEB installed and removed, and the role installing it, in a throwaway root.
+    timer.step("dist", || dist::dist().map(drop))?;
+    timer.step("fleet", fleet::fleet)?;
+    timer.step("packages", || check_packages(true))?;
+    eprintln!("xtask: ci passed; {timer}");
+    Ok(())
 }
 
-/// cargo-machete's version, pinned: a new one may flag new things.
-const MACHETE_VERSION: &str = "0.9.2";
+/// How long each step of `ci` took.
+#[derive(Default)]
+struct Timer {
+    steps: Vec<(&'static str, std::time::Duration)>,
+}
 
-/// Unused dependencies, found by cargo-machete (it searches each crate's sources for the
-/// names of its dependencies, so a false positive is silenced in that crate's Cargo.toml
-/// under `[package.metadata.cargo-machete] ignored = [...]`). It is installed from
-/// crates.io into `target/tools` on first use, or when the pin changed: a fresh machine
-/// needs nothing but cargo.
-fn machete() -> Result<(), String> {
-    let root = workspace_root();
-    let binary = install_cargo_tool("cargo-machete", MACHETE_VERSION)?;
-    eprintln!("xtask: {} {}", binary.display(), root.display());
-    // Without CARGO, cargo-machete reads its arguments as `cargo-machete ARGS`, not as
-    // `cargo machete ARGS`, however xtask was started.
-    let status = Command::new(&binary)
-        .arg(&root)
-        .env_remove("CARGO")
-        .current_dir(&root)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(1) => Err("cargo-machete found unused dependencies (listed above)".to_owned()),
-        _ => Err(format!("cargo-machete failed ({status})")),
+impl Timer {
+    fn step<T>(
+        &mut self,
+        name: &'static str,
+        run: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let started = std::time::Instant::now();
+        let result = run();
+        self.steps.push((name, started.elapsed()));
+        result.map_err(|e| format!("{e}\n(ci: {self})"))
     }
 }
 
-/// Installs the cargo tool `name` at `version` from crates.io into `target/tools` unless
-/// that version is there already (its `--version` names it), and returns its path.
-pub(crate) fn install_cargo_tool(name: &str, version: &str) -> Result<PathBuf, String> {
-    let tools = workspace_root().join("target/tools");
-    let binary = tools.join("bin").join(name);
-    let installed = Command::new(&binary)
-        .arg("--version")
-        .env_remove("CARGO")
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
-    let is_pinned = installed.is_some_and(|text| text.split_whitespace().any(|w| w == version));
-    if !is_pinned {
-        let tools = tools
-            .to_str()
-            .ok_or_else(|| format!("{} is not UTF-8", tools.display()))?;
-        cargo(&[
-            "install",
-            "--locked",
-            "--root",
-            tools,
-            name,
-            "--version",
-            version,
-        ])?;
+impl std::fmt::Display for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: std::time::Duration = self.steps.iter().map(|(_, d)| *d).sum();
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(name, took)| format!("{name} {:.1} s", took.as_secs_f64()))
+            .collect();
+        write!(
+            f,
+            "{:.0} s in all: {}",
+            total.as_secs_f64(),
+            steps.join(", ")
+        )
     }
-    Ok(binary)
+}
+
+/// What is said when the install checks are skipped.
+const NOT_ROOT: &str = "xtask: not root: skipped installing and removing the DEB (dpkg -i, -r, -P) \
+     and the Ansible role's install step: they need root for a throwaway root (a mount \
+     namespace with overlays on /usr, /etc and /var); every other check ran";
+
+/// The packages' checks: what they hold (`package_check`), then, as root, the DEB
+/// installed and removed in a throwaway root, and with `role` the Ansible role installing
+/// it there too. Without root the install checks are skipped, and said so in one line.
+fn check_packages(role: bool) -> Result<(), String> {
+    package_check::check_contents()?;
+    if !throwaway_root::is_root() {
+        eprintln!("{NOT_ROOT}");
+        return Ok(());
+    }
+    throwaway_root::run_checks(role)
+}
+
+/// The hidden task run in the throwaway root: `deb`, and `role`.
+fn install_checks(what: &[&str]) -> Result<(), String> {
+    throwaway_root::enter()?;
+    for check in what {
+        match *check {
+            "deb" => package_check::check_install()?,
+            "role" => fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)?,
+            other => return Err(format!("{}: no such check: {other}", throwaway_root::TASK)),
+        }
+    }
+    Ok(())
 }
 
 /// The demo server: root and three resellers, one of them without an access hash.
