@@ -153,13 +153,11 @@ fn check_deb(name: &str, expected: &BTreeSet<String>, conffiles: &[&str]) -> Res
     let (_, files) = deb_contents(&deb)?;
     compare(&deb, &files, expected)?;
     let control = output(Command::new("dpkg-deb").arg("--info").arg(&deb))?;
+    // The control archive's members: `   19 bytes,   1 lines   [*]  NAME   …`.
     let members: Vec<&str> = control
         .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .nth(3)
-                .filter(|_| l.contains(" bytes, "))
-        })
+        .filter(|l| l.contains(" bytes, "))
+        .filter_map(|l| l.split_whitespace().skip(4).find(|w| *w != "*"))
         .collect();
     let scripts = [
         "preinst", "postinst", "prerm", "postrm", "config", "triggers",
