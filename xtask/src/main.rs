@@ -1,13 +1,14 @@
 //! Project automation, run as `cargo xtask <task>`:
 //!
 //! - `ci`: in this order, formatting check, clippy with warnings denied, `cargo doc` with
-//!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
-//!   `target/tools` on first use), the fake WHM's test clients (curl, pycpanel: the
-//!   `clients` module), the whole test suite (with the tidy checks,
-//!   `xtask/tests/tidy.rs`), the command line's tests with each backend alone, `dist`
-//!   and the packages' checks (`package_check`), and `fleet`. `.ci/run` calls exactly this.
+//!   warnings denied, pycpanel for the fake WHM's tests (the `clients` module), the whole
+//!   test suite (with the tidy checks, `xtask/tests/tidy.rs`), the command line's tests
+//!   with each backend alone, `dist` with the packages' contents checked
+//!   (`package_check`), `fleet`, and as root the install checks in a throwaway root
+//!   (`throwaway_root`), skipped in one line without root. It writes nothing outside the
+//!   workspace and cargo's and pip's caches. `.ci/run` calls exactly this.
 //! - `dist`: release binaries for glibc 2.17 and newer, and the DEB and RPM packages
-//!   (`dist` module); `dist --check` adds the packages' checks.
+//!   (`dist` and `package` modules); `dist --check` adds the packages' checks.
 //! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
@@ -33,9 +34,9 @@ use whmtoken_fixtures::{Scenario, dump_server};
 const USAGE: &str =
     "usage: cargo xtask <ci|dist|fleet|demo|bench>   (cargo xtask TASK --help: what TASK does)
 
-  ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
-         (cargo-machete), every test (tidy checks included), each backend alone,
-         dist --check, fleet
+  ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
+         included), each backend alone, dist --check, fleet; as root, the install checks
+         in a throwaway root. Writes nothing outside the workspace
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   demo   a small fake server in SQLite (target/demo), converted
@@ -50,14 +51,16 @@ const TASK_HELP: [(&str, &str); 5] = [
 
 Runs every check, in this order, and stops at the first that fails: the formatting check
 (cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
-unused dependencies (cargo-machete, installed into target/tools on first use, about a
-minute), the clients the fake WHM's tests drive (curl via apt-get when missing; pycpanel
-from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included), the command line's tests
-with each backend alone, cargo xtask dist --check (the packages built, read, installed
-and removed; as root), cargo xtask fleet (the Ansible collection), and the Ansible role
-installing that DEB with apt and converting with it. .ci/run runs
-exactly this. In a fresh clone on a 2-core machine it takes 7 to 10 minutes, about half
-of it building its tools into target/tools; about a minute when everything is built.",
+pycpanel (from PyPI into target/tools/pycpanel) for the fake WHM's tests, which also need
+curl, the whole test suite (the tidy checks included: root entries, function and file
+lengths, import circles, unused dependencies), the command line's tests with each backend
+alone, cargo xtask dist --check (the packages built and read), cargo xtask fleet (the
+Ansible collection), and, as root, the DEB installed and removed with dpkg and the
+Ansible role installing it with apt, both in a throwaway root: a mount namespace where
+/usr, /etc and /var are overlays on a tmpfs that vanishes with it. Without root those two
+are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
+and pip's caches. At the end it prints how long each step took. .ci/run runs exactly
+this.",
     ),
     (
         "dist",
@@ -68,14 +71,16 @@ x86_64-unknown-linux-gnu with glibc 2.17 or newer (cargo-zigbuild and zig, from 
 a virtualenv in target/tools/zig on first use), checks that no symbol version is above
 GLIBC_2.17 (objdump -T) and that each runs here, generates the man pages and shell
 completions from the command-line definitions, and makes the DEB and RPM packages
-whmtoken and whmtoken-testing (fake-server) in target/dist (cargo-deb and
-cargo-generate-rpm, installed into target/tools on first use, a few minutes).
+whmtoken and whmtoken-testing (fake-server) in target/dist, in-process, from the package
+metadata of cli/Cargo.toml and fixtures/Cargo.toml.
 
---check then checks the packages as cargo xtask ci does: the RPMs' file lists, scripts
-and config files (rpm -qlp, rpm -qp --scripts, Debian's rpm package); the DEB installed
-with dpkg -i (as root), its binaries run (--version, a conversion of a fake server, the
-installed /etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and
-dpkg -P, leaving nothing behind.",
+--check then checks the packages as cargo xtask ci does: the RPMs' files, modes, config
+files and scripts (their headers read by xtask, no rpm program needed) and the DEBs'
+files, fields, conffiles and scripts (dpkg-deb); then, as root, in a throwaway root (a
+mount namespace with overlays on /usr, /etc and /var), the DEB installed with dpkg -i,
+its binaries run (--version, a conversion of a fake server, the installed
+/etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and dpkg -P,
+leaving nothing behind. Without root that part is skipped, and said so.",
     ),
     (
         "fleet",
