@@ -17,11 +17,11 @@
 //!   licenses. `whmtoken-testing`: `fake-server` alone.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 use clap_complete::Shell;
 
-use crate::{cargo_with_env, target_dir, workspace_root};
+use crate::{target_dir, workspace_root};
 
 /// whmtoken's own command line: `cli/src/bin/whmtoken.rs`, compiled here for its
 /// `command()` (its `main` is never called from here).
@@ -55,29 +55,90 @@ pub(crate) fn dist_dir() -> PathBuf {
 
 /// Builds, checks and packages; returns the packages made.
 pub(crate) fn dist() -> Result<Vec<PathBuf>, String> {
-    let tools = Tools::install()?;
-    let zig_target = format!("{TARGET}.{}.{}", GLIBC.0, GLIBC.1);
-    let path = tools.path()?;
-    cargo_with_env(
-        &[
-            "zigbuild",
-            "--release",
-            "--locked",
-            "--target",
-            &zig_target,
-            "-p",
-            "whmtoken-cli",
-            "-p",
-            "whmtoken-fixtures",
-            "--bins",
-        ],
-        // The packages carry no debug information (symbol names stay, for backtraces).
-        &[
-            ("PATH", &path),
-            ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
-            ("CARGO_PROFILE_RELEASE_STRIP", "debuginfo"),
-        ],
-    )?;
+    ReleaseBuild::start(false)?.finish()?;
+    package_release()
+}
+
+/// The release build (cargo-zigbuild), running; with `background`, its output goes to
+/// `target/dist-build.log` (shown if it fails), so that `cargo xtask ci` runs it beside
+/// the tests. Dropped unfinished, it is stopped.
+pub(crate) struct ReleaseBuild {
+    child: Option<Child>,
+    log: Option<PathBuf>,
+}
+
+impl ReleaseBuild {
+    pub(crate) fn start(background: bool) -> Result<Self, String> {
+        let tools = Tools::install()?;
+        let zig_target = format!("{TARGET}.{}.{}", GLIBC.0, GLIBC.1);
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        command
+            .args(["zigbuild", "--release", "--locked", "--target", &zig_target])
+            .args(["-p", "whmtoken-cli", "-p", "whmtoken-fixtures", "--bins"])
+            .env("PATH", tools.path()?)
+            // The packages carry no debug information (symbol names stay, for backtraces).
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+            .current_dir(workspace_root());
+        let log = if background {
+            let log = target_dir().join("dist-build.log");
+            let file =
+                std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+            let copy = file
+                .try_clone()
+                .map_err(|e| format!("{}: {e}", log.display()))?;
+            command.stdout(copy).stderr(file);
+            Some(log)
+        } else {
+            None
+        };
+        let shown = format!("{command:?}");
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {shown}: {e}"))?;
+        match &log {
+            Some(log) => eprintln!(
+                "xtask: started, in the background (its output in {}): {shown}",
+                log.display()
+            ),
+            None => eprintln!("xtask: {shown}"),
+        }
+        Ok(Self {
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// Waits for the build; fails, with its output, if it failed.
+    pub(crate) fn finish(mut self) -> Result<(), String> {
+        let mut child = self.child.take().expect("finished once");
+        let status = child
+            .wait()
+            .map_err(|e| format!("the release build: {e}"))?;
+        if status.success() {
+            return Ok(());
+        }
+        let output = self
+            .log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default();
+        Err(format!("the release build failed ({status}){output}"))
+    }
+}
+
+impl Drop for ReleaseBuild {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// After the release build: its binaries checked, the man pages and completions written,
+/// and the packages made; returns the packages.
+pub(crate) fn package_release() -> Result<Vec<PathBuf>, String> {
     let release = release_dir();
     for binary in SERVER_BINARIES.iter().chain([&TESTING_BINARY]) {
         let binary = release.join(binary);

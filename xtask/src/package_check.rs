@@ -145,13 +145,27 @@ fn check_rpm(name: &str, expected: &BTreeSet<String>, config: &[&str]) -> Result
     Ok(())
 }
 
-/// The DEB `name`: exactly the `expected` files, its control fields, `conffiles` its
-/// conffiles, and no maintainer script.
+/// The DEB `name`: exactly the `expected` files (owned by root, with their modes), its
+/// control fields, `conffiles` its conffiles, and no maintainer script.
 fn check_deb(name: &str, expected: &BTreeSet<String>, conffiles: &[&str]) -> Result<(), String> {
     let deb = package(name, "deb")?;
     let shown = deb.display();
     let (_, files) = deb_contents(&deb)?;
     compare(&deb, &files, expected)?;
+    // `-rwxr-xr-x 0/0   5497256 2026-12-04 00:00 ./usr/sbin/whmtoken`: modes and owners.
+    let listing = output(Command::new("dpkg-deb").arg("--contents").arg(&deb))?;
+    for line in listing.lines().filter(|l| !l.starts_with('d')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let path = words.last().map_or("", |p| p.trim_start_matches('.'));
+        let mode = if is_binary(path) {
+            "-rwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        };
+        if words.first() != Some(&mode) || !matches!(words.get(1), Some(&("0/0" | "root/root"))) {
+            return Err(format!("{shown}: {line:?}: expected {mode} and owner root"));
+        }
+    }
     let control = output(Command::new("dpkg-deb").arg("--info").arg(&deb))?;
     // The control archive's members: `   19 bytes,   1 lines   [*]  NAME   …`.
     let members: Vec<&str> = control
