@@ -288,10 +288,20 @@ impl std::fmt::Display for Timer {
     }
 }
 
-/// What is said when the install checks are skipped.
-const NOT_ROOT: &str = "xtask: not root: skipped installing and removing the DEB (dpkg -i, -r, -P) \
-     and the Ansible role's install step: they need root for a throwaway root (a mount \
-     namespace with overlays on /usr, /etc and /var); every other check ran";
+/// The one line said when the install checks are skipped: those of the DEB, and with
+/// `role` the Ansible role's install step.
+fn not_root(role: bool) -> String {
+    let role = if role {
+        " and the Ansible role's install step"
+    } else {
+        ""
+    };
+    format!(
+        "xtask: not root: skipped installing and removing the DEB (dpkg -i, -r, -P){role}: \
+         they need root for a throwaway root (a mount namespace with overlays on /usr, /etc \
+         and /var); every other check ran"
+    )
+}
 
 /// The packages' checks: what they hold (`package_check`), then, as root, the DEB
 /// installed and removed in a throwaway root, and with `role` the Ansible role installing
@@ -299,7 +309,7 @@ const NOT_ROOT: &str = "xtask: not root: skipped installing and removing the DEB
 fn check_packages(role: bool) -> Result<(), String> {
     package_check::check_contents()?;
     if !throwaway_root::is_root() {
-        eprintln!("{NOT_ROOT}");
+        eprintln!("{}", not_root(role));
         return Ok(());
     }
     throwaway_root::run_checks(role)
