@@ -308,7 +308,9 @@ mod tests {
         let path = Utf8Path::from_path(dir.path())
             .unwrap()
             .join("accounting.log");
-        (AccountingLog::new(path.clone(), 0), path)
+        // Owned by whoever runs the tests: root on a server, maybe not here.
+        let owner = rustix::process::geteuid().as_raw();
+        (AccountingLog::new(path.clone(), owner), path)
     }
 
     #[test]

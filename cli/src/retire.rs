@@ -18,9 +18,9 @@ use whmtoken_core::retire::{
 use whmtoken_core::{Backend, BackendError, pipeline};
 
 use crate::config;
-use whmtoken_backends::SystemClock;
 use crate::error::{CliError, status};
 use crate::output::shown;
+use whmtoken_backends::SystemClock;
 
 /// `whmtoken retire [USER]... | --all-resellers [--disable-accesshash-auth] [-n] [--json] [--force]`
 #[derive(Debug, clap::Args)]

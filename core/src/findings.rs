@@ -220,55 +220,17 @@ fn audit_account(
         tokens: Vec::new(),
         findings: Vec::new(),
     };
-    let finding = |severity, code, message: String, token: Option<&str>| Finding {
-        severity,
-        code,
-        message,
-        token: token.map(str::to_owned),
-    };
     let user = match UserName::new(raw) {
         Ok(user) => user,
         Err(e) => {
             let message = format!("{}: not an account name ({e})", raw.escape_debug());
-            account.findings.push(finding(
-                Severity::Critical,
-                Code::UnsafeTokenFile,
-                message,
-                None,
-            ));
+            account.push(Severity::Critical, Code::UnsafeTokenFile, message, None);
             return account;
         }
     };
     let exists = reads.has_account(&user).unwrap_or(false);
     let key = if exists {
-        match reads.read_access_hash(&user) {
-            Ok(None) => None,
-            Ok(Some(hash)) => {
-                let key = hash.token_hash();
-                if key.is_none() {
-                    let message =
-                        format!("{user}: access hash is empty; it cannot be converted (or used)");
-                    account.findings.push(finding(
-                        Severity::Warning,
-                        Code::EmptyAccesshash,
-                        message,
-                        None,
-                    ));
-                }
-                key
-            }
-            Err(e) => {
-                account.accesshash = AccessHashState::Unreadable;
-                let message = format!("{user}: access hash refused: {}", error_chain(&e));
-                account.findings.push(finding(
-                    Severity::Critical,
-                    Code::UnsafeAccesshash,
-                    message,
-                    None,
-                ));
-                None
-            }
-        }
+        read_key(reads, &user, &mut account)
     } else {
         None
     };
@@ -276,12 +238,7 @@ fn audit_account(
         Ok(tokens) => Some(tokens),
         Err(e) => {
             let message = format!("{user}: token database refused: {}", error_chain(&e));
-            account.findings.push(finding(
-                Severity::Critical,
-                Code::UnsafeTokenFile,
-                message,
-                None,
-            ));
+            account.push(Severity::Critical, Code::UnsafeTokenFile, message, None);
             None
         }
     };
@@ -297,9 +254,7 @@ fn audit_account(
                 format!("{user}: no such account, and no token file"),
             )
         };
-        account
-            .findings
-            .push(finding(Severity::Warning, code, message, None));
+        account.push(Severity::Warning, code, message, None);
     }
     let Some(tokens) = tokens else {
         if key.is_some() {
@@ -315,34 +270,10 @@ fn audit_account(
                     "{user}: access hash converted as “{}” but still present; retire it",
                     entry.name
                 );
-                account.findings.push(finding(
-                    Severity::Warning,
-                    Code::AccesshashActive,
-                    message,
-                    Some(&entry.name),
-                ));
+                let name = Some(entry.name.clone());
+                account.push(Severity::Warning, Code::AccesshashActive, message, name);
             }
-            None => {
-                account.accesshash = AccessHashState::NotConverted;
-                let (severity, consequence) = if settings.allow_deprecated_accesshash {
-                    (
-                        Severity::Warning,
-                        "its clients fail once access-hash authentication is off",
-                    )
-                } else {
-                    (
-                        Severity::Critical,
-                        "access-hash authentication is off, so its clients are failing now",
-                    )
-                };
-                let message = format!("{user}: access hash not converted; {consequence}");
-                account.findings.push(finding(
-                    severity,
-                    Code::AccesshashNotConverted,
-                    message,
-                    None,
-                ));
-            }
+            None => not_converted(settings, &user, &mut account),
         }
     }
     for (hash, entry) in tokens.iter() {
@@ -351,6 +282,59 @@ fn audit_account(
         account.tokens.push(view);
     }
     account
+}
+
+/// The token hash of `user`'s access hash, if it has one that can be converted; what is
+/// wrong with it goes to `account`.
+fn read_key(reads: &dyn Reads, user: &UserName, account: &mut AccountAudit) -> Option<TokenHash> {
+    match reads.read_access_hash(user) {
+        Ok(None) => None,
+        Ok(Some(hash)) => {
+            let key = hash.token_hash();
+            if key.is_none() {
+                let message =
+                    format!("{user}: access hash is empty; it cannot be converted (or used)");
+                account.push(Severity::Warning, Code::EmptyAccesshash, message, None);
+            }
+            key
+        }
+        Err(e) => {
+            account.accesshash = AccessHashState::Unreadable;
+            let message = format!("{user}: access hash refused: {}", error_chain(&e));
+            account.push(Severity::Critical, Code::UnsafeAccesshash, message, None);
+            None
+        }
+    }
+}
+
+/// An access hash with no token of its secret: how bad depends on whether access-hash
+/// authentication is still on.
+fn not_converted(settings: ServerSettings, user: &UserName, account: &mut AccountAudit) {
+    account.accesshash = AccessHashState::NotConverted;
+    let (severity, consequence) = if settings.allow_deprecated_accesshash {
+        (
+            Severity::Warning,
+            "its clients fail once access-hash authentication is off",
+        )
+    } else {
+        (
+            Severity::Critical,
+            "access-hash authentication is off, so its clients are failing now",
+        )
+    };
+    let message = format!("{user}: access hash not converted; {consequence}");
+    account.push(severity, Code::AccesshashNotConverted, message, None);
+}
+
+impl AccountAudit {
+    fn push(&mut self, severity: Severity, code: Code, message: String, token: Option<String>) {
+        self.findings.push(Finding {
+            severity,
+            code,
+            message,
+            token,
+        });
+    }
 }
 
 fn token_view(

@@ -3,6 +3,7 @@
 //! a test: nothing here runs in CI. `cargo xtask bench serve` measures the fake WHM alone
 //! (the `serve` module).
 
+mod filesystems;
 mod serve;
 
 use std::fmt::Write as _;
@@ -123,7 +124,7 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
         file_templates.push((case.resellers, template));
     }
     if only_filesystems {
-        let text = crate::filesystems::bench(&tools, &file_templates, &out);
+        let text = filesystems::bench(&tools, &file_templates, &out);
         #[allow(clippy::print_stdout)]
         {
             println!("{text}");
@@ -135,86 +136,9 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
         generated(&tools, &template, case.backend, case.resellers, 3, 1)?;
         let measured = measure(&tools, case, &template, &copies)?;
         eprintln!("xtask: {} {}: done", case.backend, case.resellers);
-        let users = case.resellers as f64;
-        let conv = median(measured.converter.iter().map(|s| s.wall));
-        let user_cpu = median(measured.converter.iter().map(|s| s.user));
-        let all_cpu = median(measured.converter.iter().map(|s| s.user + s.system));
-        let rss = measured
-            .converter
-            .iter()
-            .map(|s| s.max_rss_kb)
-            .fold(0.0, f64::max);
-        let floor_serial = median(measured.floor_serial.iter().map(|s| s.wall));
-        let floor_threaded = measured
-            .floor_threaded
-            .as_ref()
-            .map(|f| median(f.iter().map(|s| s.wall)));
-        let ratio_serial = median(
-            measured
-                .converter
-                .iter()
-                .zip(&measured.floor_serial)
-                .map(|(c, f)| c.wall / f.wall),
-        );
-        let ratio_threaded = measured.floor_threaded.as_ref().map(|f| {
-            median(
-                measured
-                    .converter
-                    .iter()
-                    .zip(f)
-                    .map(|(c, f)| c.wall / f.wall),
-            )
-        });
-        let floor_cpu = median(measured.floor_serial.iter().map(|s| s.user + s.system));
-        writeln!(
-            report,
-            "| {} | {} | {:.3} s | {:.1} µs | {:.1} µs | {:.3} s ({:.2}x floor) | {:.1} MiB | {:.3} s | {} | {:.2}x | {} |",
-            case.backend,
-            case.resellers,
-            conv,
-            conv / users * 1e6,
-            user_cpu / users * 1e6,
-            all_cpu,
-            all_cpu / floor_cpu.max(1e-9),
-            rss / 1024.0,
-            floor_serial,
-            floor_threaded.map_or("-".into(), |t| format!("{t:.3} s")),
-            ratio_serial,
-            ratio_threaded.map_or("-".into(), |r| format!("{r:.2}x")),
-        )
-        .expect("write to a String");
+        let conv = measured.write(case, &mut report, &mut notes);
         if case.backend == "files" {
             file_medians.push(conv);
-        }
-        if let Some(dry) = measured.dry_run {
-            writeln!(
-                notes,
-                "- `--dry-run` on files {}: {:.3} s, {:.2}x the real run.",
-                case.resellers,
-                dry,
-                dry / conv
-            )
-            .expect("write to a String");
-            if let Some(audit) = measured.audit {
-                writeln!(
-                    notes,
-                    "- `whmtoken audit --json` on files {}: {:.3} s, {:.2}x the dry run (target: at most 1.5x).",
-                    case.resellers,
-                    audit,
-                    audit / dry
-                )
-                .expect("write to a String");
-            }
-        }
-        if let Some(verify) = measured.verify {
-            writeln!(
-                notes,
-                "- `whmtoken verify` on {} {}, whole process: {:.1} ms (median of {VERIFY_RUNS}; target: under 10 ms).",
-                case.backend,
-                case.resellers,
-                verify * 1e3
-            )
-            .expect("write to a String");
         }
     }
     let (files, rss) = large_token_files(&tools, &out, &copies)?;
@@ -233,7 +157,7 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
         )
         .expect("write to a String");
     }
-    let filesystems = crate::filesystems::bench(&tools, &file_templates, &out);
+    let filesystems = filesystems::bench(&tools, &file_templates, &out);
     let text = format!(
         "# whmtoken benchmark\n\nConverter (`--all-resellers`, default `--jobs` = {}) against the I/O floor (serial, and on {FLOOR_THREADS} threads), timed pair by pair on fresh copies; ratios are medians of the pairwise ratios.\n\n{report}\n{notes}{filesystems}",
         tools.jobs
@@ -253,6 +177,86 @@ struct Measured {
     dry_run: Option<f64>,
     audit: Option<f64>,
     verify: Option<f64>,
+}
+
+impl Measured {
+    /// Writes this case's row of the table to `report` and its notes to `notes`; returns
+    /// the converter's median wall time.
+    fn write(&self, case: &Case, report: &mut String, notes: &mut String) -> f64 {
+        let users = case.resellers as f64;
+        let conv = median(self.converter.iter().map(|s| s.wall));
+        let user_cpu = median(self.converter.iter().map(|s| s.user));
+        let all_cpu = median(self.converter.iter().map(|s| s.user + s.system));
+        let rss = self
+            .converter
+            .iter()
+            .map(|s| s.max_rss_kb)
+            .fold(0.0, f64::max);
+        let floor_serial = median(self.floor_serial.iter().map(|s| s.wall));
+        let floor_threaded = self
+            .floor_threaded
+            .as_ref()
+            .map(|f| median(f.iter().map(|s| s.wall)));
+        let ratio_serial = median(
+            self.converter
+                .iter()
+                .zip(&self.floor_serial)
+                .map(|(c, f)| c.wall / f.wall),
+        );
+        let ratio_threaded = self
+            .floor_threaded
+            .as_ref()
+            .map(|f| median(self.converter.iter().zip(f).map(|(c, f)| c.wall / f.wall)));
+        let floor_cpu = median(self.floor_serial.iter().map(|s| s.user + s.system));
+        writeln!(
+            report,
+            "| {} | {} | {:.3} s | {:.1} µs | {:.1} µs | {:.3} s ({:.2}x floor) | {:.1} MiB | {:.3} s | {} | {:.2}x | {} |",
+            case.backend,
+            case.resellers,
+            conv,
+            conv / users * 1e6,
+            user_cpu / users * 1e6,
+            all_cpu,
+            all_cpu / floor_cpu.max(1e-9),
+            rss / 1024.0,
+            floor_serial,
+            floor_threaded.map_or("-".into(), |t| format!("{t:.3} s")),
+            ratio_serial,
+            ratio_threaded.map_or("-".into(), |r| format!("{r:.2}x")),
+        )
+        .expect("write to a String");
+        if let Some(dry) = self.dry_run {
+            writeln!(
+                notes,
+                "- `--dry-run` on files {}: {:.3} s, {:.2}x the real run.",
+                case.resellers,
+                dry,
+                dry / conv
+            )
+            .expect("write to a String");
+            if let Some(audit) = self.audit {
+                writeln!(
+                    notes,
+                    "- `whmtoken audit --json` on files {}: {:.3} s, {:.2}x the dry run (target: at most 1.5x).",
+                    case.resellers,
+                    audit,
+                    audit / dry
+                )
+                .expect("write to a String");
+            }
+        }
+        if let Some(verify) = self.verify {
+            writeln!(
+                notes,
+                "- `whmtoken verify` on {} {}, whole process: {:.1} ms (median of {VERIFY_RUNS}; target: under 10 ms).",
+                case.backend,
+                case.resellers,
+                verify * 1e3
+            )
+            .expect("write to a String");
+        }
+        conv
+    }
 }
 
 /// How many `whmtoken verify` runs the verify figure is the median of.

@@ -1,21 +1,21 @@
 //! The third-party HTTP clients the fake WHM's tests drive (`fake-server/tests/serve.rs`),
-//! installed before `cargo xtask ci` runs the tests: curl (Debian's package, when it is
-//! missing) and pycpanel (PyPI, into a virtualenv in `target/tools/pycpanel`, by
-//! `fake-server/tests/pycpanel/install.sh`). A machine without python3 skips the pycpanel
-//! tests, which say so.
+//! made ready before `cargo xtask ci` runs the tests: curl must be there already (nothing
+//! is installed into the machine), and pycpanel comes from PyPI into a virtualenv in
+//! `target/tools/pycpanel` (`fake-server/tests/pycpanel/install.sh`). A machine without
+//! python3 skips the pycpanel tests, which say so.
 
 use std::process::{Command, Stdio};
 
-use crate::{target_dir, workspace_root};
+use crate::{run, target_dir, workspace_root};
 
-/// Installs what is missing.
+/// Checks that curl is there, and installs pycpanel into `target/tools`.
 pub(crate) fn install() -> Result<(), String> {
     if !works("curl", "--version") {
-        eprintln!("xtask: installing curl (apt-get) for the fake WHM's tests");
-        run(Command::new("apt-get").arg("update").arg("-qq"))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "curl"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        return Err(
+            "the fake WHM's tests drive curl, which is missing: install it \
+             (Debian: apt-get install curl)"
+                .into(),
+        );
     }
     if works("python3", "--version") {
         let script = workspace_root().join("fake-server/tests/pycpanel/install.sh");
@@ -35,16 +35,4 @@ fn works(program: &str, arg: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let shown = format!("{command:?}");
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{shown} failed ({status})"))
-    }
 }

@@ -1,35 +1,34 @@
 //! `cargo xtask dist`: release binaries that run on glibc 2.17 and newer, and the packages
-//! made of them, in `target/dist/`; and `check_packages`, what CI proves of those packages.
+//! made of them, in `target/dist/`.
 //!
 //! - The binaries are built by cargo-zigbuild for `x86_64-unknown-linux-gnu.2.17` (zig's C
 //!   compiler also builds the bundled SQLite). cargo-zigbuild and zig come from PyPI
-//!   (`cargo-zigbuild`, `ziglang`), pinned, into a virtualenv in `target/tools/zig`;
-//!   cargo-deb and cargo-generate-rpm from crates.io, pinned, into `target/tools`.
+//!   (`cargo-zigbuild`, `ziglang`), pinned, into a virtualenv in `target/tools/zig`.
 //! - Each binary is checked: no symbol version above `GLIBC_2.17` in `objdump -T`, and
 //!   `--version` runs here.
 //! - The man pages (section 8: the binaries go to `/usr/sbin`) and the bash, zsh and fish
 //!   completions are generated from the clap definitions the binaries parse with, into
 //!   `whmtoken-assets/` beside the binaries, where the package metadata of `cli/Cargo.toml`
 //!   takes them from.
+//! - The packages are made in-process (`package` module) from the package metadata of
+//!   each packaged crate's `Cargo.toml`.
 //! - `whmtoken` (DEB and RPM): the two server binaries, man pages, completions,
 //!   `/etc/whmtoken.toml` (all comments: `packaging/whmtoken.toml`), README, changelog and
 //!   licenses. `whmtoken-testing`: `fake-server` alone.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 use clap_complete::Shell;
 
-use crate::{cargo_with_env, target_dir, workspace_root};
+use crate::{output, run, target_dir, workspace_root};
 
 /// The platform of the packages, and the oldest glibc they run on.
 pub(crate) const TARGET: &str = "x86_64-unknown-linux-gnu";
 const GLIBC: (u32, u32) = (2, 17);
 
-/// The tools, pinned: a new version may build or package differently.
+/// The tools, pinned: a new version may build differently.
 const PYPI_TOOLS: [&str; 2] = ["cargo-zigbuild==0.24.1", "ziglang==0.17.1"];
-const CARGO_DEB: (&str, &str) = ("cargo-deb", "3.8.0");
-const CARGO_GENERATE_RPM: (&str, &str) = ("cargo-generate-rpm", "0.21.1");
 
 /// The binaries of the `whmtoken` packages, and of `whmtoken-testing`.
 pub(crate) const SERVER_BINARIES: [&str; 2] = ["convert_accesshash_to_token", "whmtoken"];
@@ -53,29 +52,90 @@ pub(crate) fn dist_dir() -> PathBuf {
 
 /// Builds, checks and packages; returns the packages made.
 pub(crate) fn dist() -> Result<Vec<PathBuf>, String> {
-    let tools = Tools::install()?;
-    let zig_target = format!("{TARGET}.{}.{}", GLIBC.0, GLIBC.1);
-    let path = tools.path()?;
-    cargo_with_env(
-        &[
-            "zigbuild",
-            "--release",
-            "--locked",
-            "--target",
-            &zig_target,
-            "-p",
-            "whmtoken-cli",
-            "-p",
-            "whmtoken-fake-server",
-            "--bins",
-        ],
-        // The packages carry no debug information (symbol names stay, for backtraces).
-        &[
-            ("PATH", &path),
-            ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
-            ("CARGO_PROFILE_RELEASE_STRIP", "debuginfo"),
-        ],
-    )?;
+    ReleaseBuild::start(false)?.finish()?;
+    package_release()
+}
+
+/// The release build (cargo-zigbuild), running; with `background`, its output goes to
+/// `target/dist-build.log` (shown if it fails), so that `cargo xtask ci` runs it beside
+/// the tests. Dropped unfinished, it is stopped.
+pub(crate) struct ReleaseBuild {
+    child: Option<Child>,
+    log: Option<PathBuf>,
+}
+
+impl ReleaseBuild {
+    pub(crate) fn start(background: bool) -> Result<Self, String> {
+        let tools = Tools::install()?;
+        let zig_target = format!("{TARGET}.{}.{}", GLIBC.0, GLIBC.1);
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        command
+            .args(["zigbuild", "--release", "--locked", "--target", &zig_target])
+            .args(["-p", "whmtoken-cli", "-p", "whmtoken-fake-server", "--bins"])
+            .env("PATH", tools.path()?)
+            // The packages carry no debug information (symbol names stay, for backtraces).
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+            .current_dir(workspace_root());
+        let log = if background {
+            let log = target_dir().join("dist-build.log");
+            let file =
+                std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+            let copy = file
+                .try_clone()
+                .map_err(|e| format!("{}: {e}", log.display()))?;
+            command.stdout(copy).stderr(file);
+            Some(log)
+        } else {
+            None
+        };
+        let shown = format!("{command:?}");
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {shown}: {e}"))?;
+        match &log {
+            Some(log) => eprintln!(
+                "xtask: started, in the background (its output in {}): {shown}",
+                log.display()
+            ),
+            None => eprintln!("xtask: {shown}"),
+        }
+        Ok(Self {
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// Waits for the build; fails, with its output, if it failed.
+    pub(crate) fn finish(mut self) -> Result<(), String> {
+        let mut child = self.child.take().expect("finished once");
+        let status = child
+            .wait()
+            .map_err(|e| format!("the release build: {e}"))?;
+        if status.success() {
+            return Ok(());
+        }
+        let output = self
+            .log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default();
+        Err(format!("the release build failed ({status}){output}"))
+    }
+}
+
+impl Drop for ReleaseBuild {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// After the release build: its binaries checked, the man pages and completions written,
+/// and the packages made; returns the packages.
+pub(crate) fn package_release() -> Result<Vec<PathBuf>, String> {
     let release = release_dir();
     for binary in SERVER_BINARIES.iter().chain([&TESTING_BINARY]) {
         let binary = release.join(binary);
@@ -105,35 +165,14 @@ pub(crate) fn dist() -> Result<Vec<PathBuf>, String> {
         std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let out_arg = out.to_str().ok_or("the target folder is not UTF-8")?;
-    for (crate_name, folder) in PACKAGES {
-        cargo_with_env(
-            &[
-                "deb",
-                "-p",
-                crate_name,
-                "--no-build",
-                "--locked",
-                "--target",
-                TARGET,
-                "--output",
-                out_arg,
-            ],
-            &[("PATH", &path)],
-        )?;
-        cargo_with_env(
-            &[
-                "generate-rpm",
-                "-p",
-                folder,
-                "--target",
-                TARGET,
-                "--output",
-                out_arg,
-            ],
-            &[("PATH", &path)],
-        )?;
+    let started = std::time::Instant::now();
+    for (_, folder) in PACKAGES {
+        crate::package::build(&workspace_root().join(folder), &release, &out)?;
     }
+    eprintln!(
+        "xtask: the packages made in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let packages = package_files()?;
     for package in &packages {
         eprintln!("xtask: built {}", package.display());
@@ -178,14 +217,11 @@ pub(crate) fn package(name: &str, kind: &str) -> Result<PathBuf, String> {
 struct Tools {
     /// The virtualenv's `bin/` (cargo-zigbuild, and the Python that runs zig).
     venv_bin: PathBuf,
-    /// `target/tools/bin` (cargo-deb, cargo-generate-rpm).
-    cargo_bin: PathBuf,
 }
 
 impl Tools {
     fn install() -> Result<Self, String> {
-        let tools = workspace_root().join("target/tools");
-        let venv = tools.join("zig");
+        let venv = workspace_root().join("target/tools/zig");
         let venv_bin = venv.join("bin");
         if !venv_bin.join("python").exists() {
             run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
@@ -199,21 +235,13 @@ impl Tools {
                 "--disable-pip-version-check",
             ])
             .args(PYPI_TOOLS))?;
-        for (name, version) in [CARGO_DEB, CARGO_GENERATE_RPM] {
-            crate::install_cargo_tool(name, version)?;
-        }
-        Ok(Self {
-            venv_bin,
-            cargo_bin: tools.join("bin"),
-        })
+        Ok(Self { venv_bin })
     }
 
     /// `PATH` with the tools first.
     fn path(&self) -> Result<String, String> {
         let rest = std::env::var_os("PATH").unwrap_or_default();
-        let paths = [self.venv_bin.clone(), self.cargo_bin.clone()]
-            .into_iter()
-            .chain(std::env::split_paths(&rest));
+        let paths = std::iter::once(self.venv_bin.clone()).chain(std::env::split_paths(&rest));
         let joined = std::env::join_paths(paths).map_err(|e| format!("PATH: {e}"))?;
         joined
             .into_string()
@@ -318,36 +346,6 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let parent = path.parent().expect("a file in a folder");
     std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Runs a command, failing unless it exits 0.
-pub(crate) fn run(command: &mut Command) -> Result<(), String> {
-    let shown = format!("{command:?}");
-    eprintln!("xtask: {shown}");
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{shown} failed ({status})"))
-    }
-}
-
-/// A command's stdout, failing unless it exits 0 (its stderr is shown).
-pub(crate) fn output(command: &mut Command) -> Result<String, String> {
-    let shown = format!("{command:?}");
-    let out = command
-        .output()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    String::from_utf8(out.stdout).map_err(|_| format!("{shown}: its output is not UTF-8"))
 }
 
 #[cfg(test)]

@@ -17,15 +17,15 @@
 //!    started (its server untouched).
 //!
 //! Then `ansible-doc` of each module and `ansible-lint` (pinned, in the same virtualenv) on
-//! the collection. `the_role_installs_the_package` (run by `cargo xtask ci` after the
-//! package checks, as it needs the DEB) runs the role with its install step.
+//! the collection. `the_role_installs_the_package` (run by `cargo xtask ci` as root, in
+//! the throwaway root after the DEB's install check, as it needs the DEB) runs the role
+//! with its install step.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::dist::{output, run};
-use crate::{cargo, target_dir, workspace_root};
+use crate::{cargo, output, run, target_dir, workspace_root};
 
 /// ansible-core and ansible-lint, pinned.
 const PYPI_TOOLS: [&str; 2] = ["ansible-core==2.19.14", "ansible-lint==26.10.1"];
@@ -394,10 +394,11 @@ fn path_with(bin: &Path) -> std::ffi::OsString {
     std::env::join_paths(paths).unwrap_or(rest)
 }
 
-/// The role with its install step on (`cargo xtask ci`, after the package checks): on one
-/// local host, it copies the DEB to `/var/tmp`, installs it with `apt`, and converts that
-/// host's fake server with the installed `/usr/sbin/convert_accesshash_to_token`; a rerun
-/// changes nothing. The package and its copy are removed afterwards, whatever happened.
+/// The role with its install step on (`cargo xtask ci`, as root, in the throwaway root
+/// after the DEB's install check: `throwaway_root`): on one local host, it copies the DEB
+/// to `/var/tmp`, installs it with `apt`, and converts that host's fake server with the
+/// installed `/usr/sbin/convert_accesshash_to_token`; a rerun changes nothing. The package
+/// and its copy vanish with the throwaway root.
 pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
     if crate::package_check::is_installed()? {
         return Err(
@@ -421,30 +422,24 @@ pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
         "whmtoken_package": deb,
         "whmtoken_serial": 1,
     });
-    let result = (|| {
-        let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
-        expect(status == 0, "the run with the install step failed", &text)?;
-        // Copied, installed, converted.
-        expect_changed(&recap, &[("installed", 3)], &text)?;
-        expect(
-            dumps(&[&host])? != before,
-            "the server was not converted",
-            &text,
-        )?;
-        let after = dumps(&[&host])?;
-        let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
-        expect(status == 0, "the rerun with the install step failed", &text)?;
-        expect_changed(&recap, &[("installed", 0)], &text)?;
-        expect(
-            dumps(&[&host])? == after,
-            "the rerun changed the server",
-            &text,
-        )
-    })();
-    let copy = Path::new("/var/tmp").join(deb.file_name().unwrap_or_default());
-    let purged = run(Command::new("dpkg").args(["-P", "whmtoken"]));
-    let _ = std::fs::remove_file(copy);
-    result.and(purged)?;
+    let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
+    expect(status == 0, "the run with the install step failed", &text)?;
+    // Copied, installed, converted.
+    expect_changed(&recap, &[("installed", 3)], &text)?;
+    expect(
+        dumps(&[&host])? != before,
+        "the server was not converted",
+        &text,
+    )?;
+    let after = dumps(&[&host])?;
+    let (status, text, recap) = fleet.play(&[&host], &[], play_vars)?;
+    expect(status == 0, "the rerun with the install step failed", &text)?;
+    expect_changed(&recap, &[("installed", 0)], &text)?;
+    expect(
+        dumps(&[&host])? == after,
+        "the rerun changed the server",
+        &text,
+    )?;
     eprintln!("xtask: fleet: the role installed the package and converted with it; a rerun was ok");
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! Project automation, run as `cargo xtask <task>`:
 //!
 //! - `ci`: in this order, formatting check, clippy with warnings denied, `cargo doc` with
-//!   warnings denied, unused dependencies (cargo-machete, pinned, installed under
-//!   `target/tools` on first use), the fake WHM's test clients (curl, pycpanel: the
-//!   `clients` module), the whole test suite (with the tidy checks,
-//!   `xtask/tests/tidy.rs`), each backend kind alone (`whmtoken-backends`' tests, the
-//!   command line built with that kind only), `dist`
-//!   and the packages' checks (`package_check`), and `fleet`. `.ci/run` calls exactly this.
+//!   warnings denied, pycpanel for the fake WHM's tests (the `clients` module), the whole
+//!   test suite (with the tidy checks, `xtask/tests/tidy.rs`), each backend kind alone
+//!   (`whmtoken-backends`' tests, the command line built with that kind only), `dist` with the packages' contents checked
+//!   (`package_check`), `fleet`, and as root the install checks in a throwaway root
+//!   (`throwaway_root`), skipped in one line without root. It writes nothing outside the
+//!   workspace and cargo's and pip's caches. `.ci/run` calls exactly this.
 //! - `dist`: release binaries for glibc 2.17 and newer, and the DEB and RPM packages
-//!   (`dist` module); `dist --check` adds the packages' checks.
+//!   (`dist` and `package` modules); `dist --check` adds the packages' checks.
 //! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
@@ -19,9 +19,11 @@
 mod bench;
 mod clients;
 mod dist;
-mod filesystems;
 mod fleet;
+mod package;
 mod package_check;
+mod rpm_header;
+mod throwaway_root;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -32,9 +34,9 @@ use whmtoken_fixtures::{Scenario, dump_server};
 const USAGE: &str =
     "usage: cargo xtask <ci|dist|fleet|demo|bench>   (cargo xtask TASK --help: what TASK does)
 
-  ci     fmt check, clippy and rustdoc with warnings denied, unused dependencies
-         (cargo-machete), every test (tidy checks included), each backend alone,
-         dist --check, fleet
+  ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
+         included), each backend alone, dist --check, fleet; as root, the install checks
+         in a throwaway root. Writes nothing outside the workspace
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   demo   a small fake server in SQLite (target/demo), converted
@@ -49,14 +51,16 @@ const TASK_HELP: [(&str, &str); 5] = [
 
 Runs every check, in this order, and stops at the first that fails: the formatting check
 (cargo fmt --all --check), clippy with warnings denied, rustdoc with warnings denied,
-unused dependencies (cargo-machete, installed into target/tools on first use, about a
-minute), the clients the fake WHM's tests drive (curl via apt-get when missing; pycpanel
-from PyPI into target/tools/pycpanel), the whole test suite (the tidy checks included), each backend kind alone
-(the registry's tests, the command line built with that kind only), cargo xtask dist --check (the packages built, read, installed
-and removed; as root), cargo xtask fleet (the Ansible collection), and the Ansible role
-installing that DEB with apt and converting with it. .ci/run runs
-exactly this. In a fresh clone on a 2-core machine it takes 7 to 10 minutes, about half
-of it building its tools into target/tools; about a minute when everything is built.",
+pycpanel (from PyPI into target/tools/pycpanel) for the fake WHM's tests, which also need
+curl, the whole test suite (the tidy checks included: root entries, function and file
+lengths, import circles, unused dependencies), each backend kind alone (the
+registry's tests, the command line built with that kind only), cargo xtask dist --check (the packages built and read), cargo xtask fleet (the
+Ansible collection), and, as root, the DEB installed and removed with dpkg and the
+Ansible role installing it with apt, both in a throwaway root: a mount namespace where
+/usr, /etc and /var are overlays on a tmpfs that vanishes with it. Without root those two
+are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
+and pip's caches. At the end it prints how long each step took. .ci/run runs exactly
+this.",
     ),
     (
         "dist",
@@ -67,14 +71,16 @@ x86_64-unknown-linux-gnu with glibc 2.17 or newer (cargo-zigbuild and zig, from 
 a virtualenv in target/tools/zig on first use), checks that no symbol version is above
 GLIBC_2.17 (objdump -T) and that each runs here, generates the man pages and shell
 completions from the command-line definitions, and makes the DEB and RPM packages
-whmtoken and whmtoken-testing (fake-server) in target/dist (cargo-deb and
-cargo-generate-rpm, installed into target/tools on first use, a few minutes).
+whmtoken and whmtoken-testing (fake-server) in target/dist, in-process, from the package
+metadata of cli/Cargo.toml and fake-server/Cargo.toml.
 
---check then checks the packages as cargo xtask ci does: the RPMs' file lists, scripts
-and config files (rpm -qlp, rpm -qp --scripts, Debian's rpm package); the DEB installed
-with dpkg -i (as root), its binaries run (--version, a conversion of a fake server, the
-installed /etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and
-dpkg -P, leaving nothing behind.",
+--check then checks the packages as cargo xtask ci does: the RPMs' files, modes, config
+files and scripts (their headers read by xtask, no rpm program needed) and the DEBs'
+files, fields, conffiles and scripts (dpkg-deb); then, as root, in a throwaway root (a
+mount namespace with overlays on /usr, /etc and /var), the DEB installed with dpkg -i,
+its binaries run (--version, a conversion of a fake server, the installed
+/etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and dpkg -P,
+leaving nothing behind. Without root that part is skipped, and said so.",
     ),
     (
         "fleet",
@@ -133,7 +139,8 @@ fn main() -> ExitCode {
         }
         ("bench", ["serve"]) => bench::bench_serve(),
         ("bench", ["filesystems"]) => bench::bench(true),
-        ("dist", ["--check"]) => dist::dist().and_then(|_| package_check::check()),
+        ("dist", ["--check"]) => dist::dist().and_then(|_| check_packages(false)),
+        (throwaway_root::TASK, rest) => install_checks(rest),
         (_, [extra, ..]) if help.is_some() => Err(format!(
             "{task} takes no such argument (given: {extra}); cargo xtask {task} --help says what it does"
         )),
@@ -191,108 +198,130 @@ pub(crate) fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), 
 }
 
 fn ci() -> Result<(), String> {
-    cargo(&["fmt", "--all", "--check"])?;
-    cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    cargo_with_env(
-        &["doc", "--workspace", "--no-deps", "--locked"],
-        &[("RUSTDOCFLAGS", "-D warnings")],
-    )?;
-    machete()?;
-    clients::install()?;
-    // The tidy checks (`xtask/tests/tidy.rs`) run here, with every other test.
-    cargo(&["test", "--workspace", "--locked"])?;
+    let mut timer = Timer::default();
+    timer.step("fmt", || cargo(&["fmt", "--all", "--check"]))?;
+    // The release build of the packages runs beside the checks and tests: both cores
+    // stay busy while tests wait or link.
+    let release = timer.step("start dist", || dist::ReleaseBuild::start(true))?;
+    timer.step("clippy", || {
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    timer.step("doc", || {
+        cargo_with_env(
+            &["doc", "--workspace", "--no-deps", "--locked"],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )
+    })?;
+    timer.step("clients", clients::install)?;
+    // The tidy checks (`xtask/tests/tidy.rs`, unused dependencies among them) run here,
+    // with every other test.
+    timer.step("test", || cargo(&["test", "--workspace", "--locked"]))?;
     // Each backend kind alone, from the one list: the registry's tests (the message for a
     // kind built out included), and the command line built with that kind only.
-    for kind in whmtoken_backends::KINDS {
-        let only = ["--no-default-features", "--locked", "--features"];
-        cargo(
-            &[
-                &["test", "-p", "whmtoken-backends"][..],
-                &only,
-                &[kind.name],
-            ]
-            .concat(),
-        )?;
-        let feature = format!("whmtoken-backends/{}", kind.name);
-        cargo(
-            &[
-                &["build", "-p", "whmtoken-cli", "--bins"][..],
-                &only,
-                &[&feature],
-            ]
-            .concat(),
-        )?;
-    }
-    // The packages, built, read and installed; the Ansible collection on local hosts.
-    dist::dist()?;
-    package_check::check()?;
-    fleet::fleet()?;
-    fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)
+    timer.step("each backend", || {
+        for kind in whmtoken_backends::KINDS {
+            let only = ["--no-default-features", "--locked", "--features"];
+            let test = ["test", "-p", "whmtoken-backends"];
+            cargo(&[&test[..], &only, &[kind.name]].concat())?;
+            let feature = format!("whmtoken-backends/{}", kind.name);
+            let build = ["build", "-p", "whmtoken-cli", "--bins"];
+            cargo(&[&build[..], &only, &[&feature]].concat())?;
+        }
+        Ok(())
+    })?;
+    // The Ansible collection on local hosts; the packages, made and read; then, as root,
+    // the DEB installed and removed, and the role installing it, in a throwaway root.
+    timer.step("fleet", fleet::fleet)?;
+    timer.step("dist", || {
+        release.finish().and_then(|()| dist::package_release())
+    })?;
+    timer.step("packages", || check_packages(true))?;
+    eprintln!("xtask: ci passed; {timer}");
+    Ok(())
 }
 
-/// cargo-machete's version, pinned: a new one may flag new things.
-const MACHETE_VERSION: &str = "0.9.2";
+/// How long each step of `ci` took.
+#[derive(Default)]
+struct Timer {
+    steps: Vec<(&'static str, std::time::Duration)>,
+}
 
-/// Unused dependencies, found by cargo-machete (it searches each crate's sources for the
-/// names of its dependencies, so a false positive is silenced in that crate's Cargo.toml
-/// under `[package.metadata.cargo-machete] ignored = [...]`). It is installed from
-/// crates.io into `target/tools` on first use, or when the pin changed: a fresh machine
-/// needs nothing but cargo.
-fn machete() -> Result<(), String> {
-    let root = workspace_root();
-    let binary = install_cargo_tool("cargo-machete", MACHETE_VERSION)?;
-    eprintln!("xtask: {} {}", binary.display(), root.display());
-    // Without CARGO, cargo-machete reads its arguments as `cargo-machete ARGS`, not as
-    // `cargo machete ARGS`, however xtask was started.
-    let status = Command::new(&binary)
-        .arg(&root)
-        .env_remove("CARGO")
-        .current_dir(&root)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(1) => Err("cargo-machete found unused dependencies (listed above)".to_owned()),
-        _ => Err(format!("cargo-machete failed ({status})")),
+impl Timer {
+    fn step<T>(
+        &mut self,
+        name: &'static str,
+        run: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let started = std::time::Instant::now();
+        let result = run();
+        self.steps.push((name, started.elapsed()));
+        result.map_err(|e| format!("{e}\n(ci: {self})"))
     }
 }
 
-/// Installs the cargo tool `name` at `version` from crates.io into `target/tools` unless
-/// that version is there already (its `--version` names it), and returns its path.
-pub(crate) fn install_cargo_tool(name: &str, version: &str) -> Result<PathBuf, String> {
-    let tools = workspace_root().join("target/tools");
-    let binary = tools.join("bin").join(name);
-    let installed = Command::new(&binary)
-        .arg("--version")
-        .env_remove("CARGO")
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
-    let is_pinned = installed.is_some_and(|text| text.split_whitespace().any(|w| w == version));
-    if !is_pinned {
-        let tools = tools
-            .to_str()
-            .ok_or_else(|| format!("{} is not UTF-8", tools.display()))?;
-        cargo(&[
-            "install",
-            "--locked",
-            "--root",
-            tools,
-            name,
-            "--version",
-            version,
-        ])?;
+impl std::fmt::Display for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: std::time::Duration = self.steps.iter().map(|(_, d)| *d).sum();
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(name, took)| format!("{name} {:.1} s", took.as_secs_f64()))
+            .collect();
+        write!(
+            f,
+            "{:.0} s in all: {}",
+            total.as_secs_f64(),
+            steps.join(", ")
+        )
     }
-    Ok(binary)
+}
+
+/// The one line said when the install checks are skipped: those of the DEB, and with
+/// `role` the Ansible role's install step.
+fn not_root(role: bool) -> String {
+    let role = if role {
+        " and the Ansible role's install step"
+    } else {
+        ""
+    };
+    format!(
+        "xtask: not root: skipped installing and removing the DEB (dpkg -i, -r, -P){role}: \
+         they need root for a throwaway root (a mount namespace with overlays on /usr, /etc \
+         and /var); every other check ran"
+    )
+}
+
+/// The packages' checks: what they hold (`package_check`), then, as root, the DEB
+/// installed and removed in a throwaway root, and with `role` the Ansible role installing
+/// it there too. Without root the install checks are skipped, and said so in one line.
+fn check_packages(role: bool) -> Result<(), String> {
+    package_check::check_contents()?;
+    if !throwaway_root::is_root() {
+        eprintln!("{}", not_root(role));
+        return Ok(());
+    }
+    throwaway_root::run_checks(role)
+}
+
+/// The hidden task run in the throwaway root: `deb`, and `role`.
+fn install_checks(what: &[&str]) -> Result<(), String> {
+    throwaway_root::enter()?;
+    for check in what {
+        match *check {
+            "deb" => package_check::check_install()?,
+            "role" => fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)?,
+            other => return Err(format!("{}: no such check: {other}", throwaway_root::TASK)),
+        }
+    }
+    Ok(())
 }
 
 /// The demo server: root and three resellers, one of them without an access hash.
@@ -363,6 +392,36 @@ fn demo() -> Result<(), String> {
         serde_json::to_string_pretty(&state).expect("JSON")
     );
     Ok(())
+}
+
+/// Runs a command, failing unless it exits 0.
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: {shown}");
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+/// A command's stdout, failing unless it exits 0 (its stderr is shown).
+pub(crate) fn output(command: &mut Command) -> Result<String, String> {
+    let shown = format!("{command:?}");
+    let out = command
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| format!("{shown}: its output is not UTF-8"))
 }
 
 #[cfg(test)]

@@ -1,23 +1,27 @@
 //! What CI proves of the packages `cargo xtask dist` made (`cargo xtask ci`):
 //!
-//! - RPM (read with Debian's `rpm`, never installed): `rpm -qlp` lists exactly the files
-//!   the package should hold, `rpm -qp --scripts` is empty (installing runs nothing), and
-//!   `/etc/whmtoken.toml` is its one config file.
-//! - DEB, on this machine, as root: `dpkg -i`; the installed binaries print their
-//!   versions, convert a fake server (`fake-server` of the dist build), and with the
-//!   installed all-comments `/etc/whmtoken.toml` fall back to the built-in default;
-//!   `dpkg -r` removes every file but the config file, and `dpkg -P` that one too, so that
-//!   every path the package holds is as it was before. It refuses to start when `whmtoken`
-//!   is already installed or one of its files already exists.
+//! - What they hold, as any user ([`check_contents`]). RPM (its header read by
+//!   `rpm_header`, no `rpm` program needed): exactly the files the package should hold,
+//!   owned by root, binaries 0755 and the rest 0644, no install or removal script, and
+//!   `/etc/whmtoken.toml` its one config file. DEB (`dpkg-deb`): exactly the files, the
+//!   control fields, `/etc/whmtoken.toml` its one conffile, and no maintainer script.
+//! - The DEB installed, as root, in the throwaway root (`throwaway_root`:
+//!   [`check_install`]): `dpkg -i`; the installed binaries print their versions, convert a
+//!   fake server (`fake-server` of the dist build), and with the installed all-comments
+//!   `/etc/whmtoken.toml` fall back to the built-in default; `dpkg -r` removes every file
+//!   but the config file, and `dpkg -P` that one too, so that every path the package holds
+//!   is as it was before. It refuses to start when `whmtoken` is already installed or one
+//!   of its files already exists.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
 use crate::dist::{
-    SERVER_BINARIES, TESTING_BINARY, documented_commands, man_pages, output, package, release_dir,
-    run,
+    SERVER_BINARIES, TESTING_BINARY, documented_commands, man_pages, package, release_dir,
 };
+use crate::rpm_header::{FILE_CONFIG, Header, tag};
+use crate::{output, run};
 
 /// The config file both packages install.
 const CONFIG: &str = "/etc/whmtoken.toml";
@@ -52,61 +56,171 @@ fn server_files(zsh: &str, licenses: &str) -> BTreeSet<String> {
     files
 }
 
-pub(crate) fn check() -> Result<(), String> {
-    if output(Command::new("id").arg("-u"))?.trim() != "0" {
-        return Err("the packages' checks install the DEB: run them as root".into());
-    }
-    ensure_rpm()?;
-    check_rpms()?;
-    check_deb()
-}
-
-/// Debian's `rpm` reads the RPMs; it is installed with apt-get when missing.
-fn ensure_rpm() -> Result<(), String> {
-    let found = Command::new("rpm").arg("--version").output();
-    if found.is_ok_and(|out| out.status.success()) {
-        return Ok(());
-    }
-    if !Path::new("/usr/bin/apt-get").exists() {
-        return Err("rpm is missing: install it (on Debian, the package rpm)".into());
-    }
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get").args(["install", "-y", "-qq", "rpm"]))
-}
-
-fn check_rpms() -> Result<(), String> {
-    let rpm = package("whmtoken", "rpm")?;
-    let listed = sorted_lines(&output(Command::new("rpm").arg("-qlp").arg(&rpm))?);
-    let expected = server_files("site-functions", "/usr/share/licenses/whmtoken");
-    compare(&rpm, &listed, &expected)?;
-    let scripts = output(Command::new("rpm").args(["-qp", "--scripts"]).arg(&rpm))?;
-    if !scripts.trim().is_empty() {
-        return Err(format!(
-            "{}: installing should run nothing, but it has scripts:\n{scripts}",
-            rpm.display()
-        ));
-    }
-    let config = output(Command::new("rpm").args(["-qp", "--configfiles"]).arg(&rpm))?;
-    if config.trim() != CONFIG {
-        return Err(format!(
-            "{}: config files {config:?}, expected {CONFIG}",
-            rpm.display()
-        ));
-    }
-    let testing = package("whmtoken-testing", "rpm")?;
-    let listed = sorted_lines(&output(Command::new("rpm").arg("-qlp").arg(&testing))?);
-    let expected: BTreeSet<String> = [
+/// What the packages hold: no root needed.
+pub(crate) fn check_contents() -> Result<(), String> {
+    check_rpm(
+        "whmtoken",
+        &server_files("site-functions", "/usr/share/licenses/whmtoken"),
+        &[CONFIG],
+    )?;
+    let testing_files: BTreeSet<String> = [
         format!("/usr/bin/{TESTING_BINARY}"),
         "/usr/share/licenses/whmtoken-testing/LICENSE-APACHE".into(),
         "/usr/share/licenses/whmtoken-testing/LICENSE-MIT".into(),
     ]
     .into();
-    compare(&testing, &listed, &expected)?;
-    eprintln!(
-        "xtask: {} and {}: the expected files, no scripts, {CONFIG} as config",
-        rpm.display(),
-        testing.display()
-    );
+    check_rpm("whmtoken-testing", &testing_files, &[])?;
+    // The DEBs: Debian's copyright file, and the licenses beside the other documents.
+    let mut expected = server_files("vendor-completions", "/usr/share/doc/whmtoken");
+    expected.insert("/usr/share/doc/whmtoken/copyright".into());
+    check_deb("whmtoken", &expected, &[CONFIG])?;
+    let expected: BTreeSet<String> = [
+        format!("/usr/bin/{TESTING_BINARY}"),
+        "/usr/share/doc/whmtoken-testing/LICENSE-APACHE".into(),
+        "/usr/share/doc/whmtoken-testing/LICENSE-MIT".into(),
+        "/usr/share/doc/whmtoken-testing/copyright".into(),
+    ]
+    .into();
+    check_deb("whmtoken-testing", &expected, &[])
+}
+
+/// Whether a path is one of the binaries (mode 0755; everything else is 0644).
+fn is_binary(path: &str) -> bool {
+    path.starts_with("/usr/sbin/") || path.starts_with("/usr/bin/")
+}
+
+/// The RPM `name`: its name and version, exactly the `expected` files (owned by root,
+/// with their modes), `config` its config files, and no script.
+fn check_rpm(name: &str, expected: &BTreeSet<String>, config: &[&str]) -> Result<(), String> {
+    let rpm = package(name, "rpm")?;
+    let header = Header::read(&rpm)?;
+    let shown = rpm.display();
+    for (tag, value) in [
+        (tag::NAME, name),
+        (tag::VERSION, env!("CARGO_PKG_VERSION")),
+        (tag::RELEASE, "1"),
+        (tag::LICENSE, env!("CARGO_PKG_LICENSE")),
+        (tag::ARCH, "x86_64"),
+    ] {
+        if header.string(tag) != Some(value) {
+            return Err(format!(
+                "{shown}: tag {tag} is {:?}, expected {value:?}",
+                header.string(tag)
+            ));
+        }
+    }
+    let files = header.files()?;
+    let listed: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
+    compare(&rpm, &listed, expected)?;
+    for file in &files {
+        let mode = if is_binary(&file.path) {
+            0o100_755
+        } else {
+            0o100_644
+        };
+        if file.mode != mode || file.owner != ("root".into(), "root".into()) {
+            return Err(format!(
+                "{shown}: {} has mode {:o} and owner {:?}, expected {mode:o} and root",
+                file.path, file.mode, file.owner
+            ));
+        }
+    }
+    let configs: Vec<&str> = files
+        .iter()
+        .filter(|f| f.flags & FILE_CONFIG != 0)
+        .map(|f| f.path.as_str())
+        .collect();
+    if configs != config {
+        return Err(format!(
+            "{shown}: config files {configs:?}, expected {config:?}"
+        ));
+    }
+    let scripts = header.scripts();
+    if !scripts.is_empty() {
+        return Err(format!(
+            "{shown}: installing should run nothing, but it has scripts (tags {scripts:?})"
+        ));
+    }
+    eprintln!("xtask: {shown}: the expected files and modes, no scripts, config files {config:?}");
+    Ok(())
+}
+
+/// The DEB `name`: exactly the `expected` files (owned by root, with their modes), its
+/// control fields, `conffiles` its conffiles, and no maintainer script.
+fn check_deb(name: &str, expected: &BTreeSet<String>, conffiles: &[&str]) -> Result<(), String> {
+    let deb = package(name, "deb")?;
+    let shown = deb.display();
+    let (_, files) = deb_contents(&deb)?;
+    compare(&deb, &files, expected)?;
+    // `-rwxr-xr-x 0/0   5497256 2026-12-04 00:00 ./usr/sbin/whmtoken`: modes and owners.
+    let listing = output(Command::new("dpkg-deb").arg("--contents").arg(&deb))?;
+    for line in listing.lines().filter(|l| !l.starts_with('d')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let path = words.last().map_or("", |p| p.trim_start_matches('.'));
+        let mode = if is_binary(path) {
+            "-rwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        };
+        if words.first() != Some(&mode) || !matches!(words.get(1), Some(&("0/0" | "root/root"))) {
+            return Err(format!("{shown}: {line:?}: expected {mode} and owner root"));
+        }
+    }
+    let control = output(Command::new("dpkg-deb").arg("--info").arg(&deb))?;
+    // The control archive's members: `   19 bytes,   1 lines   [*]  NAME   …`.
+    let members: Vec<&str> = control
+        .lines()
+        .filter(|l| l.contains(" bytes, "))
+        .filter_map(|l| l.split_whitespace().skip(4).find(|w| *w != "*"))
+        .collect();
+    let scripts = [
+        "preinst", "postinst", "prerm", "postrm", "config", "triggers",
+    ];
+    if let Some(script) = members.iter().find(|m| scripts.contains(m)) {
+        return Err(format!(
+            "{shown}: installing should run nothing, but it has {script}"
+        ));
+    }
+    let field = |key: &str| {
+        output(
+            Command::new("dpkg-deb")
+                .args(["--field"])
+                .arg(&deb)
+                .arg(key),
+        )
+    };
+    let version = format!("{}-1", env!("CARGO_PKG_VERSION"));
+    for (key, value) in [
+        ("Package", name),
+        ("Version", &version),
+        ("Architecture", "amd64"),
+        ("Depends", "libc6 (>= 2.17)"),
+    ] {
+        let found = field(key)?;
+        if found.trim() != value {
+            return Err(format!(
+                "{shown}: {key} is {:?}, expected {value:?}",
+                found.trim()
+            ));
+        }
+    }
+    let listed = if members.contains(&"conffiles") {
+        output(
+            Command::new("dpkg-deb")
+                .args(["--info"])
+                .arg(&deb)
+                .arg("conffiles"),
+        )?
+    } else {
+        String::new()
+    };
+    let listed: Vec<&str> = listed.lines().collect();
+    if listed != conffiles {
+        return Err(format!(
+            "{shown}: conffiles {listed:?}, expected {conffiles:?}"
+        ));
+    }
+    eprintln!("xtask: {shown}: the expected files and fields, no scripts, conffiles {conffiles:?}");
     Ok(())
 }
 
@@ -126,7 +240,9 @@ fn compare(
     ))
 }
 
-fn check_deb() -> Result<(), String> {
+/// The DEB installed with `dpkg -i`, run, and removed with `dpkg -r` and `dpkg -P`, in
+/// the root this runs in (the throwaway root: `throwaway_root`).
+pub(crate) fn check_install() -> Result<(), String> {
     let deb = package("whmtoken", "deb")?;
     if is_installed()? {
         return Err(
@@ -136,10 +252,6 @@ fn check_deb() -> Result<(), String> {
         );
     }
     let (paths, files) = deb_contents(&deb)?;
-    // cargo-deb adds Debian's copyright file.
-    let mut expected = server_files("vendor-completions", "/usr/share/doc/whmtoken");
-    expected.insert("/usr/share/doc/whmtoken/copyright".into());
-    compare(&deb, &files, &expected)?;
     let before: BTreeSet<String> = paths.iter().filter(|p| exists(p)).cloned().collect();
     if let Some(clash) = files.iter().find(|p| exists(p)) {
         return Err(format!(
@@ -272,14 +384,4 @@ fn deb_contents(deb: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>), Stri
 
 fn exists(path: &str) -> bool {
     Path::new(path).symlink_metadata().is_ok()
-}
-
-/// The non-empty lines of a command's output (such as `rpm -qlp`'s paths), trimmed and
-/// sorted.
-fn sorted_lines(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
 }

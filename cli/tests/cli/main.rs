@@ -14,6 +14,10 @@ mod retire;
 
 use std::process::Command;
 
+// The binaries under test are built with the files backend's kill points (its
+// `crash-points` feature, enabled by this dev-dependency), which `audit_trail` and
+// `retire` use.
+use whmtoken_backend_files as _;
 use whmtoken_fixtures::FakeServer;
 
 /// The outcome of one run of the binary.

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::{Copies, FLOOR_THREADS, Sample, Tools, median, run_quiet, timed};
+use super::{Copies, FLOOR_THREADS, Sample, Tools, median, run_quiet, timed};
 
 /// A file system made on a fresh image file and mounted for the bench; unmounted and its
 /// image removed when dropped.
