@@ -29,11 +29,9 @@ impl Harness for FilesConfig {
         let mut passwd = String::new();
         let mut resellers = String::new();
         for user in &seed.users {
-            let uid = if runner == 0 || user.uid == 0 {
-                user.uid
-            } else {
-                runner
-            };
+            // Not run as root, every account (root too) is the builder's: its files can
+            // belong to no one else.
+            let uid = if runner == 0 { user.uid } else { runner };
             passwd.push_str(&format!(
                 "{name}:x:{uid}:{uid}::{home}:/bin/bash\n",
                 name = user.name,

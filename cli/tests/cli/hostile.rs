@@ -378,17 +378,23 @@ fn a_stray_byte_in_passwd_or_resellers_stops_nothing() {
         let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
         file.write_all(bytes).unwrap();
     };
-    append(
-        "etc/passwd",
-        b"jose:x:1777:1777:Jos\xe9 Garc\xeda:/home/jose:/bin/bash\n",
-    );
+    // Not run as root, jose is the runner, who owns the files made here.
+    let uid = if running_as_root() {
+        1777
+    } else {
+        rustix::process::geteuid().as_raw()
+    };
+    let passwd = [
+        format!("jose:x:{uid}:{uid}:Jos").as_bytes(),
+        b"\xe9 Garc\xeda:/home/jose:/bin/bash\n",
+    ]
+    .concat();
+    append("etc/passwd", &passwd);
     append("var/cpanel/resellers", b"jose:list-accts\nb\xe9d:all\n");
     server.mkdir("home/jose", 0o711);
     let hash = server.home("jose").join(".accesshash");
     server.write_file(&hash, cpanel_style_access_hash("jose").as_bytes(), 0o600);
-    if running_as_root() {
-        std::os::unix::fs::chown(&hash, Some(1777), None).unwrap();
-    }
+    std::os::unix::fs::chown(&hash, Some(uid), None).unwrap();
     let out = run(&server, &["--verbose", "--all-resellers"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
