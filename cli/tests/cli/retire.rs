@@ -1166,7 +1166,7 @@ fn check_nothing_lost(
 
 #[test]
 fn killed_at_fifty_moments_nothing_is_lost_and_restore_or_a_rerun_finishes() {
-    let (server, names, contents) = converted_resellers(200);
+    let (server, names, contents) = converted_resellers(60);
     let config = server.config_path();
     let full = Instant::now();
     let out = whmtoken(&config, &["retire", "--all-resellers", "--json"], "");
