@@ -3,7 +3,7 @@
 //! - `ci`: in this order, formatting check, clippy with warnings denied, `cargo doc` with
 //!   warnings denied, pycpanel for the fake WHM's tests (the `clients` module), the whole
 //!   test suite (with the tidy checks, `xtask/tests/tidy.rs`), each backend kind alone
-//!   (`whmtoken-backends`' tests, the command line built with that kind only), `dist` with the packages' contents checked
+//!   (`whmtoken-backends`' tests, the command line compiled with that kind only (cargo check)), `dist` with the packages' contents checked
 //!   (`package_check`), `fleet`, and as root the install checks in a throwaway root
 //!   (`throwaway_root`), skipped in one line without root. It writes nothing outside the
 //!   workspace and cargo's and pip's caches. `.ci/run` calls exactly this.
@@ -54,7 +54,7 @@ Runs every check, in this order, and stops at the first that fails: the formatti
 pycpanel (from PyPI into target/tools/pycpanel) for the fake WHM's tests, which also need
 curl, the whole test suite (the tidy checks included: root entries, function and file
 lengths, import circles, unused dependencies), each backend kind alone (the
-registry's tests, the command line built with that kind only), cargo xtask dist --check (the packages built and read), cargo xtask fleet (the
+registry's tests, the command line compiled with that kind only (cargo check)), cargo xtask dist --check (the packages built and read), cargo xtask fleet (the
 Ansible collection), and, as root, the DEB installed and removed with dpkg and the
 Ansible role installing it with apt, both in a throwaway root: a mount namespace where
 /usr, /etc and /var are overlays on a tmpfs that vanishes with it. Without root those two
@@ -225,15 +225,15 @@ fn ci() -> Result<(), String> {
     // with every other test.
     timer.step("test", || cargo(&["test", "--workspace", "--locked"]))?;
     // Each backend kind alone, from the one list: the registry's tests (the message for a
-    // kind built out included), and the command line built with that kind only.
+    // kind built out included), and the command line compiled with that kind only (cargo check).
     timer.step("each backend", || {
         for kind in whmtoken_backends::KINDS {
             let only = ["--no-default-features", "--locked", "--features"];
             let test = ["test", "-p", "whmtoken-backends"];
             cargo(&[&test[..], &only, &[kind.name]].concat())?;
             let feature = format!("whmtoken-backends/{}", kind.name);
-            let build = ["build", "-p", "whmtoken-cli", "--bins"];
-            cargo(&[&build[..], &only, &[&feature]].concat())?;
+            let check = ["check", "-p", "whmtoken-cli", "--bins"];
+            cargo(&[&check[..], &only, &[&feature]].concat())?;
         }
         Ok(())
     })?;
