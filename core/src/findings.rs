@@ -49,6 +49,10 @@ pub enum Code {
     DangerousAcl,
     NoExpiry,
     Expired,
+    AccesshashInUse,
+    LegacySecretInUse,
+    UnusedToken,
+    OutboundAccesshash,
 }
 
 impl Code {
@@ -67,6 +71,10 @@ impl Code {
             Self::DangerousAcl => "dangerous_acl",
             Self::NoExpiry => "no_expiry",
             Self::Expired => "expired",
+            Self::AccesshashInUse => "accesshash_in_use",
+            Self::LegacySecretInUse => "legacy_secret_in_use",
+            Self::UnusedToken => "unused_token",
+            Self::OutboundAccesshash => "outbound_accesshash",
         }
     }
 }
@@ -337,7 +345,13 @@ fn not_converted(settings: ServerSettings, user: &UserName, account: &mut Accoun
 }
 
 impl AccountAudit {
-    fn push(&mut self, severity: Severity, code: Code, message: String, token: Option<String>) {
+    pub(crate) fn push(
+        &mut self,
+        severity: Severity,
+        code: Code,
+        message: String,
+        token: Option<String>,
+    ) {
         self.findings.push(Finding {
             severity,
             code,

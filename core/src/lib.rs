@@ -15,6 +15,7 @@ pub mod config_file;
 mod error;
 mod error_chain;
 pub mod findings;
+pub mod findings_usage;
 pub mod harness;
 pub mod import;
 pub mod logs;

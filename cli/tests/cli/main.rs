@@ -11,6 +11,7 @@ mod messages;
 mod migration;
 mod reporting;
 mod retire;
+mod usage;
 
 use std::process::Command;
 
