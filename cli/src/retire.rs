@@ -121,10 +121,7 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     let run = report.run.as_ref();
     let mut out = io::BufWriter::new(io::stdout().lock());
     let written = if args.json {
-        let mut doc = retire_document(&args, backend.kind(), &report);
-        if args.disable_accesshash_auth {
-            doc["accesshash_in_use"] = json!(in_use);
-        }
+        let doc = retire_document(&args, backend.kind(), &report, &in_use);
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
@@ -242,22 +239,32 @@ fn summary<'a>(
         .collect()
 }
 
-/// The `--json` document of a retire run (version 1).
-fn retire_document(args: &RetireArgs, backend: &str, report: &RetireReport) -> Value {
+/// The `--json` document of a retire run (version 1); with `--disable-accesshash-auth`,
+/// the access hashes not converted and in use (`in_use`).
+fn retire_document(
+    args: &RetireArgs,
+    backend: &str,
+    report: &RetireReport,
+    in_use: &[String],
+) -> Value {
     let results: Vec<Value> = report
         .outcomes
         .iter()
         .map(|o| outcome_json(o, json!({"user": o.name})))
         .collect();
-    json!({
+    let mut doc = json!({
         "version": 1,
         "dry_run": args.dry_run,
         "backend": backend,
         "run_id": report.run.as_ref().map(RunId::as_str),
         "results": results,
         "summary": summary(&Status::RETIRE, report.outcomes.iter()),
-        "accesshash_auth": report.auth.as_str(),
-    })
+    });
+    if args.disable_accesshash_auth {
+        doc["accesshash_in_use"] = json!(in_use);
+    }
+    doc["accesshash_auth"] = json!(report.auth.as_str());
+    doc
 }
 
 /// `head` (the object naming what it is about) with the outcome's status and error.
