@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: the converter against an I/O floor, side by side, on generated fake
 //! servers. It prints a table and writes it to `target/bench/report.md`. A benchmark, not
 //! a test: nothing here runs in CI. `cargo xtask bench serve` measures the fake WHM alone
-//! (the `serve` module).
+//! (the `serve` module), `cargo xtask bench usage` `whmtoken usage` on 2 GB of logs alone
+//! (the `usage` module).
 
 mod filesystems;
 mod serve;
+mod usage;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -56,7 +58,7 @@ pub(crate) const FLOOR_THREADS: usize = 8;
 
 pub(crate) struct Tools {
     pub(crate) converter: PathBuf,
-    whmtoken: PathBuf,
+    pub(crate) whmtoken: PathBuf,
     fake_server: PathBuf,
     pub(crate) floor: PathBuf,
     pub(crate) jobs: usize,
@@ -96,6 +98,20 @@ pub fn bench_serve() -> Result<(), String> {
     let out = target_dir().join("bench");
     let copies = Copies::new(out.join("work"))?;
     let notes = serve::measure(&tools, &out, &copies)?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{notes}");
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench usage`: `whmtoken usage` on 2 GB of logs alone.
+pub fn bench_usage() -> Result<(), String> {
+    if !Path::new("/usr/bin/time").exists() {
+        return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
+    }
+    let tools = tools()?;
+    let notes = usage::measure(&tools, &target_dir().join("bench"))?;
     #[allow(clippy::print_stdout)]
     {
         println!("{notes}");
@@ -149,6 +165,7 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
     )
     .expect("write to a String");
     notes.push_str(&serve::measure(&tools, &out, &copies)?);
+    notes.push_str(&usage::measure(&tools, &out)?);
     if let [small, large] = file_medians[..] {
         writeln!(
             notes,

@@ -40,8 +40,8 @@ const USAGE: &str =
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   demo   a small fake server in SQLite (target/demo), converted
-  bench  the converter against an I/O floor on generated servers, and fake-server serve
-         (bench serve: that alone)";
+  bench  the converter against an I/O floor on generated servers, fake-server serve and
+         whmtoken usage (bench serve, bench usage: that alone)";
 
 /// What each task does, for `cargo xtask TASK --help`.
 const TASK_HELP: [(&str, &str); 5] = [
@@ -105,15 +105,17 @@ server's state as fake-server dump does.",
     ),
     (
         "bench",
-        "usage: cargo xtask bench [serve|filesystems]
+        "usage: cargo xtask bench [serve|filesystems|usage]
 
 Builds the release binaries, generates fake servers in target/bench (kept for the next
 run), runs the converter against an I/O floor on a fresh copy of each, and prints a table
 of medians and ratios, also written to target/bench/report.md. It also measures
 fake-server serve (16 keep-alive clients calling version, with wrk, installed with apt-get
 when missing), and, run as root, the file backend on fresh loop-mounted XFS and ext4 (with
-journal) images (needs xfsprogs). `cargo xtask bench serve` or `cargo xtask bench
-filesystems` measures only that part. BENCH_CONVERTER=PATH measures another build of the
+journal) images (needs xfsprogs), and whmtoken usage on 2 GB of generated logs, plain and
+as gzip archives, against grep and zcat | grep (about 2.3 GB of disk in target/bench).
+`cargo xtask bench serve`, `cargo xtask bench filesystems` or `cargo xtask bench usage`
+measures only that part. BENCH_CONVERTER=PATH measures another build of the
 converter instead (an older commit's, say). Needs GNU time at /usr/bin/time; takes several
 minutes. A benchmark, not a test: CI runs none of it.",
     ),
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         ("bench", ["serve"]) => bench::bench_serve(),
+        ("bench", ["usage"]) => bench::bench_usage(),
         ("bench", ["filesystems"]) => bench::bench(true),
         ("dist", ["--check"]) => dist::dist().and_then(|_| check_packages(false)),
         (throwaway_root::TASK, rest) => install_checks(rest),

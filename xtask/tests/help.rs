@@ -34,7 +34,7 @@ fn a_tasks_help_says_what_it_does_and_runs_nothing() {
         ("dist", "dist [--check]"),
         ("fleet", "fleet"),
         ("demo", "demo"),
-        ("bench", "bench [serve|filesystems]"),
+        ("bench", "bench [serve|filesystems|usage]"),
     ] {
         for flag in ["--help", "-h"] {
             let (ok, stdout, stderr) = xtask(&[task, flag]);

@@ -14,9 +14,9 @@
 
 use std::net::IpAddr;
 
-use memchr::memmem;
+use super::bytes;
 
-use super::time::access_log_time;
+use super::time::{Days, access_log_time_with};
 
 /// How the request authenticated: cpsrvd's one-letter field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +116,23 @@ const FORWARDED: &[u8] = b" \"X-Forwarded-For: ";
 
 /// Reads one line, or `None` when it does not parse or has more than one reading.
 pub fn parse(line: &[u8]) -> Option<AccessLine<'_>> {
+    Parser::default().parse(line)
+}
+
+/// Reads lines one after another, working out each date once (lines of a day share it).
+#[derive(Clone, Debug, Default)]
+pub struct Parser {
+    days: Days,
+}
+
+impl Parser {
+    /// [`parse`], remembering the last date.
+    pub fn parse<'a>(&mut self, line: &'a [u8]) -> Option<AccessLine<'a>> {
+        parse_with(line, &mut self.days)
+    }
+}
+
+fn parse_with<'a>(line: &'a [u8], days: &mut Days) -> Option<AccessLine<'a>> {
     let (ip, rest) = split_space(line)?;
     let (proxy, rest) = split_space(rest)?;
     let (user, rest) = split_space(rest)?;
@@ -128,7 +145,7 @@ pub fn parse(line: &[u8]) -> Option<AccessLine<'_>> {
         _ => return None,
     };
     let rest = rest.strip_prefix(b"[")?;
-    let time = access_log_time(rest.get(..25)?)?;
+    let time = access_log_time_with(rest.get(..25)?, days)?;
     let middle = rest.get(25..)?.strip_prefix(b"] ")?;
     let (middle, tail) = split_tail(middle)?;
     let (request, status, referer, user_agent) = split_middle(middle)?;
@@ -156,14 +173,14 @@ struct Tail<'a> {
 
 /// `(everything up to the user agent's closing quote, the fields after it)`.
 fn split_tail(text: &[u8]) -> Option<(&[u8], Tail<'_>)> {
-    let space = memchr::memrchr(b' ', text)?;
+    let space = text.iter().rposition(|b| *b == b' ')?;
     let port = number(&text[space + 1..])?;
     let port = u16::try_from(port).ok()?;
     let rest = &text[..space];
     let (rest, forwarded_for) = if let Some(rest) = rest.strip_suffix(b" \"-\"") {
         (rest, None)
     } else {
-        let start = memmem::rfind(rest, FORWARDED)?;
+        let start = bytes::rfind(rest, FORWARDED)?;
         let value = rest[start + FORWARDED.len()..].strip_suffix(b"\"")?;
         if value.contains(&b'"') {
             return None;
@@ -193,24 +210,31 @@ fn split_middle(middle: &[u8]) -> Option<Middle<'_>> {
     if middle.len() < 2 || middle[0] != b'"' || middle[middle.len() - 1] != b'"' {
         return None;
     }
+    // One pass over the quotes: each is where the status may follow, or, after the
+    // status, where the referer may end and the user agent begin.
     let mut found = None;
-    for quote in memchr::memchr_iter(b'"', &middle[1..]).map(|at| at + 1) {
+    let mut separator = None;
+    for quote in memchr::memchr_iter(b'"', &middle[1..middle.len() - 1]).map(|at| at + 1) {
         if let Some(candidate) = status_at(middle, quote) {
             if found.is_some() {
                 return None;
             }
             found = Some((quote, candidate));
+            separator = None;
+        } else if let Some((_, (_, after))) = found
+            && quote > after
+            && middle.get(quote + 1..quote + 3) == Some(&b" \""[..])
+        {
+            if separator.is_some() {
+                return None;
+            }
+            separator = Some(quote);
         }
     }
     let (quote, (status, after)) = found?;
-    let quoted = &middle[after..];
-    let mut separators = memmem::find_iter(quoted, b"\" \"");
-    let separator = separators.next()?;
-    if separators.next().is_some() {
-        return None;
-    }
-    let referer = &quoted[1..separator];
-    let user_agent = &quoted[separator + 3..quoted.len() - 1];
+    let separator = separator?;
+    let referer = &middle[after + 1..separator];
+    let user_agent = &middle[separator + 3..middle.len() - 1];
     Some((&middle[1..quote], status, referer, user_agent))
 }
 
@@ -236,9 +260,10 @@ fn status_at(middle: &[u8], quote: usize) -> Option<(u16, usize)> {
     Some((status, quote + 1 + 1 + 4 + size_len + 1))
 }
 
-/// Up to the first space, and what follows it.
+/// Up to the first space, and what follows it. The fields cut this way are short: a plain
+/// loop beats a vectorized search's set-up.
 fn split_space(text: &[u8]) -> Option<(&[u8], &[u8])> {
-    let space = memchr::memchr(b' ', text)?;
+    let space = text.iter().position(|b| *b == b' ')?;
     Some((&text[..space], &text[space + 1..]))
 }
 

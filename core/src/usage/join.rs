@@ -11,7 +11,10 @@
 //! holds the token lines of about a minute, whatever the size of the logs.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hasher};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+
+use foldhash::fast::RandomState;
 use std::net::IpAddr;
 
 /// How far apart (seconds) the two lines of one request may be.
@@ -21,11 +24,11 @@ pub const JOIN_SECONDS: i64 = 2;
 pub(crate) const SLACK: i64 = 60;
 
 /// A request line as the join compares it: a digest, so that no query string (which can
-/// carry a credential) is kept.
+/// carry a credential) is kept; keyed at random once per process, so that a client cannot
+/// make its request line collide with another's.
 pub(crate) fn request_digest(request: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    hasher.write(request);
-    hasher.finish()
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::default).hash_one(request)
 }
 
 /// A token line waiting for its `access_log` partner.
@@ -66,7 +69,7 @@ pub(crate) struct Joiner {
     queue: VecDeque<Pending>,
     /// The sequence number of `queue[0]`.
     base: u64,
-    by_key: HashMap<(u32, u64), VecDeque<u64>>,
+    by_key: HashMap<(u32, u64), VecDeque<u64>, RandomState>,
 }
 
 impl Joiner {

@@ -17,6 +17,8 @@
 //! per credential. No secret, path or query string is kept.
 
 pub mod access_log;
+mod bytes;
+mod chunks;
 mod join;
 mod lines;
 pub mod names;

@@ -1,6 +1,6 @@
-//! Reading the logs: the `access_log` files and the `api_tokens_log` files, each oldest
-//! first, side by side, joined as they go ([`super::join`]), counted into the ledger
-//! ([`super::tally`]). A file that cannot be opened or read to its end is reported with
+//! Reading the logs: the `access_log` files (in parallel, [`super::chunks`]) and the
+//! `api_tokens_log` files, each oldest first, side by side, joined as they go
+//! ([`super::join`]), counted into the ledger ([`super::tally`]). A file that cannot be opened or read to its end is reported with
 //! what was read of it; a line that does not parse is counted and skipped.
 
 use std::io::Read;
@@ -9,12 +9,13 @@ use std::ops::Range;
 use crate::error_chain;
 use crate::logs::{LogFile, Logs};
 
-use super::access_log::{self, Class};
+use super::access_log;
+use super::chunks;
 use super::join::{JOIN_SECONDS, Joiner, Pending, SLACK, request_digest};
 use super::lines::{LineReader, Span, decoded};
 use super::names::LogKind;
 use super::report::{Coverage, LogRead, Window};
-use super::tally::Ledger;
+use super::tally::{ClientRef, Ledger};
 use super::tokens_log;
 
 /// The files to read: each log's, oldest first, and the newest `access_log` file left out
@@ -192,7 +193,7 @@ pub(crate) fn read(
         source: Source::new(logs, tokens),
         peeked: None,
     };
-    join_all(Source::new(logs, access), &mut tokens, &mut reads, ledger);
+    join_all(logs, &access, &mut tokens, &mut reads, ledger);
     let probed = plan.probe.and_then(|file| first_time(logs, &file));
     let from = reads
         .iter()
@@ -207,44 +208,48 @@ pub(crate) fn read(
     (reads, coverage)
 }
 
-/// Every `access_log` line against the token lines read ahead of it.
+/// Every `access_log` line (parsed on worker threads, [`chunks`]) against the token lines
+/// read ahead of it.
 fn join_all(
-    mut access: Source<'_>,
+    logs: &dyn Logs,
+    access: &[(usize, LogFile)],
     tokens: &mut TokenLines<'_>,
     reads: &mut [LogRead],
     ledger: &mut Ledger,
 ) {
     let mut joiner = Joiner::default();
     let mut watermark = i64::MIN;
-    while let Some((index, span)) = access.next(reads) {
-        let line = match &span {
-            Span::Text(range) => access_log::parse(access.text(range)),
-            Span::TooLong => None,
-        };
-        tally_line(&mut reads[index], line.as_ref().map(|l| l.time));
-        let Some(line) = line else { continue };
-        let class = line.class();
-        if class == Class::Other {
-            continue;
+    let accounts = ledger.accounts();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    chunks::run(logs, access, &accounts, workers, |parsed| {
+        let read = &mut reads[parsed.file];
+        read.lines += parsed.lines;
+        read.unparsed += parsed.unparsed;
+        for time in [parsed.first, parsed.last].into_iter().flatten() {
+            read.first = Some(read.first.map_or(time, |t| t.min(time)));
+            read.last = Some(read.last.map_or(time, |t| t.max(time)));
         }
-        let Some(account) = ledger.account(line.user) else {
-            continue;
-        };
-        tokens.read_until(line.time + JOIN_SECONDS + SLACK, reads, ledger, &mut joiner);
-        watermark = watermark.max(line.time);
-        joiner.release(watermark - JOIN_SECONDS - SLACK, |p| count_alone(ledger, p));
-        let request = request_digest(line.request);
-        let token = joiner
-            .take(account, request, line.time)
-            .map(|pending| pending.token);
-        let client = (line.source(), Some(line.user_agent));
-        ledger.count(
-            (account, token),
-            line.time,
-            class == Class::AccessKey,
-            client,
-        );
-    }
+        if let Some(error) = &parsed.error {
+            read.error = Some(error.clone());
+        }
+        for request in &parsed.requests {
+            tokens.read_until(
+                request.time + JOIN_SECONDS + SLACK,
+                reads,
+                ledger,
+                &mut joiner,
+            );
+            watermark = watermark.max(request.time);
+            joiner.release(watermark - JOIN_SECONDS - SLACK, |p| count_alone(ledger, p));
+            let token = joiner
+                .take(request.account, request.request, request.time)
+                .map(|pending| pending.token);
+            let client =
+                || ClientRef::new(parsed.bytes(request.ip), Some(parsed.bytes(request.agent)));
+            let at = (request.account, token);
+            ledger.count_id(at, request.time, request.ok, request.client, client);
+        }
+    });
     joiner.drain(|p| count_alone(ledger, p));
     while let Some(pending) = tokens.next(reads, ledger) {
         count_alone(ledger, &pending);

@@ -4,6 +4,13 @@
 //! kept to [`MAX_AGENT`] bytes, and every client kept comes out of one byte budget.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+
+use foldhash::fast::RandomState;
+
+/// A map keyed with a random seed, cheaply.
+type Map<K, V> = HashMap<K, V, RandomState>;
 
 use super::report::{
     AccountUsage, CLIENTS_SHOWN, Client, Covered, CredentialUsage, TokenUsage, Use, Window, text_of,
@@ -36,25 +43,66 @@ struct Tally {
     /// Indexes into `keys`/`stats` of the last accepted and refused requests' clients.
     last_use_client: Option<usize>,
     last_refusal_client: Option<usize>,
-    index: HashMap<Box<[u8]>, usize>,
+    /// The clients kept, by id ([`ClientRef::id`]).
+    index: Map<u128, usize>,
     keys: Vec<Box<[u8]>>,
     stats: Vec<ClientStats>,
     /// Clients beyond those kept.
     overflow: bool,
+    /// The client of the last request (id, index): most often the next one's too.
+    last_client: Option<(u128, usize)>,
 }
 
-/// A client, as its key: the address, a 0xff byte, then 0 (no user agent) or 1 and the
-/// user agent (cut to [`MAX_AGENT`] bytes).
-fn key_into(scratch: &mut Vec<u8>, ip: &[u8], user_agent: Option<&[u8]>) {
-    scratch.clear();
-    scratch.extend_from_slice(ip);
-    scratch.push(0xff);
-    match user_agent {
-        None => scratch.push(0),
-        Some(agent) => {
-            scratch.push(1);
-            scratch.extend_from_slice(&agent[..agent.len().min(MAX_AGENT)]);
+/// A client: its address and user agent (`None`: only `api_tokens_log` saw it), the
+/// agent cut to [`MAX_AGENT`] bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientRef<'a> {
+    pub(crate) ip: &'a [u8],
+    pub(crate) agent: Option<&'a [u8]>,
+}
+
+impl<'a> ClientRef<'a> {
+    pub(crate) fn new(ip: &'a [u8], agent: Option<&'a [u8]>) -> Self {
+        Self {
+            ip,
+            agent: agent.map(|a| &a[..a.len().min(MAX_AGENT)]),
         }
+    }
+
+    /// Who it is, for counting: two hashes of it under keys drawn at random once per
+    /// process, 128 bits together, worked out where the line was read (a worker thread),
+    /// so that counting never goes back to the line's bytes for a client already kept.
+    pub(crate) fn id(&self) -> u128 {
+        static KEYS: OnceLock<[RandomState; 2]> = OnceLock::new();
+        let keys = KEYS.get_or_init(Default::default);
+        let hash = |keys: &RandomState| {
+            let mut hasher = keys.build_hasher();
+            hasher.write(self.ip);
+            match self.agent {
+                None => hasher.write_u8(0),
+                Some(agent) => {
+                    hasher.write_u8(1);
+                    hasher.write(agent);
+                }
+            }
+            hasher.finish()
+        };
+        (u128::from(hash(&keys[0])) << 64) | u128::from(hash(&keys[1]))
+    }
+
+    /// Its key as kept: the address, a 0xff byte, then 0 (no user agent) or 1 and the agent.
+    fn key(&self) -> Box<[u8]> {
+        let mut key = Vec::with_capacity(self.ip.len() + 2 + self.agent.map_or(0, <[u8]>::len));
+        key.extend_from_slice(self.ip);
+        key.push(0xff);
+        match self.agent {
+            None => key.push(0),
+            Some(agent) => {
+                key.push(1);
+                key.extend_from_slice(agent);
+            }
+        }
+        key.into()
     }
 }
 
@@ -69,26 +117,46 @@ fn client_of(key: &[u8]) -> (String, Option<String>) {
 }
 
 impl Tally {
-    fn count(&mut self, time: i64, ok: bool, key: &[u8], budget: &mut usize) {
-        let client = match self.index.get(key) {
+    /// The index of the client `id`, kept now (its key from `client`) if it is new and
+    /// there is room.
+    fn client<'a>(
+        &mut self,
+        id: u128,
+        client: impl FnOnce() -> ClientRef<'a>,
+        time: i64,
+        budget: &mut usize,
+    ) -> Option<usize> {
+        if let Some((last, i)) = self.last_client
+            && last == id
+        {
+            return Some(i);
+        }
+        let found = match self.index.get(&id) {
             Some(&i) => Some(i),
-            None if self.keys.len() < MAX_CLIENTS && *budget >= key.len() + 64 => {
-                *budget -= key.len() + 64;
-                let i = self.keys.len();
-                self.keys.push(key.into());
-                self.index.insert(key.into(), i);
-                self.stats.push(ClientStats {
-                    count: 0,
-                    refused: 0,
-                    last: time,
-                });
-                Some(i)
-            }
-            None => {
-                self.overflow = true;
-                None
-            }
+            None => self.keep(id, client().key(), time, budget),
         };
+        self.last_client = found.map(|i| (id, i));
+        found
+    }
+
+    fn keep(&mut self, id: u128, key: Box<[u8]>, time: i64, budget: &mut usize) -> Option<usize> {
+        if self.keys.len() >= MAX_CLIENTS || *budget < key.len() + 64 {
+            self.overflow = true;
+            return None;
+        }
+        *budget -= key.len() + 64;
+        let i = self.keys.len();
+        self.keys.push(key);
+        self.index.insert(id, i);
+        self.stats.push(ClientStats {
+            count: 0,
+            refused: 0,
+            last: time,
+        });
+        Some(i)
+    }
+
+    fn count(&mut self, time: i64, ok: bool, client: Option<usize>) {
         if let Some(i) = client {
             let stats = &mut self.stats[i];
             stats.count += 1;
@@ -174,22 +242,21 @@ struct AccountTally {
     user: String,
     accesshash: Tally,
     tokens: Vec<TokenTally>,
-    token_index: HashMap<Box<[u8]>, usize>,
+    token_index: Map<Box<[u8]>, usize>,
 }
 
 /// The counts of every account asked about.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     window: Window,
-    index: HashMap<Box<[u8]>, usize>,
+    index: Map<Box<[u8]>, usize>,
     accounts: Vec<AccountTally>,
     budget: usize,
-    scratch: Vec<u8>,
 }
 
 impl Ledger {
     pub(crate) fn new(window: Window, covered: Vec<Covered>) -> Self {
-        let mut index = HashMap::new();
+        let mut index = Map::default();
         let accounts = covered
             .into_iter()
             .enumerate()
@@ -223,8 +290,15 @@ impl Ledger {
             index,
             accounts,
             budget: CLIENT_BUDGET,
-            scratch: Vec::new(),
         }
+    }
+
+    /// The accounts asked about, by name.
+    pub(crate) fn accounts(&self) -> Map<Box<[u8]>, u32> {
+        self.index
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as u32))
+            .collect()
     }
 
     /// The account called `user`, when it is one asked about.
@@ -259,16 +333,30 @@ impl Ledger {
         ok: bool,
         (ip, user_agent): (&[u8], Option<&[u8]>),
     ) {
+        let client = ClientRef::new(ip, user_agent);
+        self.count_id((account, token), time, ok, client.id(), || client);
+    }
+
+    /// [`count`](Self::count) for the client `id`, whose address and user agent `client`
+    /// gives when it is new.
+    pub(crate) fn count_id<'a>(
+        &mut self,
+        (account, token): (u32, Option<u32>),
+        time: i64,
+        ok: bool,
+        id: u128,
+        client: impl FnOnce() -> ClientRef<'a>,
+    ) {
         if !self.window.contains(time) {
             return;
         }
-        key_into(&mut self.scratch, ip, user_agent);
         let account = &mut self.accounts[account as usize];
         let tally = match token {
             None => &mut account.accesshash,
             Some(t) => &mut account.tokens[t as usize].tally,
         };
-        tally.count(time, ok, &self.scratch, &mut self.budget);
+        let client = tally.client(id, client, time, &mut self.budget);
+        tally.count(time, ok, client);
     }
 
     pub(crate) fn finish(self) -> Vec<AccountUsage> {

@@ -70,26 +70,27 @@ fn epoch(
     {
         return None;
     }
-    let [sign, h1, h2, m1, m2] = offset else {
-        return None;
-    };
-    let sign = match sign {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let offset_hours = digits(&[*h1, *h2])?;
-    let offset_minutes = digits(&[*m1, *m2])?;
-    if offset_hours > 23 || offset_minutes > 59 {
-        return None;
-    }
     let local =
         days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    Some(local - sign * i64::from(offset_hours * 3600 + offset_minutes * 60))
+    Some(local - offset_seconds(offset)?)
 }
 
 /// `MM/DD/YYYY:HH:MM:SS ±HHMM` (exactly 25 bytes), as in `access_log`.
+#[cfg(test)]
 pub(crate) fn access_log_time(text: &[u8]) -> Option<i64> {
+    access_log_time_with(text, &mut Days::default())
+}
+
+/// The last date read and its day number: lines of one day share it, so that a log's
+/// dates are worked out once a day, not once a line.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Days {
+    date: [u8; 10],
+    days: Option<i64>,
+}
+
+/// [`access_log_time`], remembering the last date in `days`.
+pub(crate) fn access_log_time_with(text: &[u8], days: &mut Days) -> Option<i64> {
     if text.len() != 25
         || text[2] != b'/'
         || text[5] != b'/'
@@ -100,17 +101,52 @@ pub(crate) fn access_log_time(text: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let date = (
-        digits(&text[6..10])?,
-        digits(&text[0..2])?,
-        digits(&text[3..5])?,
-    );
-    let time = (
+    let day = match days.days {
+        Some(day) if days.date == text[..10] => day,
+        _ => {
+            let (year, month, day) = (
+                digits(&text[6..10])?,
+                digits(&text[0..2])?,
+                digits(&text[3..5])?,
+            );
+            let year = i64::from(year);
+            if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+                return None;
+            }
+            let number = days_from_civil(year, month, day);
+            days.date.copy_from_slice(&text[..10]);
+            days.days = Some(number);
+            number
+        }
+    };
+    let (hour, minute, second) = (
         digits(&text[11..13])?,
         digits(&text[14..16])?,
         digits(&text[17..19])?,
     );
-    epoch(date, time, &text[20..])
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let offset = offset_seconds(&text[20..])?;
+    Some(day * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset)
+}
+
+/// `±HHMM` in seconds.
+fn offset_seconds(offset: &[u8]) -> Option<i64> {
+    let [sign, h1, h2, m1, m2] = offset else {
+        return None;
+    };
+    let sign = match sign {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let hours = digits(&[*h1, *h2])?;
+    let minutes = digits(&[*m1, *m2])?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some(sign * i64::from(hours * 3600 + minutes * 60))
 }
 
 /// `YYYY-MM-DD HH:MM:SS ±HHMM` (exactly 25 bytes), as in `api_tokens_log`.

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use memchr::memmem;
+use super::bytes;
 
 use super::time::api_tokens_log_time;
 
@@ -63,7 +63,7 @@ pub fn parse(line: &[u8]) -> Option<TokenLine<'_>> {
         return None;
     }
     let rest = rest.strip_prefix(b", Request: ['")?;
-    let (request, host) = match memmem::rfind(rest, HOST) {
+    let (request, host) = match bytes::rfind(rest, HOST) {
         Some(at) => {
             let host = rest[at + HOST.len()..].strip_suffix(b"']")?;
             let host = std::str::from_utf8(host).ok()?.parse().ok()?;
@@ -85,7 +85,7 @@ pub fn parse(line: &[u8]) -> Option<TokenLine<'_>> {
 /// `PREFIX value']` at the start of `text`: the value, and what follows its `']`.
 fn field<'a>(text: &'a [u8], prefix: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
     let rest = text.strip_prefix(prefix)?;
-    let end = memmem::find(rest, b"']")?;
+    let end = bytes::find(rest, b"']")?;
     Some((&rest[..end], &rest[end + 2..]))
 }
 
