@@ -100,6 +100,9 @@ pub(crate) fn run(
     let work = Mutex::new(work);
     let (done_send, done) = channel::<Parsed>();
     std::thread::scope(|scope| {
+        // Owned here, so that a panic below drops them and every thread ends (the reader
+        // waiting for a buffer, the workers for a chunk) instead of waiting forever.
+        let (pool_send, done) = (pool_send, done);
         scope.spawn(move || read_all(logs, files, &pool, &work_send));
         for _ in 0..workers {
             let done_send = done_send.clone();

@@ -39,7 +39,7 @@ const LOGS: [Logs; 2] = [
         name: "gzip archives",
         folder: "archived",
         baseline: "zcat archive/*.gz | LC_ALL=C grep -c '\"a\"' > ../grep.out",
-        baseline_name: "`zcat … | LC_ALL=C grep -c '\"a\"'`",
+        baseline_name: "`zcat … \\| LC_ALL=C grep -c '\"a\"'`",
     },
 ];
 
@@ -54,13 +54,9 @@ pub(super) fn measure(tools: &Tools, out: &Path) -> Result<String, String> {
     );
     for logs in &LOGS {
         let folder = root.join(logs.folder);
-        let baseline = || {
-            timed(
-                Command::new("sh")
-                    .args(["-c", logs.baseline])
-                    .current_dir(&folder),
-            )
-        };
+        // In the logs' folder (`timed` keeps no working folder): `sh -c SCRIPT sh FOLDER`.
+        let script = format!("cd \"$1\" && {}", logs.baseline);
+        let baseline = || timed(Command::new("sh").args(["-c", &script, "sh"]).arg(&folder));
         let usage = || {
             timed(
                 Command::new(&tools.whmtoken)
