@@ -29,7 +29,8 @@ pub struct UsageArgs {
     #[arg(long, value_name = "DURATION|EPOCH", default_value = "90d")]
     pub since: String,
     /// The folder of cPanel's logs [default: usr/local/cpanel/logs under the server's
-    /// root; for a SQLite server, <database name without extension>-logs beside it]
+    /// root; for a SQLite server, the database's name with -logs for its extension
+    /// (server.db: server-logs), beside it]
     #[arg(long, value_name = "DIR")]
     pub logs: Option<Utf8PathBuf>,
     /// Print one JSON document on stdout instead of text

@@ -8,7 +8,7 @@
 //!   can hold lines of the window, and their order;
 //! - the join (`join`): a request with the WHM header is a token's when `api_tokens_log`
 //!   has its twin within [`JOIN_SECONDS`], else the access hash's;
-//! - [`report`]: the answer, per account and credential, with the files read and how far
+//! - [`mod@report`]: the answer, per account and credential, with the files read and how far
 //!   back they reach.
 //!
 //! The backend lists and opens the files ([`crate::Logs`]); everything else is here,
