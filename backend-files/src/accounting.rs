@@ -18,6 +18,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::{AuditTurn, BackendError, Decision, UserName, error_chain};
 
+use crate::crash::fault;
 use crate::group_sync::{GroupSync, Ticket};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive};
 use crate::safe_fs::{Expect, check, io_error, open_guarded};
@@ -168,7 +169,8 @@ impl AccountingLog {
         let _ = file.unlock();
         drop(dot_lock);
         written?;
-        file.sync_data()
+        fault("log-sync")
+            .and_then(|()| file.sync_data())
             .map_err(|e| for_writing(io_error(path, e), "sync"))
     }
 }

@@ -13,7 +13,7 @@ use whmtoken_core::{BackendError, TokenHash, TokenSet};
 
 use crate::accounting::Pending;
 use crate::budget::ReadBudget;
-use crate::crash::crash_point;
+use crate::crash::{crash_point, fault};
 use crate::document::{Document, Edit};
 use crate::group_sync::GroupSync;
 use crate::lock::{Deadline, LockSource, Locked, unique_suffix};
@@ -310,23 +310,33 @@ impl<'p> NewFile<'p> {
             made,
             file,
         } = self;
-        file.sync_all().map_err(|e| io_error(&temp, e))?;
+        fault("token-file-sync")
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&temp, e))?;
         crash_point("token-file-synced");
         line.map_or(Ok(()), Pending::durable)?;
         crash_point("audit-line-durable");
-        fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
+        fault("rename")
+            .and_then(|()| fs::rename(&temp, path))
+            .map_err(|e| io_error(path, e))?;
         made.keep();
         crash_point("renamed");
         let dir = path.parent().expect("a token file has a folder");
         let ticket = folder.syncs.ticket(|()| ());
         folder
             .syncs
-            .wait(ticket, |()| folder.dir.sync_all().map_err(Arc::new))
+            .wait(ticket, |()| {
+                fault("token-folder-sync")
+                    .and_then(|()| folder.dir.sync_all())
+                    .map_err(Arc::new)
+            })
             .map_err(|e| io_error(dir, std::io::Error::new(e.kind(), e.to_string())))?;
         crash_point("folder-synced");
         // After an I/O error a file system can stop writing while a folder's fsync still
         // succeeds; the new file's own descriptor reports it.
-        file.sync_data().map_err(|e| io_error(path, e))
+        fault("token-file-datasync")
+            .and_then(|()| file.sync_data())
+            .map_err(|e| io_error(path, e))
     }
 }
 
