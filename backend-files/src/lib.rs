@@ -226,7 +226,9 @@ impl FilesBackend {
         Ok(self.token_folder.get_or_init(|| token_file::TokenFolder {
             dir,
             syncs: group_sync::GroupSync::default(),
-            locks: lock::LockSource::new(path),
+            locks: lock::LockSource::new(path.clone()),
+            failed: OnceLock::new(),
+            path,
         }))
     }
 

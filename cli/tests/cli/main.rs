@@ -6,6 +6,7 @@ mod automation;
 mod differential;
 mod dropin;
 mod durability;
+mod failing_disk;
 mod hostile;
 mod messages;
 mod migration;
