@@ -241,6 +241,14 @@ pub trait Retirement: Send + Sync {
     /// `owner` when given, else by the account); `None` when it has none.
     fn read_home(&self, user: &UserName, owner: Option<u32>) -> Result<Option<Held>, BackendError>;
 
+    /// `user`'s uid now, where the store keeps one (files: `etc/passwd`); `None` (the
+    /// default) for a store without uids. Restore refuses an account whose uid changed
+    /// since its run: a recycled uid never receives someone else's secret.
+    fn account_uid(&self, user: &UserName) -> Result<Option<u32>, BackendError> {
+        let _ = user;
+        Ok(None)
+    }
+
     /// The name an access hash is given beside its home while run `id` checks it once more
     /// before removing it (files), journaled with it; `None` (the default) for a store that
     /// checks and removes in one step.

@@ -12,6 +12,7 @@ mod messages;
 mod migration;
 mod reporting;
 mod retire;
+mod retire_hardening;
 
 use std::process::Command;
 

@@ -565,6 +565,13 @@ fn restore_file(
             detail: e.to_string(),
         })
     })?;
+    if let (Some(then), Some(now)) = (retired.uid, retirement.account_uid(&user).map_err(fail)?)
+        && then != now
+    {
+        return Err(Problem::Failed(format!(
+            "uid changed from {then} to {now} since run {id}; not restored"
+        )));
+    }
     let recovered = retired.set_aside.is_some()
         && retirement
             .recover_set_aside(retired, dry_run)
