@@ -165,3 +165,70 @@ fn root_restoring_a_tree_another_user_owns_never_writes_outside_it_nor_as_root()
         "nothing written outside the tree: {planted:?}"
     );
 }
+
+/// The accounting log's lines of `action`, each as the account it names.
+fn lines_of(server: &FakeServer, action: &str) -> Vec<String> {
+    server
+        .accounting_lines()
+        .iter()
+        .filter(|line| line.contains(&format!(":{action}:")))
+        .map(|line| line.split(':').rev().nth(2).unwrap().to_owned())
+        .collect()
+}
+
+fn resellers(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("res{i:03}")).collect()
+}
+
+#[test]
+fn retire_and_restore_lines_follow_the_accounts_order_whatever_the_jobs() {
+    let names = resellers(40);
+    let named: Vec<&str> = names.iter().map(String::as_str).collect();
+    let server = converted(&named);
+    let config = server.config_path();
+    let id = retire(&config, &["--all-resellers"]);
+    assert_eq!(lines_of(&server, "RETIREACCESSHASH"), names);
+    // Restore undoes the changes the last first, in the journal's order.
+    let journal = std::fs::read_to_string(journal_path(&server, &id)).unwrap();
+    let mut last_first: Vec<String> = journal
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["change"] == "accesshash")
+        .map(|record| record["user"].as_str().unwrap().to_owned())
+        .collect();
+    last_first.reverse();
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(lines_of(&server, "RESTOREACCESSHASH"), last_first);
+}
+
+#[test]
+fn a_log_that_cannot_be_written_stops_retire_before_any_change() {
+    let server = converted(&["alice", "bob"]);
+    let config = server.config_path();
+    let log = server.root().join("var/cpanel/accounting.log");
+    let kept = std::fs::read(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &log).unwrap();
+    let out = whmtoken(&config, &["retire", "alice", "bob"], "");
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "error: alice: not retired: its audit line could not be written: refusing to write {log}: it is a symbolic link"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "error: bob: not attempted: the audit log {log} cannot be written (it is a symbolic link)"
+        )),
+        "{}",
+        out.stderr
+    );
+    for user in ["alice", "bob"] {
+        assert!(server.access_hash_path(user).exists(), "{user} kept");
+    }
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, kept).unwrap();
+}
