@@ -315,11 +315,14 @@ impl Retirement for FilesBackend {
             if fs::symlink_metadata(&home).is_ok() {
                 break;
             }
-            let journal = match self.runs.journals.read(&id) {
-                Ok(journal) => journal,
-                Err(BackendError::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
+            // Read with the later runs' records: a removal finished already, by that run or
+            // a later one, leaves nothing to finish (a file of that name is not its).
+            let Some(journal) = self.runs.journals.list()?.into_iter().find(|j| j.id == id) else {
+                continue;
             };
+            if journal.removed.contains(user.as_str()) {
+                continue;
+            }
             let Some(retired) = journal.changes.iter().find_map(|c| match c {
                 Change::Accesshash(f)
                     if f.user == user.as_str() && f.set_aside.as_deref() == Some(&name) =>
@@ -343,15 +346,7 @@ impl Retirement for FilesBackend {
             if backed_up && content_sha512(&kept.content) == retired.sha512 {
                 fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
                 sync_folder(folder)?;
-                self.runs.with_run(&id, |journals, run| {
-                    journals.append(
-                        &id,
-                        &mut run.journal,
-                        &Record::Removed {
-                            removed: user.to_string(),
-                        },
-                    )
-                })?;
+                // The run finishing it records that, in its own journal (core).
                 finished = Some(id);
                 continue;
             }

@@ -289,7 +289,9 @@ pub trait Retirement: Send + Sync {
 
     /// Finishes what a killed run left of `user`'s retirement while `user` has no access
     /// hash (files: one still under its set-aside name, removed when it is what that run
-    /// backed up, else put back and an error). The run's id when one was finished.
+    /// backed up and its removal is recorded nowhere, else put back and an error). The
+    /// run's id when one was finished; the caller records it in its own run's journal
+    /// ([`Record::Finished`]), never in that run's.
     fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
         let _ = user;
         Ok(None)

@@ -232,3 +232,31 @@ fn a_log_that_cannot_be_written_stops_retire_before_any_change() {
     std::fs::remove_file(&log).unwrap();
     std::fs::write(&log, kept).unwrap();
 }
+
+#[test]
+fn a_recreated_set_aside_file_never_adds_to_an_old_journal_nor_to_the_log() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let secret = std::fs::read(server.access_hash_path("alice")).unwrap();
+    let id = retire(&config, &["alice"]);
+    let journal = journal_path(&server, &id);
+    let recorded = std::fs::read_to_string(&journal).unwrap();
+    // The tenant puts its old access hash back under the set-aside name of that run.
+    let aside = server
+        .home("alice")
+        .join(format!(".accesshash.whmtoken-retiring-{id}"));
+    server.write_file(&aside, &secret, 0o600);
+    if let Some(uid) = server.uid("alice").filter(|_| is_root()) {
+        std::os::unix::fs::chown(&aside, Some(uid), Some(uid)).unwrap();
+    }
+    for _ in 0..2 {
+        let out = whmtoken(&config, &["retire", "alice"], "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        recorded,
+        "run {id}'s journal is appended by that run alone"
+    );
+    assert_eq!(lines_of(&server, "RETIREACCESSHASH"), ["alice"]);
+}

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -188,16 +189,22 @@ pub fn retire(
     let mut seen = BTreeSet::new();
     let users: Vec<&String> = request.users.iter().filter(|u| seen.insert(*u)).collect();
     let decided = crate::parallel::map(&users, request.jobs, |raw| read_standing(backend, raw));
-    let mut run = Run {
+    let run = Mutex::new(Run {
         retirement,
         clock,
         seed: request.seed,
         id: None,
+    });
+    let start = || {
+        run.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .start()
+            .map_err(|e| error_chain(&e))
     };
     let wanted = decided
         .iter()
         .any(|d| matches!(d, Ok((_, Standing::Converted))));
-    let begun = (wanted && !request.dry_run).then(|| run.start().map_err(|e| error_chain(&e)));
+    let begun = (wanted && !request.dry_run).then(start);
     let items: Vec<(usize, (&&String, Decided))> = users.iter().zip(decided).enumerate().collect();
     let audit = RunAudit::default();
     let retire_one = |(index, (raw, decided)): &(usize, (&&String, Decided))| {
@@ -211,12 +218,13 @@ pub fn retire(
             (Ok((user, s @ (Standing::AlreadyRetired | Standing::NoAccessHash))), _)
                 if !request.dry_run =>
             {
-                finish_interrupted(retirement, user, *s, &turn)
+                finish_interrupted(retirement, user, *s, (&turn, &start))
             }
             (Ok((_, s)), _) => Outcome::new(raw, Status::from(*s)),
         }
     };
     let outcomes = crate::parallel::map(&items, request.jobs, retire_one);
+    let mut run = run.into_inner().unwrap_or_else(PoisonError::into_inner);
     let (auth, auth_problem) = if request.disable_auth {
         disable_auth(backend, request, &outcomes, (&mut run, &audit))
     } else {
@@ -393,19 +401,27 @@ fn finish_interrupted(
     retirement: &dyn Retirement,
     user: &UserName,
     standing: Standing,
-    turn: &LineTurn<'_>,
+    (turn, start): (&LineTurn<'_>, &dyn Fn() -> Result<RunId, String>),
 ) -> Outcome {
     let raw = user.as_str();
     if turn.check().is_err() {
         return Outcome::new(raw, Status::from(standing));
     }
-    match retirement.finish_interrupted(user) {
-        Ok(None) => Outcome::new(raw, Status::from(standing)),
-        Ok(Some(id)) => match turn.write(("RETIREACCESSHASH", raw, &id)) {
-            Ok(()) => Outcome::new(raw, Status::from(standing)),
-            Err(e) => Outcome::failed(raw, format!("retired, but {e}")),
-        },
-        Err(e) => Outcome::failed(raw, error_chain(&e)),
+    let finished = match retirement.finish_interrupted(user) {
+        Ok(None) => return Outcome::new(raw, Status::from(standing)),
+        Ok(Some(old)) => old,
+        Err(e) => return Outcome::failed(raw, error_chain(&e)),
+    };
+    // Recorded in this run's journal, naming the run that began it.
+    let record = Record::Finished {
+        finished: raw.to_owned(),
+        run: finished.clone(),
+    };
+    let recorded =
+        start().and_then(|id| retirement.append(&id, &record).map_err(|e| error_chain(&e)));
+    match recorded.and_then(|()| turn.write(("RETIREACCESSHASH", raw, &finished))) {
+        Ok(()) => Outcome::new(raw, Status::from(standing)),
+        Err(e) => Outcome::failed(raw, format!("retired, but not recorded: {e}")),
     }
 }
 
