@@ -5,7 +5,7 @@
 //! whoever finds no write running takes every line queued so far, writes them whole in one
 //! `write` on an `O_APPEND` descriptor under the log's locks (after a line feed when the
 //! log's last byte is not one, so that a line torn by an earlier crash stays on its own),
-//! and fdatasyncs the log, still under its locks; the others wait for it. A write or a
+//! and fdatasyncs the log, still under its flock; the others wait for it. A write or a
 //! sync that fails is cut back to the log's length before it. A line is on disk before the
 //! token it names becomes visible.
 
@@ -165,8 +165,11 @@ impl AccountingLog {
         let file = open.as_ref().expect("opened above");
         flock_exclusive(path, file, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
-        // Synced under the locks, so that a failed sync can be cut back too.
-        let written = append_whole(file, lines)
+        // Synced under the flock, so that a failed sync can be cut back too; the dot-lock
+        // goes first, so that the sync makes its removal durable as well.
+        let written = append_whole(file, lines);
+        drop(dot_lock);
+        let written = written
             .map_err(|e| for_writing(io_error(path, e), "write"))
             .and_then(|before| {
                 fault("log-sync")
@@ -177,7 +180,6 @@ impl AccountingLog {
                     })
             });
         let _ = file.unlock();
-        drop(dot_lock);
         written
     }
 }
