@@ -6,11 +6,13 @@ mod automation;
 mod differential;
 mod dropin;
 mod durability;
+mod failing_disk;
 mod hostile;
 mod messages;
 mod migration;
 mod reporting;
 mod retire;
+mod retire_hardening;
 
 use std::process::Command;
 
