@@ -98,6 +98,11 @@ impl Harness for FilesConfig {
             u8::from(seed.settings.allow_deprecated_accesshash)
         );
         tree.write(&tree.under(CPANEL_CONFIG), config.as_bytes(), 0o644)?;
+        for (name, content) in &seed.logs {
+            let logs = tree.under(crate::logs::LOGS);
+            tree.mkdir(&logs, 0o700)?;
+            tree.write(&logs.join(name), content, 0o600)?;
+        }
         Ok(Self {
             root: Utf8PathBuf::from("."),
         })

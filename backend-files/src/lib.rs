@@ -9,6 +9,8 @@
 //! | audit lines | `var/cpanel/accounting.log` |
 //! | server settings (`allow_deprecated_accesshash`) | `var/cpanel/cpanel.config` |
 //! | hosting accounts' owners and main domains | `etc/trueuserowners`, `etc/trueuserdomains` |
+//! | cpsrvd's logs (`access_log`, `api_tokens_log` and their rotations) | `usr/local/cpanel/logs` |
+//! | DNS cluster peers' credentials | `var/cpanel/cluster/<user>/config/<peer>` |
 //!
 //! `etc/passwd` and `var/cpanel/resellers` are read once, when the backend is opened;
 //! `var/cpanel/cpanel.config` each time the settings are asked for, so that a converter
@@ -22,6 +24,7 @@
 mod accounting;
 mod accounts;
 mod budget;
+mod cluster;
 mod cpanel_config;
 mod crash;
 mod debris;
@@ -31,6 +34,7 @@ mod group_sync;
 mod harness;
 mod journal;
 mod lock;
+mod logs;
 mod owner;
 mod passwd;
 #[cfg(test)]
@@ -416,6 +420,23 @@ impl Backend for FilesBackend {
         name: &str,
     ) -> Result<Option<whmtoken_core::TokenHash>, BackendError> {
         revoke::revoke(self, user, name)
+    }
+
+    fn log_folder(&self) -> Option<Utf8PathBuf> {
+        Some(self.root.join(logs::LOGS))
+    }
+
+    fn logs(
+        &self,
+        folder: Option<&Utf8Path>,
+    ) -> Result<Box<dyn whmtoken_core::Logs + '_>, BackendError> {
+        let default = self.root.join(logs::LOGS);
+        let folder = folder.unwrap_or(&default);
+        Ok(Box::new(logs::LogFolder::open(folder, self.token_owner)?))
+    }
+
+    fn cluster_configs(&self) -> Result<Vec<whmtoken_core::ClusterFile>, BackendError> {
+        cluster::read(&self.root, self.token_owner)
     }
 
     fn notices(&self) -> Vec<String> {

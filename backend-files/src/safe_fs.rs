@@ -87,6 +87,11 @@ impl Checked {
         self.len
     }
 
+    /// The open file itself, for a read that streams it.
+    pub(crate) fn into_file(self) -> File {
+        self.file
+    }
+
     /// The same file, its size as it is now: what a writer that held the lock before us
     /// left (the rules' bound still holds: [`read`](Self::read) refuses more).
     pub(crate) fn with_len(self, len: u64) -> Self {

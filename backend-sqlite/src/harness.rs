@@ -21,6 +21,7 @@ impl Harness for SqliteConfig {
             source,
         })?;
         SqliteBackend::create(&dir.join(DATABASE))?.load(seed)?;
+        write_logs(&crate::logs::folder_of(&dir.join(DATABASE)), &seed.logs)?;
         Ok(Self {
             path: DATABASE.into(),
         })
@@ -33,6 +34,33 @@ impl Harness for SqliteConfig {
     fn set_settings(&self, settings: &ServerSettings) -> Result<(), BackendError> {
         SqliteBackend::open(self)?.set_server_settings(settings)
     }
+}
+
+/// Writes a seed's log files into the logs folder (0700; files 0600), made only when the
+/// seed has some.
+fn write_logs(folder: &camino::Utf8Path, logs: &[(String, Vec<u8>)]) -> Result<(), BackendError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |path: &camino::Utf8Path, source| BackendError::Io {
+        location: path.to_string(),
+        source,
+    };
+    for (name, content) in logs {
+        let path = folder.join(name);
+        let parent = path.parent().expect("a file has a folder");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| io(parent, e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, content))
+            .map_err(|e| io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// Seeding and dumping, beyond what the converter needs.

@@ -12,6 +12,7 @@
 //! | WHM API tokens: one row per entry, the entry kept as cPanel's JSON text | table `tokens` |
 //! | audit lines (`accounting.log`) | table `accounting` |
 //! | server settings (`allow_deprecated_accesshash`, as in `cpanel.config`) | table `settings` |
+//! | cpsrvd's logs (`access_log`, `api_tokens_log` and their rotations), as files | the folder `<db stem>-logs` beside the database |
 //!
 //! A user's token database is their rows of `tokens`: a user with token rows and no row in
 //! `users` is an account that no longer exists but still has tokens, as a token file can
@@ -31,6 +32,7 @@ mod batch;
 mod error;
 #[cfg(feature = "harness")]
 mod harness;
+mod logs;
 mod open;
 mod readers;
 mod retire;
@@ -326,6 +328,26 @@ impl Drop for ReadSession<'_> {
 impl Backend for SqliteBackend {
     fn kind(&self) -> &'static str {
         SqliteConfig::KIND
+    }
+
+    fn log_folder(&self) -> Option<Utf8PathBuf> {
+        Some(logs::folder_of(&self.site.path))
+    }
+
+    /// The folder beside the database (or `folder`); its files must be root's or the
+    /// database owner's.
+    fn logs(
+        &self,
+        folder: Option<&Utf8Path>,
+    ) -> Result<Box<dyn whmtoken_core::Logs + '_>, BackendError> {
+        let default = logs::folder_of(&self.site.path);
+        let owner = std::fs::metadata(&self.site.path)
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .map_err(|e| self.site.io(e))?;
+        Ok(Box::new(logs::LogFolder::open(
+            folder.unwrap_or(&default),
+            owner,
+        )?))
     }
 
     fn resellers(&self) -> Result<Vec<String>, BackendError> {

@@ -5,12 +5,40 @@ use std::io::{self, Write};
 
 use camino::Utf8Path;
 use serde::Serialize;
-use whmtoken_core::findings::{self, Finding, ServerAudit, Severity};
-use whmtoken_core::{backend::DEFAULT_LOCK_TIMEOUT, pipeline};
+use whmtoken_core::cluster::{self, ClusterLink};
+use whmtoken_core::findings::{self, Finding, ServerAudit, Severity, TokenView};
+use whmtoken_core::usage::{Covered, UsageReport, utc_text};
+use whmtoken_core::{backend::DEFAULT_LOCK_TIMEOUT, findings_usage, pipeline};
 
 use crate::config;
 use crate::error::{CliError, status};
 use crate::output::shown;
+use crate::usage::{logs_json, use_json, when};
+
+/// The audit, with what the logs told of each credential's uses.
+struct Audited {
+    audit: ServerAudit,
+    /// `None`: not read (`--no-usage`), or the server keeps no logs.
+    usage: Option<UsageReport>,
+    now: i64,
+    no_usage: bool,
+}
+
+/// The accounts audited and their tokens, for reading the logs.
+fn covered(audit: &ServerAudit) -> Vec<Covered> {
+    audit
+        .accounts
+        .iter()
+        .map(|a| Covered {
+            user: a.user.clone(),
+            tokens: a
+                .tokens
+                .iter()
+                .map(|t| (t.name.clone(), t.create_time))
+                .collect(),
+        })
+        .collect()
+}
 
 /// `whmtoken audit [USER]... [--json] [--fail-on LEVEL]`
 #[derive(Debug, clap::Args)]
@@ -27,6 +55,9 @@ pub struct AuditArgs {
     /// Read up to N accounts at once [default: 8 per core, 8 to 32]
     #[arg(long, value_name = "N", value_parser = crate::args::jobs)]
     pub jobs: Option<u16>,
+    /// Do not read cPanel's logs for each credential's last use
+    #[arg(long)]
+    pub no_usage: bool,
 }
 
 /// The least severe finding that makes the audit exit 1.
@@ -61,8 +92,22 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
         .map_err(CliError::Open)?;
     let jobs = args.jobs.map_or_else(pipeline::default_jobs, usize::from);
     let now = jiff::Timestamp::now().as_second();
-    let audit =
+    let mut audit =
         findings::audit(backend.as_ref(), &args.users, now, jobs).map_err(CliError::Read)?;
+    let usage = (!args.no_usage)
+        .then(|| crate::usage::optional(backend.as_ref(), covered(&audit), now))
+        .flatten();
+    let links: Vec<ClusterLink> = backend
+        .cluster_configs()
+        .map(|files| files.iter().map(cluster::parse).collect())
+        .unwrap_or_default();
+    findings_usage::add(&mut audit, usage.as_ref(), &links);
+    let audit = Audited {
+        audit,
+        usage,
+        now,
+        no_usage: args.no_usage,
+    };
     // Buffered: a report of thousands of accounts is many lines, and stdout's own buffer
     // writes each line on its own.
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
@@ -80,14 +125,16 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let failed = args
         .fail_on
         .threshold()
-        .zip(audit.worst())
+        .zip(audit.audit.worst())
         .is_some_and(|(threshold, worst)| worst >= threshold);
     Ok(if failed { 1 } else { status::OK })
 }
 
-fn text(audit: &ServerAudit, out: &mut impl Write) -> io::Result<()> {
+fn text(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
+    let audit = &audited.audit;
     let setting = u8::from(audit.settings.allow_deprecated_accesshash);
     writeln!(out, "server: allow_deprecated_accesshash={setting}")?;
+    usage_line(audited, out)?;
     findings_lines(&audit.findings, out)?;
     for account in &audit.accounts {
         writeln!(
@@ -96,37 +143,33 @@ fn text(audit: &ServerAudit, out: &mut impl Write) -> io::Result<()> {
             shown(&account.user),
             account.accesshash.as_str().replace('_', " ")
         )?;
+        let used = audited
+            .usage
+            .as_ref()
+            .and_then(|u| u.account(&account.user));
+        if let Some(used) = used {
+            let since = audited.usage.as_ref().map_or(0, |u| u.window.from);
+            match &used.accesshash.last_use {
+                Some(last) => writeln!(
+                    out,
+                    "  access hash last used {}",
+                    last_use_text(last, audited.now)
+                )?,
+                None if account.accesshash != findings::AccessHashState::None => {
+                    writeln!(out, "  access hash not used since {}", utc_text(since))?
+                }
+                None => {}
+            }
+        }
         findings_lines(&account.findings, out)?;
         for token in &account.tokens {
-            let expiry = match token.expires_at {
-                None => "never expires".to_owned(),
-                Some(at) if token.expired => format!("expired at {at}"),
-                Some(at) => format!("expires at {at}"),
-            };
-            let access = match &token.acls {
-                _ if token.full_access => "full access".to_owned(),
-                Some(acls) => format!("acls: {}", shown(&acls.join(", "))),
-                None => "full access".to_owned(),
-            };
-            let addresses = match token.allow_ips.as_deref() {
-                None => "any address".to_owned(),
-                Some([]) => "no address".to_owned(),
-                Some(ips) => format!("allow: {}", shown(&ips.join(", "))),
-            };
-            let created = token
-                .create_time
-                .map_or_else(|| "unknown".to_owned(), |t| t.to_string());
-            let origin = if token.from_accesshash {
-                ", from the access hash"
-            } else {
-                ""
-            };
-            writeln!(
-                out,
-                "  token “{}” {}: created {created}, {expiry}, {access}, {addresses}{origin}",
-                shown(&token.name),
-                token.hash_prefix
-            )?;
+            let last = used.map(|u| {
+                u.tokens
+                    .iter()
+                    .find(|t| t.name == token.name)
+                    .and_then(|t| t.usage.last_use.as_ref())
+            });
+            token_line(token, last, audited, out)?;
         }
     }
     let [critical, warning, info] = Severity::ALL.map(|s| audit.count(s));
@@ -134,6 +177,89 @@ fn text(audit: &ServerAudit, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "\n{critical} critical, {warning} warning{plural}, {info} info"
+    )
+}
+
+/// `usage: …`: which logs the last uses come from, and how far back they reach.
+fn usage_line(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
+    let Some(usage) = &audited.usage else {
+        let why = if audited.no_usage {
+            "not read (--no-usage)"
+        } else {
+            "no logs found: last uses unknown"
+        };
+        return writeln!(out, "usage: {why}");
+    };
+    let coverage = match usage.coverage.from {
+        Some(from) if usage.coverage.complete => {
+            format!("complete (the logs begin {})", utc_text(from))
+        }
+        Some(from) => format!(
+            "INCOMPLETE: the logs begin {}; a credential shown unused may have been used before",
+            utc_text(from)
+        ),
+        None => "none: no access_log line was read".to_owned(),
+    };
+    writeln!(
+        out,
+        "usage: {}, {} files, since {}; coverage {coverage}",
+        shown(&usage.folder),
+        usage.logs.len(),
+        utc_text(usage.window.from)
+    )
+}
+
+/// `2026-12-03 21:19:22 UTC (3 hours ago) from 192.0.2.1 “agent”`.
+fn last_use_text(last: &whmtoken_core::usage::Use, now: i64) -> String {
+    let agent = last
+        .user_agent
+        .as_ref()
+        .map(|a| format!(" “{}”", shown(a)))
+        .unwrap_or_default();
+    format!("{} from {}{agent}", when(last.time, now), shown(&last.ip))
+}
+
+/// One token's line; `last`: `None` when the logs were not read, `Some(None)` when it was
+/// not used in the window.
+fn token_line(
+    token: &TokenView,
+    last: Option<Option<&whmtoken_core::usage::Use>>,
+    audited: &Audited,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let expiry = match token.expires_at {
+        None => "never expires".to_owned(),
+        Some(at) if token.expired => format!("expired at {at}"),
+        Some(at) => format!("expires at {at}"),
+    };
+    let access = match &token.acls {
+        _ if token.full_access => "full access".to_owned(),
+        Some(acls) => format!("acls: {}", shown(&acls.join(", "))),
+        None => "full access".to_owned(),
+    };
+    let addresses = match token.allow_ips.as_deref() {
+        None => "any address".to_owned(),
+        Some([]) => "no address".to_owned(),
+        Some(ips) => format!("allow: {}", shown(&ips.join(", "))),
+    };
+    let created = token
+        .create_time
+        .map_or_else(|| "unknown".to_owned(), |t| t.to_string());
+    let origin = if token.from_accesshash {
+        ", from the access hash"
+    } else {
+        ""
+    };
+    let used = match last {
+        None => String::new(),
+        Some(Some(last)) => format!(", last used {}", last_use_text(last, audited.now)),
+        Some(None) => ", not used in the window".to_owned(),
+    };
+    writeln!(
+        out,
+        "  token “{}” {}: created {created}, {expiry}, {access}, {addresses}{origin}{used}",
+        shown(&token.name),
+        token.hash_prefix
     )
 }
 
@@ -158,6 +284,8 @@ struct Document<'a> {
     server: JsonServer<'a>,
     accounts: Vec<JsonAccount<'a>>,
     summary: JsonSummary,
+    /// The logs read for the last uses: `null` when none were.
+    usage: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -170,6 +298,9 @@ struct JsonServer<'a> {
 struct JsonAccount<'a> {
     user: &'a str,
     accesshash: &'static str,
+    /// Present when the logs were read: the last use, or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accesshash_last_used: Option<serde_json::Value>,
     tokens: Vec<JsonToken<'a>>,
     findings: Vec<JsonFinding<'a>>,
 }
@@ -185,6 +316,9 @@ struct JsonToken<'a> {
     acls: Option<&'a [String]>,
     allow_ips: Option<&'a [String]>,
     from_accesshash: bool,
+    /// Present when the logs were read: the last use, or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_used: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -203,7 +337,8 @@ struct JsonSummary {
     info: usize,
 }
 
-fn document<'a>(audit: &'a ServerAudit, backend: &'a str) -> Document<'a> {
+fn document<'a>(audited: &'a Audited, backend: &'a str) -> Document<'a> {
+    let audit = &audited.audit;
     let findings = |list: &'a [Finding]| -> Vec<JsonFinding<'a>> {
         list.iter()
             .map(|f| JsonFinding {
@@ -217,25 +352,41 @@ fn document<'a>(audit: &'a ServerAudit, backend: &'a str) -> Document<'a> {
     let accounts = audit
         .accounts
         .iter()
-        .map(|a| JsonAccount {
-            user: &a.user,
-            accesshash: a.accesshash.as_str(),
-            tokens: a
-                .tokens
-                .iter()
-                .map(|t| JsonToken {
-                    name: &t.name,
-                    hash_prefix: &t.hash_prefix,
-                    create_time: t.create_time,
-                    expires_at: t.expires_at,
-                    expired: t.expired,
-                    full_access: t.full_access,
-                    acls: t.acls.as_deref(),
-                    allow_ips: t.allow_ips.as_deref(),
-                    from_accesshash: t.from_accesshash,
+        .map(|a| {
+            let used = audited.usage.as_ref().map(|u| u.account(&a.user));
+            let token_used = |name: &str| {
+                used.map(|used| {
+                    use_json(used.and_then(|u| {
+                        u.tokens
+                            .iter()
+                            .find(|t| t.name == name)
+                            .and_then(|t| t.usage.last_use.as_ref())
+                    }))
                 })
-                .collect(),
-            findings: findings(&a.findings),
+            };
+            JsonAccount {
+                user: &a.user,
+                accesshash: a.accesshash.as_str(),
+                accesshash_last_used: used
+                    .map(|used| use_json(used.and_then(|u| u.accesshash.last_use.as_ref()))),
+                tokens: a
+                    .tokens
+                    .iter()
+                    .map(|t| JsonToken {
+                        name: &t.name,
+                        hash_prefix: &t.hash_prefix,
+                        create_time: t.create_time,
+                        expires_at: t.expires_at,
+                        expired: t.expired,
+                        full_access: t.full_access,
+                        acls: t.acls.as_deref(),
+                        allow_ips: t.allow_ips.as_deref(),
+                        from_accesshash: t.from_accesshash,
+                        last_used: token_used(&t.name),
+                    })
+                    .collect(),
+                findings: findings(&a.findings),
+            }
         })
         .collect();
     Document {
@@ -251,5 +402,13 @@ fn document<'a>(audit: &'a ServerAudit, backend: &'a str) -> Document<'a> {
             warning: audit.count(Severity::Warning),
             info: audit.count(Severity::Info),
         },
+        usage: audited.usage.as_ref().map_or(serde_json::Value::Null, |u| {
+            serde_json::json!({
+                "window": {"from": u.window.from, "to": u.window.to},
+                "folder": u.folder,
+                "files": logs_json(u),
+                "coverage": {"from": u.coverage.from, "complete": u.coverage.complete},
+            })
+        }),
     }
 }

@@ -51,6 +51,8 @@ pub enum CliError {
     Output(#[source] io::Error),
     #[error("cannot read the journal of runs")]
     Run(#[source] BackendError),
+    #[error("cannot read the logs")]
+    Logs(#[source] BackendError),
 }
 
 impl CliError {
@@ -68,6 +70,8 @@ impl CliError {
             Self::Run(BackendError::NotFound { .. }) => status::USAGE,
             Self::Run(e) if e.is_retryable() => status::TEMPORARY,
             Self::Run(_) => status::IO_ERROR,
+            Self::Logs(BackendError::Unsupported { .. }) => status::CONFIG,
+            Self::Logs(_) => status::IO_ERROR,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod convert;
 mod error;
 mod output;
 pub mod retire;
+pub mod usage;
 pub mod verify;
 mod whmtoken;
 

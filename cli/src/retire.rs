@@ -15,7 +15,8 @@ use whmtoken_core::retire::{
     self, Auth, AuthProblem, ChangeKind, Journal, Outcome, Problem, RestoreReport, RetireReport,
     RetireRequest, Retirement, RunId, Status,
 };
-use whmtoken_core::{Backend, BackendError, pipeline};
+use whmtoken_core::usage::Covered;
+use whmtoken_core::{Backend, BackendError, findings_usage, pipeline};
 
 use crate::config;
 use crate::error::{CliError, status};
@@ -116,10 +117,11 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
         seed: rand::random(),
     };
     let report = retire::retire(backend, capability(backend), &request, &SystemClock);
+    let in_use = accesshashes_in_use(backend, &report.unconverted);
     let run = report.run.as_ref();
     let mut out = io::BufWriter::new(io::stdout().lock());
     let written = if args.json {
-        let doc = retire_document(&args, backend.kind(), &report);
+        let doc = retire_document(&args, backend.kind(), &report, &in_use);
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
@@ -141,6 +143,15 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
             );
         }
     }
+    // The refusal (or, forced, the warning) names the clients that break.
+    let level = if report.auth_problem.is_some() {
+        "error"
+    } else {
+        "warning"
+    };
+    for line in &in_use {
+        let _ = writeln!(stderr, "{level}: {}", shown(line));
+    }
     if let Some(problem) = &report.auth_problem {
         let line = match problem {
             AuthProblem::NotConverted { .. } => format!("{problem}, or use --force"),
@@ -154,6 +165,37 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     } else {
         status::OK
     })
+}
+
+/// The accounts among `unconverted` whose access hash the server's logs show in use over
+/// the last 90 days, each as a line naming its last clients (none without logs).
+fn accesshashes_in_use(backend: &dyn Backend, unconverted: &[String]) -> Vec<String> {
+    if unconverted.is_empty() {
+        return Vec::new();
+    }
+    let covered = unconverted
+        .iter()
+        .map(|user| Covered {
+            user: user.clone(),
+            tokens: Vec::new(),
+        })
+        .collect();
+    let now = jiff::Timestamp::now().as_second();
+    let Some(usage) = crate::usage::optional(backend, covered, now) else {
+        return Vec::new();
+    };
+    usage
+        .accounts
+        .iter()
+        .filter(|a| a.accesshash.used())
+        .map(|a| {
+            format!(
+                "{}: access hash not converted and in use, its clients break once access-hash authentication is off: {}",
+                a.user,
+                findings_usage::uses_text(&a.accesshash, usage.window.from)
+            )
+        })
+        .collect()
 }
 
 /// A problem as the command line shows it: a refusal says how `--force` goes ahead.
@@ -197,22 +239,32 @@ fn summary<'a>(
         .collect()
 }
 
-/// The `--json` document of a retire run (version 1).
-fn retire_document(args: &RetireArgs, backend: &str, report: &RetireReport) -> Value {
+/// The `--json` document of a retire run (version 1); with `--disable-accesshash-auth`,
+/// the access hashes not converted and in use (`in_use`).
+fn retire_document(
+    args: &RetireArgs,
+    backend: &str,
+    report: &RetireReport,
+    in_use: &[String],
+) -> Value {
     let results: Vec<Value> = report
         .outcomes
         .iter()
         .map(|o| outcome_json(o, json!({"user": o.name})))
         .collect();
-    json!({
+    let mut doc = json!({
         "version": 1,
         "dry_run": args.dry_run,
         "backend": backend,
         "run_id": report.run.as_ref().map(RunId::as_str),
         "results": results,
         "summary": summary(&Status::RETIRE, report.outcomes.iter()),
-        "accesshash_auth": report.auth.as_str(),
-    })
+    });
+    if args.disable_accesshash_auth {
+        doc["accesshash_in_use"] = json!(in_use);
+    }
+    doc["accesshash_auth"] = json!(report.auth.as_str());
+    doc
 }
 
 /// `head` (the object naming what it is about) with the outcome's status and error.

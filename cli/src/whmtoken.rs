@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::AuditArgs;
 use crate::retire::{RestoreArgs, RetireArgs, RunsArgs};
+use crate::usage::UsageArgs;
 use crate::verify::VerifyArgs;
-use crate::{CliError, audit, convert, retire, status, verify};
+use crate::{CliError, audit, convert, retire, status, usage, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,8 +21,8 @@ use crate::{CliError, audit, convert, retire, status, verify};
     about = "Move a cPanel server from WHM access hashes to API tokens",
     after_help = "Exit statuses: convert as convert_accesshash_to_token; audit 0 (nothing at or above --fail-on) or 1; \
 verify 0 accepted, 1 refused, 2 depends on the address; retire and restore 0, or 65 when an account or the \
-setting was refused or failed; 64 usage (restore: no such run), 74 cannot read the server or write output, \
-77 not root, 78 config."
+setting was refused or failed; usage 0; 64 usage (restore: no such run), 74 cannot read the server or its logs \
+or write output, 77 not root, 78 config."
 )]
 struct Cli {
     /// Config file [default: $WHMTOKEN_CONFIG, else /etc/whmtoken.toml, else cPanel's files on /]
@@ -58,6 +59,9 @@ enum Command {
     Restore(RestoreArgs),
     /// List the retire runs: id, time, what they changed, whether restored
     Runs(RunsArgs),
+    /// Who still uses each access hash and token, from where and when, from cPanel's logs
+    /// (reads only)
+    Usage(UsageArgs),
 }
 
 /// whmtoken's command line, for its man pages and shell completions.
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
             Command::Retire(args) => retire::run_retire(args, cli.config.as_deref()),
             Command::Restore(args) => retire::run_restore(args, cli.config.as_deref()),
             Command::Runs(args) => retire::run_runs(args, cli.config.as_deref()),
+            Command::Usage(args) => usage::run(args, cli.config.as_deref()),
         }
     })
 }

@@ -32,8 +32,10 @@ use zeroize::Zeroizing;
 use crate::acl::Privileges;
 use crate::audit::{AuditEvent, AuditTurn};
 use crate::clock::Clock;
+pub use crate::cluster::ClusterFile;
 pub use crate::error::BackendError;
 use crate::import::{Decision, ImportRequest};
+pub use crate::logs::{LogFile, Logs};
 use crate::retire::records::{Held, Journal, Record, Removal, RetiredFile, RunId, Setting};
 use crate::secret::{AccessHash, TokenHash};
 use crate::token::{TokenEntry, TokenSet};
@@ -177,6 +179,36 @@ pub trait Backend: Reads + fmt::Debug {
     /// that were skipped; the command line shows them as warnings.
     fn notices(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Where the server's logs are kept when no folder is named (files:
+    /// `usr/local/cpanel/logs` under the root; SQLite: `<db stem>-logs` beside the
+    /// database): what the fake WHM writes to. `None` (the default) for a store with no
+    /// such folder.
+    fn log_folder(&self) -> Option<camino::Utf8PathBuf> {
+        None
+    }
+
+    /// The server's logs, in `folder` when given (`--logs`), else where the backend keeps
+    /// them ([`log_folder`](Self::log_folder)): an opt-in capability, for `whmtoken usage`
+    /// and the audit. A folder that does not exist is [`BackendError::NotFound`] naming it;
+    /// the default is [`BackendError::Unsupported`].
+    fn logs(&self, folder: Option<&camino::Utf8Path>) -> Result<Box<dyn Logs + '_>, BackendError> {
+        let _ = folder;
+        Err(BackendError::Unsupported {
+            backend: self.kind(),
+            operation: "reading logs",
+        })
+    }
+
+    /// The credentials this server uses to reach its DNS cluster peers (files:
+    /// `var/cpanel/cluster/<user>/config/<peer>`), read safely: an opt-in capability for
+    /// the audit; the default is [`BackendError::Unsupported`].
+    fn cluster_configs(&self) -> Result<Vec<ClusterFile>, BackendError> {
+        Err(BackendError::Unsupported {
+            backend: self.kind(),
+            operation: "reading DNS cluster configs",
+        })
     }
 }
 

@@ -49,6 +49,10 @@ pub enum Code {
     DangerousAcl,
     NoExpiry,
     Expired,
+    AccesshashInUse,
+    LegacySecretInUse,
+    UnusedToken,
+    OutboundAccesshash,
 }
 
 impl Code {
@@ -67,6 +71,10 @@ impl Code {
             Self::DangerousAcl => "dangerous_acl",
             Self::NoExpiry => "no_expiry",
             Self::Expired => "expired",
+            Self::AccesshashInUse => "accesshash_in_use",
+            Self::LegacySecretInUse => "legacy_secret_in_use",
+            Self::UnusedToken => "unused_token",
+            Self::OutboundAccesshash => "outbound_accesshash",
         }
     }
 }
@@ -166,20 +174,7 @@ pub fn audit(
     jobs: usize,
 ) -> Result<ServerAudit, BackendError> {
     let settings = backend.server_settings()?;
-    let token_users: BTreeSet<String> = backend.token_users()?.into_iter().collect();
-    let users: Vec<String> = if users.is_empty() {
-        let mut everyone: BTreeSet<String> = backend.resellers()?.into_iter().collect();
-        everyone.extend(token_users.iter().cloned());
-        everyone.remove("root");
-        std::iter::once("root".to_owned()).chain(everyone).collect()
-    } else {
-        let mut seen = BTreeSet::new();
-        users
-            .iter()
-            .filter(|u| seen.insert(u.as_str()))
-            .cloned()
-            .collect()
-    };
+    let (users, token_users) = covered_accounts(backend, users)?;
     let session = backend.read_session();
     let reads: &dyn Reads = match &session {
         Some(session) => session.as_ref(),
@@ -205,6 +200,29 @@ pub fn audit(
         findings,
         accounts,
     })
+}
+
+/// The accounts an audit covers: `users` (each once), or, given none, root, every reseller
+/// and every account that has a token database; with the accounts that have one.
+pub fn covered_accounts(
+    backend: &dyn Backend,
+    users: &[String],
+) -> Result<(Vec<String>, BTreeSet<String>), BackendError> {
+    let token_users: BTreeSet<String> = backend.token_users()?.into_iter().collect();
+    let users: Vec<String> = if users.is_empty() {
+        let mut everyone: BTreeSet<String> = backend.resellers()?.into_iter().collect();
+        everyone.extend(token_users.iter().cloned());
+        everyone.remove("root");
+        std::iter::once("root".to_owned()).chain(everyone).collect()
+    } else {
+        let mut seen = BTreeSet::new();
+        users
+            .iter()
+            .filter(|u| seen.insert(u.as_str()))
+            .cloned()
+            .collect()
+    };
+    Ok((users, token_users))
 }
 
 fn audit_account(
@@ -327,7 +345,13 @@ fn not_converted(settings: ServerSettings, user: &UserName, account: &mut Accoun
 }
 
 impl AccountAudit {
-    fn push(&mut self, severity: Severity, code: Code, message: String, token: Option<String>) {
+    pub(crate) fn push(
+        &mut self,
+        severity: Severity,
+        code: Code,
+        message: String,
+        token: Option<String>,
+    ) {
         self.findings.push(Finding {
             severity,
             code,

@@ -61,11 +61,15 @@ pub trait Harness: BackendConfig {
     }
 }
 
-/// A whole server to build: its settings, its users, their access hashes and tokens.
+/// A whole server to build: its settings, its users, their access hashes and tokens, and
+/// its logs.
 #[derive(Clone, Default)]
 pub struct Seed {
     pub settings: ServerSettings,
     pub users: Vec<SeedUser>,
+    /// Files of the logs folder: name under it (`access_log`,
+    /// `archive/access_log-11-2026.gz`) and content, as stored.
+    pub logs: Vec<(String, Vec<u8>)>,
 }
 
 /// One account of a [`Seed`].
@@ -92,6 +96,7 @@ impl fmt::Debug for Seed {
         f.debug_struct("Seed")
             .field("settings", &self.settings)
             .field("users", &self.users.len())
+            .field("logs", &self.logs.len())
             .finish()
     }
 }

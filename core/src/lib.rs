@@ -10,18 +10,22 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod clock;
+pub mod cluster;
 pub mod config_file;
 mod error;
 mod error_chain;
 pub mod findings;
+pub mod findings_usage;
 pub mod harness;
 pub mod import;
+pub mod logs;
 pub mod parallel;
 pub mod pipeline;
 pub mod restrictions;
 pub mod retire;
 pub mod secret;
 pub mod token;
+pub mod usage;
 pub mod user;
 
 #[cfg(test)]
@@ -30,7 +34,8 @@ mod properties;
 pub use acl::Privileges;
 pub use audit::{AuditEvent, AuditTurn};
 pub use backend::{
-    Account, Backend, BackendError, BatchImport, ImportItem, Reads, ServerSettings, WhmRole,
+    Account, Backend, BackendError, BatchImport, ClusterFile, ImportItem, LogFile, Logs, Reads,
+    ServerSettings, WhmRole,
 };
 pub use clock::{Clock, FixedClock};
 pub use error_chain::error_chain;

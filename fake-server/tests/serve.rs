@@ -2,7 +2,8 @@
 //! ureq), telling the story of a migration on both backends: the access hash accepted while
 //! `allow_deprecated_accesshash` is on, refused once it is off, accepted again as a token
 //! after `convert_accesshash_to_token`, refused from 127.0.0.1 once the token is limited to
-//! 192.0.2.1, and refused once the token has expired.
+//! 192.0.2.1, and refused once the token has expired; and the rehearsal: the logs the fake
+//! WHM writes, read by `whmtoken usage`, name the client of an access hash and of a token.
 //!
 //! `fake-server` is this package's binary; `convert_accesshash_to_token` is this test binary
 //! itself, started under that name (`support`). pycpanel is installed
@@ -467,6 +468,86 @@ fn pycpanel_on_sqlite() {
     }
 }
 
+/// A token of bob's whose secret the rehearsal's client sends: 32 characters of
+/// `[0-9A-Z]`, as WHM makes them.
+const TOKEN_SECRET: &str = "RHEARSAL0TOKEN0FOR0BOB0000000001";
+
+/// The rehearsal (issue: evidence before the switch): a client authenticates with bob's
+/// access hash and with bob's token; `whmtoken usage` then names both uses, with the
+/// client's address and user agent, from the logs the fake WHM wrote (into the server's
+/// own logs folder, or the one `--logs` names), and shows neither secret.
+fn rehearsal(client: &dyn Client, backend: &str, agent: &str, sent: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = scenario(true, None);
+    text.push_str(&format!(
+        "\n[[user.token]]\nhash = \"{}\"\nname = \"billing\"\ncreate_time = 1000000000\n",
+        TokenHash::of_secret(TOKEN_SECRET.as_bytes()).as_str()
+    ));
+    let config = build(dir.path(), "rehearsal", backend, &text);
+    let elsewhere = dir.path().join("elsewhere-logs");
+    for extra in [&[][..], &["--logs", elsewhere.to_str().unwrap()]] {
+        let served = Served::start(&config, extra);
+        assert_accepted(client.applist(&served.url, "bob", sent), "the access hash");
+        assert_accepted(
+            client.applist(&served.url, "bob", TOKEN_SECRET),
+            "the token",
+        );
+        let (stopped, _) = served.stop();
+        assert!(stopped);
+        let mut args = vec!["--config", &config, "usage", "bob", "--json"];
+        if !extra.is_empty() {
+            args.extend(["--logs", elsewhere.to_str().unwrap()]);
+        }
+        let out = run("whmtoken", &args);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !stdout.contains(&secret()[..16]) && !stdout.contains(TOKEN_SECRET),
+            "{stdout}"
+        );
+        let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let bob = &doc["accounts"][0];
+        assert_eq!(bob["user"], "bob", "{doc}");
+        let billing = bob["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "billing")
+            .unwrap_or_else(|| panic!("{doc}"));
+        for (what, used) in [("access hash", &bob["accesshash"]), ("token", billing)] {
+            assert_eq!(used["ok"], 1, "{backend}: the {what}: {doc}");
+            let client = &used["clients"][0];
+            assert_eq!(client["ip"], "127.0.0.1", "{doc}");
+            let shown = client["user_agent"].as_str().unwrap_or_default();
+            assert!(
+                shown.starts_with(agent),
+                "{backend}: the {what}'s client: {shown}"
+            );
+        }
+    }
+}
+
+fn rehearsal_with_curl_on_files() {
+    rehearsal(&Curl, "files", "curl/", &secret());
+}
+
+fn rehearsal_with_curl_on_sqlite() {
+    rehearsal(&Curl, "sqlite", "curl/", &secret());
+}
+
+fn rehearsal_with_pycpanel_on_files() {
+    match PyCpanel::installed() {
+        Some(client) => rehearsal(&client, "files", "python-requests/", ACCESS_HASH),
+        None => skipped("rehearsal_with_pycpanel_on_files", "python3 is missing"),
+    }
+}
+
+fn rehearsal_with_pycpanel_on_sqlite() {
+    match PyCpanel::installed() {
+        Some(client) => rehearsal(&client, "sqlite", "python-requests/", ACCESS_HASH),
+        None => skipped("rehearsal_with_pycpanel_on_sqlite", "python3 is missing"),
+    }
+}
+
 /// One call with ureq: the status and the JSON body.
 fn call(url: &str, authorization: Option<&str>, path_and_query: &str) -> (u16, serde_json::Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -812,6 +893,10 @@ fn main() -> ExitCode {
         ureq_on_sqlite,
         pycpanel_on_files,
         pycpanel_on_sqlite,
+        rehearsal_with_curl_on_files,
+        rehearsal_with_curl_on_sqlite,
+        rehearsal_with_pycpanel_on_files,
+        rehearsal_with_pycpanel_on_sqlite,
         the_endpoints_answer_as_whm_api_1_does,
         a_function_outside_the_callers_acls_answers_200_with_result_0,
         refusals_are_403_with_a_reason_that_never_echoes_the_secret,

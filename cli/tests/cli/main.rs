@@ -13,6 +13,7 @@ mod migration;
 mod reporting;
 mod retire;
 mod retire_hardening;
+mod usage;
 
 use std::process::Command;
 

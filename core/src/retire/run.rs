@@ -131,6 +131,9 @@ pub struct RetireReport {
     pub outcomes: Vec<Outcome>,
     pub auth: Auth,
     pub auth_problem: Option<AuthProblem>,
+    /// With the setting to switch off: the accounts whose access hash is not converted
+    /// (or cannot be read to tell), whether that refused the switch or it was forced.
+    pub unconverted: Vec<String>,
 }
 
 impl RetireReport {
@@ -225,16 +228,17 @@ pub fn retire(
     };
     let outcomes = crate::parallel::map(&items, request.jobs, retire_one);
     let mut run = run.into_inner().unwrap_or_else(PoisonError::into_inner);
-    let (auth, auth_problem) = if request.disable_auth {
+    let ((auth, auth_problem), unconverted) = if request.disable_auth {
         disable_auth(backend, request, &outcomes, (&mut run, &audit))
     } else {
-        (Auth::Unchanged, None)
+        ((Auth::Unchanged, None), Vec::new())
     };
     RetireReport {
         run: run.id,
         outcomes,
         auth,
         auth_problem,
+        unconverted,
     }
 }
 
@@ -425,43 +429,45 @@ fn finish_interrupted(
     }
 }
 
-/// The setting switched off, unless an access hash would stop working (or `force`).
+/// The setting switched off, unless an access hash would stop working (or `force`); with
+/// the accounts whose access hash would.
 fn disable_auth(
     backend: &dyn Backend,
     request: &RetireRequest,
     outcomes: &[Outcome],
     (run, audit): (&mut Run<'_>, &RunAudit),
-) -> (Auth, Option<AuthProblem>) {
+) -> ((Auth, Option<AuthProblem>), Vec<String>) {
     let failed = |message: String| (Auth::Refused, Some(AuthProblem::Failed(message)));
     let settings = match backend.server_settings() {
         Ok(settings) => settings,
         Err(e) => {
-            return failed(format!(
-                "cannot read the server's settings: {}",
-                error_chain(&e)
-            ));
+            let message = format!("cannot read the server's settings: {}", error_chain(&e));
+            return (failed(message), Vec::new());
         }
     };
     if !settings.allow_deprecated_accesshash {
-        return (Auth::Unchanged, None);
+        return ((Auth::Unchanged, None), Vec::new());
     }
-    if !request.force {
-        let blockers = blockers(backend, outcomes);
-        if !blockers.is_empty() {
-            return (Auth::Refused, Some(AuthProblem::NotConverted { blockers }));
-        }
+    let blockers = blockers(backend, outcomes);
+    if !request.force && !blockers.is_empty() {
+        let problem = AuthProblem::NotConverted {
+            blockers: blockers.clone(),
+        };
+        return ((Auth::Refused, Some(problem)), blockers);
     }
     if request.dry_run {
-        return (Auth::Disabled, None);
+        return ((Auth::Disabled, None), blockers);
     }
     if let Err(e) = audit.check() {
-        return failed(format!("cannot disable access-hash authentication: {e}"));
+        let message = format!("cannot disable access-hash authentication: {e}");
+        return (failed(message), blockers);
     }
-    match switch_off(run) {
+    let outcome = match switch_off(run) {
         Ok(Some(_)) => (Auth::Disabled, None),
         Ok(None) => (Auth::Unchanged, None),
         Err(e) => failed(format!("cannot disable access-hash authentication: {e}")),
-    }
+    };
+    (outcome, blockers)
 }
 
 /// Turns the setting off in the run: its old value journaled first, then the write, then

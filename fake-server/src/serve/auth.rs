@@ -20,6 +20,8 @@ pub(crate) struct Caller {
     /// Whether the request came with a full-access credential (the access hash or a token
     /// without `acls`).
     pub(crate) full_access: bool,
+    /// The token that authenticated it; `None` for the access hash.
+    pub(crate) token: Option<String>,
 }
 
 /// The ACLs a request may use.
@@ -147,11 +149,13 @@ pub(crate) fn authenticate(
     };
     let verdict =
         auth::verify(backend, settings, &attempt).map_err(|e| Denied::failed(&user, &e))?;
-    let (access, account) = match verdict {
+    let (access, account, token) = match verdict {
         Verdict::Token {
-            access, account, ..
-        } => (access, account),
-        Verdict::AccessHash { account } => (Access::Full, account),
+            access,
+            account,
+            name,
+        } => (access, account, Some(name)),
+        Verdict::AccessHash { account } => (Access::Full, account, None),
         Verdict::Refused(why) => return Err(Denied::refused(Some(&user), why.to_string())),
         // Never with an address given; refused rather than trusted should that change.
         Verdict::DependsOnAddress { name } => {
@@ -170,5 +174,6 @@ pub(crate) fn authenticate(
         account,
         acls,
         full_access,
+        token,
     })
 }

@@ -10,10 +10,13 @@
 //! tokio's blocking pool, so a slow write never stalls the connections.
 //!
 //! The library prints nothing: [`Bound::run`] hands one [`AccessRecord`] per request to
-//! the caller, which never holds the `Authorization` header or a secret.
+//! the caller, which never holds the `Authorization` header or a secret; [`LogWriter`]
+//! writes it to the fake server's logs folder as cpsrvd writes `access_log` and
+//! `api_tokens_log`, for `whmtoken usage` to read.
 
 mod api;
 mod auth;
+mod logs;
 mod tls;
 
 use std::fmt;
@@ -31,6 +34,7 @@ use tokio_rustls::rustls::ServerConfig;
 use whmtoken_core::{Backend, UserName};
 
 pub use api::WHM_VERSION;
+pub use logs::LogWriter;
 pub use tls::Tls;
 
 /// Where and how to listen.
@@ -105,6 +109,21 @@ pub struct AccessRecord {
     pub status: StatusCode,
     /// How long the answer took.
     pub took: Duration,
+    /// The client's address and the port the server listens on.
+    pub peer: IpAddr,
+    pub port: u16,
+    /// The request line as cpsrvd logs it (`GET /json-api/version?api.version=1
+    /// HTTP/1.1`): for the server's own `access_log` only, never shown.
+    pub request_line: Vec<u8>,
+    /// The `User-Agent` header, as sent.
+    pub user_agent: Option<Vec<u8>>,
+    /// cpsrvd's authentication letter: `a` for `Authorization: whm …`, `b` for basic,
+    /// `-` for none.
+    pub auth: u8,
+    /// The API token that authenticated the request.
+    pub token: Option<String>,
+    /// The answer's size in bytes.
+    pub size: u64,
 }
 
 /// `2026-12-01T07:40:00Z GET /json-api/version root 200 0.4 ms`; `-` for no user.
@@ -149,6 +168,8 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls:
 struct App {
     backend: Arc<dyn Backend>,
     log: Box<dyn Fn(&AccessRecord) + Send + Sync>,
+    /// The port listened on.
+    port: u16,
 }
 
 /// The largest form body read from a POST.
@@ -178,9 +199,11 @@ impl Bound {
             .enable_all()
             .build()
             .map_err(ServeError::Io)?;
+        let port = self.listener.local_addr().map_err(ServeError::Io)?.port();
         let app = Arc::new(App {
             backend,
             log: Box::new(log),
+            port,
         });
         runtime.block_on(async move {
             let listener =
@@ -258,22 +281,25 @@ async fn handle(
         .strip_prefix("/json-api/")
         .filter(|f| !f.is_empty() && !f.contains('/'))
         .map(str::to_owned);
-    let (status, body, user) = match function {
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let auth = auth_letter(authorization.as_deref());
+    let (status, body, user, token) = match function {
         None => (
             StatusCode::NOT_FOUND,
             json!({"error": "not found: the API is under /json-api/"}),
+            None,
             None,
         ),
         Some(_) if !matches!(parts.method, Method::GET | Method::POST) => (
             StatusCode::METHOD_NOT_ALLOWED,
             json!({"error": "use GET or POST"}),
             None,
+            None,
         ),
         Some(function) => {
-            let authorization = parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .map(|v| v.as_bytes().to_vec());
             let peer = peer.ip().to_canonical();
             let app = Arc::clone(&app);
             tokio::task::spawn_blocking(move || {
@@ -285,10 +311,18 @@ async fn handle(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     json!({"error": "internal error (a bug)"}),
                     None,
+                    None,
                 )
             })
         }
     };
+    let request_line = format!(
+        "{} {} {:?}",
+        parts.method,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        parts.version
+    );
+    let body = body.to_string();
     (app.log)(&AccessRecord {
         at,
         method: parts.method,
@@ -296,8 +330,18 @@ async fn handle(
         user,
         status,
         took: started.elapsed(),
+        peer: peer.ip().to_canonical(),
+        port: app.port,
+        request_line: request_line.into_bytes(),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .map(|v| v.as_bytes().to_vec()),
+        auth,
+        token,
+        size: body.len() as u64,
     });
-    let mut response = Response::new(Body::from(body.to_string()));
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -306,14 +350,36 @@ async fn handle(
     response
 }
 
-/// Authenticates and calls `function`: the status, the body, and the user for the log.
+/// cpsrvd's letter for how a request authenticated: `a` for the WHM header (`whm` in
+/// any case), `b` for basic, `-` for none or another scheme.
+fn auth_letter(header: Option<&[u8]>) -> u8 {
+    let Some(header) = header else { return b'-' };
+    let scheme = header
+        .trim_ascii_start()
+        .split(u8::is_ascii_whitespace)
+        .next()
+        .unwrap_or_default();
+    if scheme.eq_ignore_ascii_case(b"whm") {
+        b'a'
+    } else if scheme.eq_ignore_ascii_case(b"basic") {
+        b'b'
+    } else {
+        b'-'
+    }
+}
+
+/// What a request came to: the status, the body, the user for the log, and the token
+/// that authenticated it.
+type Answer = (StatusCode, Value, Option<UserName>, Option<String>);
+
+/// Authenticates and calls `function`.
 fn answer(
     backend: &dyn Backend,
     authorization: Option<Vec<u8>>,
     peer: IpAddr,
     function: &str,
     query: &[(String, String)],
-) -> (StatusCode, Value, Option<UserName>) {
+) -> Answer {
     let now = jiff::Timestamp::now().as_second();
     let mut authorization = authorization;
     let decided = auth::authenticate(backend, authorization.as_deref(), peer, now);
@@ -323,7 +389,7 @@ fn answer(
     match decided {
         Ok(caller) => {
             let body = api::call(backend, &caller, function, query);
-            (StatusCode::OK, body, Some(caller.user))
+            (StatusCode::OK, body, Some(caller.user), caller.token)
         }
         Err(denied) => {
             let status = if denied.failed {
@@ -340,7 +406,7 @@ fn answer(
             let body = json!({
                 "metadata": {"version": 1, "command": function, "result": 0, "reason": reason},
             });
-            (status, body, denied.user)
+            (status, body, denied.user, None)
         }
     }
 }
