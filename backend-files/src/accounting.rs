@@ -5,8 +5,9 @@
 //! whoever finds no write running takes every line queued so far, writes them whole in one
 //! `write` on an `O_APPEND` descriptor under the log's locks (after a line feed when the
 //! log's last byte is not one, so that a line torn by an earlier crash stays on its own),
-//! and fdatasyncs the log; the others wait for it. A line is on disk before the token it
-//! names becomes visible.
+//! and fdatasyncs the log, still under its flock; the others wait for it. A write or a
+//! sync that fails is cut back to the log's length before it. A line is on disk before the
+//! token it names becomes visible.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::{AuditTurn, BackendError, Decision, UserName, error_chain};
 
+use crate::crash::fault;
 use crate::group_sync::{GroupSync, Ticket};
 use crate::lock::{Deadline, DotLock, LockSource, flock_exclusive};
 use crate::safe_fs::{Expect, check, io_error, open_guarded};
@@ -163,13 +165,22 @@ impl AccountingLog {
         let file = open.as_ref().expect("opened above");
         flock_exclusive(path, file, deadline)
             .inspect_err(|_| self.gave_up.store(true, Ordering::Relaxed))?;
-        let written =
-            append_whole(file, lines).map_err(|e| for_writing(io_error(path, e), "write"));
-        let _ = file.unlock();
+        // Synced under the flock, so that a failed sync can be cut back too; the dot-lock
+        // goes first, so that the sync makes its removal durable as well.
+        let written = append_whole(file, lines);
         drop(dot_lock);
-        written?;
-        file.sync_data()
-            .map_err(|e| for_writing(io_error(path, e), "sync"))
+        let written = written
+            .map_err(|e| for_writing(io_error(path, e), "write"))
+            .and_then(|before| {
+                fault("log-sync")
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| {
+                        cut_back(file, before);
+                        for_writing(io_error(path, e), "sync")
+                    })
+            });
+        let _ = file.unlock();
+        written
     }
 }
 
@@ -199,10 +210,10 @@ fn duplicate(error: &BackendError) -> BackendError {
     }
 }
 
-/// Writes `lines` in one `write`, after a line feed when the last byte is not one. Under
-/// the flock nobody else appends: when the write fails part way (a full disk), the log is
-/// cut back to where it was.
-fn append_whole(file: &File, lines: &[u8]) -> std::io::Result<()> {
+/// Writes `lines` in one `write`, after a line feed when the last byte is not one, and
+/// returns the log's length before it. Under the flock nobody else appends: when the write
+/// fails part way (a full disk), the log is cut back to where it was.
+fn append_whole(file: &File, lines: &[u8]) -> std::io::Result<u64> {
     let before = file.metadata()?.len();
     let mut last = [b'\n'];
     if before > 0 {
@@ -223,7 +234,17 @@ fn append_whole(file: &File, lines: &[u8]) -> std::io::Result<()> {
     if result.is_err() {
         let _ = file.set_len(before);
     }
-    result
+    result.map(|()| before)
+}
+
+/// After a failed sync, the lines just written are cut off (what the file system still
+/// writes later must not leave a fragment of them, nor lines naming tokens that were not
+/// stored), and the cut is flushed as far as the disk allows. An append-only log refuses
+/// the cut: its lines stay.
+fn cut_back(file: &File, before: u64) {
+    if file.set_len(before).is_ok() {
+        let _ = file.sync_data();
+    }
 }
 
 /// The log is only ever written: a refusal says `refusing to write`, and a failure of the

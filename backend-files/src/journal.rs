@@ -244,6 +244,7 @@ impl Journals {
                 Err(e) => return Err(e),
             }
         }
+        whmtoken_core::retire::confirm_finished(&mut journals);
         Ok(journals)
     }
 

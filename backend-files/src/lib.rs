@@ -35,6 +35,7 @@ mod harness;
 mod journal;
 mod lock;
 mod logs;
+mod owner;
 mod passwd;
 #[cfg(test)]
 mod properties;
@@ -134,6 +135,8 @@ pub struct FilesBackend {
     budget: budget::ReadBudget,
     /// The journals and backups of `whmtoken retire` runs.
     runs: retire::RunState,
+    /// The tree's real path, when root does not own it: no home is followed out of it.
+    real_root: Option<std::path::PathBuf>,
 }
 
 impl FilesBackend {
@@ -149,12 +152,19 @@ impl FilesBackend {
         }
         // On `/` only root's files are trusted; in a tree elsewhere (a fake server), the
         // files of whoever owns the tree are trusted as root's are.
-        let tree_owner = if config.needs_root() {
-            0
+        let (tree_owner, tree_group) = if config.needs_root() {
+            (0, 0)
         } else {
+            use std::os::unix::fs::MetadataExt;
             let meta = std::fs::metadata(&root).map_err(|e| safe_fs::io_error(&root, e))?;
-            std::os::unix::fs::MetadataExt::uid(&meta)
+            (meta.uid(), meta.gid())
         };
+        // Root on a tree it does not own acts as its owner (`owner`), and follows no home
+        // out of it.
+        owner::act_as(&root, tree_owner, tree_group)?;
+        let real_root = (tree_owner != 0)
+            .then(|| owner::real_root(&root))
+            .transpose()?;
         let passwd_path = root.join("etc/passwd");
         let (accounts, bad_passwd) = passwd::parse(&read_root_file(&passwd_path, tree_owner)?);
         let resellers_path = root.join("var/cpanel/resellers");
@@ -188,6 +198,7 @@ impl FilesBackend {
             token_folder_setup: Mutex::new(()),
             budget: budget::ReadBudget::new(budget::READ_BUDGET),
             runs: retire::RunState::new(&root, tree_owner),
+            real_root,
             root,
         })
     }
@@ -230,7 +241,9 @@ impl FilesBackend {
         Ok(self.token_folder.get_or_init(|| token_file::TokenFolder {
             dir,
             syncs: group_sync::GroupSync::default(),
-            locks: lock::LockSource::new(path),
+            locks: lock::LockSource::new(path.clone()),
+            failed: OnceLock::new(),
+            path,
         }))
     }
 
@@ -260,18 +273,24 @@ impl FilesBackend {
                 detail: format!("the home of {user} has a `..` component"),
             });
         }
-        let path = self
-            .root
-            .join(account.home.trim_start_matches('/'))
-            .join(".accesshash");
-        Ok((path, account))
+        let home = self.root.join(account.home.trim_start_matches('/'));
+        if let Some(real_root) = &self.real_root {
+            owner::check_inside(real_root, &home, user.as_str())?;
+        }
+        Ok((home.join(".accesshash"), account))
     }
 
     fn account(&self, user: &UserName) -> Result<passwd::Account, BackendError> {
         match self.accounts.get(user.as_str()) {
+            // The tree's root account is the tree's owner: root on a real server.
+            Some(account) if user.is_root() => Ok(passwd::Account {
+                uid: self.token_owner,
+                ..account.clone()
+            }),
             Some(account) => Ok(account.clone()),
             None if user.is_root() => Ok(passwd::Account {
-                uid: 0,
+                uid: self.token_owner,
+                gid: None,
                 home: "/root".to_owned(),
             }),
             None => Err(BackendError::NotFound {

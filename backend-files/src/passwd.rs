@@ -6,6 +6,8 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Account {
     pub uid: u32,
+    /// The primary group; `None` when the field is not a number.
+    pub gid: Option<u32>,
     /// Absolute, as written in the file (`/home/bob`).
     pub home: String,
 }
@@ -32,7 +34,7 @@ pub(crate) fn parse(text: &str) -> (HashMap<String, Account>, crate::BadLines) {
 
 fn parse_line(line: &str) -> Result<(&str, Account), String> {
     let fields: Vec<&str> = line.split(':').collect();
-    let [name, _password, uid, _gid, _gecos, home, _shell] = fields[..] else {
+    let [name, _password, uid, gid, _gecos, home, _shell] = fields[..] else {
         return Err(format!(
             "expected 7 fields separated by “:”, found {}",
             fields.len()
@@ -60,6 +62,7 @@ fn parse_line(line: &str) -> Result<(&str, Account), String> {
         name,
         Account {
             uid,
+            gid: gid.parse().ok(),
             home: home.to_owned(),
         },
     ))
@@ -83,6 +86,7 @@ mod tests {
             accounts["bob"],
             Account {
                 uid: 1001,
+                gid: Some(1001),
                 home: "/home/bob".into()
             }
         );

@@ -175,6 +175,10 @@ impl Retirement for FilesBackend {
         read_access_hash_at(path, owner.unwrap_or(account.uid))
     }
 
+    fn account_uid(&self, user: &UserName) -> Result<Option<u32>, BackendError> {
+        self.account(user).map(|account| Some(account.uid))
+    }
+
     fn set_aside_name(&self, id: &RunId) -> Option<String> {
         Some(set_aside_name(id))
     }
@@ -233,7 +237,15 @@ impl Retirement for FilesBackend {
                 Err(_) => SystemTime::UNIX_EPOCH,
             }
         });
-        let made = write_new(&temp, content, Some((retired, mtime)))?;
+        // The account's owner and group now (a recycled uid is refused before this), and
+        // permission bits only: never a setuid, setgid or sticky bit from a journal.
+        let like = Like {
+            uid: account.uid,
+            gid: account.gid.or(retired.gid),
+            mode: retired.mode.map(|mode| mode & 0o777),
+            mtime,
+        };
+        let made = write_new(&temp, content, Some(&like))?;
         if replacing.is_some() {
             fs::rename(&temp, &home)
         } else {
@@ -303,11 +315,14 @@ impl Retirement for FilesBackend {
             if fs::symlink_metadata(&home).is_ok() {
                 break;
             }
-            let journal = match self.runs.journals.read(&id) {
-                Ok(journal) => journal,
-                Err(BackendError::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
+            // Read with the later runs' records: a removal finished already, by that run or
+            // a later one, leaves nothing to finish (a file of that name is not its).
+            let Some(journal) = self.runs.journals.list()?.into_iter().find(|j| j.id == id) else {
+                continue;
             };
+            if journal.removed.contains(user.as_str()) {
+                continue;
+            }
             let Some(retired) = journal.changes.iter().find_map(|c| match c {
                 Change::Accesshash(f)
                     if f.user == user.as_str() && f.set_aside.as_deref() == Some(&name) =>
@@ -331,15 +346,7 @@ impl Retirement for FilesBackend {
             if backed_up && content_sha512(&kept.content) == retired.sha512 {
                 fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
                 sync_folder(folder)?;
-                self.runs.with_run(&id, |journals, run| {
-                    journals.append(
-                        &id,
-                        &mut run.journal,
-                        &Record::Removed {
-                            removed: user.to_string(),
-                        },
-                    )
-                })?;
+                // The run finishing it records that, in its own journal (core).
                 finished = Some(id);
                 continue;
             }
@@ -419,14 +426,19 @@ impl FilesBackend {
     }
 }
 
+/// What a restored access hash gets: its account's uid and group, its permission bits and
+/// modification time.
+struct Like {
+    uid: u32,
+    gid: Option<u32>,
+    mode: Option<u32>,
+    mtime: Option<SystemTime>,
+}
+
 /// Writes `content` to a new file at `path` (never over an existing one), synced; with
-/// `like`, the file gets the retired file's mode, owner and modification time. The guard
-/// removes the file unless the caller keeps it.
-fn write_new(
-    path: &Utf8Path,
-    content: &[u8],
-    like: Option<(&RetiredFile, Option<SystemTime>)>,
-) -> Result<Made, BackendError> {
+/// `like`, the file gets that owner (as root; anyone else can only make files of their
+/// own), mode and modification time. The guard removes the file unless the caller keeps it.
+fn write_new(path: &Utf8Path, content: &[u8], like: Option<&Like>) -> Result<Made, BackendError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -436,16 +448,16 @@ fn write_new(
         .map_err(|e| io_error(path, e))?;
     let made = Made::new(path);
     file.write_all(content).map_err(|e| io_error(path, e))?;
-    if let Some((retired, mtime)) = like {
-        if retired.uid.is_some() || retired.gid.is_some() {
-            std::os::unix::fs::fchown(&file, retired.uid, retired.gid)
+    if let Some(like) = like {
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::fchown(&file, Some(like.uid), like.gid)
                 .map_err(|e| io_error(path, e))?;
         }
-        if let Some(mode) = retired.mode {
+        if let Some(mode) = like.mode {
             file.set_permissions(Permissions::from_mode(mode))
                 .map_err(|e| io_error(path, e))?;
         }
-        if let Some(mtime) = mtime {
+        if let Some(mtime) = like.mtime {
             file.set_times(FileTimes::new().set_modified(mtime))
                 .map_err(|e| io_error(path, e))?;
         }

@@ -5,15 +5,15 @@
 use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use whmtoken_core::{BackendError, TokenHash, TokenSet};
+use whmtoken_core::{BackendError, TokenHash, TokenSet, error_chain};
 
 use crate::accounting::Pending;
 use crate::budget::ReadBudget;
-use crate::crash::crash_point;
+use crate::crash::{crash_point, fault};
 use crate::document::{Document, Edit};
 use crate::group_sync::GroupSync;
 use crate::lock::{Deadline, LockSource, Locked, unique_suffix};
@@ -93,11 +93,39 @@ pub(crate) fn list_users(folder: &Utf8Path, owner: u32) -> Result<Vec<String>, B
 
 /// The `whostmgr` folder, set up for writing: opened (for fsync), with the syncs its
 /// renames share and the source of its files' dot-locks.
+///
+/// Its first failed flush (of the folder, or of a token file in it) is kept: from then on
+/// nothing more is stored in it. After a failed journal commit, ext4 reports later fsyncs
+/// of the same folder and of new files in it as done although nothing reaches the disk, so
+/// a later success proves nothing.
 #[derive(Debug)]
 pub(crate) struct TokenFolder {
+    pub(crate) path: Utf8PathBuf,
     pub(crate) dir: File,
     pub(crate) syncs: GroupSync<(), Arc<io::Error>>,
     pub(crate) locks: LockSource,
+    pub(crate) failed: OnceLock<Arc<io::Error>>,
+}
+
+impl TokenFolder {
+    /// `Err` ([`BackendError::StoreUnavailable`]) once a flush in this folder failed.
+    fn check(&self) -> Result<(), BackendError> {
+        match self.failed.get() {
+            Some(error) => Err(BackendError::StoreUnavailable {
+                location: self.path.to_string(),
+                cause: error_chain(error.as_ref()),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the first failed flush (`error`, of the file or folder at `location`) and
+    /// returns it as that place's error.
+    fn flush_failed(&self, location: &Utf8Path, error: io::Error) -> BackendError {
+        let error = Arc::new(error);
+        let _ = self.failed.set(Arc::clone(&error));
+        io_error(location, io::Error::new(error.kind(), error.to_string()))
+    }
 }
 
 /// One user's token file, ready to be rewritten: where it is, who owns it, and what its
@@ -121,11 +149,13 @@ pub(crate) struct TokenFile<'a> {
 ///    entry under `whole` when given (an import's key);
 /// 3. `decide` the outcome and the [`Edit`] (none: nothing is written);
 /// 4. write the edited document to a temporary file beside it, then let the bytes and the
-///    budget go: an earlier user may be waiting for that memory;
-/// 5. `record` the outcome's audit line in its user's turn (see [`NewFile::put_in_place`]
-///    for what follows: fsync, the line made durable, rename, folder and data syncs).
+///    budget go: an earlier user may be waiting for that memory; fsync it;
+/// 5. `record` the outcome's audit line in its user's turn, only now that the file it
+///    names is on disk (see [`NewFile::put_in_place`] for what follows: the line made
+///    durable, rename, folder and data syncs).
 ///
-/// When any step fails, nothing is in place and a file made in step 1 is removed.
+/// Nothing is attempted once a flush in the folder failed ([`TokenFolder`]). When any
+/// step fails, nothing is in place and a file made in step 1 is removed.
 pub(crate) fn rewrite<'l, T>(
     target: &TokenFile<'_>,
     create: bool,
@@ -134,6 +164,7 @@ pub(crate) fn rewrite<'l, T>(
     record: impl FnOnce(&T) -> Result<Option<Pending<'l>>, BackendError>,
 ) -> Result<T, BackendError> {
     let (path, rules) = (&target.path, rules(target.owner));
+    target.folder.check()?;
     let deadline = Deadline::after(target.timeout);
     let locked = Locked::take(path, &target.folder.locks, deadline, rules, create)?;
     let decided = (|| {
@@ -148,6 +179,10 @@ pub(crate) fn rewrite<'l, T>(
                 .transpose()?;
             (outcome, new_file)
         };
+        if let Some(new_file) = &new_file {
+            new_file.sync(target.folder)?;
+            target.folder.check()?;
+        }
         let line = record(&outcome)?;
         match new_file {
             Some(new_file) => new_file.put_in_place(target.folder, line)?,
@@ -289,16 +324,23 @@ impl<'p> NewFile<'p> {
         })
     }
 
-    /// Syncs the file while `line` (an audit line appended in its user's turn, if any) is
-    /// synced (one log sync shared with other threads), renames the file over its path and
-    /// syncs the folder (one sync shared with the renames of other threads) and the new
-    /// file: after a crash the file holds either the old or the new contents, never a mix,
-    /// and never the new contents without their line. When any step before the rename
-    /// fails, the temporary file is removed; a failure after it fails the user without a
-    /// claim that the token was stored.
-    ///
-    /// The line is appended before this file's fsync, so that a user's turn (audit lines
-    /// go in the users' order) never waits on a disk flush.
+    /// Flushes the new file, before its audit line is queued: a line is never written for
+    /// a file that may not be on disk. A failure is kept by `folder`.
+    fn sync(&self, folder: &TokenFolder) -> Result<(), BackendError> {
+        fault("token-file-sync")
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| folder.flush_failed(&self.temp, e))?;
+        crash_point("token-file-synced");
+        Ok(())
+    }
+
+    /// Makes `line` (the audit line appended in its user's turn, if any) durable (one log
+    /// sync shared with other threads), renames the synced file over its path and syncs the
+    /// folder (one sync shared with the renames of other threads) and the new file: after
+    /// a crash the file holds either the old or the new contents, never a mix, and never
+    /// the new contents without their line. When any step before the rename fails, the
+    /// temporary file is removed. A failure once the line is durable fails the user with
+    /// an error saying that its line was written but its token was not stored.
     pub(crate) fn put_in_place(
         self,
         folder: &TokenFolder,
@@ -310,23 +352,69 @@ impl<'p> NewFile<'p> {
             made,
             file,
         } = self;
-        file.sync_all().map_err(|e| io_error(&temp, e))?;
-        crash_point("token-file-synced");
+        let written = line.is_some();
         line.map_or(Ok(()), Pending::durable)?;
         crash_point("audit-line-durable");
-        fs::rename(&temp, path).map_err(|e| io_error(path, e))?;
+        let not_stored = |error| {
+            if written {
+                line_without_token(error)
+            } else {
+                error
+            }
+        };
+        fault("rename")
+            .and_then(|()| fs::rename(&temp, path))
+            .map_err(|e| not_stored(io_error(path, e)))?;
         made.keep();
         crash_point("renamed");
         let dir = path.parent().expect("a token file has a folder");
         let ticket = folder.syncs.ticket(|()| ());
         folder
             .syncs
-            .wait(ticket, |()| folder.dir.sync_all().map_err(Arc::new))
-            .map_err(|e| io_error(dir, std::io::Error::new(e.kind(), e.to_string())))?;
+            .wait(ticket, |()| match folder.failed.get() {
+                // A flush after a failed one proves nothing (see `TokenFolder`).
+                Some(failed) => Err(Arc::clone(failed)),
+                None => fault("token-folder-sync")
+                    .and_then(|()| folder.dir.sync_all())
+                    .map_err(Arc::new),
+            })
+            .map_err(|e| {
+                let error = io::Error::new(e.kind(), e.to_string());
+                not_stored(folder.flush_failed(dir, error))
+            })?;
         crash_point("folder-synced");
         // After an I/O error a file system can stop writing while a folder's fsync still
         // succeeds; the new file's own descriptor reports it.
-        file.sync_data().map_err(|e| io_error(path, e))
+        fault("token-file-datasync")
+            .and_then(|()| file.sync_data())
+            .map_err(|e| not_stored(folder.flush_failed(path, e)))
+    }
+}
+
+/// `error`, for a user whose audit line is on disk but whose token is not.
+fn line_without_token(error: BackendError) -> BackendError {
+    match error {
+        BackendError::Io { location, source } => BackendError::Io {
+            location,
+            source: io::Error::new(source.kind(), LineWithoutToken(source)),
+        },
+        other => other,
+    }
+}
+
+/// `its audit line was written, but the token was not stored`, caused by the system's error.
+#[derive(Debug)]
+struct LineWithoutToken(io::Error);
+
+impl std::fmt::Display for LineWithoutToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("its audit line was written, but the token was not stored")
+    }
+}
+
+impl std::error::Error for LineWithoutToken {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 

@@ -55,6 +55,12 @@ pub(crate) fn existing(site: &Site) -> Result<Connection, BackendError> {
             ),
         });
     }
+    if !has_sqlite_header(path).map_err(|e| site.io(e))? {
+        return Err(BackendError::Corrupt {
+            location: path.to_string(),
+            detail: format!("not a SQLite database, so not a whmtoken one; {HOW_TO_MAKE_ONE}"),
+        });
+    }
     let mut conn = connect(site)?;
     // Checked before anything is written to it (WAL, a migration): a refused database is
     // left exactly as it was.
@@ -64,6 +70,17 @@ pub(crate) fn existing(site: &Site) -> Result<Connection, BackendError> {
     configure(&conn, site)?;
     schema::migrate(&mut conn, site)?;
     Ok(conn)
+}
+
+/// Whether the file starts as every SQLite database does (`SQLite format 3` and a NUL).
+fn has_sqlite_header(path: &Utf8Path) -> io::Result<bool> {
+    use std::io::Read;
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let mut start = Vec::with_capacity(HEADER.len());
+    fs::File::open(path)?
+        .take(HEADER.len() as u64)
+        .read_to_end(&mut start)?;
+    Ok(start == HEADER)
 }
 
 /// Another connection to the database `existing` opened, for reading only. Its page cache

@@ -598,6 +598,19 @@ fn open_refuses_empty_shared_and_tampered_databases_and_never_creates_one() {
         "nothing was created in it"
     );
 
+    // A plain-text file given as a server: said how to make one, as for a missing one.
+    let text = root.join("server.txt");
+    std::fs::write(&text, "root:x:0:0::/root:/bin/bash\n").unwrap();
+    std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = open(&text);
+    assert!(matches!(&err, BackendError::Corrupt { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{text}: not a SQLite database, so not a whmtoken one; make one with `fake-server build` or `fake-server generate`"
+        )
+    );
+
     let shared = root.join("shared.db");
     SqliteBackend::create(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();

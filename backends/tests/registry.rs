@@ -71,8 +71,14 @@ fn every_backend_crate_is_registered_once_with_its_feature() {
     let harness = strings(&features["harness"]);
     for kind in KINDS {
         let krate = crate_of(kind.config_type());
+        let Some(feature) = features.get(kind.name) else {
+            panic!(
+                "the kind {} has no feature of its name in backends/Cargo.toml",
+                kind.name
+            )
+        };
         assert_eq!(
-            strings(&features[kind.name]),
+            strings(feature),
             BTreeSet::from([format!("dep:{krate}").as_str()]),
             "the feature {} builds in {krate}",
             kind.name
@@ -151,17 +157,31 @@ fn only_the_registry_names_a_backend_crate() {
     // Nor does any crate but the registry depend on one outside its dev-dependencies.
     for (name, folder) in members() {
         let manifest = manifest(&folder);
-        let Some(dependencies) = manifest.get("dependencies").and_then(|d| d.as_table()) else {
-            continue;
-        };
-        for krate in &crates {
-            let krate = krate.replace('_', "-");
-            assert!(
-                name == "whmtoken-backends" || !dependencies.contains_key(&krate),
-                "{name} depends on {krate}: register it in whmtoken-backends instead"
-            );
+        for dependencies in normal_dependencies(&manifest) {
+            for krate in &crates {
+                let krate = krate.replace('_', "-");
+                assert!(
+                    name == "whmtoken-backends" || !dependencies.contains_key(&krate),
+                    "{name} depends on {krate}: register it in whmtoken-backends instead"
+                );
+            }
         }
     }
+}
+
+/// A manifest's `[dependencies]` and every `[target.'…'.dependencies]`.
+fn normal_dependencies(manifest: &toml::Table) -> Vec<&toml::Table> {
+    let targets = manifest.get("target").and_then(|t| t.as_table());
+    let per_target = targets
+        .into_iter()
+        .flat_map(|targets| targets.values())
+        .filter_map(|target| target.get("dependencies"));
+    manifest
+        .get("dependencies")
+        .into_iter()
+        .chain(per_target)
+        .filter_map(|d| d.as_table())
+        .collect()
 }
 
 /// The converter's build has no seeding, dumping or HTTP code: the command line reaches

@@ -46,6 +46,7 @@ pub fn converter_main() -> ExitCode {
 /// becomes its `error:` line and exit status.
 pub fn exit(command: impl FnOnce() -> Result<u8, CliError> + UnwindSafe) -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
+    no_core_dumps();
     init_logging();
     quiet_panics();
     let outcome = std::panic::catch_unwind(command);
@@ -100,6 +101,23 @@ pub fn version_line(program: &str) -> String {
 
 /// Logs go to stderr, only when `WHMTOKEN_LOG` holds an env-filter (`debug`, `whmtoken_core=trace`).
 /// A filter that cannot be read is ignored with one warning line, and warnings are logged.
+/// Before any secret is read: the process is not dumpable and its core limit is zero, so
+/// that a crash never writes an access hash into a core file (nor can another process of
+/// the same user read its memory). Best effort: a refusal is logged, never fatal.
+pub fn no_core_dumps() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit};
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = rustix::process::setrlimit(Resource::Core, none) {
+        tracing::warn!(error = %e, "cannot set the core file size limit to 0");
+    }
+    if let Err(e) = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(error = %e, "cannot make the process not dumpable");
+    }
+}
+
 fn init_logging() {
     let Ok(filter) = std::env::var("WHMTOKEN_LOG") else {
         return;
@@ -137,4 +155,18 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .map(String::as_str)
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_run_can_write_no_core_file() {
+        super::no_core_dumps();
+        let core = rustix::process::getrlimit(rustix::process::Resource::Core);
+        assert_eq!((core.current, core.maximum), (Some(0), Some(0)));
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+    }
 }

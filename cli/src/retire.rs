@@ -311,9 +311,6 @@ pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, C
     )
     .map_err(CliError::Run)?;
     let mut stderr = io::stderr();
-    for warning in &report.warnings {
-        let _ = writeln!(stderr, "warning: {}", shown(warning));
-    }
     if let Some(problem) = &report.mark_problem {
         let _ = writeln!(stderr, "error: {}", shown(problem));
     }

@@ -84,15 +84,30 @@ pub fn run(args: VerifyArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> 
 
 /// The secret from `input`, at most [`AccessHash::MAX_LEN`] bytes, straight into an
 /// [`AccessHash`] (whitespace is ignored when it is hashed).
-fn read_secret(input: impl Read) -> Result<AccessHash, CliError> {
-    let limit = AccessHash::MAX_LEN as u64;
-    let mut raw = Vec::new();
-    input
-        .take(limit + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| CliError::Usage(format!("cannot read the secret from standard input: {e}")))?;
-    let too_long = raw.len() as u64 > limit;
-    let secret = AccessHash::from_bytes(raw);
+///
+/// It is read into one buffer allocated whole beforehand and wiped when dropped: a buffer
+/// that grew would leave copies of the secret behind in freed memory.
+fn read_secret(mut input: impl Read) -> Result<AccessHash, CliError> {
+    let limit = AccessHash::MAX_LEN;
+    let mut raw = zeroize::Zeroizing::new(vec![0u8; limit + 1]);
+    let mut filled = 0;
+    while filled < raw.len() {
+        match input.read(&mut raw[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(CliError::Usage(format!(
+                    "cannot read the secret from standard input: {e}"
+                )));
+            }
+        }
+    }
+    let too_long = filled > limit;
+    // Shortened in place (nothing reallocates); `AccessHash` copies it into its own
+    // exact buffer and wipes this one, spare capacity included.
+    raw.truncate(filled);
+    let secret = AccessHash::from_bytes(std::mem::take(&mut *raw));
     if too_long {
         return Err(CliError::Usage(format!(
             "the secret on standard input is longer than {limit} bytes"
@@ -144,4 +159,32 @@ fn document(user: &UserName, verdict: &Verdict) -> serde_json::Value {
         Verdict::Refused(why) => doc["reason"] = json!(why.to_string()),
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its bytes a few at a time, as a pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_secret_is_read_whole_from_short_reads_into_one_buffer_and_bounded() {
+        let secret = "00112233445566778899aabbccddeeff\n".repeat(30);
+        let read = read_secret(Trickle(secret.as_bytes())).unwrap();
+        let expected = AccessHash::from_bytes(secret.clone().into_bytes());
+        assert_eq!(read.token_hash().unwrap(), expected.token_hash().unwrap());
+        let long = vec![b'a'; AccessHash::MAX_LEN + 1];
+        let err = read_secret(Trickle(&long)).unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
+    }
 }

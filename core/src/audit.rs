@@ -211,7 +211,7 @@ impl RunAudit {
         }
     }
 
-    fn fail(&self, error: &BackendError) {
+    pub(crate) fn fail(&self, error: &BackendError) {
         let mut unavailable = self
             .unavailable
             .lock()

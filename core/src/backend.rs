@@ -273,6 +273,14 @@ pub trait Retirement: Send + Sync {
     /// `owner` when given, else by the account); `None` when it has none.
     fn read_home(&self, user: &UserName, owner: Option<u32>) -> Result<Option<Held>, BackendError>;
 
+    /// `user`'s uid now, where the store keeps one (files: `etc/passwd`); `None` (the
+    /// default) for a store without uids. Restore refuses an account whose uid changed
+    /// since its run: a recycled uid never receives someone else's secret.
+    fn account_uid(&self, user: &UserName) -> Result<Option<u32>, BackendError> {
+        let _ = user;
+        Ok(None)
+    }
+
     /// The name an access hash is given beside its home while run `id` checks it once more
     /// before removing it (files), journaled with it; `None` (the default) for a store that
     /// checks and removes in one step.
@@ -313,7 +321,9 @@ pub trait Retirement: Send + Sync {
 
     /// Finishes what a killed run left of `user`'s retirement while `user` has no access
     /// hash (files: one still under its set-aside name, removed when it is what that run
-    /// backed up, else put back and an error). The run's id when one was finished.
+    /// backed up and its removal is recorded nowhere, else put back and an error). The
+    /// run's id when one was finished; the caller records it in its own run's journal
+    /// ([`Record::Finished`]), never in that run's.
     fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
         let _ = user;
         Ok(None)

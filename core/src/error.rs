@@ -54,6 +54,12 @@ pub enum BackendError {
     #[error("not attempted: the audit log {location} cannot be written ({cause})")]
     AuditUnavailable { location: String, cause: String },
 
+    /// Not attempted: an earlier flush of the place where it would be stored failed. A file
+    /// system can then report later flushes of that place as done although nothing more
+    /// reaches the disk (ext4 after its journal aborted), so nothing more is stored there.
+    #[error("not attempted: an earlier flush of {location} failed ({cause})")]
+    StoreUnavailable { location: String, cause: String },
+
     /// The backend cannot do this at all.
     #[error("the {backend} backend does not support {operation}")]
     Unsupported {

@@ -155,6 +155,51 @@ fn a_run_that_cannot_start_threads_goes_on_with_fewer() {
     assert_eq!(stdout.lines().count(), 20, "{stdout}");
 }
 
+fn the_trees_root_account_is_its_owner_and_root_acts_as_that_owner() {
+    let programs = Programs::new();
+    let converter = programs.converter();
+    let Some((dir, config)) = unprivileged_tree(2) else {
+        return; // see `unprivileged_tree`
+    };
+    // The tree's owner converts the tree's root account, whose files are theirs.
+    let converted = unprivileged(&converter, &["--config", &config, "--verbose"]).unwrap();
+    assert_eq!(
+        converted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&converted.stdout).starts_with("Imported accesshash for “root”"),
+        "{}",
+        String::from_utf8_lossy(&converted.stdout)
+    );
+    if !is_root() {
+        return;
+    }
+    // Root, on a tree another user built (the token folder not made yet), makes
+    // everything as that user, and converts it.
+    let tree = dir.path().join("srv");
+    let tokens = tree.join("var/cpanel/authn/api_tokens_v2");
+    fs::remove_dir_all(&tokens).unwrap();
+    let converted = std::process::Command::new(&converter)
+        .args(["--config", &config, "--all-resellers"])
+        .env_remove("WHMTOKEN_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(
+        converted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    let owner = fs::metadata(&tree).unwrap().uid();
+    for made in ["", "/whostmgr"] {
+        let meta = fs::metadata(format!("{}{made}", tokens.display())).unwrap();
+        assert_eq!(meta.uid(), owner, "{made}: the tree's owner's");
+    }
+}
+
 fn main() -> ExitCode {
     if let Some(status) = support::act_as_a_program() {
         return status;
@@ -163,6 +208,7 @@ fn main() -> ExitCode {
     // otherwise be running as.
     support::run_in_turn(tests![
         a_user_without_root_builds_and_converts_a_fake_file_tree_end_to_end,
+        the_trees_root_account_is_its_owner_and_root_acts_as_that_owner,
         a_run_that_cannot_start_threads_goes_on_with_fewer,
     ])
 }

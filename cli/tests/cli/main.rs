@@ -6,11 +6,13 @@ mod automation;
 mod differential;
 mod dropin;
 mod durability;
+mod failing_disk;
 mod hostile;
 mod messages;
 mod migration;
 mod reporting;
 mod retire;
+mod retire_hardening;
 mod usage;
 
 use std::process::Command;
@@ -29,8 +31,13 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// The backends the `whmtoken` tests run on.
-pub const BACKENDS: [&str; 2] = ["files", "sqlite"];
+/// The backend kinds the `whmtoken` tests run on: every kind built in, from the one list.
+pub fn backends() -> impl Iterator<Item = &'static str> {
+    whmtoken_backends::KINDS
+        .iter()
+        .filter(|kind| kind.is_built_in())
+        .map(|kind| kind.name)
+}
 
 /// Runs `whmtoken --config CONFIG ARGS`, `stdin` on its standard input.
 pub fn whmtoken(config: &camino::Utf8Path, args: &[&str], stdin: &str) -> Run {

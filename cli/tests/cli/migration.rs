@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use whmtoken_core::{AccessHash, TokenHash};
 use whmtoken_fixtures::{Scenario, cpanel_style_access_hash};
 
-use crate::{BACKENDS, Run, whmtoken};
+use crate::{Run, backends, whmtoken};
 
 fn key(secret: &str) -> String {
     AccessHash::from_bytes(secret.as_bytes().to_vec())
@@ -118,7 +118,7 @@ fn pair(code: &str, severity: &str) -> (String, String) {
 
 #[test]
 fn audit_reports_every_finding_on_both_backends() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let dir = Utf8Path::from_path(dir.path()).unwrap();
         let config = server(backend, dir, false);
@@ -224,7 +224,7 @@ fn audit_reports_every_finding_on_both_backends() {
 
 #[test]
 fn audit_reports_orphan_and_unsafe_files_without_stopping() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let dir = Utf8Path::from_path(dir.path()).unwrap();
         let config = server(backend, dir, false);
@@ -299,7 +299,7 @@ fn verify(config: &Utf8Path, user: &str, secret: &str, args: &[&str]) -> Run {
 
 #[test]
 fn verify_answers_as_cpanels_server_on_both_backends() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let dir = Utf8Path::from_path(dir.path()).unwrap();
         let config = server(backend, dir, false);
@@ -426,7 +426,7 @@ fn verify_answers_as_cpanels_server_on_both_backends() {
 
 #[test]
 fn whmtoken_convert_is_the_converter_and_audit_sees_the_result() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let dir = Utf8Path::from_path(dir.path()).unwrap();
         let config = server(backend, dir, false);
@@ -502,7 +502,7 @@ fn whmtoken_usage_and_help() {
 
 #[test]
 fn audit_reports_what_no_client_can_use_and_unknown_accounts() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let dir = Utf8Path::from_path(dir.path()).unwrap();
         let text = format!(

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use whmtoken_core::AccessHash;
 use whmtoken_fixtures::{FakeServer, Scenario, TreeSnapshot, cpanel_style_access_hash};
 
-use crate::{BACKENDS, Run, whmtoken};
+use crate::{Run, backends, whmtoken};
 
 fn json_of(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
@@ -129,7 +129,7 @@ fn temp() -> (tempfile::TempDir, Utf8PathBuf) {
 
 #[test]
 fn every_status_on_both_backends() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_keep, dir) = temp();
         let config = server(backend, &dir);
         let out = whmtoken(
@@ -363,7 +363,7 @@ fn a_dry_run_writes_nothing_at_all() {
 
 #[test]
 fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_unless_forced() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_keep, dir) = temp();
         let config = server(backend, &dir);
         let cpanel_config = dir.join("var/cpanel/cpanel.config");
@@ -462,7 +462,7 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
 
 #[test]
 fn restore_puts_a_whole_run_back_once_and_says_so() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_keep, dir) = temp();
         let config = server(backend, &dir);
         let convert = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
@@ -788,7 +788,7 @@ fn a_rerun_finishes_what_a_retire_killed_while_setting_aside_left() {
 
 #[test]
 fn an_access_hash_whose_removal_failed_is_not_counted_as_retired() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_keep, dir) = temp();
         let config = server(backend, &dir);
         let convert = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
@@ -891,7 +891,7 @@ fn restore_works_on_the_server_its_config_names_even_copied_or_moved() {
 
 #[test]
 fn a_named_account_that_is_not_a_reseller_is_refused_as_the_converter_refuses_it() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_keep, dir) = temp();
         let text = format!(
             "[[user]]\nname = \"plain\"\naccesshash = \"{}\"\n",
@@ -935,7 +935,7 @@ fn write_access_hash(backend: &str, dir: &Utf8Path, user: &str, content: &str) {
 
 #[test]
 fn restore_refuses_an_access_hash_that_came_back_and_a_changed_backup_unless_forced() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_keep, dir) = temp();
         let config = server(backend, &dir);
         let id = json_of(&whmtoken(&config, &["retire", "--json"], ""))["run_id"]
@@ -1049,7 +1049,7 @@ fn revoke_tokens(backend: &str, dir: &Utf8Path, user: &str) {
 #[test]
 fn verify_tells_the_story_of_a_retirement_and_its_restore() {
     let secret = cpanel_style_access_hash("root");
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_keep, dir) = temp();
         let config = server(backend, &dir);
         let id = json_of(&whmtoken(&config, &["retire", "--json"], ""))["run_id"]

@@ -12,7 +12,7 @@ use serde_json::Value;
 use whmtoken_core::AccessHash;
 use whmtoken_fixtures::{AccessEntry, Scenario, TokenLogEntry, cpanel_style_access_hash};
 
-use crate::{BACKENDS, Run, now, whmtoken};
+use crate::{Run, backends, now, whmtoken};
 
 fn json_of(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
@@ -282,7 +282,7 @@ fn keys(value: &Value) -> Vec<&str> {
 
 #[test]
 fn usage_tells_each_credential_and_client_apart() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_t, dir) = temp();
         let now = now();
         let config = build(backend, &dir, true, story_logs(now));
@@ -390,7 +390,7 @@ fn usage_tells_each_credential_and_client_apart() {
 
 #[test]
 fn coverage_shorter_than_the_window_is_said_and_no_token_called_unused() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_t, dir) = temp();
         let now = now();
         let logs = vec![("access_log".to_owned(), line("bob", now - 5 * DAY).bytes())];
@@ -448,7 +448,7 @@ fn finding<'a>(audit: &'a Value, user: &str, code: &str) -> Option<&'a Value> {
 
 #[test]
 fn the_audit_shows_last_uses_and_their_findings() {
-    for backend in BACKENDS {
+    for backend in backends() {
         for allow in [true, false] {
             let (_t, dir) = temp();
             let now = now();
@@ -520,7 +520,7 @@ fn the_audit_shows_last_uses_and_their_findings() {
 
 #[test]
 fn retire_names_the_unconverted_access_hashes_in_use_in_its_refusal_and_when_forced() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_t, dir) = temp();
         let now = now();
         let config = build(backend, &dir, true, story_logs(now));
@@ -580,7 +580,7 @@ fn the_join_holds_across_time_zones_and_a_daylight_saving_change() {
     // at 07:30 UTC (CST, -0600); the server writes api_tokens_log in local time.
     let first = 1_793_514_600;
     let second = first + 3600;
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_t, dir) = temp();
         let mut access = line("bob", first).bytes();
         access.extend(line("bob", second).bytes());
@@ -614,7 +614,7 @@ fn the_join_holds_across_time_zones_and_a_daylight_saving_change() {
 
 #[test]
 fn a_missing_logs_folder_is_exit_74_naming_it_and_logs_takes_another() {
-    for backend in BACKENDS {
+    for backend in backends() {
         let (_t, dir) = temp();
         let config = build(backend, &dir, true, Vec::new());
         let run = whmtoken(&config, &["usage"], "");

@@ -232,6 +232,11 @@ pub fn decide_restore(
     (backup_at, home): (&str, &str),
     force: bool,
 ) -> Restore {
+    // What the backup holds is home already (a forced restore of a changed backup put it
+    // there): nothing to do, and nothing to refuse.
+    if present == Some(backup) {
+        return Restore::Already;
+    }
     if backup != retired.sha512 && !force {
         return Restore::Refuse(Refusal::BackupChanged {
             location: backup_at.to_owned(),
@@ -377,6 +382,13 @@ mod tests {
             decide_restore(Some("bb"), &r, "aa", at, true),
             Restore::Write { replacing: true }
         );
+        // A changed backup once put back (forced) is home: again, forced or not, nothing.
+        for force in [false, true] {
+            assert_eq!(
+                decide_restore(Some("cc"), &r, "cc", at, force),
+                Restore::Already
+            );
+        }
     }
 
     #[test]

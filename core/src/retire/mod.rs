@@ -26,7 +26,7 @@ pub use decide::{NOT_CONVERTED, Problem, Refusal, Standing, Status, decide};
 pub use records::{
     ALLOW_DEPRECATED_ACCESSHASH, CONVERTED_NAME_PREFIX, Change, Held, InvalidRunId, Journal,
     Record, Removal, RetiredFile, RunId, Setting, SettingChange, Zeroizing, accounting_line,
-    content_sha512,
+    confirm_finished, content_sha512,
 };
 pub use run::{
     Auth, AuthProblem, ChangeKind, Outcome, RestoreReport, RetireReport, RetireRequest, restore,

@@ -165,8 +165,32 @@ pub struct Journal {
     /// when not (a store that journals and removes in one transaction), every access-hash
     /// change was completed.
     pub records_removals: bool,
-    /// The accounts whose access hash's removal was recorded complete.
+    /// The accounts whose access hash's removal was recorded complete (by this run, or by
+    /// a later one: see [`confirm_finished`]).
     pub removed: BTreeSet<String>,
+    /// The removals of earlier runs that this run finished: (account, that run).
+    pub finished: Vec<(String, RunId)>,
+}
+
+/// Counts each removal that a later run finished ([`Record::Finished`]) as complete in
+/// the journal of the run that began it.
+pub fn confirm_finished(journals: &mut [Journal]) {
+    let finished: Vec<(String, RunId)> = journals
+        .iter()
+        .flat_map(|j| j.finished.iter().cloned())
+        .collect();
+    for (user, run) in finished {
+        for journal in journals.iter_mut().filter(|j| j.id == run) {
+            journal.removed.insert(user.clone());
+            for change in &mut journal.changes {
+                if let Change::Accesshash(f) = change
+                    && f.user == user
+                {
+                    f.unconfirmed = false;
+                }
+            }
+        }
+    }
 }
 
 impl Journal {
@@ -217,6 +241,12 @@ pub enum Record {
     Removed {
         removed: String,
     },
+    /// This run finished the removal of `finished`'s access hash that run `run` journaled
+    /// and was stopped before completing: a run's journal is appended by that run alone.
+    Finished {
+        finished: String,
+        run: RunId,
+    },
 }
 
 impl Journal {
@@ -240,6 +270,7 @@ impl Journal {
             restored_at: None,
             records_removals,
             removed: BTreeSet::new(),
+            finished: Vec::new(),
         };
         for record in records {
             match record {
@@ -249,6 +280,7 @@ impl Journal {
                 Record::Removed { removed } => {
                     journal.removed.insert(removed);
                 }
+                Record::Finished { finished, run } => journal.finished.push((finished, run)),
             }
         }
         if journal.records_removals {

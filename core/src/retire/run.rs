@@ -3,12 +3,15 @@
 //! Decisions are [`super::decide`]'s; every read and write is a backend primitive
 //! ([`Retirement`]); nothing here prints.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::audit::RunAudit;
 use crate::backend::{Backend, BackendError, Retirement, WhmRole};
 use crate::clock::Clock;
 use crate::error_chain::error_chain;
@@ -189,33 +192,44 @@ pub fn retire(
     let mut seen = BTreeSet::new();
     let users: Vec<&String> = request.users.iter().filter(|u| seen.insert(*u)).collect();
     let decided = crate::parallel::map(&users, request.jobs, |raw| read_standing(backend, raw));
-    let mut run = Run {
+    let run = Mutex::new(Run {
         retirement,
         clock,
         seed: request.seed,
         id: None,
+    });
+    let start = || {
+        run.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .start()
+            .map_err(|e| error_chain(&e))
     };
     let wanted = decided
         .iter()
         .any(|d| matches!(d, Ok((_, Standing::Converted))));
-    let begun = (wanted && !request.dry_run).then(|| run.start().map_err(|e| error_chain(&e)));
-    let items: Vec<(&&String, Decided)> = users.iter().zip(decided).collect();
-    let retire_one = |(raw, decided): &(&&String, Decided)| match (decided, &begun) {
-        (Err(error), _) => Outcome::failed(raw, error.clone()),
-        (Ok((user, Standing::Converted)), Some(begun)) => match begun {
-            Err(error) => Outcome::failed(raw, format!("cannot start the run: {error}")),
-            Ok(id) => retire_account(backend, retirement, id, user, clock),
-        },
-        (Ok((user, s @ (Standing::AlreadyRetired | Standing::NoAccessHash))), _)
-            if !request.dry_run =>
-        {
-            finish_interrupted(retirement, user, *s, clock)
+    let begun = (wanted && !request.dry_run).then(start);
+    let items: Vec<(usize, (&&String, Decided))> = users.iter().zip(decided).enumerate().collect();
+    let audit = RunAudit::default();
+    let retire_one = |(index, (raw, decided)): &(usize, (&&String, Decided))| {
+        let turn = LineTurn::new(&audit, *index, retirement, clock);
+        match (decided, &begun) {
+            (Err(error), _) => Outcome::failed(raw, error.clone()),
+            (Ok((user, Standing::Converted)), Some(begun)) => match begun {
+                Err(error) => Outcome::failed(raw, format!("cannot start the run: {error}")),
+                Ok(id) => retire_account(backend, retirement, id, user, &turn),
+            },
+            (Ok((user, s @ (Standing::AlreadyRetired | Standing::NoAccessHash))), _)
+                if !request.dry_run =>
+            {
+                finish_interrupted(retirement, user, *s, (&turn, &start))
+            }
+            (Ok((_, s)), _) => Outcome::new(raw, Status::from(*s)),
         }
-        (Ok((_, s)), _) => Outcome::new(raw, Status::from(*s)),
     };
     let outcomes = crate::parallel::map(&items, request.jobs, retire_one);
+    let mut run = run.into_inner().unwrap_or_else(PoisonError::into_inner);
     let ((auth, auth_problem), unconverted) = if request.disable_auth {
-        disable_auth(backend, request, &outcomes, &mut run)
+        disable_auth(backend, request, &outcomes, (&mut run, &audit))
     } else {
         ((Auth::Unchanged, None), Vec::new())
     };
@@ -228,7 +242,90 @@ pub fn retire(
     }
 }
 
-/// Appends the audit line of `action` on `user` in run `id`; `Err`: why it was not.
+/// One account's (or change's) turn to write its audit line: lines are written in the
+/// accounts' order whatever `jobs` is, each durable before the change it records, and once
+/// one could not be written no later change of the run is made. A turn not taken passes
+/// when dropped.
+struct LineTurn<'a> {
+    audit: &'a RunAudit,
+    index: usize,
+    taken: Cell<bool>,
+    retirement: &'a dyn Retirement,
+    clock: &'a dyn Clock,
+}
+
+impl<'a> LineTurn<'a> {
+    fn new(
+        audit: &'a RunAudit,
+        index: usize,
+        retirement: &'a dyn Retirement,
+        clock: &'a dyn Clock,
+    ) -> Self {
+        Self {
+            audit,
+            index,
+            taken: Cell::new(false),
+            retirement,
+            clock,
+        }
+    }
+
+    /// `Err` (not attempted) once a line of the run could not be written.
+    fn check(&self) -> Result<(), String> {
+        self.audit.check().map_err(|e| e.to_string())
+    }
+
+    /// Writes the line of `action` on `user` in run `id` durably, in this turn; `Err`: why
+    /// it was not (and nothing more of the run is to be changed).
+    fn write(&self, (action, user, id): (&str, &str, &RunId)) -> Result<(), String> {
+        assert!(!self.taken.replace(true), "one line per turn");
+        self.audit.turns.in_turn(self.index, || {
+            self.check()?;
+            let line = accounting_line(&self.clock.now(), action, user, id);
+            self.retirement.append_accounting(&line).map_err(|e| {
+                self.audit.fail(&e);
+                format!("its audit line could not be written: {}", error_chain(&e))
+            })
+        })
+    }
+}
+
+/// A change left undone because its line could not be written (`what`: `not retired`),
+/// or not attempted at all after an earlier line failed.
+fn not_done(what: &str, error: String) -> Problem {
+    if error.starts_with("not attempted") {
+        Problem::Failed(error)
+    } else {
+        Problem::Failed(format!("{what}: {error}"))
+    }
+}
+
+impl Drop for LineTurn<'_> {
+    fn drop(&mut self) {
+        if !self.taken.get() {
+            self.audit.turns.in_turn(self.index, || ());
+        }
+    }
+}
+
+/// Retires `user` in run `id`: read and decided again, backed up and journaled (both
+/// durable), its audit line written (durable, in its turn), removed only if unchanged, its
+/// removal journaled.
+fn retire_account(
+    backend: &dyn Backend,
+    retirement: &dyn Retirement,
+    id: &RunId,
+    user: &UserName,
+    turn: &LineTurn<'_>,
+) -> Outcome {
+    let raw = user.as_str();
+    match retire_steps(backend, retirement, id, user, turn) {
+        Err(problem) => Outcome::failed(raw, problem.to_string()),
+        Ok(status) => Outcome::new(raw, status),
+    }
+}
+
+/// Appends the audit line of `action` on `user` in run `id` durably; `Err`: why it was not.
 fn audit_line(
     retirement: &dyn Retirement,
     clock: &dyn Clock,
@@ -237,30 +334,7 @@ fn audit_line(
     let line = accounting_line(&clock.now(), action, user, id);
     retirement
         .append_accounting(&line)
-        .map_err(|e| error_chain(&e))
-}
-
-/// Retires `user` in run `id`: read and decided again, backed up and journaled (both
-/// durable), removed only if unchanged, its removal journaled, its audit line written.
-fn retire_account(
-    backend: &dyn Backend,
-    retirement: &dyn Retirement,
-    id: &RunId,
-    user: &UserName,
-    clock: &dyn Clock,
-) -> Outcome {
-    let raw = user.as_str();
-    match retire_steps(backend, retirement, id, user) {
-        Err(problem) => Outcome::failed(raw, problem.to_string()),
-        Ok(Status::Retired) => match audit_line(retirement, clock, ("RETIREACCESSHASH", raw, id)) {
-            Ok(()) => Outcome::new(raw, Status::Retired),
-            Err(e) => Outcome::failed(
-                raw,
-                format!("retired, but the audit line was not written: {e}"),
-            ),
-        },
-        Ok(status) => Outcome::new(raw, status),
-    }
+        .map_err(|e| format!("its audit line could not be written: {}", error_chain(&e)))
 }
 
 /// A backend's error, as one line.
@@ -274,7 +348,9 @@ fn retire_steps(
     retirement: &dyn Retirement,
     id: &RunId,
     user: &UserName,
+    turn: &LineTurn<'_>,
 ) -> Result<Status, Problem> {
+    turn.check().map_err(Problem::Failed)?;
     let held = retirement.read_home(user, None).map_err(fail)?;
     let hash = held
         .as_ref()
@@ -305,8 +381,10 @@ fn retire_steps(
     retirement
         .append(id, &Record::Change(Change::Accesshash(retired.clone())))
         .map_err(fail)?;
-    // Backup and journal entry are durable: the access hash may go, provided it is what
-    // was backed up.
+    // Backup and journal entry are durable; the audit line goes first, then the access
+    // hash may go, provided it is what was backed up.
+    turn.write(("RETIREACCESSHASH", user.as_str(), id))
+        .map_err(|e| not_done("not retired", e))?;
     match retirement.remove_if_unchanged(id, &retired).map_err(fail)? {
         Removal::Removed => {
             let removed = Record::Removed {
@@ -321,24 +399,33 @@ fn retire_steps(
 }
 
 /// Finishes the retirement of `user` that a killed run left half done, with its audit
-/// line under that run's id; the account's status stays `standing`'s.
+/// line under that run's id, in its turn; the account's status stays `standing`'s. Nothing
+/// is finished once a line of this run could not be written.
 fn finish_interrupted(
     retirement: &dyn Retirement,
     user: &UserName,
     standing: Standing,
-    clock: &dyn Clock,
+    (turn, start): (&LineTurn<'_>, &dyn Fn() -> Result<RunId, String>),
 ) -> Outcome {
     let raw = user.as_str();
-    match retirement.finish_interrupted(user) {
-        Ok(None) => Outcome::new(raw, Status::from(standing)),
-        Ok(Some(id)) => match audit_line(retirement, clock, ("RETIREACCESSHASH", raw, &id)) {
-            Ok(()) => Outcome::new(raw, Status::from(standing)),
-            Err(e) => Outcome::failed(
-                raw,
-                format!("retired, but the audit line was not written: {e}"),
-            ),
-        },
-        Err(e) => Outcome::failed(raw, error_chain(&e)),
+    if turn.check().is_err() {
+        return Outcome::new(raw, Status::from(standing));
+    }
+    let finished = match retirement.finish_interrupted(user) {
+        Ok(None) => return Outcome::new(raw, Status::from(standing)),
+        Ok(Some(old)) => old,
+        Err(e) => return Outcome::failed(raw, error_chain(&e)),
+    };
+    // Recorded in this run's journal, naming the run that began it.
+    let record = Record::Finished {
+        finished: raw.to_owned(),
+        run: finished.clone(),
+    };
+    let recorded =
+        start().and_then(|id| retirement.append(&id, &record).map_err(|e| error_chain(&e)));
+    match recorded.and_then(|()| turn.write(("RETIREACCESSHASH", raw, &finished))) {
+        Ok(()) => Outcome::new(raw, Status::from(standing)),
+        Err(e) => Outcome::failed(raw, format!("retired, but not recorded: {e}")),
     }
 }
 
@@ -348,7 +435,7 @@ fn disable_auth(
     backend: &dyn Backend,
     request: &RetireRequest,
     outcomes: &[Outcome],
-    run: &mut Run<'_>,
+    (run, audit): (&mut Run<'_>, &RunAudit),
 ) -> ((Auth, Option<AuthProblem>), Vec<String>) {
     let failed = |message: String| (Auth::Refused, Some(AuthProblem::Failed(message)));
     let settings = match backend.server_settings() {
@@ -370,6 +457,10 @@ fn disable_auth(
     }
     if request.dry_run {
         return ((Auth::Disabled, None), blockers);
+    }
+    if let Err(e) = audit.check() {
+        let message = format!("cannot disable access-hash authentication: {e}");
+        return (failed(message), blockers);
     }
     let outcome = match switch_off(run) {
         Ok(Some(_)) => (Auth::Disabled, None),
@@ -396,13 +487,13 @@ fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
     };
     r.append(&id, &Record::Change(Change::Setting(change.clone())))
         .map_err(chain)?;
+    audit_line(r, run.clock, ("DISABLEACCESSHASHAUTH", "root", &id))?;
     if !r
         .set_setting(change.old.as_deref(), change.new.as_deref())
         .map_err(chain)?
     {
         return Err(setting_changed_meanwhile(&setting.location, &change.name));
     }
-    audit_line(r, run.clock, ("DISABLEACCESSHASHAUTH", "root", &id))?;
     Ok(Some(change))
 }
 
@@ -458,8 +549,6 @@ pub struct RestoreReport {
     pub marked: Option<i64>,
     /// Every change is back, but the journal could not record it.
     pub mark_problem: Option<String>,
-    /// Audit lines that could not be written (the changes are back).
-    pub warnings: Vec<String>,
 }
 
 impl RestoreReport {
@@ -480,18 +569,12 @@ pub fn restore(
     clock: &dyn Clock,
 ) -> Result<RestoreReport, BackendError> {
     let journal = retirement.journal(id)?;
-    let changes: Vec<&Change> = journal.changes.iter().rev().collect();
-    let mut warnings = Vec::new();
-    let results = crate::parallel::map(&changes, jobs, |change| {
-        restore_change(retirement, id, change, (force, dry_run), clock)
+    let changes: Vec<(usize, &Change)> = journal.changes.iter().rev().enumerate().collect();
+    let audit = RunAudit::default();
+    let results = crate::parallel::map(&changes, jobs, |(index, change)| {
+        let turn = LineTurn::new(&audit, *index, retirement, clock);
+        restore_change(retirement, id, change, (force, dry_run), &turn)
     });
-    let results: Vec<(ChangeKind, Outcome)> = results
-        .into_iter()
-        .map(|(kind, outcome, warning)| {
-            warnings.extend(warning);
-            (kind, outcome)
-        })
-        .collect();
     let changed = !dry_run && results.iter().any(|(_, o)| o.status == Status::Restored);
     let failed = results.iter().any(|(_, o)| o.problem.is_some());
     let (mut marked, mut mark_problem) = (None, None);
@@ -512,28 +595,37 @@ pub fn restore(
         results,
         marked,
         mark_problem,
-        warnings,
     })
 }
 
-/// Restores one change and writes its audit line; a failed audit line is a warning.
+/// Restores one change, its audit line written durably (in its turn) before the change is
+/// made; a line that cannot be written leaves the change, and every later one, undone.
 fn restore_change(
     retirement: &dyn Retirement,
     id: &RunId,
     change: &Change,
     (force, dry_run): (bool, bool),
-    clock: &dyn Clock,
-) -> (ChangeKind, Outcome, Option<String>) {
+    turn: &LineTurn<'_>,
+) -> (ChangeKind, Outcome) {
+    let line = |(action, user): (&str, &str)| {
+        turn.check()
+            .and_then(|()| turn.write((action, user, id)))
+            .map_err(|e| not_done("not restored", e))
+    };
     let (kind, name, done) = match change {
         Change::Accesshash(f) => (
             ChangeKind::Accesshash,
             f.user.as_str(),
-            restore_file(retirement, id, f, force, dry_run),
+            restore_file(retirement, id, f, (force, dry_run), &|| {
+                line(("RESTOREACCESSHASH", &f.user))
+            }),
         ),
         Change::Setting(s) => (
             ChangeKind::Setting,
             s.name.as_str(),
-            restore_setting(retirement, s, force, dry_run),
+            restore_setting(retirement, s, (force, dry_run), &|| {
+                line(("ENABLEACCESSHASHAUTH", "root"))
+            }),
         ),
     };
     let outcome = match done {
@@ -544,15 +636,7 @@ fn restore_change(
             problem: Some(problem),
         },
     };
-    let mut warning = None;
-    if outcome.status == Status::Restored && !dry_run {
-        let (action, user) = match change {
-            Change::Accesshash(f) => ("RESTOREACCESSHASH", f.user.as_str()),
-            Change::Setting(_) => ("ENABLEACCESSHASHAUTH", "root"),
-        };
-        warning = audit_line(retirement, clock, (action, user, id)).err();
-    }
-    (kind, outcome, warning)
+    (kind, outcome)
 }
 
 /// An access hash put back from the run's backup, as [`decide::restore_settled`] and
@@ -561,8 +645,8 @@ fn restore_file(
     retirement: &dyn Retirement,
     id: &RunId,
     retired: &RetiredFile,
-    force: bool,
-    dry_run: bool,
+    (force, dry_run): (bool, bool),
+    line: &dyn Fn() -> Result<(), Problem>,
 ) -> Result<Status, Problem> {
     let user = UserName::new(&retired.user).map_err(|e| {
         fail(BackendError::Corrupt {
@@ -570,6 +654,13 @@ fn restore_file(
             detail: e.to_string(),
         })
     })?;
+    if let (Some(then), Some(now)) = (retired.uid, retirement.account_uid(&user).map_err(fail)?)
+        && then != now
+    {
+        return Err(Problem::Failed(format!(
+            "uid changed from {then} to {now} since run {id}; not restored"
+        )));
+    }
     let recovered = retired.set_aside.is_some()
         && retirement
             .recover_set_aside(retired, dry_run)
@@ -595,6 +686,7 @@ fn restore_file(
         Restore::Already => Ok(Status::AlreadyRestored),
         Restore::Write { .. } if dry_run => Ok(Status::Restored),
         Restore::Write { replacing } => {
+            line()?;
             if let (true, Some(present), Some(sha)) = (replacing, &present, &present_sha) {
                 // Named by what it holds: kept once, however often it is replaced.
                 let name = format!("{user}.accesshash.replaced-{}", &sha[..12]);
@@ -616,8 +708,8 @@ fn restore_file(
 fn restore_setting(
     retirement: &dyn Retirement,
     change: &SettingChange,
-    force: bool,
-    dry_run: bool,
+    (force, dry_run): (bool, bool),
+    line: &dyn Fn() -> Result<(), Problem>,
 ) -> Result<Status, Problem> {
     let setting = retirement.setting().map_err(fail)?;
     let now = setting.value.as_deref();
@@ -626,6 +718,7 @@ fn restore_setting(
         Restore::Refuse(refusal) => Err(Problem::Refused(refusal)),
         Restore::Write { .. } if dry_run => Ok(Status::Restored),
         Restore::Write { .. } => {
+            line()?;
             if retirement
                 .set_setting(now, change.old.as_deref())
                 .map_err(fail)?
