@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::retire::{
-    Change, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId, Setting, Zeroizing,
-    content_sha512,
+    Change, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId, RunLock, Setting,
+    Zeroizing, content_sha512,
 };
 use whmtoken_core::{AccessHash, BackendError, UserName};
 
@@ -109,6 +109,11 @@ fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Held>, Back
 }
 
 impl Retirement for FilesBackend {
+    fn lock_runs(&self) -> Result<RunLock, BackendError> {
+        let held = self.runs.journals.lock_runs(self.lock_timeout)?;
+        Ok(RunLock::new(held))
+    }
+
     fn begin(&self, id: &RunId, started: i64, command: &str) -> Result<(), BackendError> {
         let header = Record::Header {
             run: id.clone(),

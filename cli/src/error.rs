@@ -51,6 +51,9 @@ pub enum CliError {
     Output(#[source] io::Error),
     #[error("cannot read the journal of runs")]
     Run(#[source] BackendError),
+    /// The server's run lock (another retire or restore run holds it), or its lock file.
+    #[error("cannot take the lock of retire and restore runs")]
+    RunLock(#[source] BackendError),
 }
 
 impl CliError {
@@ -68,6 +71,8 @@ impl CliError {
             Self::Run(BackendError::NotFound { .. }) => status::USAGE,
             Self::Run(e) if e.is_retryable() => status::TEMPORARY,
             Self::Run(_) => status::IO_ERROR,
+            Self::RunLock(e) if e.is_retryable() => status::TEMPORARY,
+            Self::RunLock(_) => status::IO_ERROR,
         }
     }
 
@@ -105,6 +110,11 @@ mod tests {
             waited: std::time::Duration::from_secs(3),
         };
         assert_eq!(CliError::Resellers(locked).exit_status(), status::TEMPORARY);
+        let locked = BackendError::Locked {
+            location: "/srv/x/var/lib/whmtoken/runs.lock".into(),
+            waited: std::time::Duration::from_secs(3),
+        };
+        assert_eq!(CliError::RunLock(locked).exit_status(), status::TEMPORARY);
         let corrupt = BackendError::Corrupt {
             location: "/srv/x".into(),
             detail: "bad".into(),

@@ -115,7 +115,8 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
         jobs: pipeline::default_jobs(),
         seed: rand::random(),
     };
-    let report = retire::retire(backend, capability(backend), &request, &SystemClock);
+    let report = retire::retire(backend, capability(backend), &request, &SystemClock)
+        .map_err(CliError::RunLock)?;
     let run = report.run.as_ref();
     let mut out = io::BufWriter::new(io::stdout().lock());
     let written = if args.json {
@@ -257,7 +258,10 @@ pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, C
         pipeline::default_jobs(),
         &SystemClock,
     )
-    .map_err(CliError::Run)?;
+    .map_err(|e| match e {
+        BackendError::Locked { .. } => CliError::RunLock(e),
+        e => CliError::Run(e),
+    })?;
     let mut stderr = io::stderr();
     if let Some(problem) = &report.mark_problem {
         let _ = writeln!(stderr, "error: {}", shown(problem));

@@ -1,7 +1,8 @@
 //! Retire and restore against hostile trees and journals (issue 25): a forged journal
 //! never gives a file root's uid, a setuid bit or a place outside the tree; a recycled uid
 //! never receives someone else's secret; a run's journal is appended by that run alone;
-//! audit lines are written before the change they record, in the accounts' order.
+//! audit lines are written before the change they record, in the accounts' order; two
+//! runs at once take turns, so that `runs` and `restore` agree.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -9,7 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use whmtoken_fixtures::{FakeServer, cpanel_style_access_hash};
 
-use crate::{Run, whmtoken};
+use crate::{Run, backends, whmtoken};
 
 fn json_of(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
@@ -259,4 +260,85 @@ fn a_recreated_set_aside_file_never_adds_to_an_old_journal_nor_to_the_log() {
         "run {id}'s journal is appended by that run alone"
     );
     assert_eq!(lines_of(&server, "RETIREACCESSHASH"), ["alice"]);
+}
+
+/// A `backend` server with 200 converted resellers, in `dir`; its config.
+fn converted_many(backend: &str, dir: &Utf8Path) -> Utf8PathBuf {
+    let text: String = (0..200)
+        .map(|i| {
+            let name = format!("res{i:03}");
+            let hash = cpanel_style_access_hash(&name);
+            format!(
+                "[[user]]\nname = \"{name}\"\nreseller = []\naccesshash = \"{}\"\n",
+                hash.escape_default()
+            )
+        })
+        .collect();
+    let scenario = whmtoken_fixtures::Scenario::parse(Utf8Path::new("many"), &text).unwrap();
+    let config = scenario.build(backend, dir).unwrap();
+    let convert = std::process::Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", config.as_str(), "--all-resellers"])
+        .output()
+        .unwrap();
+    assert!(convert.status.success(), "{convert:?}");
+    config
+}
+
+/// The names in a JSON list.
+fn names(list: &Value) -> Vec<String> {
+    let list = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    list.iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn two_retires_at_once_take_turns_and_runs_and_restore_agree() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let config = converted_many(backend, dir);
+        let both: Vec<Run> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| whmtoken(&config, &["retire", "--all-resellers", "--json"], ""))
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for out in &both {
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        }
+        let listed = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        let runs = listed["runs"].as_array().unwrap();
+        let mut journaled: Vec<String> = runs.iter().flat_map(|r| names(&r["retired"])).collect();
+        journaled.sort();
+        let every: Vec<String> = (0..200).map(|i| format!("res{i:03}")).collect();
+        assert_eq!(
+            journaled, every,
+            "{backend}: each account in one run's journal, once"
+        );
+        for run in runs {
+            let id = run["id"].as_str().unwrap();
+            let out = whmtoken(&config, &["restore", id, "--json"], "");
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            let restored: Vec<String> = json_of(&out)["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["status"] == "restored")
+                .map(|r| r["user"].as_str().unwrap().to_owned())
+                .collect();
+            let mut retired = names(&run["retired"]);
+            retired.sort();
+            let mut restored = restored;
+            restored.sort();
+            assert_eq!(
+                restored, retired,
+                "{backend}: run {id}: what runs lists is what restore put back"
+            );
+        }
+    }
 }

@@ -179,8 +179,23 @@ impl Run<'_> {
 
 /// Retires the access hashes of `request.users` through `backend`'s [`Retirement`]:
 /// every account decided first (reads only: a dry run stops there), then the run begun
-/// and each converted one retired on the thread pool, then the setting switched.
+/// and each converted one retired on the thread pool, then the setting switched. All of it
+/// under the server's run lock (not a dry run); `Err`: it could not be taken, and nothing
+/// was done.
 pub fn retire(
+    backend: &dyn Backend,
+    retirement: &dyn Retirement,
+    request: &RetireRequest,
+    clock: &dyn Clock,
+) -> Result<RetireReport, BackendError> {
+    let _lock = (!request.dry_run)
+        .then(|| retirement.lock_runs())
+        .transpose()?;
+    Ok(retire_locked(backend, retirement, request, clock))
+}
+
+/// [`retire`], the run lock held.
+fn retire_locked(
     backend: &dyn Backend,
     retirement: &dyn Retirement,
     request: &RetireRequest,
@@ -553,7 +568,8 @@ impl RestoreReport {
 
 /// Undoes run `id`, the last change first, each on the thread pool: decided from reads
 /// first (nothing is locked or written for a change that is back already, nor in a dry
-/// run), then put back; the journal marks the run restored once every change is back. The
+/// run), then put back; the journal marks the run restored once every change is back. All
+/// of it under the server's run lock (not a dry run). The lock could not be taken or the
 /// journal could not be read: `Err`.
 pub fn restore(
     retirement: &dyn Retirement,
@@ -562,6 +578,7 @@ pub fn restore(
     jobs: usize,
     clock: &dyn Clock,
 ) -> Result<RestoreReport, BackendError> {
+    let _lock = (!dry_run).then(|| retirement.lock_runs()).transpose()?;
     let journal = retirement.journal(id)?;
     let changes: Vec<(usize, &Change)> = journal.changes.iter().rev().enumerate().collect();
     let audit = RunAudit::default();
