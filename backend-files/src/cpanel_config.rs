@@ -124,6 +124,11 @@ impl FilesBackend {
             return Ok(false);
         }
         let new_text = with_setting(&text, new);
+        // What a killed restore (or retire) left here, as the converter's debris is swept.
+        let folder = path.parent().expect("in var/cpanel");
+        if let Ok(dir) = crate::journal::open_folder(folder) {
+            crate::debris::sweep(folder, &dir, crate::debris::Leftovers::VarCpanel);
+        }
         let temp = Utf8PathBuf::from(format!("{path}.whmtoken-{}", unique_suffix()));
         let mode = meta.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
         let file = OpenOptions::new()

@@ -234,6 +234,10 @@ impl Retirement for FilesBackend {
             }
         }
         let folder = home.parent().expect("a home folder");
+        // What a killed restore left here, as the converter's debris is swept.
+        if let Ok(dir) = crate::journal::open_folder(folder) {
+            crate::debris::sweep(folder, &dir, crate::debris::Leftovers::Home);
+        }
         let temp = Utf8PathBuf::from(format!("{home}.whmtoken-{}", unique_suffix()));
         let mtime = retired.mtime.map(|secs| {
             let nanos = retired.mtime_nsec.unwrap_or(0);

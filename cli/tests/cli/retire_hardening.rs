@@ -342,3 +342,54 @@ fn two_retires_at_once_take_turns_and_runs_and_restore_agree() {
         }
     }
 }
+
+/// Makes `path` a leftover of a killed run: `content`, ten minutes old.
+fn leftover(path: &Utf8Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_times(std::fs::FileTimes::new().set_modified(old))
+        .unwrap();
+}
+
+#[test]
+fn a_killed_restores_new_files_are_swept_as_the_converters_debris_is() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    server.append(
+        "var/cpanel/cpanel.config",
+        "allow_deprecated_accesshash=1\n",
+    );
+    let out = whmtoken(
+        &config,
+        &["retire", "--json", "--disable-accesshash-auth", "alice"],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = json_of(&out)["run_id"].as_str().unwrap().to_owned();
+    // Named by a process that cannot exist (pids stay below 2^22), and one that does.
+    let dead = "7ffffffe-18c3f0e1-0";
+    let live = format!("{:x}-18c3f0e1-0", std::process::id());
+    let home = server.home("alice");
+    let var = server.root().join("var/cpanel");
+    let swept = [
+        home.join(format!(".accesshash.whmtoken-{dead}")),
+        var.join(format!("cpanel.config.whmtoken-{dead}")),
+    ];
+    let kept = [
+        home.join(format!(".accesshash.whmtoken-{live}")),
+        var.join(format!("cpanel.config.whmtoken-{live}")),
+        home.join(format!(".accesshash.whmtoken-retiring-{id}-x")),
+    ];
+    for path in swept.iter().chain(&kept) {
+        leftover(path, "half a secret");
+    }
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for path in &swept {
+        assert!(!path.exists(), "{path} left behind");
+    }
+    for path in &kept {
+        assert!(path.exists(), "{path} removed");
+    }
+}
