@@ -253,7 +253,9 @@ pub fn decide_restore(
 }
 
 /// Whether a setting change is to be undone, given the setting's value now (read at
-/// `location`): refused when it was changed since the run, unless `force`.
+/// `location`): refused when it was changed since the run, unless `force`. A setting the
+/// run turned off whose line was removed since is off still (cPanel's default): it is put
+/// back.
 pub fn decide_setting_restore(
     now: Option<&str>,
     change: &SettingChange,
@@ -263,7 +265,8 @@ pub fn decide_setting_restore(
     if now == change.old.as_deref() {
         return Restore::Already;
     }
-    if now != change.new.as_deref() && !force {
+    let removed_since = now.is_none() && !allows_access_hash(change.new.as_deref());
+    if now != change.new.as_deref() && !removed_since && !force {
         return Restore::Refuse(Refusal::SettingChanged {
             location: location.to_owned(),
             change: change.clone(),
@@ -389,6 +392,23 @@ mod tests {
                 Restore::Already
             );
         }
+    }
+
+    #[test]
+    fn a_setting_whose_line_was_removed_since_is_put_back() {
+        let change = SettingChange {
+            name: "allow_deprecated_accesshash".into(),
+            old: Some("1".into()),
+            new: Some("0".into()),
+        };
+        assert_eq!(
+            decide_setting_restore(None, &change, "c", false),
+            Restore::Write { replacing: false }
+        );
+        assert!(matches!(
+            decide_setting_restore(Some(""), &change, "c", false),
+            Restore::Refuse(_)
+        ));
     }
 
     #[test]
