@@ -19,11 +19,11 @@ use std::time::{Duration, SystemTime};
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::retire::{
     Change, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId, RunLock, Setting,
-    Zeroizing, content_sha512,
+    SettingChange, Zeroizing, content_sha512,
 };
 use whmtoken_core::{AccessHash, BackendError, UserName};
 
-use crate::cpanel_config::setting_value;
+use crate::cpanel_config::{setting_lines, setting_value, with_lines, with_setting};
 use crate::crash::{crash_point, test_hook};
 use crate::journal::{Journals, sync_folder};
 use crate::lock::{LockSource, unique_suffix};
@@ -290,11 +290,23 @@ impl Retirement for FilesBackend {
         Ok(Setting {
             value: setting_value(&text),
             location: path.into_string(),
+            lines: setting_lines(&text),
         })
     }
 
     fn set_setting(&self, expected: Option<&str>, new: Option<&str>) -> Result<bool, BackendError> {
-        self.set_setting_if(expected, new)
+        self.set_setting_if(expected, &|text| with_setting(text, new))
+    }
+
+    fn restore_setting(
+        &self,
+        expected: Option<&str>,
+        change: &SettingChange,
+    ) -> Result<bool, BackendError> {
+        if change.lines.is_empty() {
+            return self.set_setting(expected, change.old.as_deref());
+        }
+        self.set_setting_if(expected, &|text| with_lines(text, &change.lines))
     }
 
     fn append_accounting(&self, line: &str) -> Result<(), BackendError> {

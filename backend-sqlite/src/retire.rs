@@ -307,6 +307,7 @@ impl Retirement for SqliteBackend {
         Ok(Setting {
             value: self.setting_in(&self.lock())?,
             location: self.site.location(Some("settings"), None),
+            lines: Vec::new(),
         })
     }
 

@@ -34,7 +34,9 @@ use crate::audit::{AuditEvent, AuditTurn};
 use crate::clock::Clock;
 pub use crate::error::BackendError;
 use crate::import::{Decision, ImportRequest};
-use crate::retire::records::{Held, Journal, Record, Removal, RetiredFile, RunId, Setting};
+use crate::retire::records::{
+    Held, Journal, Record, Removal, RetiredFile, RunId, Setting, SettingChange,
+};
 use crate::secret::{AccessHash, TokenHash};
 use crate::token::{TokenEntry, TokenSet};
 use crate::user::UserName;
@@ -310,6 +312,19 @@ pub trait Retirement: Send + Sync {
     /// Sets `allow_deprecated_accesshash` to `new` (`None`: unset) under the store's lock,
     /// only when it is still `expected`; `false`: it was not, and nothing was written.
     fn set_setting(&self, expected: Option<&str>, new: Option<&str>) -> Result<bool, BackendError>;
+
+    /// Puts `change`'s setting back as the run found it, under the store's lock, only when
+    /// it is still `expected` (`false`: nothing written). The default: [`set_setting`] to
+    /// `change.old`; a store that keeps lines puts `change.lines` back byte for byte.
+    ///
+    /// [`set_setting`]: Self::set_setting
+    fn restore_setting(
+        &self,
+        expected: Option<&str>,
+        change: &SettingChange,
+    ) -> Result<bool, BackendError> {
+        self.set_setting(expected, change.old.as_deref())
+    }
 
     /// Appends one line to the server's audit log (`accounting.log`), durably.
     fn append_accounting(&self, line: &str) -> Result<(), BackendError>;

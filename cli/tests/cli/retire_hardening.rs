@@ -393,3 +393,42 @@ fn a_killed_restores_new_files_are_swept_as_the_converters_debris_is() {
         assert!(path.exists(), "{path} removed");
     }
 }
+
+#[test]
+fn duplicated_setting_lines_are_restored_byte_for_byte() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let path = server.root().join("var/cpanel/cpanel.config");
+    let original = "skipanalog=1\nallow_deprecated_accesshash = 0\r\n\
+                    maxemailsperhour=5\nallow_deprecated_accesshash=1\nallow_deprecated_accesshash =1";
+    std::fs::write(&path, original).unwrap();
+    let retire = |seed: &str| {
+        let out = whmtoken(
+            &config,
+            &["retire", "--json", "--disable-accesshash-auth"],
+            "",
+        );
+        assert_eq!(out.code, 0, "{seed}: {}", out.stderr);
+        json_of(&out)["run_id"].as_str().unwrap().to_owned()
+    };
+    let id = retire("first");
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("accesshash=0")
+    );
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+
+    // Its lines removed since the run: put back as they were, at the end.
+    let id = retire("second");
+    std::fs::write(&path, "skipanalog=1\nmaxemailsperhour=5\n").unwrap();
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "skipanalog=1\nmaxemailsperhour=5\nallow_deprecated_accesshash = 0\r\n\
+         allow_deprecated_accesshash=1\nallow_deprecated_accesshash =1"
+    );
+}

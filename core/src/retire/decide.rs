@@ -131,7 +131,7 @@ pub enum Refusal {
     /// The setting is neither what the run left nor what it found.
     SettingChanged {
         location: String,
-        change: SettingChange,
+        change: Box<SettingChange>,
         now: Option<String>,
     },
 }
@@ -269,7 +269,7 @@ pub fn decide_setting_restore(
     if now != change.new.as_deref() && !removed_since && !force {
         return Restore::Refuse(Refusal::SettingChanged {
             location: location.to_owned(),
-            change: change.clone(),
+            change: Box::new(change.clone()),
             now: now.map(str::to_owned),
         });
     }
@@ -400,6 +400,7 @@ mod tests {
             name: "allow_deprecated_accesshash".into(),
             old: Some("1".into()),
             new: Some("0".into()),
+            lines: Vec::new(),
         };
         assert_eq!(
             decide_setting_restore(None, &change, "c", false),
@@ -417,6 +418,7 @@ mod tests {
             name: "allow_deprecated_accesshash".into(),
             old: None,
             new: Some("0".into()),
+            lines: Vec::new(),
         };
         assert_eq!(
             decide_setting_restore(None, &change, "c", false),

@@ -493,6 +493,7 @@ fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
         name: ALLOW_DEPRECATED_ACCESSHASH.to_owned(),
         old: setting.value.clone(),
         new: Some("0".to_owned()),
+        lines: setting.lines.clone(),
     };
     r.append(&id, &Record::Change(Change::Setting(change.clone())))
         .map_err(chain)?;
@@ -730,10 +731,7 @@ fn restore_setting(
         Restore::Write { .. } if dry_run => Ok(Status::Restored),
         Restore::Write { .. } => {
             line()?;
-            if retirement
-                .set_setting(now, change.old.as_deref())
-                .map_err(fail)?
-            {
+            if retirement.restore_setting(now, change).map_err(fail)? {
                 Ok(Status::Restored)
             } else {
                 Err(Problem::Failed(setting_changed_meanwhile(
