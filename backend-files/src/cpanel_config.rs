@@ -92,14 +92,46 @@ pub(crate) fn with_setting(text: &str, value: Option<&str>) -> String {
     out
 }
 
+/// Every line of `text` that sets `allow_deprecated_accesshash`, byte for byte, its line
+/// ending included.
+pub(crate) fn setting_lines(text: &str) -> Vec<String> {
+    text.split_inclusive('\n')
+        .filter(|line| setting_line_value(line.trim_end_matches(['\n', '\r'])).is_some())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `text` with its lines setting `allow_deprecated_accesshash` replaced by `lines`, in
+/// order and in place (the run rewrote each where it was), byte for byte; lines left over
+/// are appended, lines beyond them removed. Every other line is kept byte for byte.
+pub(crate) fn with_lines(text: &str, lines: &[String]) -> String {
+    let mut out = String::with_capacity(text.len() + 40);
+    let mut next = lines.iter();
+    for line in text.split_inclusive('\n') {
+        if setting_line_value(line.trim_end_matches(['\n', '\r'])).is_none() {
+            out.push_str(line);
+        } else if let Some(old) = next.next() {
+            out.push_str(old);
+        }
+    }
+    for old in next {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(old);
+    }
+    out
+}
+
 impl FilesBackend {
-    /// Sets `allow_deprecated_accesshash` in `cpanel.config` to `new` (`None`: no line for
-    /// it) under cPanel's locks for that file, only when its value (the last line's, `None`
-    /// when unset) is still `expected`; `false`: it was not, and nothing was written.
+    /// Rewrites `cpanel.config` as `edit` makes it from its text (`with_setting`,
+    /// `with_lines`) under cPanel's locks for that file, only when the setting's value (the
+    /// last line's, `None` when unset) is still `expected`; `false`: it was not, and nothing
+    /// was written.
     pub(crate) fn set_setting_if(
         &self,
         expected: Option<&str>,
-        new: Option<&str>,
+        edit: &dyn Fn(&str) -> String,
     ) -> Result<bool, BackendError> {
         let path = self.root.join(CPANEL_CONFIG);
         let deadline = Deadline::after(self.lock_timeout);
@@ -123,7 +155,12 @@ impl FilesBackend {
         if setting_value(&text).as_deref() != expected {
             return Ok(false);
         }
-        let new_text = with_setting(&text, new);
+        let new_text = edit(&text);
+        // What a killed restore (or retire) left here, as the converter's debris is swept.
+        let folder = path.parent().expect("in var/cpanel");
+        if let Ok(dir) = crate::journal::open_folder(folder) {
+            crate::debris::sweep(folder, &dir, crate::debris::Leftovers::VarCpanel);
+        }
         let temp = Utf8PathBuf::from(format!("{path}.whmtoken-{}", unique_suffix()));
         let mode = meta.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
         let file = OpenOptions::new()

@@ -1,9 +1,12 @@
-//! Clearing what an earlier converter left in the token folder when it was killed: its
-//! temporary token files (`<user>.json-<suffix>`) and its lock sources
-//! (`whmtoken.lock-<suffix>`), where `<suffix>` is [`crate::lock::unique_suffix`]'s
-//! `<pid hex>-<time hex>-<counter hex>`.
+//! Clearing what an earlier converter or restore left when it was killed: in the token
+//! folder its temporary token files (`<user>.json-<suffix>`) and its lock sources
+//! (`whmtoken.lock-<suffix>`); in `var/cpanel` lock sources and a restore's new
+//! `cpanel.config.whmtoken-<suffix>`; in a home folder a restore's new
+//! `.accesshash.whmtoken-<suffix>`. `<suffix>` is [`crate::lock::unique_suffix`]'s
+//! `<pid hex>-<time hex>-<counter hex>` (a retire's `.accesshash.whmtoken-retiring-<run>` is
+//! not one: it is recovered, never swept).
 //!
-//! A file goes only when its name is exactly one of those two shapes, it is a regular file,
+//! A file goes only when its name is exactly one of those shapes, it is a regular file,
 //! the process its name records is dead, and it is older than [`STALE_AFTER`], cPanel's
 //! limit for a stale dot-lock (a live converter renews its lock source every few seconds).
 //! Nothing else is touched: not cPanel's own files, not `<file>.lock` dot-locks (they are
@@ -24,8 +27,27 @@ use crate::lock::{SOURCE_PREFIX, STALE_AFTER};
 pub(crate) enum Leftovers {
     /// Temporary token files and lock sources: the token folder.
     All,
-    /// Lock sources only: `var/cpanel`, where the accounting log's dot-lock is linked from.
-    LockSources,
+    /// Lock sources and a restore's new `cpanel.config`: `var/cpanel`, where the
+    /// accounting log's dot-lock is linked from.
+    VarCpanel,
+    /// A restore's new `.accesshash`: a home folder.
+    Home,
+}
+
+impl Leftovers {
+    /// The pid a leftover's `name` records, when it is one this sweep removes.
+    fn pid(self, name: &[u8]) -> Option<i32> {
+        let temp_of = |file: &str| {
+            let name = std::str::from_utf8(name).ok()?;
+            suffix_pid(name.strip_prefix(file)?.strip_prefix(".whmtoken-")?)
+        };
+        match self {
+            Self::All => debris_pid(name),
+            Self::VarCpanel if name.starts_with(SOURCE_PREFIX.as_bytes()) => debris_pid(name),
+            Self::VarCpanel => temp_of("cpanel.config"),
+            Self::Home => temp_of(".accesshash"),
+        }
+    }
 }
 
 /// Removes the debris in `folder` (opened as `dir`), and logs how many files went. Never
@@ -34,7 +56,7 @@ pub(crate) fn sweep(folder: &Utf8Path, dir: &File, leftovers: Leftovers) -> usiz
     let entries = match rustix::fs::Dir::read_from(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            tracing::warn!(folder = %folder, error = %e, "could not list the token folder for leftover temporary files");
+            tracing::warn!(folder = %folder, error = %e, "could not list a folder for leftover temporary files");
             return 0;
         }
     };
@@ -42,15 +64,12 @@ pub(crate) fn sweep(folder: &Utf8Path, dir: &File, leftovers: Leftovers) -> usiz
     for entry in entries {
         match entry {
             Ok(entry) => {
-                let name = entry.file_name().to_bytes();
-                let wanted =
-                    leftovers == Leftovers::All || name.starts_with(SOURCE_PREFIX.as_bytes());
-                if let Some(pid) = debris_pid(name).filter(|_| wanted) {
+                if let Some(pid) = leftovers.pid(entry.file_name().to_bytes()) {
                     candidates.push((entry.file_name().to_owned(), pid));
                 }
             }
             Err(e) => {
-                tracing::warn!(folder = %folder, error = %e, "could not list the token folder for leftover temporary files");
+                tracing::warn!(folder = %folder, error = %e, "could not list a folder for leftover temporary files");
                 break;
             }
         }
@@ -117,6 +136,11 @@ fn debris_pid(name: &[u8]) -> Option<i32> {
             suffix
         }
     };
+    suffix_pid(suffix)
+}
+
+/// The pid of a `<pid hex>-<time hex>-<counter hex>` suffix, or `None` for any other.
+fn suffix_pid(suffix: &str) -> Option<i32> {
     let mut parts = suffix.split('-');
     let (pid, time, counter) = (parts.next()?, parts.next()?, parts.next()?);
     let hex = |part: &str, max: usize| {
@@ -168,6 +192,32 @@ mod tests {
             "cpanel.lock-1-2-3",
         ] {
             assert_eq!(debris_pid(name.as_bytes()), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_killed_restores_new_files_are_debris_where_it_writes_them() {
+        let home = |name: &str| Leftovers::Home.pid(name.as_bytes());
+        let var = |name: &str| Leftovers::VarCpanel.pid(name.as_bytes());
+        assert_eq!(home(".accesshash.whmtoken-1a2b-18c3f0e1-0"), Some(0x1a2b));
+        assert_eq!(var("cpanel.config.whmtoken-1a2b-18c3f0e1-0"), Some(0x1a2b));
+        assert_eq!(var("whmtoken.lock-1a2b-18c3f0e1-0"), Some(0x1a2b));
+        for name in [
+            ".accesshash.whmtoken-retiring-20231114T221300Z-ab12",
+            ".accesshash",
+            ".accesshash.whmtoken-1-2",
+            "x.accesshash.whmtoken-1-2-3",
+            "whmtoken.lock-1a2b-18c3f0e1-0",
+            "cpanel.config.whmtoken-1-2-3",
+        ] {
+            assert_eq!(home(name), None, "{name}");
+        }
+        for name in [
+            "cpanel.config",
+            "cpanel.config.whmtoken-x-2-3",
+            "res1.json-1-2-3",
+        ] {
+            assert_eq!(var(name), None, "{name}");
         }
     }
 

@@ -6,6 +6,13 @@
 //! run was restored (`jq . runs/<run-id>.json` reads it as it is). A line cut short by a
 //! crash was never synced, so no change was made for it: it is skipped when read, and the
 //! next append starts on a new line.
+//!
+//! `runs.lock` is the run lock ([`Retirement::lock_runs`]): an exclusive `flock` on it is
+//! held for a whole retire or restore run, and lost with the process. No dot-lock beside
+//! it: a run lasts longer than cPanel's five minutes after which a dot-lock counts as
+//! stale, and no cPanel program takes this lock.
+//!
+//! [`Retirement::lock_runs`]: whmtoken_core::Retirement::lock_runs
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -15,7 +22,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::BackendError;
 use whmtoken_core::retire::{Journal, Record, RunId};
 
-use crate::safe_fs::{Expect, check, corrupt, guarded_flags, io_error, unsafe_file};
+use crate::lock::{Deadline, flock_exclusive, open_data};
+use crate::safe_fs::{
+    Checked, Expect, Rules, check, corrupt, guarded_flags, io_error, unsafe_file,
+};
 
 /// Under the root.
 pub(crate) const STATE_FOLDER: &str = "var/lib/whmtoken";
@@ -58,6 +68,21 @@ impl Journals {
         let folder = self.state.join("backups").join(id.as_str());
         let dir = self.private_folder(&folder)?;
         Ok((folder, dir))
+    }
+
+    /// Takes the run lock, `var/lib/whmtoken/runs.lock` (made empty, 0600, when missing),
+    /// opened as a file this backend replaces is (no symbolic link, one link, root's or the
+    /// tree owner's, nobody else can write it), waiting up to `timeout` for its `flock`.
+    pub(crate) fn lock_runs(&self, timeout: std::time::Duration) -> Result<Checked, BackendError> {
+        self.ensure_folders()?;
+        let path = self.state.join("runs.lock");
+        let rules = Rules::Replaced {
+            owner: self.owner,
+            max_len: 4096,
+        };
+        let (file, _) = open_data(&path, rules, true)?.expect("made when missing");
+        flock_exclusive(&path, file.file(), Deadline::after(timeout))?;
+        Ok(file)
     }
 
     /// Makes `var/lib/whmtoken`, `runs` and `backups` when missing.

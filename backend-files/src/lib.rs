@@ -236,7 +236,7 @@ impl FilesBackend {
         // The accounting log's lock sources live beside it.
         let var_cpanel = self.root.join("var/cpanel");
         if let Ok(dir) = std::fs::File::open(&var_cpanel) {
-            debris::sweep(&var_cpanel, &dir, debris::Leftovers::LockSources);
+            debris::sweep(&var_cpanel, &dir, debris::Leftovers::VarCpanel);
         }
         Ok(self.token_folder.get_or_init(|| token_file::TokenFolder {
             dir,

@@ -170,7 +170,7 @@ impl Locked {
 
 /// Opens the data file for reading and writing, making it when `create` and it is missing;
 /// with whether it was made here (what a failed change leaves differs).
-fn open_data(
+pub(crate) fn open_data(
     path: &Utf8Path,
     rules: Rules,
     create: bool,

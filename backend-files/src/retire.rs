@@ -18,12 +18,12 @@ use std::time::{Duration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_core::retire::{
-    Change, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId, Setting, Zeroizing,
-    content_sha512,
+    Change, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId, RunLock, Setting,
+    SettingChange, Zeroizing, content_sha512,
 };
 use whmtoken_core::{AccessHash, BackendError, UserName};
 
-use crate::cpanel_config::setting_value;
+use crate::cpanel_config::{setting_lines, setting_value, with_lines, with_setting};
 use crate::crash::{crash_point, test_hook};
 use crate::journal::{Journals, sync_folder};
 use crate::lock::{LockSource, unique_suffix};
@@ -109,6 +109,11 @@ fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Held>, Back
 }
 
 impl Retirement for FilesBackend {
+    fn lock_runs(&self) -> Result<RunLock, BackendError> {
+        let held = self.runs.journals.lock_runs(self.lock_timeout)?;
+        Ok(RunLock::new(held))
+    }
+
     fn begin(&self, id: &RunId, started: i64, command: &str) -> Result<(), BackendError> {
         let header = Record::Header {
             run: id.clone(),
@@ -229,6 +234,10 @@ impl Retirement for FilesBackend {
             }
         }
         let folder = home.parent().expect("a home folder");
+        // What a killed restore left here, as the converter's debris is swept.
+        if let Ok(dir) = crate::journal::open_folder(folder) {
+            crate::debris::sweep(folder, &dir, crate::debris::Leftovers::Home);
+        }
         let temp = Utf8PathBuf::from(format!("{home}.whmtoken-{}", unique_suffix()));
         let mtime = retired.mtime.map(|secs| {
             let nanos = retired.mtime_nsec.unwrap_or(0);
@@ -281,11 +290,23 @@ impl Retirement for FilesBackend {
         Ok(Setting {
             value: setting_value(&text),
             location: path.into_string(),
+            lines: setting_lines(&text),
         })
     }
 
     fn set_setting(&self, expected: Option<&str>, new: Option<&str>) -> Result<bool, BackendError> {
-        self.set_setting_if(expected, new)
+        self.set_setting_if(expected, &|text| with_setting(text, new))
+    }
+
+    fn restore_setting(
+        &self,
+        expected: Option<&str>,
+        change: &SettingChange,
+    ) -> Result<bool, BackendError> {
+        if change.lines.is_empty() {
+            return self.set_setting(expected, change.old.as_deref());
+        }
+        self.set_setting_if(expected, &|text| with_lines(text, &change.lines))
     }
 
     fn append_accounting(&self, line: &str) -> Result<(), BackendError> {

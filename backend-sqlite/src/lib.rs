@@ -37,6 +37,7 @@ mod open;
 mod readers;
 mod retire;
 mod revoke;
+mod run_lock;
 mod schema;
 mod settings;
 mod tokens;

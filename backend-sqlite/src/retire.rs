@@ -12,7 +12,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Transaction};
 use whmtoken_core::retire::{
     ALLOW_DEPRECATED_ACCESSHASH, Held, Journal, Record, Removal, RetiredFile, Retirement, RunId,
-    Setting, content_sha512,
+    RunLock, Setting, content_sha512,
 };
 use whmtoken_core::{BackendError, Reads, UserName};
 use zeroize::Zeroizing;
@@ -143,6 +143,10 @@ fn read_journal(
 }
 
 impl Retirement for SqliteBackend {
+    fn lock_runs(&self) -> Result<RunLock, BackendError> {
+        crate::run_lock::take(&self.site).map(RunLock::new)
+    }
+
     fn begin(&self, id: &RunId, started: i64, command: &str) -> Result<(), BackendError> {
         let header = Record::Header {
             run: id.clone(),
@@ -303,6 +307,7 @@ impl Retirement for SqliteBackend {
         Ok(Setting {
             value: self.setting_in(&self.lock())?,
             location: self.site.location(Some("settings"), None),
+            lines: Vec::new(),
         })
     }
 

@@ -53,6 +53,9 @@ pub enum CliError {
     Run(#[source] BackendError),
     #[error("cannot read the logs")]
     Logs(#[source] BackendError),
+    /// The server's run lock (another retire or restore run holds it), or its lock file.
+    #[error("cannot take the lock of retire and restore runs")]
+    RunLock(#[source] BackendError),
 }
 
 impl CliError {
@@ -72,6 +75,8 @@ impl CliError {
             Self::Run(_) => status::IO_ERROR,
             Self::Logs(BackendError::Unsupported { .. }) => status::CONFIG,
             Self::Logs(_) => status::IO_ERROR,
+            Self::RunLock(e) if e.is_retryable() => status::TEMPORARY,
+            Self::RunLock(_) => status::IO_ERROR,
         }
     }
 
@@ -109,6 +114,11 @@ mod tests {
             waited: std::time::Duration::from_secs(3),
         };
         assert_eq!(CliError::Resellers(locked).exit_status(), status::TEMPORARY);
+        let locked = BackendError::Locked {
+            location: "/srv/x/var/lib/whmtoken/runs.lock".into(),
+            waited: std::time::Duration::from_secs(3),
+        };
+        assert_eq!(CliError::RunLock(locked).exit_status(), status::TEMPORARY);
         let corrupt = BackendError::Corrupt {
             location: "/srv/x".into(),
             detail: "bad".into(),

@@ -116,7 +116,8 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
         jobs: pipeline::default_jobs(),
         seed: rand::random(),
     };
-    let report = retire::retire(backend, capability(backend), &request, &SystemClock);
+    let report = retire::retire(backend, capability(backend), &request, &SystemClock)
+        .map_err(CliError::RunLock)?;
     let in_use = accesshashes_in_use(backend, &report.unconverted);
     let run = report.run.as_ref();
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -309,7 +310,10 @@ pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, C
         pipeline::default_jobs(),
         &SystemClock,
     )
-    .map_err(CliError::Run)?;
+    .map_err(|e| match e {
+        BackendError::Locked { .. } => CliError::RunLock(e),
+        e => CliError::Run(e),
+    })?;
     let mut stderr = io::stderr();
     if let Some(problem) = &report.mark_problem {
         let _ = writeln!(stderr, "error: {}", shown(problem));

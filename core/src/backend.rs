@@ -36,7 +36,9 @@ pub use crate::cluster::ClusterFile;
 pub use crate::error::BackendError;
 use crate::import::{Decision, ImportRequest};
 pub use crate::logs::{LogFile, Logs};
-use crate::retire::records::{Held, Journal, Record, Removal, RetiredFile, RunId, Setting};
+use crate::retire::records::{
+    Held, Journal, Record, Removal, RetiredFile, RunId, Setting, SettingChange,
+};
 use crate::secret::{AccessHash, TokenHash};
 use crate::token::{TokenEntry, TokenSet};
 use crate::user::UserName;
@@ -249,7 +251,14 @@ pub struct ImportItem {
 ///   the store allows; otherwise it leaves it where it is.
 /// - Paths are found again under the backend's own root, never taken from a journal.
 /// - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
+/// - [`lock_runs`](Self::lock_runs) keeps the retire and restore runs of every process on
+///   the server apart: core's runner holds it for a whole run that writes.
 pub trait Retirement: Send + Sync {
+    /// Takes the server's run lock, held until the [`RunLock`] is dropped, waiting for
+    /// another run (of any process, this one included) up to the backend's lock timeout;
+    /// then [`BackendError::Locked`], and nothing was written. A process that dies loses it.
+    fn lock_runs(&self) -> Result<RunLock, BackendError>;
+
     /// Creates run `id`'s journal with its header, durably; an id is used once.
     fn begin(&self, id: &RunId, started: i64, command: &str) -> Result<(), BackendError>;
 
@@ -336,8 +345,42 @@ pub trait Retirement: Send + Sync {
     /// only when it is still `expected`; `false`: it was not, and nothing was written.
     fn set_setting(&self, expected: Option<&str>, new: Option<&str>) -> Result<bool, BackendError>;
 
+    /// Puts `change`'s setting back as the run found it, under the store's lock, only when
+    /// it is still `expected` (`false`: nothing written). The default: [`set_setting`] to
+    /// `change.old`; a store that keeps lines puts `change.lines` back byte for byte.
+    ///
+    /// [`set_setting`]: Self::set_setting
+    fn restore_setting(
+        &self,
+        expected: Option<&str>,
+        change: &SettingChange,
+    ) -> Result<bool, BackendError> {
+        self.set_setting(expected, change.old.as_deref())
+    }
+
     /// Appends one line to the server's audit log (`accounting.log`), durably.
     fn append_accounting(&self, line: &str) -> Result<(), BackendError>;
+}
+
+/// A held run lock ([`Retirement::lock_runs`]): whatever the backend holds it with, released
+/// when dropped.
+pub struct RunLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl RunLock {
+    /// The lock held by `held` (a locked file, a guard) until this is dropped.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for RunLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RunLock")
+    }
 }
 
 /// How long a backend waits for a lock held by another live process by default.

@@ -1,7 +1,8 @@
 //! Retire and restore against hostile trees and journals (issue 25): a forged journal
 //! never gives a file root's uid, a setuid bit or a place outside the tree; a recycled uid
 //! never receives someone else's secret; a run's journal is appended by that run alone;
-//! audit lines are written before the change they record, in the accounts' order.
+//! audit lines are written before the change they record, in the accounts' order; two
+//! runs at once take turns, so that `runs` and `restore` agree.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -9,7 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use whmtoken_fixtures::{FakeServer, cpanel_style_access_hash};
 
-use crate::{Run, whmtoken};
+use crate::{Run, backends, whmtoken};
 
 fn json_of(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
@@ -259,4 +260,175 @@ fn a_recreated_set_aside_file_never_adds_to_an_old_journal_nor_to_the_log() {
         "run {id}'s journal is appended by that run alone"
     );
     assert_eq!(lines_of(&server, "RETIREACCESSHASH"), ["alice"]);
+}
+
+/// A `backend` server with 200 converted resellers, in `dir`; its config.
+fn converted_many(backend: &str, dir: &Utf8Path) -> Utf8PathBuf {
+    let text: String = (0..200)
+        .map(|i| {
+            let name = format!("res{i:03}");
+            let hash = cpanel_style_access_hash(&name);
+            format!(
+                "[[user]]\nname = \"{name}\"\nreseller = []\naccesshash = \"{}\"\n",
+                hash.escape_default()
+            )
+        })
+        .collect();
+    let scenario = whmtoken_fixtures::Scenario::parse(Utf8Path::new("many"), &text).unwrap();
+    let config = scenario.build(backend, dir).unwrap();
+    let convert = std::process::Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", config.as_str(), "--all-resellers"])
+        .output()
+        .unwrap();
+    assert!(convert.status.success(), "{convert:?}");
+    config
+}
+
+/// The names in a JSON list.
+fn names(list: &Value) -> Vec<String> {
+    let list = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    list.iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn two_retires_at_once_take_turns_and_runs_and_restore_agree() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let config = converted_many(backend, dir);
+        let both: Vec<Run> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| whmtoken(&config, &["retire", "--all-resellers", "--json"], ""))
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for out in &both {
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        }
+        let listed = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        let runs = listed["runs"].as_array().unwrap();
+        let mut journaled: Vec<String> = runs.iter().flat_map(|r| names(&r["retired"])).collect();
+        journaled.sort();
+        let every: Vec<String> = (0..200).map(|i| format!("res{i:03}")).collect();
+        assert_eq!(
+            journaled, every,
+            "{backend}: each account in one run's journal, once"
+        );
+        for run in runs {
+            let id = run["id"].as_str().unwrap();
+            let out = whmtoken(&config, &["restore", id, "--json"], "");
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            let restored: Vec<String> = json_of(&out)["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["status"] == "restored")
+                .map(|r| r["user"].as_str().unwrap().to_owned())
+                .collect();
+            let mut retired = names(&run["retired"]);
+            retired.sort();
+            let mut restored = restored;
+            restored.sort();
+            assert_eq!(
+                restored, retired,
+                "{backend}: run {id}: what runs lists is what restore put back"
+            );
+        }
+    }
+}
+
+/// Makes `path` a leftover of a killed run: `content`, ten minutes old.
+fn leftover(path: &Utf8Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_times(std::fs::FileTimes::new().set_modified(old))
+        .unwrap();
+}
+
+#[test]
+fn a_killed_restores_new_files_are_swept_as_the_converters_debris_is() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    server.append(
+        "var/cpanel/cpanel.config",
+        "allow_deprecated_accesshash=1\n",
+    );
+    let out = whmtoken(
+        &config,
+        &["retire", "--json", "--disable-accesshash-auth", "alice"],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = json_of(&out)["run_id"].as_str().unwrap().to_owned();
+    // Named by a process that cannot exist (pids stay below 2^22), and one that does.
+    let dead = "7ffffffe-18c3f0e1-0";
+    let live = format!("{:x}-18c3f0e1-0", std::process::id());
+    let home = server.home("alice");
+    let var = server.root().join("var/cpanel");
+    let swept = [
+        home.join(format!(".accesshash.whmtoken-{dead}")),
+        var.join(format!("cpanel.config.whmtoken-{dead}")),
+    ];
+    let kept = [
+        home.join(format!(".accesshash.whmtoken-{live}")),
+        var.join(format!("cpanel.config.whmtoken-{live}")),
+        home.join(format!(".accesshash.whmtoken-retiring-{id}-x")),
+    ];
+    for path in swept.iter().chain(&kept) {
+        leftover(path, "half a secret");
+    }
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for path in &swept {
+        assert!(!path.exists(), "{path} left behind");
+    }
+    for path in &kept {
+        assert!(path.exists(), "{path} removed");
+    }
+}
+
+#[test]
+fn duplicated_setting_lines_are_restored_byte_for_byte() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let path = server.root().join("var/cpanel/cpanel.config");
+    let original = "skipanalog=1\nallow_deprecated_accesshash = 0\r\n\
+                    maxemailsperhour=5\nallow_deprecated_accesshash=1\nallow_deprecated_accesshash =1";
+    std::fs::write(&path, original).unwrap();
+    let retire = |seed: &str| {
+        let out = whmtoken(
+            &config,
+            &["retire", "--json", "--disable-accesshash-auth"],
+            "",
+        );
+        assert_eq!(out.code, 0, "{seed}: {}", out.stderr);
+        json_of(&out)["run_id"].as_str().unwrap().to_owned()
+    };
+    let id = retire("first");
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("accesshash=0")
+    );
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+
+    // Its lines removed since the run: put back as they were, at the end.
+    let id = retire("second");
+    std::fs::write(&path, "skipanalog=1\nmaxemailsperhour=5\n").unwrap();
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "skipanalog=1\nmaxemailsperhour=5\nallow_deprecated_accesshash = 0\r\n\
+         allow_deprecated_accesshash=1\nallow_deprecated_accesshash =1"
+    );
 }

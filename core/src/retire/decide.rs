@@ -131,7 +131,7 @@ pub enum Refusal {
     /// The setting is neither what the run left nor what it found.
     SettingChanged {
         location: String,
-        change: SettingChange,
+        change: Box<SettingChange>,
         now: Option<String>,
     },
 }
@@ -253,7 +253,9 @@ pub fn decide_restore(
 }
 
 /// Whether a setting change is to be undone, given the setting's value now (read at
-/// `location`): refused when it was changed since the run, unless `force`.
+/// `location`): refused when it was changed since the run, unless `force`. A setting the
+/// run turned off whose line was removed since is off still (cPanel's default): it is put
+/// back.
 pub fn decide_setting_restore(
     now: Option<&str>,
     change: &SettingChange,
@@ -263,10 +265,11 @@ pub fn decide_setting_restore(
     if now == change.old.as_deref() {
         return Restore::Already;
     }
-    if now != change.new.as_deref() && !force {
+    let removed_since = now.is_none() && !allows_access_hash(change.new.as_deref());
+    if now != change.new.as_deref() && !removed_since && !force {
         return Restore::Refuse(Refusal::SettingChanged {
             location: location.to_owned(),
-            change: change.clone(),
+            change: Box::new(change.clone()),
             now: now.map(str::to_owned),
         });
     }
@@ -392,11 +395,30 @@ mod tests {
     }
 
     #[test]
+    fn a_setting_whose_line_was_removed_since_is_put_back() {
+        let change = SettingChange {
+            name: "allow_deprecated_accesshash".into(),
+            old: Some("1".into()),
+            new: Some("0".into()),
+            lines: Vec::new(),
+        };
+        assert_eq!(
+            decide_setting_restore(None, &change, "c", false),
+            Restore::Write { replacing: false }
+        );
+        assert!(matches!(
+            decide_setting_restore(Some(""), &change, "c", false),
+            Restore::Refuse(_)
+        ));
+    }
+
+    #[test]
     fn a_setting_is_restored_only_from_what_the_run_left() {
         let change = SettingChange {
             name: "allow_deprecated_accesshash".into(),
             old: None,
             new: Some("0".into()),
+            lines: Vec::new(),
         };
         assert_eq!(
             decide_setting_restore(None, &change, "c", false),

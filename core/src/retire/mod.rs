@@ -15,13 +15,16 @@
 //!   then only after keeping what it replaces in the run's backup.
 //! - Messages name no command-line option: a front end adds how to force a refusal
 //!   ([`Refusal::forcing`]).
+//! - A run that writes (not a dry run) holds the server's run lock
+//!   ([`Retirement::lock_runs`]) from before its first read to its end, so that two runs
+//!   never journal the same account and a restore never undoes a run still under way.
 //! - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
 
 pub mod decide;
 pub mod records;
 mod run;
 
-pub use crate::backend::Retirement;
+pub use crate::backend::{Retirement, RunLock};
 pub use decide::{NOT_CONVERTED, Problem, Refusal, Standing, Status, decide};
 pub use records::{
     ALLOW_DEPRECATED_ACCESSHASH, CONVERTED_NAME_PREFIX, Change, Held, InvalidRunId, Journal,

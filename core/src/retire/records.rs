@@ -147,6 +147,11 @@ pub struct SettingChange {
     pub name: String,
     pub old: Option<String>,
     pub new: Option<String>,
+    /// The store's lines that set it before the run, byte for byte (files: every line of
+    /// `cpanel.config` that set it, duplicates included, each with its line ending), for a
+    /// restore to put back as they were; empty where a store keeps no lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
 }
 
 /// A run, as its journal records it.
@@ -335,6 +340,9 @@ pub enum Removal {
 pub struct Setting {
     pub value: Option<String>,
     pub location: String,
+    /// The lines that set it, byte for byte, line endings included (files); empty where a
+    /// store keeps no lines.
+    pub lines: Vec<String>,
 }
 
 /// `<Perl scalar localtime>:<ACTION>:root:<user>:not-applicable:<run id>`, as cPanel's
@@ -376,6 +384,7 @@ mod tests {
             name: ALLOW_DEPRECATED_ACCESSHASH.into(),
             old: Some("1".into()),
             new: Some("0".into()),
+            lines: Vec::new(),
         });
         let records = [
             Record::Header {

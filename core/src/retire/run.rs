@@ -182,8 +182,23 @@ impl Run<'_> {
 
 /// Retires the access hashes of `request.users` through `backend`'s [`Retirement`]:
 /// every account decided first (reads only: a dry run stops there), then the run begun
-/// and each converted one retired on the thread pool, then the setting switched.
+/// and each converted one retired on the thread pool, then the setting switched. All of it
+/// under the server's run lock (not a dry run); `Err`: it could not be taken, and nothing
+/// was done.
 pub fn retire(
+    backend: &dyn Backend,
+    retirement: &dyn Retirement,
+    request: &RetireRequest,
+    clock: &dyn Clock,
+) -> Result<RetireReport, BackendError> {
+    let _lock = (!request.dry_run)
+        .then(|| retirement.lock_runs())
+        .transpose()?;
+    Ok(retire_locked(backend, retirement, request, clock))
+}
+
+/// [`retire`], the run lock held.
+fn retire_locked(
     backend: &dyn Backend,
     retirement: &dyn Retirement,
     request: &RetireRequest,
@@ -484,6 +499,7 @@ fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
         name: ALLOW_DEPRECATED_ACCESSHASH.to_owned(),
         old: setting.value.clone(),
         new: Some("0".to_owned()),
+        lines: setting.lines.clone(),
     };
     r.append(&id, &Record::Change(Change::Setting(change.clone())))
         .map_err(chain)?;
@@ -559,7 +575,8 @@ impl RestoreReport {
 
 /// Undoes run `id`, the last change first, each on the thread pool: decided from reads
 /// first (nothing is locked or written for a change that is back already, nor in a dry
-/// run), then put back; the journal marks the run restored once every change is back. The
+/// run), then put back; the journal marks the run restored once every change is back. All
+/// of it under the server's run lock (not a dry run). The lock could not be taken or the
 /// journal could not be read: `Err`.
 pub fn restore(
     retirement: &dyn Retirement,
@@ -568,6 +585,7 @@ pub fn restore(
     jobs: usize,
     clock: &dyn Clock,
 ) -> Result<RestoreReport, BackendError> {
+    let _lock = (!dry_run).then(|| retirement.lock_runs()).transpose()?;
     let journal = retirement.journal(id)?;
     let changes: Vec<(usize, &Change)> = journal.changes.iter().rev().enumerate().collect();
     let audit = RunAudit::default();
@@ -719,10 +737,7 @@ fn restore_setting(
         Restore::Write { .. } if dry_run => Ok(Status::Restored),
         Restore::Write { .. } => {
             line()?;
-            if retirement
-                .set_setting(now, change.old.as_deref())
-                .map_err(fail)?
-            {
+            if retirement.restore_setting(now, change).map_err(fail)? {
                 Ok(Status::Restored)
             } else {
                 Err(Problem::Failed(setting_changed_meanwhile(
