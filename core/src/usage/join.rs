@@ -83,13 +83,23 @@ impl Joiner {
     }
 
     /// The unpaired token line of `account` with `request` nearest to `time` (at most
-    /// [`JOIN_SECONDS`] away), now paired.
-    pub(crate) fn take(&mut self, account: u32, request: u64, time: i64) -> Option<Pending> {
+    /// [`JOIN_SECONDS`] away), now paired. A token line that names its client's address
+    /// (`Host`) pairs only with a request from that address (`ip`, as the access_log gives
+    /// it): another client's request at the same moment is not the token's.
+    pub(crate) fn take(
+        &mut self,
+        account: u32,
+        request: u64,
+        time: i64,
+        ip: &[u8],
+    ) -> Option<Pending> {
         let seqs = self.by_key.get(&(account, request))?;
+        let ip: Option<IpAddr> = std::str::from_utf8(ip).ok().and_then(|s| s.parse().ok());
         let best = seqs
             .iter()
             .map(|seq| (*seq, &self.queue[(*seq - self.base) as usize]))
             .filter(|(_, p)| !p.matched && (p.time - time).abs() <= JOIN_SECONDS)
+            .filter(|(_, p)| p.host.is_none_or(|host| Some(host) == ip))
             .min_by_key(|(_, p)| (p.time - time).abs())
             .map(|(seq, _)| seq)?;
         let pending = &mut self.queue[(best - self.base) as usize];
@@ -149,16 +159,20 @@ mod tests {
         let req = request_digest(b"GET /json-api/version HTTP/1.1");
         joiner.push(pending(100, b"GET /json-api/version HTTP/1.1"));
         joiner.push(pending(104, b"GET /json-api/version HTTP/1.1"));
-        assert_eq!(joiner.take(0, req, 97), None, "3 s before: too far");
-        assert_eq!(joiner.take(1, req, 100), None, "another account");
+        assert_eq!(joiner.take(0, req, 97, b"-"), None, "3 s before: too far");
+        assert_eq!(joiner.take(1, req, 100, b"-"), None, "another account");
         assert_eq!(
-            joiner.take(0, req, 103).map(|p| p.time),
+            joiner.take(0, req, 103, b"-").map(|p| p.time),
             Some(104),
             "the nearer"
         );
-        assert_eq!(joiner.take(0, req, 103), None, "104 is taken, 100 too far");
-        assert_eq!(joiner.take(0, req, 102).map(|p| p.time), Some(100));
-        assert_eq!(joiner.take(0, req, 102), None, "each pairs once");
+        assert_eq!(
+            joiner.take(0, req, 103, b"-"),
+            None,
+            "104 is taken, 100 too far"
+        );
+        assert_eq!(joiner.take(0, req, 102, b"-").map(|p| p.time), Some(100));
+        assert_eq!(joiner.take(0, req, 102, b"-"), None, "each pairs once");
         let mut alone = Vec::new();
         joiner.drain(|p| alone.push(p.time));
         assert!(alone.is_empty());
@@ -173,17 +187,35 @@ mod tests {
         ));
         joiner.push(pending(200, b"GET /json-api/applist HTTP/1.1"));
         let other = request_digest(b"GET /json-api/version HTTP/1.1");
-        assert_eq!(joiner.take(0, other, 100), None);
+        assert_eq!(joiner.take(0, other, 100, b"-"), None);
         let mut alone = Vec::new();
         joiner.release(150, |p| alone.push(p.time));
         assert_eq!(alone, [100]);
         assert_eq!(joiner.len(), 1);
         let applist = request_digest(b"GET /json-api/applist HTTP/1.1");
         assert!(
-            joiner.take(0, applist, 201).is_some(),
+            joiner.take(0, applist, 201, b"-").is_some(),
             "still there after a release"
         );
         joiner.drain(|p| alone.push(p.time));
         assert_eq!(alone, [100]);
+    }
+
+    #[test]
+    fn a_token_line_naming_its_client_pairs_only_with_that_clients_request() {
+        let mut joiner = Joiner::default();
+        let line = b"GET /json-api/listaccts HTTP/1.1";
+        let req = request_digest(line);
+        let host = "127.0.0.4".parse().ok();
+        joiner.push(Pending::new(100, (0, 0), req, true, host));
+        assert_eq!(
+            joiner.take(0, req, 100, b"127.0.0.5"),
+            None,
+            "another client's request at the same moment"
+        );
+        assert_eq!(
+            joiner.take(0, req, 101, b"127.0.0.4").map(|p| p.time),
+            Some(100)
+        );
     }
 }

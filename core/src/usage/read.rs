@@ -242,7 +242,12 @@ fn join_all(
             watermark = watermark.max(request.time);
             joiner.release(watermark - JOIN_SECONDS - SLACK, |p| count_alone(ledger, p));
             let token = joiner
-                .take(request.account, request.request, request.time)
+                .take(
+                    request.account,
+                    request.request,
+                    request.time,
+                    parsed.bytes(request.ip),
+                )
                 .map(|pending| pending.token);
             let client =
                 || ClientRef::new(parsed.bytes(request.ip), Some(parsed.bytes(request.agent)));
