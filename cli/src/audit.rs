@@ -7,20 +7,21 @@ use camino::Utf8Path;
 use serde::Serialize;
 use whmtoken_core::cluster::{self, ClusterLink};
 use whmtoken_core::findings::{self, Finding, ServerAudit, Severity, TokenView};
-use whmtoken_core::usage::{Covered, UsageReport, utc_text};
+use whmtoken_core::usage::{Covered, UsageReport};
 use whmtoken_core::{backend::DEFAULT_LOCK_TIMEOUT, findings_usage, pipeline};
 
 use crate::config;
+use crate::dates::{Dates, count};
 use crate::error::{CliError, status};
 use crate::output::shown;
-use crate::usage::{logs_json, use_json, when};
+use crate::usage::{logs_json, use_json};
 
 /// The audit, with what the logs told of each credential's uses.
 struct Audited {
     audit: ServerAudit,
     /// `None`: not read (`--no-usage`), or the server keeps no logs.
     usage: Option<UsageReport>,
-    now: i64,
+    dates: Dates,
     no_usage: bool,
 }
 
@@ -58,6 +59,13 @@ pub struct AuditArgs {
     /// Do not read cPanel's logs for each credential's last use
     #[arg(long)]
     pub no_usage: bool,
+    /// Print one line per account (its access hash's state, its tokens and findings
+    /// counted), then a totals line
+    #[arg(long, conflicts_with_all = ["json", "findings_only"])]
+    pub summary: bool,
+    /// Print the findings alone, one a line, the server's first
+    #[arg(long, conflicts_with = "json")]
+    pub findings_only: bool,
 }
 
 /// The least severe finding that makes the audit exit 1.
@@ -91,7 +99,8 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
         .open(DEFAULT_LOCK_TIMEOUT)
         .map_err(CliError::Open)?;
     let jobs = args.jobs.map_or_else(pipeline::default_jobs, usize::from);
-    let now = jiff::Timestamp::now().as_second();
+    let dates = Dates::new(&whmtoken_backends::SystemClock);
+    let now = dates.now();
     let mut audit =
         findings::audit(backend.as_ref(), &args.users, now, jobs).map_err(CliError::Read)?;
     let usage = (!args.no_usage)
@@ -105,7 +114,7 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let audit = Audited {
         audit,
         usage,
-        now,
+        dates,
         no_usage: args.no_usage,
     };
     // Buffered: a report of thousands of accounts is many lines, and stdout's own buffer
@@ -115,6 +124,13 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
         serde_json::to_writer_pretty(&mut stdout, &document(&audit, backend.kind()))
             .map_err(io::Error::from)
             .and_then(|()| writeln!(stdout))
+    } else if args.summary {
+        summary_text(&audit.audit, &mut stdout)
+    } else if args.findings_only {
+        audit
+            .audit
+            .all_findings()
+            .try_for_each(|f| finding_line(f, "", &mut stdout))
     } else {
         text(&audit, &mut stdout)
     };
@@ -141,7 +157,7 @@ fn text(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
             out,
             "\n{}: access hash {}",
             shown(&account.user),
-            account.accesshash.as_str().replace('_', " ")
+            state_text(account.accesshash)
         )?;
         let used = audited
             .usage
@@ -153,11 +169,13 @@ fn text(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
                 Some(last) => writeln!(
                     out,
                     "  access hash last used {}",
-                    last_use_text(last, audited.now)
+                    last_use_text(last, audited.dates)
                 )?,
-                None if account.accesshash != findings::AccessHashState::None => {
-                    writeln!(out, "  access hash not used since {}", utc_text(since))?
-                }
+                None if account.accesshash != findings::AccessHashState::None => writeln!(
+                    out,
+                    "  access hash not used since {}",
+                    audited.dates.when(since)
+                )?,
                 None => {}
             }
         }
@@ -172,16 +190,85 @@ fn text(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
             token_line(token, last, audited, out)?;
         }
     }
-    let [critical, warning, info] = Severity::ALL.map(|s| audit.count(s));
-    let plural = if warning == 1 { "" } else { "s" };
+    writeln!(out, "\n{}", severity_counts(audit.all_findings()))
+}
+
+/// `3 critical, 12 warnings, 40 info`.
+fn severity_counts<'a>(findings: impl Iterator<Item = &'a Finding>) -> String {
+    let mut counts = [0; 3];
+    for finding in findings {
+        counts[Severity::ALL
+            .iter()
+            .position(|s| *s == finding.severity)
+            .unwrap_or_default()] += 1;
+    }
+    let [critical, warning, info] = counts.map(count);
+    let plural = if warning == "1" { "" } else { "s" };
+    format!("{critical} critical, {warning} warning{plural}, {info} info")
+}
+
+/// `--summary`: the server's line, one line per account, then the totals.
+fn summary_text(audit: &ServerAudit, out: &mut impl Write) -> io::Result<()> {
+    let setting = u8::from(audit.settings.allow_deprecated_accesshash);
     writeln!(
         out,
-        "\n{critical} critical, {warning} warning{plural}, {info} info"
+        "server: allow_deprecated_accesshash={setting}; {}",
+        severity_counts(audit.findings.iter())
+    )?;
+    let mut states: Vec<(findings::AccessHashState, usize)> = Vec::new();
+    let mut tokens = 0;
+    for account in &audit.accounts {
+        match states.iter_mut().find(|(s, _)| *s == account.accesshash) {
+            Some((_, n)) => *n += 1,
+            None => states.push((account.accesshash, 1)),
+        }
+        tokens += account.tokens.len();
+        writeln!(
+            out,
+            "{}: access hash {}, {}; {}",
+            shown(&account.user),
+            state_text(account.accesshash),
+            tokens_text(account.tokens.len()),
+            severity_counts(account.findings.iter())
+        )?;
+    }
+    states.sort_by_key(|(state, _)| *state as u8);
+    let states: Vec<String> = states
+        .iter()
+        .map(|(state, n)| format!("{} {}", count(*n), state_text(*state)))
+        .collect();
+    let accounts = audit.accounts.len();
+    writeln!(
+        out,
+        "{} account{} (access hash: {}), {}; {}",
+        count(accounts),
+        if accounts == 1 { "" } else { "s" },
+        if states.is_empty() {
+            "none".to_owned()
+        } else {
+            states.join(", ")
+        },
+        tokens_text(tokens),
+        severity_counts(audit.all_findings())
+    )
+}
+
+/// `not converted`: an access hash's state as the text output says it.
+fn state_text(state: findings::AccessHashState) -> String {
+    state.as_str().replace('_', " ")
+}
+
+fn tokens_text(tokens: usize) -> String {
+    format!(
+        "{} token{}",
+        count(tokens),
+        if tokens == 1 { "" } else { "s" }
     )
 }
 
 /// `usage: …`: which logs the last uses come from, and how far back they reach.
 fn usage_line(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
+    let dates = audited.dates;
     let Some(usage) = &audited.usage else {
         let why = if audited.no_usage {
             "not read (--no-usage)"
@@ -192,11 +279,11 @@ fn usage_line(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
     };
     let coverage = match usage.coverage.from {
         Some(from) if usage.coverage.complete => {
-            format!("complete (the logs begin {})", utc_text(from))
+            format!("complete (the logs begin {})", dates.when(from))
         }
         Some(from) => format!(
             "INCOMPLETE: the logs begin {}; a credential shown unused may have been used before",
-            utc_text(from)
+            dates.when(from)
         ),
         None => "none: no access_log line was read".to_owned(),
     };
@@ -205,18 +292,18 @@ fn usage_line(audited: &Audited, out: &mut impl Write) -> io::Result<()> {
         "usage: {}, {} files, since {}; coverage {coverage}",
         shown(&usage.folder),
         usage.logs.len(),
-        utc_text(usage.window.from)
+        dates.when(usage.window.from)
     )
 }
 
 /// `2026-12-03 21:19:22 UTC (3 hours ago) from 192.0.2.1 “agent”`.
-fn last_use_text(last: &whmtoken_core::usage::Use, now: i64) -> String {
+fn last_use_text(last: &whmtoken_core::usage::Use, dates: Dates) -> String {
     let agent = last
         .user_agent
         .as_ref()
         .map(|a| format!(" “{}”", shown(a)))
         .unwrap_or_default();
-    format!("{} from {}{agent}", when(last.time, now), shown(&last.ip))
+    format!("{} from {}{agent}", dates.when(last.time), shown(&last.ip))
 }
 
 /// One token's line; `last`: `None` when the logs were not read, `Some(None)` when it was
@@ -227,10 +314,11 @@ fn token_line(
     audited: &Audited,
     out: &mut impl Write,
 ) -> io::Result<()> {
+    let dates = audited.dates;
     let expiry = match token.expires_at {
         None => "never expires".to_owned(),
-        Some(at) if token.expired => format!("expired at {at}"),
-        Some(at) => format!("expires at {at}"),
+        Some(at) if token.expired => format!("expired {}", dates.when(at)),
+        Some(at) => format!("expires {}", dates.when(at)),
     };
     let access = match &token.acls {
         _ if token.full_access => "full access".to_owned(),
@@ -244,7 +332,7 @@ fn token_line(
     };
     let created = token
         .create_time
-        .map_or_else(|| "unknown".to_owned(), |t| t.to_string());
+        .map_or_else(|| "unknown".to_owned(), |t| dates.utc(t));
     let origin = if token.from_accesshash {
         ", from the access hash"
     } else {
@@ -252,7 +340,7 @@ fn token_line(
     };
     let used = match last {
         None => String::new(),
-        Some(Some(last)) => format!(", last used {}", last_use_text(last, audited.now)),
+        Some(Some(last)) => format!(", last used {}", last_use_text(last, audited.dates)),
         Some(None) => ", not used in the window".to_owned(),
     };
     writeln!(
@@ -264,16 +352,18 @@ fn token_line(
 }
 
 fn findings_lines(findings: &[Finding], out: &mut impl Write) -> io::Result<()> {
-    for finding in findings {
-        writeln!(
-            out,
-            "  {}: {} ({})",
-            finding.severity.as_str(),
-            shown(&finding.message),
-            finding.code.as_str()
-        )?;
-    }
-    Ok(())
+    findings.iter().try_for_each(|f| finding_line(f, "  ", out))
+}
+
+/// `critical: bob: access hash not converted (accesshash_not_converted)`.
+fn finding_line(finding: &Finding, indent: &str, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{indent}{}: {} ({})",
+        finding.severity.as_str(),
+        shown(&finding.message),
+        finding.code.as_str()
+    )
 }
 
 /// The `--json` document (version 1), serialized straight from the audit.

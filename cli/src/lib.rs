@@ -10,6 +10,7 @@ mod args;
 pub mod audit;
 mod config;
 pub mod convert;
+mod dates;
 mod error;
 mod output;
 pub mod retire;

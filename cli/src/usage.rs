@@ -10,11 +10,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Value, json};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::usage::{
-    self, AccountUsage, Client, CredentialUsage, UsageReport, UsageRequest, ago, utc_text,
+    self, AccountUsage, Client, CredentialUsage, UsageReport, UsageRequest,
 };
 use whmtoken_core::{BackendError, pipeline};
 
 use crate::config;
+use crate::dates::Dates;
 use crate::error::{CliError, status};
 use crate::output::shown;
 
@@ -103,24 +104,19 @@ pub(crate) fn optional(
     }
 }
 
-/// `2026-12-03 21:19:22 UTC (3 hours ago)`.
-pub(crate) fn when(time: i64, now: i64) -> String {
-    format!("{} ({})", utc_text(time), ago(time, now))
-}
-
 fn text(report: &UsageReport, out: &mut impl Write) -> io::Result<()> {
-    let now = report.window.to;
+    let dates = Dates::at(report.window.to);
     let days = (report.window.to - report.window.from) / 86_400;
     writeln!(
         out,
         "window: {} to {} ({days} days)",
-        utc_text(report.window.from),
-        utc_text(report.window.to)
+        dates.utc(report.window.from),
+        dates.utc(report.window.to)
     )?;
     writeln!(out, "logs: {}", shown(&report.folder))?;
     for log in &report.logs {
         let range = match (log.first, log.last) {
-            (Some(first), Some(last)) => format!("{} to {}", utc_text(first), utc_text(last)),
+            (Some(first), Some(last)) => format!("{} to {}", dates.utc(first), dates.utc(last)),
             _ => "no dated line".to_owned(),
         };
         let error = log
@@ -137,14 +133,14 @@ fn text(report: &UsageReport, out: &mut impl Write) -> io::Result<()> {
             log.unparsed
         )?;
     }
-    coverage_line(report, out)?;
+    coverage_line(report, dates, out)?;
     for account in &report.accounts {
-        account_lines(account, now, out)?;
+        account_lines(account, dates, out)?;
     }
     Ok(())
 }
 
-fn coverage_line(report: &UsageReport, out: &mut impl Write) -> io::Result<()> {
+fn coverage_line(report: &UsageReport, dates: Dates, out: &mut impl Write) -> io::Result<()> {
     match report.coverage.from {
         None => writeln!(
             out,
@@ -154,27 +150,27 @@ fn coverage_line(report: &UsageReport, out: &mut impl Write) -> io::Result<()> {
             writeln!(
                 out,
                 "coverage: complete (the logs begin {})",
-                utc_text(from)
+                dates.utc(from)
             )
         }
         Some(from) => writeln!(
             out,
             "coverage: INCOMPLETE: the logs begin {}, after the window's start; a credential shown unused may have been used before then",
-            utc_text(from)
+            dates.utc(from)
         ),
     }
 }
 
-fn account_lines(account: &AccountUsage, now: i64, out: &mut impl Write) -> io::Result<()> {
+fn account_lines(account: &AccountUsage, dates: Dates, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "\n{}:", shown(&account.user))?;
-    credential_lines("access hash", &account.accesshash, now, out)?;
+    credential_lines("access hash", &account.accesshash, dates, out)?;
     for token in &account.tokens {
         let label = if token.stored {
             format!("token “{}”", shown(&token.name))
         } else {
             format!("token “{}” (no longer stored)", shown(&token.name))
         };
-        credential_lines(&label, &token.usage, now, out)?;
+        credential_lines(&label, &token.usage, dates, out)?;
     }
     Ok(())
 }
@@ -182,7 +178,7 @@ fn account_lines(account: &AccountUsage, now: i64, out: &mut impl Write) -> io::
 fn credential_lines(
     label: &str,
     usage: &CredentialUsage,
-    now: i64,
+    dates: Dates,
     out: &mut impl Write,
 ) -> io::Result<()> {
     if usage.is_empty() {
@@ -194,8 +190,8 @@ fn credential_lines(
             "{} use{}, first {}, last {}",
             usage.ok,
             if usage.ok == 1 { "" } else { "s" },
-            utc_text(first),
-            when(last, now)
+            dates.utc(first),
+            dates.when(last)
         )),
         _ => line.push_str("no accepted use"),
     }
@@ -203,12 +199,12 @@ fn credential_lines(
         line.push_str(&format!(
             "; {} refused, last {}",
             usage.refused,
-            when(last, now)
+            dates.when(last)
         ));
     }
     writeln!(out, "{line}")?;
     for client in &usage.clients {
-        writeln!(out, "    {}", client_text(client, now))?;
+        writeln!(out, "    {}", client_text(client, dates))?;
     }
     if usage.more_clients > 0 {
         writeln!(out, "    and {} more", usage.more_clients)?;
@@ -216,7 +212,7 @@ fn credential_lines(
     Ok(())
 }
 
-fn client_text(client: &Client, now: i64) -> String {
+fn client_text(client: &Client, dates: Dates) -> String {
     let agent = client.user_agent.as_ref().map_or_else(
         || "(no user agent logged)".to_owned(),
         |a| format!("“{}”", shown(a)),
@@ -231,7 +227,7 @@ fn client_text(client: &Client, now: i64) -> String {
         shown(&client.ip),
         client.count,
         if client.count == 1 { "" } else { "s" },
-        when(client.last, now)
+        dates.when(client.last)
     )
 }
 

@@ -438,7 +438,10 @@ fn token_findings(user: &UserName, token: &TokenView) -> Vec<Finding> {
         Some(at) if token.expired => add(
             Severity::Info,
             Code::Expired,
-            format!("{user}: token “{name}” expired at {at} and is still stored"),
+            format!(
+                "{user}: token “{name}” expired {} and is still stored",
+                crate::usage::utc_text(at)
+            ),
         ),
         Some(_) => {}
     }

@@ -40,7 +40,7 @@ pub use report::{
     AccountUsage, CLIENTS_SHOWN, Client, Coverage, Covered, CredentialUsage, LogRead, TokenUsage,
     UsageReport, Use, Window,
 };
-pub use time::{ago, utc_text};
+pub use time::utc_text;
 
 /// The window when none is given: 90 days.
 pub const DEFAULT_WINDOW_SECONDS: i64 = 90 * 86_400;

@@ -186,23 +186,6 @@ pub fn utc_text(epoch: i64) -> String {
     )
 }
 
-/// How long before `now` `then` was, in the largest whole unit: `just now`, `5 minutes
-/// ago`, `3 hours ago`, `12 days ago`; `in the future` for a time after `now`.
-pub fn ago(then: i64, now: i64) -> String {
-    let seconds = now - then;
-    if seconds < 0 {
-        return "in the future".to_owned();
-    }
-    let (count, unit) = match seconds {
-        0..60 => return "just now".to_owned(),
-        60..3600 => (seconds / 60, "minute"),
-        3600..86_400 => (seconds / 3600, "hour"),
-        _ => (seconds / 86_400, "day"),
-    };
-    let plural = if count == 1 { "" } else { "s" };
-    format!("{count} {unit}{plural} ago")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,12 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn times_are_shown_as_dates_and_how_long_ago() {
+    fn times_are_shown_as_dates() {
         assert_eq!(utc_text(1_796_332_762), "2026-12-03 21:19:22 UTC");
-        assert_eq!(ago(100, 100), "just now");
-        assert_eq!(ago(0, 60), "1 minute ago");
-        assert_eq!(ago(0, 7_200), "2 hours ago");
-        assert_eq!(ago(0, 86_400 * 12 + 5), "12 days ago");
-        assert_eq!(ago(10, 0), "in the future");
     }
 }
