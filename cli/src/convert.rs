@@ -18,7 +18,7 @@ use whmtoken_core::{Backend, Report, Restrictions, RunOptions, pipeline};
 use crate::args::{self, Args};
 use crate::config::{self, Settings};
 use crate::error::{CliError, status};
-use crate::output;
+use crate::output::{self, Summary};
 
 /// The converter's usage text (`--help`).
 pub const HELP: &str = args::HELP;
@@ -27,10 +27,19 @@ pub const HELP: &str = args::HELP;
 /// returns the exit status; an error that stops the whole run is returned for the caller
 /// to show.
 pub fn run(argv: Vec<OsString>) -> Result<u8, CliError> {
+    run_with_summary(argv, Summary::StderrOnTerminal)
+}
+
+/// [`run`], for `whmtoken convert`: the same, with the summary line ending stdout.
+pub(crate) fn run_subcommand(argv: Vec<OsString>) -> Result<u8, CliError> {
+    run_with_summary(argv, Summary::Stdout)
+}
+
+fn run_with_summary(argv: Vec<OsString>, summary: Summary) -> Result<u8, CliError> {
     // First of all: a signal while the config and the server's user lists are read stops
     // the run as one during the conversion does (exit 75), not as a kill.
     let stop = stop_on_signals();
-    resolve(argv).and_then(|command| execute(command, stop))
+    resolve(argv).and_then(|command| execute(command, stop, summary))
 }
 
 /// What the command line, the config file and the environment ask for.
@@ -92,6 +101,7 @@ fn resolve(argv: Vec<OsString>) -> Result<Command, CliError> {
 fn execute(
     command: Command,
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    summary: Summary,
 ) -> Result<u8, CliError> {
     let mut stdout = io::stdout().lock();
     let conversion = match command {
@@ -109,7 +119,9 @@ fn execute(
         .map_err(CliError::Open)?;
     // Warnings go out before the run, and the lock on stderr is let go: worker threads
     // log to stderr while the run goes on. A closed stderr loses a warning, never the run.
+    let mut warned = false;
     for notice in backend.notices() {
+        warned = true;
         let _ = writeln!(io::stderr(), "warning: {notice}");
     }
     let users = match conversion.users {
@@ -126,6 +138,7 @@ fn execute(
         .flatten()
         .any(|a| a == whmtoken_core::acl::CREATE_USER_SESSION)
     {
+        warned = true;
         let _ = writeln!(
             io::stderr(),
             "warning: the ACL “create-user-session” lets a token open sessions that bypass the token's own restrictions"
@@ -144,7 +157,7 @@ fn execute(
         let written = output::json(
             &report,
             backend.kind(),
-            options.dry_run,
+            (options.dry_run, conversion.verbose),
             &mut stdout,
             &mut stderr,
         );
@@ -156,6 +169,9 @@ fn execute(
             &mut stdout,
             io::stderr(),
         );
+        if warned {
+            printer.printed_before();
+        }
         let bar = progress_bar(users.len());
         let mut stderr_status = Ok(());
         let report = convert(
@@ -176,7 +192,8 @@ fn execute(
         bar.finish_and_clear();
         // A closed stderr loses lines, never the run's status.
         drop(stderr_status);
-        (report, printer.finish())
+        let finished = printer.finish(&report, summary);
+        (report, finished)
     };
     match written.and_then(|()| stdout.flush()) {
         // Whoever closed the pipe has stopped reading: the status still tells the truth.

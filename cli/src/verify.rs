@@ -1,16 +1,22 @@
 //! `whmtoken verify`: what cPanel's server would answer to `Authorization: whm USER:SECRET`,
 //! the secret read from standard input (never from the command line or the environment).
+//!
+//! Typed on a terminal, the secret is never shown: the terminal's echo is off while it is
+//! read ([`EchoOff`]), and put back on every way out (an error, a panic, or a signal).
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use camino::Utf8Path;
+use rustix::termios::{LocalModes, OptionalActions, Termios};
 use serde_json::json;
 use whmtoken_core::auth::{self, Access, Attempt, Verdict};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::{AccessHash, UserName};
 
 use crate::config;
+use crate::dates::Dates;
 use crate::error::{CliError, status};
 use crate::output::shown;
 
@@ -38,13 +44,10 @@ pub const DEPENDS: u8 = 2;
 pub fn run(args: VerifyArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let user = UserName::new(&args.user).map_err(|e| CliError::Usage(e.to_string()))?;
     let stdin = io::stdin();
-    if stdin.is_terminal() {
-        let _ = writeln!(
-            io::stderr(),
-            "whmtoken verify: reading {user}'s secret from standard input (it is shown as you type; end with Ctrl-D)"
-        );
-    }
-    let secret = read_secret(stdin.lock())?;
+    let hidden = stdin.is_terminal().then(|| prompt(&user));
+    let secret = read_secret(stdin.lock());
+    drop(hidden);
+    let secret = secret?;
     if secret.token_hash().is_none() {
         return Err(CliError::Usage(
             "no secret on standard input (it is empty or only whitespace)".to_owned(),
@@ -69,7 +72,8 @@ pub fn run(args: VerifyArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> 
     let written = if args.json {
         writeln!(stdout, "{:#}", document(&user, &verdict))
     } else {
-        writeln!(stdout, "{}", line(&user, &verdict))
+        let dates = Dates::new(&whmtoken_backends::SystemClock);
+        writeln!(stdout, "{}", line(&user, &verdict, dates))
     };
     match written.and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(CliError::Output(e)),
@@ -80,6 +84,76 @@ pub fn run(args: VerifyArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> 
         Verdict::Refused(_) => 1,
         Verdict::DependsOnAddress { .. } => DEPENDS,
     })
+}
+
+/// Says on stderr that the secret is read, with the terminal's echo off when it can be
+/// turned off (the guard puts it back when dropped), else that it is shown as typed.
+fn prompt(user: &UserName) -> Option<EchoOff> {
+    let hidden = EchoOff::new().ok();
+    let how = if hidden.is_some() {
+        "it is not shown as you type"
+    } else {
+        "it is shown as you type: prefer < FILE"
+    };
+    let _ = writeln!(
+        io::stderr(),
+        "whmtoken verify: type {user}'s secret ({how}), then Enter and Ctrl-D"
+    );
+    hidden
+}
+
+/// The echo of standard input's terminal, off while this lives. Its settings as they were
+/// are put back when it is dropped (a return, an error, a panic's unwinding) or, from a
+/// thread waiting for them, on SIGINT, SIGTERM or SIGHUP, which then end the process
+/// (exit 75): Ctrl-C never leaves a terminal that hides what is typed.
+struct EchoOff {
+    saved: Arc<Mutex<Option<Termios>>>,
+}
+
+impl EchoOff {
+    fn new() -> io::Result<Self> {
+        let saved = rustix::termios::tcgetattr(io::stdin())?;
+        let mut hidden = saved.clone();
+        hidden.local_modes.remove(LocalModes::ECHO);
+        // The line breaks typed still show, so that each line is seen to be taken.
+        hidden.local_modes.insert(LocalModes::ECHONL);
+        let saved = Arc::new(Mutex::new(Some(saved)));
+        restore_on_signals(Arc::clone(&saved))?;
+        rustix::termios::tcsetattr(io::stdin(), OptionalActions::Now, &hidden)?;
+        Ok(Self { saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        restore(&self.saved);
+    }
+}
+
+/// Puts the terminal's settings back, once, whoever comes first.
+fn restore(saved: &Mutex<Option<Termios>>) {
+    let taken = saved.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(termios) = taken {
+        let _ = rustix::termios::tcsetattr(io::stdin(), OptionalActions::Now, &termios);
+    }
+}
+
+/// From now on, SIGINT, SIGTERM and SIGHUP put the terminal back and end verify with exit
+/// 75 (interrupted), as they end other runs; nothing was verified.
+fn restore_on_signals(saved: Arc<Mutex<Option<Termios>>>) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            restore(&saved);
+            let _ = writeln!(
+                io::stderr(),
+                "\nwhmtoken verify: interrupted; nothing was verified"
+            );
+            std::process::exit(i32::from(status::TEMPORARY));
+        }
+    });
+    Ok(())
 }
 
 /// The secret from `input`, at most [`AccessHash::MAX_LEN`] bytes, straight into an
@@ -116,7 +190,7 @@ fn read_secret(mut input: impl Read) -> Result<AccessHash, CliError> {
     Ok(secret)
 }
 
-fn line(user: &UserName, verdict: &Verdict) -> String {
+fn line(user: &UserName, verdict: &Verdict, dates: Dates) -> String {
     match verdict {
         Verdict::Token { name, access, .. } => {
             let access = match access {
@@ -130,6 +204,11 @@ fn line(user: &UserName, verdict: &Verdict) -> String {
         Verdict::DependsOnAddress { name } => format!(
             "depends on the address: token “{}” has an allow-list; give the client's address with --from",
             shown(name)
+        ),
+        Verdict::Refused(auth::Refusal::Expired { name, expires_at }) => format!(
+            "refused: token “{}” expired {}",
+            shown(name),
+            dates.when(*expires_at)
         ),
         Verdict::Refused(why) => format!("refused: {}", shown(&why.to_string())),
     }

@@ -86,7 +86,7 @@ pub fn main() -> ExitCode {
                     argv.extend([OsString::from("--config"), config.into_string().into()]);
                 }
                 argv.extend(args);
-                convert::run(argv)
+                convert::run_subcommand(argv)
             }
             Command::Audit(args) => audit::run(args, cli.config.as_deref()),
             Command::Verify(args) => verify::run(args, cli.config.as_deref()),

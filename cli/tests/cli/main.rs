@@ -10,9 +10,11 @@ mod failing_disk;
 mod hostile;
 mod messages;
 mod migration;
+mod operator;
 mod reporting;
 mod retire;
 mod retire_hardening;
+mod terminal;
 mod usage;
 
 use std::process::Command;
