@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use whmtoken_fixtures::{Scenario, dump_server};
+use whmtoken_fixtures::Scenario;
 
 const USAGE: &str =
     "usage: cargo xtask <ci|dist|fleet|demo|bench>   (cargo xtask TASK --help: what TASK does)
@@ -354,15 +354,26 @@ name = "carol"
 reseller = []
 "#;
 
-/// How the demo builds the converter: with cargo's own progress on stderr, so that a first
-/// build is seen to be building.
-const DEMO_BUILD: [&str; 3] = ["build", "-p", "whmtoken-cli"];
+/// How the demo builds the binaries whose commands it shows: with cargo's own progress on
+/// stderr, so that a first build is seen to be building (the `xtask` alias is not quiet
+/// either: building xtask itself shows its progress).
+const DEMO_BUILD: [&str; 5] = ["build", "-p", "whmtoken-cli", "-p", "whmtoken-fake-server"];
+
+/// The programs the demo's commands name: [`DEMO_BUILD`] builds each of them.
+const DEMO_PROGRAMS: [&str; 3] = ["convert_accesshash_to_token", "whmtoken", "fake-server"];
 
 fn demo() -> Result<(), String> {
     cargo(&DEMO_BUILD)?;
-    let binary = target_dir().join("debug/convert_accesshash_to_token");
     let dir = Utf8PathBuf::from_path_buf(target_dir().join("demo"))
         .map_err(|p| format!("{} is not UTF-8", p.display()))?;
+    let bin = Utf8PathBuf::from_path_buf(target_dir().join("debug"))
+        .map_err(|p| format!("{} is not UTF-8", p.display()))?;
+    if let Some(missing) = DEMO_PROGRAMS.iter().find(|p| !bin.join(p).exists()) {
+        return Err(format!(
+            "{bin}/{missing}: not built by cargo {}",
+            DEMO_BUILD.join(" ")
+        ));
+    }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
     }
@@ -372,29 +383,57 @@ fn demo() -> Result<(), String> {
     println!(
         "A fake cPanel server in {dir}/server.db: root and resellers alice, bob and carol (carol has no access hash)\n"
     );
-    for args in [
-        &["--verbose"][..],
-        &["--verbose", "--all-resellers"],
-        &["--verbose", "--all-resellers", "--dry-run"],
-    ] {
-        println!(
-            "$ convert_accesshash_to_token --config {config} {}",
-            args.join(" ")
-        );
-        let status = Command::new(&binary)
-            .arg("--config")
-            .arg(config.as_str())
-            .args(args)
+    let path_line = demo_path_line(&bin);
+    println!("$ {path_line}\n");
+    for command in demo_commands(&config) {
+        println!("$ {command}");
+        // Run by the shell exactly as shown, after the PATH line shown: what it prints
+        // works as printed.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{path_line}\n{command}"))
             .status()
-            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+            .map_err(|e| format!("cannot run sh: {e}"))?;
         println!("(exit status {})\n", status.code().unwrap_or(-1));
     }
-    let state = dump_server(&config)?;
     println!(
-        "$ fake-server dump --config {config}\n{}",
-        serde_json::to_string_pretty(&state).expect("JSON")
+        "Try them yourself: run the export line above first (the binaries are in {bin}), then any of the commands."
     );
     Ok(())
+}
+
+/// `export PATH='…/target/debug':"$PATH"`: after it, the demo's commands run as shown.
+fn demo_path_line(bin: &Utf8Path) -> String {
+    format!("export PATH={}:\"$PATH\"", sh_quoted(bin.as_str()))
+}
+
+/// The commands the demo runs and shows, on the server whose config file is `config`.
+fn demo_commands(config: &Utf8Path) -> Vec<String> {
+    let config = sh_quoted(config.as_str());
+    [
+        "convert_accesshash_to_token --config {} --verbose",
+        "convert_accesshash_to_token --config {} --verbose --all-resellers",
+        "convert_accesshash_to_token --config {} --verbose --all-resellers --dry-run",
+        "whmtoken --config {} audit --summary",
+        "fake-server dump --config {}",
+    ]
+    .iter()
+    .map(|template| template.replace("{}", &config))
+    .collect()
+}
+
+/// `text` as one word for `sh`: as it is when it holds only characters that need no
+/// quoting, else in single quotes.
+fn sh_quoted(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// Runs a command, failing unless it exits 0.
@@ -434,5 +473,60 @@ mod tests {
     #[test]
     fn the_demo_shows_cargos_progress() {
         assert!(!DEMO_BUILD.contains(&"--quiet") && !DEMO_BUILD.contains(&"-q"));
+        let config = std::fs::read_to_string(workspace_root().join(".cargo/config.toml")).unwrap();
+        let alias = config
+            .lines()
+            .find(|l| l.starts_with("xtask = "))
+            .expect("the xtask alias");
+        assert!(
+            !alias.contains("--quiet") && !alias.contains(" -q"),
+            "building xtask itself shows its progress: {alias}"
+        );
+    }
+
+    /// Every command the demo shows names a program its build makes, and runs, as shown,
+    /// after the PATH line it shows: the commands are run by `sh` with only that line before
+    /// them, here with stand-ins for the programs that print their arguments.
+    #[test]
+    fn the_demos_commands_work_as_printed() {
+        for (package, program) in [
+            ("whmtoken-cli", "convert_accesshash_to_token"),
+            ("whmtoken-cli", "whmtoken"),
+            ("whmtoken-fake-server", "fake-server"),
+        ] {
+            assert!(DEMO_BUILD.contains(&package), "{package}");
+            assert!(DEMO_PROGRAMS.contains(&program));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bin = Utf8Path::from_path(dir.path())
+            .unwrap()
+            .join("it's target/debug");
+        std::fs::create_dir_all(&bin).unwrap();
+        for program in DEMO_PROGRAMS {
+            let path = bin.join(program);
+            std::fs::write(&path, format!("#!/bin/sh\necho {program} \"$@\"\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let config = Utf8Path::new("/srv/a demo/whmtoken.toml");
+        let commands = demo_commands(config);
+        assert_eq!(commands.len(), 5);
+        for command in commands {
+            let program = command.split(' ').next().unwrap();
+            assert!(DEMO_PROGRAMS.contains(&program), "{command}");
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("{}\n{command}", demo_path_line(&bin)))
+                .env("PATH", "/usr/bin:/bin")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{command}");
+            let printed = String::from_utf8(out.stdout).unwrap();
+            assert!(
+                printed.starts_with(program)
+                    && printed.contains(" --config /srv/a demo/whmtoken.toml"),
+                "{command}: {printed}"
+            );
+        }
     }
 }
