@@ -117,13 +117,7 @@ fn execute(
         .settings
         .open(conversion.lock_timeout)
         .map_err(CliError::Open)?;
-    // Warnings go out before the run, and the lock on stderr is let go: worker threads
-    // log to stderr while the run goes on. A closed stderr loses a warning, never the run.
-    let mut warned = false;
-    for notice in backend.notices() {
-        warned = true;
-        let _ = writeln!(io::stderr(), "warning: {notice}");
-    }
+    let warned = warnings(backend.as_ref(), &conversion.options);
     let users = match conversion.users {
         Users::AllResellers => backend.resellers().map_err(CliError::Resellers)?,
         Users::Named(users) => users,
@@ -131,19 +125,6 @@ fn execute(
     let mut options = conversion.options;
     options.stop = stop;
     let options = &options;
-    if options
-        .restrictions
-        .acls
-        .iter()
-        .flatten()
-        .any(|a| a == whmtoken_core::acl::CREATE_USER_SESSION)
-    {
-        warned = true;
-        let _ = writeln!(
-            io::stderr(),
-            "warning: the ACL “create-user-session” lets a token open sessions that bypass the token's own restrictions"
-        );
-    }
     let (report, written) = if conversion.json {
         let report = convert(
             backend.as_ref(),
@@ -202,6 +183,31 @@ fn execute(
         _ if report.any_failed() => Ok(status::SOME_FAILED),
         _ => Ok(status::OK),
     }
+}
+
+/// Prints the warnings due before the run (the backend's notices, a dangerous ACL asked
+/// for), and says whether there were any. Each lets the lock on stderr go: worker threads
+/// log to stderr while the run goes on. A closed stderr loses a warning, never the run.
+fn warnings(backend: &dyn Backend, options: &RunOptions) -> bool {
+    let mut warned = false;
+    for notice in backend.notices() {
+        warned = true;
+        let _ = writeln!(io::stderr(), "warning: {notice}");
+    }
+    if options
+        .restrictions
+        .acls
+        .iter()
+        .flatten()
+        .any(|a| a == whmtoken_core::acl::CREATE_USER_SESSION)
+    {
+        warned = true;
+        let _ = writeln!(
+            io::stderr(),
+            "warning: the ACL “create-user-session” lets a token open sessions that bypass the token's own restrictions"
+        );
+    }
+    warned
 }
 
 /// Runs of at least this many users show a progress bar (on a terminal).

@@ -440,7 +440,7 @@ fn token_findings(user: &UserName, token: &TokenView) -> Vec<Finding> {
             Code::Expired,
             format!(
                 "{user}: token “{name}” expired {} and is still stored",
-                crate::usage::utc_text(at)
+                crate::usage::time::utc_text(at)
             ),
         ),
         Some(_) => {}

@@ -25,7 +25,7 @@ pub mod names;
 mod read;
 pub mod report;
 mod tally;
-mod time;
+pub(crate) mod time;
 pub mod tokens_log;
 
 use crate::backend::{Backend, Reads};
