@@ -20,7 +20,7 @@ use crate::{CliError, audit, convert, retire, status, usage, verify};
     version = concat!("(whmtoken) ", env!("CARGO_PKG_VERSION")),
     about = "Move a cPanel server from WHM access hashes to API tokens",
     after_help = "Exit statuses: convert as convert_accesshash_to_token; audit 0 (nothing at or above --fail-on) or 1; \
-verify 0 accepted, 1 refused, 2 depends on the address; retire and restore 0, or 65 when an account or the \
+verify 0 accepted, 1 refused, 2 depends on the address, 75 interrupted (secret typed on a terminal); retire and restore 0, or 65 when an account or the \
 setting was refused or failed; usage 0; 64 usage (restore: no such run), 74 cannot read the server or its logs \
 or write output, 77 not root, 78 config."
 )]
