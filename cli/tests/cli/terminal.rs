@@ -225,6 +225,26 @@ fn the_drop_in_shows_its_summary_on_a_terminal_only_and_on_stderr() {
         "error: ghost: User ghost is not a reseller.\r\n\
          Converted 1, already converted 0, failed 1, not attempted 0.\r\n"
     );
+    // --verbose on a terminal: stdout is still cPanel's lines alone, the summary on stderr.
+    let (code, stdout, shown) = convert_on_terminal(
+        converter,
+        &["--config", config.as_str(), "--verbose", "root", "res1"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("Already imported accesshash for “root” as “accesshash-")
+            && stdout
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("Imported accesshash for “res1”")
+            && stdout.lines().count() == 2,
+        "{stdout}"
+    );
+    assert_eq!(
+        shown,
+        "Converted 1, already converted 1, failed 0, not attempted 0.\r\n"
+    );
     // In a pipe (a script, cron), the output is cPanel's: no summary anywhere.
     let out = run(&server, &["--verbose", "root", "res1"]);
     assert_eq!(out.code, 0);
@@ -238,6 +258,12 @@ fn the_drop_in_shows_its_summary_on_a_terminal_only_and_on_stderr() {
     );
     let out = run(&server, &["res2"]);
     assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+    let out = run(&server, &["--json", "root"]);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (0, ""),
+        "--json has its summary object only"
+    );
 }
 
 #[test]
