@@ -2,7 +2,7 @@
 //! the secret read from standard input (never from the command line or the environment).
 //!
 //! Typed on a terminal, the secret is never shown: the terminal's echo is off while it is
-//! read ([`EchoOff`]), and put back on every way out (an error, a panic, or a signal).
+//! read (`EchoOff`), and put back on every way out (an error, a panic, or a signal).
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::IpAddr;
