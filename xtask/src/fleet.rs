@@ -515,7 +515,8 @@ impl Planted {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::symlink_metadata(&self.path)
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        let bytes = std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let bytes =
+            std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
         let unchanged = bytes == self.bytes && meta.mode() & 0o7777 == 0o644;
         if !unchanged || meta.uid() != Self::OWNER || meta.gid() != Self::OWNER {
             return Err(format!(

@@ -22,8 +22,11 @@ mod dist;
 mod fleet;
 mod package;
 mod package_check;
+mod repo;
+mod repo_check;
 mod rpm_header;
 mod throwaway_root;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -307,10 +310,12 @@ fn not_root(role: bool) -> String {
 /// it there too. Without root the install checks are skipped, and said so in one line.
 fn check_packages(role: bool) -> Result<(), String> {
     package_check::check_contents()?;
+    repo_check::check_rpm_signatures()?;
     if !throwaway_root::is_root() {
         eprintln!("{}", not_root(role));
         return Ok(());
     }
+    repo_check::check_rpm_erase()?;
     throwaway_root::run_checks(role)
 }
 
@@ -320,6 +325,7 @@ fn install_checks(what: &[&str]) -> Result<(), String> {
     for check in what {
         match *check {
             "deb" => package_check::check_install()?,
+            "repo" => repo_check::check_apt_repository()?,
             "role" => fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)?,
             other => return Err(format!("{}: no such check: {other}", throwaway_root::TASK)),
         }
