@@ -332,7 +332,13 @@ pub(crate) fn man_pages(mut command: clap::Command) -> Result<Vec<(String, Vec<u
         .source(format!("whmtoken {}", env!("CARGO_PKG_VERSION")))
         .render(&mut text)
         .map_err(|e| format!("man page of {name}: {e}"))?;
-    pages.push((format!("{name}.8"), text));
+    let text = String::from_utf8(text).map_err(|e| format!("man page of {name}: {e}"))?;
+    let statuses = whmtoken_cli::whmtoken_command()
+        .get_after_help()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let text = crate::man::finish(&name, &statuses, &text)?;
+    pages.push((format!("{name}.8"), text.into_bytes()));
     Ok(pages)
 }
 
@@ -481,6 +487,23 @@ mod tests {
             bash_completes(converter, &[converter, "--config", "not-"])
                 .contains(&"not-an-acl".into())
         );
+    }
+
+    #[test]
+    fn every_man_page_has_the_sections_and_no_hyphenation() {
+        for (_, command) in documented_commands() {
+            for (file, page) in man_pages(command).unwrap() {
+                let page = String::from_utf8(page).unwrap();
+                for section in crate::man::SECTIONS {
+                    let header = [format!(".SH {section}\n"), format!(".SH \"{section}\"\n")];
+                    assert!(
+                        header.iter().any(|h| page.contains(h)),
+                        "{file}: no {section}"
+                    );
+                }
+                assert!(page.contains("\n.nh\n"), "{file}: hyphenation on");
+            }
+        }
     }
 
     #[test]

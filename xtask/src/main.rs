@@ -20,6 +20,7 @@ mod bench;
 mod clients;
 mod dist;
 mod fleet;
+mod man;
 mod package;
 mod package_check;
 mod repo;
@@ -310,6 +311,7 @@ fn not_root(role: bool) -> String {
 /// it there too. Without root the install checks are skipped, and said so in one line.
 fn check_packages(role: bool) -> Result<(), String> {
     package_check::check_contents()?;
+    man::check_rendered(&dist::release_dir().join("whmtoken-assets/man"))?;
     repo_check::check_rpm_signatures()?;
     if !throwaway_root::is_root() {
         eprintln!("{}", not_root(role));

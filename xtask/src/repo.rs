@@ -93,6 +93,7 @@ impl Gpg {
     fn with_key() -> Result<Self, String> {
         let home = target_dir().join("dist-gnupg");
         if home.exists() {
+            stop_agent(&home);
             std::fs::remove_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
         }
         std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
@@ -176,7 +177,11 @@ impl Gpg {
     /// rpm's own signature, added to the file in place.
     fn sign_rpm(&self, rpm: &Path) -> Result<(), String> {
         let home = self.home.to_str().ok_or("the gpg home is not UTF-8")?;
+        // rpm's own idea of gpg's path differs between distributions (gpg2 on Debian's).
+        let gpg = crate::tools::find("gpg").ok_or("gpg is not on the PATH")?;
+        let gpg = gpg.to_str().ok_or("gpg's path is not UTF-8")?;
         run(Command::new("rpmsign")
+            .args(["--define", &format!("__gpg {gpg}")])
             .args(["--define", &format!("_gpg_name {}", self.fingerprint)])
             .args(["--define", &format!("_gpg_path {home}")])
             .args(["--define", "_gpg_digest_algo sha256"])
@@ -208,6 +213,21 @@ impl Gpg {
         // apt reads Release.gpg as armored or binary alike.
         Ok(())
     }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        stop_agent(&self.home);
+    }
+}
+
+/// Stops the gpg-agent that gpg started for the home `home`, if any.
+fn stop_agent(home: &Path) {
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--kill", "all"])
+        .status();
 }
 
 /// `Packages`, `Packages.gz` and `Release` of the flat apt repository in `folder`.
