@@ -247,10 +247,24 @@ pub(crate) fn check_apt_repository() -> Result<(), String> {
     run(Command::new("dpkg").args(["-P", "whmtoken"]))?;
     let deb = package("whmtoken", "deb")?;
     let deb_name = deb.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    for (what, file) in [
-        ("the package", deb_name),
-        ("Packages and Packages.gz", "Packages"),
-        ("InRelease", "InRelease"),
+    // What apt says when it refuses each: a digest or size that does not match what the
+    // signed index lists, or a signature that does not verify.
+    for (what, file, reasons) in [
+        (
+            "the package",
+            deb_name,
+            &["Hash Sum mismatch", "Size mismatch"][..],
+        ),
+        (
+            "Packages and Packages.gz",
+            "Packages",
+            &["Hash Sum mismatch", "File has unexpected size"][..],
+        ),
+        (
+            "InRelease",
+            "InRelease",
+            &["BADSIG", "signatures were invalid", "is not signed"][..],
+        ),
     ] {
         let copy = fresh(&work.join(format!("tampered-{file}")))?;
         for entry in
@@ -270,6 +284,14 @@ pub(crate) fn check_apt_repository() -> Result<(), String> {
                 "apt-get installed whmtoken from a repository whose {what} was changed:\n{text}"
             ));
         }
+        if !reasons.iter().any(|r| text.contains(r)) {
+            return Err(format!(
+                "apt-get refused a repository whose {what} was changed, but not saying \
+                 {reasons:?}:\n{text}"
+            ));
+        }
+        let reason = reasons.iter().find(|r| text.contains(**r)).expect("found");
+        eprintln!("xtask: {what} changed: apt-get refused it ({reason})");
     }
     eprintln!(
         "xtask: apt-get installed whmtoken from the signed repository (the release build's \
