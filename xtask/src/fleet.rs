@@ -461,10 +461,10 @@ pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
     play_vars["whmtoken_allow_unsigned"] = true.into();
     let planted = Planted::plant(deb)?;
     let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
+    planted.is_untouched()?;
     expect(status == 0, "the run with the install step failed", &text)?;
     // Installed, converted (the folder of the run and its copy are not changes).
     expect_changed(&recap, &[("installed", 2)], &text)?;
-    planted.is_untouched()?;
     installed_binaries_are_ours()?;
     expect(
         dumps(&[&host])? != before,
