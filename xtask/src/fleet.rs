@@ -485,6 +485,29 @@ pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
         "xtask: fleet: the role refused an unsigned DEB file, then (allowed) installed our bytes \
          beside a planted /var/tmp file it left alone, and converted with them; a rerun was ok"
     );
+    run(Command::new("dpkg").args(["-P", "whmtoken"]))?;
+    the_role_installs_from_the_repository(&fleet, &host)
+}
+
+/// The role with `whmtoken_repository` (the signed apt repository `cargo xtask dist`
+/// laid out, as a `file:` URL) and `whmtoken_signing_key`: apt reads it with the key and
+/// installs our bytes.
+fn the_role_installs_from_the_repository(fleet: &Fleet, host: &Host) -> Result<(), String> {
+    let play_vars = serde_json::json!({
+        "whmtoken_install": true,
+        "whmtoken_repository": format!("file://{}", crate::repo::repo_dir().display()),
+        "whmtoken_signing_key": crate::repo::public_key(),
+        "whmtoken_serial": 1,
+    });
+    let (status, text, _) = fleet.play(&[host], &[], play_vars)?;
+    expect(
+        status == 0,
+        "the run installing from the repository failed",
+        &text,
+    )?;
+    installed_binaries_are_ours()?;
+    run(Command::new("dpkg").args(["-P", "whmtoken"]))?;
+    eprintln!("xtask: fleet: the role installed whmtoken from the signed apt repository");
     Ok(())
 }
 
