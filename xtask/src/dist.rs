@@ -45,7 +45,7 @@ pub(crate) fn release_dir() -> PathBuf {
     target_dir().join(TARGET).join("release")
 }
 
-/// Where the packages go.
+/// Where the packages go (and their repositories, `repo` module).
 pub(crate) fn dist_dir() -> PathBuf {
     target_dir().join("dist")
 }

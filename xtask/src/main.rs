@@ -258,6 +258,7 @@ fn ci() -> Result<(), String> {
     // the DEB installed and removed, and the role installing it, in a throwaway root.
     timer.step("fleet", fleet::fleet)?;
     timer.step("dist", || {
+        tools::require(&tools::PACKAGING)?;
         release.finish().and_then(|()| dist::package_release())
     })?;
     timer.step("packages", || check_packages(true))?;

@@ -33,9 +33,9 @@ const TOOLS: [(&str, &str); 3] = [
     ("createrepo_c", "createrepo-c"),
 ];
 
-/// Where the repositories go.
+/// Where the repositories go: `repo/` beside the packages in `target/dist/`.
 pub(crate) fn repo_dir() -> PathBuf {
-    crate::dist::dist_dir().join("repo")
+    target_dir().join("dist").join("repo")
 }
 
 /// The project's public key beside the repositories.

@@ -6,13 +6,24 @@ use std::process::{Command, Stdio};
 
 use crate::run;
 
+/// Every program the packaging steps and their checks need, so that `ci` installs them
+/// with one `apt-get update`.
+pub(crate) const PACKAGING: [(&str, &str); 5] = [
+    ("gpg", "gnupg"),
+    ("rpmsign", "rpm"),
+    ("rpmkeys", "rpm"),
+    ("createrepo_c", "createrepo-c"),
+    ("man", "man-db"),
+];
+
 /// Makes sure each `(program, Debian package)` is on the `PATH`.
 pub(crate) fn require(tools: &[(&str, &str)]) -> Result<(), String> {
-    let missing: Vec<&str> = tools
+    let mut missing: Vec<&str> = tools
         .iter()
         .filter(|(program, _)| !on_path(program))
         .map(|(_, package)| *package)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
