@@ -189,13 +189,20 @@ impl Gpg {
             .arg(rpm))
     }
 
-    /// A detached, armored signature of `file`, beside it as `name`.
+    /// A detached signature of `file`, beside it as `name`: armored when `name` ends in
+    /// `.asc`, else binary (as apt's `Release.gpg` is).
     fn detach_sign(&self, file: &Path, name: &str) -> Result<(), String> {
         let signature = file.with_file_name(name);
+        let armor: &[&str] = if name.ends_with(".asc") {
+            &["--armor"]
+        } else {
+            &[]
+        };
         run(self
             .command()
             .args(["--local-user", &self.fingerprint, "--digest-algo", "SHA256"])
-            .args(["--armor", "--detach-sign", "--output"])
+            .args(armor)
+            .args(["--detach-sign", "--output"])
             .arg(&signature)
             .arg(file))
     }
@@ -209,9 +216,7 @@ impl Gpg {
             .args(["--clearsign", "--output"])
             .arg(folder.join("InRelease"))
             .arg(&release))?;
-        self.detach_sign(&release, "Release.gpg")?;
-        // apt reads Release.gpg as armored or binary alike.
-        Ok(())
+        self.detach_sign(&release, "Release.gpg")
     }
 }
 
