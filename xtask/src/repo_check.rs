@@ -113,7 +113,14 @@ pub(crate) fn check_rpm_erase() -> Result<(), String> {
         };
         rpm_in(&["--initdb"])?;
         rpm_in(&["--import", &utf8(&public_key())?])?;
-        rpm_in(&["-i", "--nodeps", "--force-debian", &utf8(&rpm)?])?;
+        // Debian's rpm refuses to install without --force-debian, which others lack.
+        let help = crate::output(Command::new("rpm").args(["-i", "--help"]))?;
+        let debian: &[&str] = if help.contains("--force-debian") {
+            &["--force-debian"]
+        } else {
+            &[]
+        };
+        rpm_in(&[&["-i", "--nodeps"][..], debian, &[&utf8(&rpm)?]].concat())?;
         let installed = paths_under(&root)?;
         if !installed.contains("/etc/whmtoken.toml") && name == "whmtoken" {
             return Err(format!(
