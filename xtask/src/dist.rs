@@ -45,7 +45,7 @@ pub(crate) fn release_dir() -> PathBuf {
     target_dir().join(TARGET).join("release")
 }
 
-/// Where the packages go.
+/// Where the packages go (and their repositories, `repo` module).
 pub(crate) fn dist_dir() -> PathBuf {
     target_dir().join("dist")
 }
@@ -177,6 +177,7 @@ pub(crate) fn package_release() -> Result<Vec<PathBuf>, String> {
     for package in &packages {
         eprintln!("xtask: built {}", package.display());
     }
+    crate::repo::sign_and_publish(&packages)?;
     Ok(packages)
 }
 
@@ -331,15 +332,64 @@ pub(crate) fn man_pages(mut command: clap::Command) -> Result<Vec<(String, Vec<u
         .source(format!("whmtoken {}", env!("CARGO_PKG_VERSION")))
         .render(&mut text)
         .map_err(|e| format!("man page of {name}: {e}"))?;
-    pages.push((format!("{name}.8"), text));
+    let text = String::from_utf8(text).map_err(|e| format!("man page of {name}: {e}"))?;
+    let statuses = whmtoken_cli::whmtoken_command()
+        .get_after_help()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let text = crate::man::finish(&name, &statuses, &text)?;
+    pages.push((format!("{name}.8"), text.into_bytes()));
     Ok(pages)
 }
 
 /// A shell's completion script for `name`.
-pub(crate) fn completion(shell: Shell, mut command: clap::Command, name: &str) -> Vec<u8> {
+pub(crate) fn completion(shell: Shell, command: clap::Command, name: &str) -> Vec<u8> {
+    let mut command = completed_as_parsed(command);
     let mut text = Vec::new();
     clap_complete::generate(shell, &mut command, name, &mut text);
     text
+}
+
+/// The command as its completions should see it: `--acl` offers the built-in ACL names
+/// (not file names), and `whmtoken convert`, which hands its arguments to the converter
+/// unparsed, completes the converter's options.
+fn completed_as_parsed(command: clap::Command) -> clap::Command {
+    let mut command = with_acl_names(command);
+    if command.find_subcommand("convert").is_some() {
+        let converter = with_acl_names(whmtoken_cli::converter_command());
+        command = command.mut_subcommand("convert", |convert| {
+            let about = convert.get_about().cloned().unwrap_or_default();
+            converter
+                .name("convert")
+                .bin_name("whmtoken convert")
+                .about(about)
+        });
+    }
+    command
+}
+
+/// `command` and its subcommands with the ACL names as `--acl`'s possible values.
+fn with_acl_names(mut command: clap::Command) -> clap::Command {
+    let acl = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some("acl"))
+        .map(|arg| arg.get_id().clone());
+    if let Some(id) = acl {
+        let names = whmtoken_core::acl::BUILTIN_ACLS
+            .into_iter()
+            .chain([whmtoken_core::acl::ALL]);
+        command = command.mut_arg(id, |arg| {
+            arg.value_parser(clap::builder::PossibleValuesParser::new(names))
+        });
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, with_acl_names);
+    }
+    command
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -364,6 +414,96 @@ mod tests {
         assert_eq!(versions, [(2, 2), (2, 17), (2, 3)]);
         assert_eq!(glibc_versions(symbols).max(), Some((2, 17)));
         assert!(glibc_versions("(GLIBC_2.34) pthread_create").max() > Some(GLIBC));
+    }
+
+    /// What bash's completion function (as `cargo xtask dist` writes it) offers for the
+    /// words typed so far, run in a folder holding one file (so that file names offered
+    /// instead of ACL names would show).
+    fn bash_completes(name: &str, words: &[&str]) -> Vec<String> {
+        let command = documented_commands()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not-an-acl"), "").unwrap();
+        let script = dir.path().join("completion.bash");
+        std::fs::write(&script, completion(Shell::Bash, command, name)).unwrap();
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let cword = words.len() - 1;
+        let program = format!(
+            "source completion.bash\nCOMP_WORDS=({})\nCOMP_CWORD={cword}\n\
+             COMP_LINE=\"${{COMP_WORDS[*]}}\"\nCOMP_POINT=${{#COMP_LINE}}\n\
+             _{} {name} '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            quoted.join(" "),
+            name.replace('-', "__"),
+            words[cword],
+            words[cword - 1],
+        );
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", &program])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mut offered: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        offered.sort();
+        offered
+    }
+
+    #[test]
+    fn bash_offers_acl_names_after_acl() {
+        let mut names: Vec<String> = whmtoken_core::acl::BUILTIN_ACLS
+            .into_iter()
+            .chain([whmtoken_core::acl::ALL])
+            .map(String::from)
+            .collect();
+        names.sort();
+        let converter = "convert_accesshash_to_token";
+        assert_eq!(bash_completes(converter, &[converter, "--acl", ""]), names);
+        assert_eq!(
+            bash_completes("whmtoken", &["whmtoken", "convert", "--acl", ""]),
+            names
+        );
+        let create: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| n.starts_with("create-"))
+            .collect();
+        assert_eq!(
+            bash_completes(
+                converter,
+                &[converter, "--all-resellers", "--acl", "create-"]
+            ),
+            create
+        );
+        // Elsewhere, files are still offered where a path is taken.
+        assert!(
+            bash_completes(converter, &[converter, "--config", "not-"])
+                .contains(&"not-an-acl".into())
+        );
+    }
+
+    #[test]
+    fn every_man_page_has_the_sections_and_no_hyphenation() {
+        for (_, command) in documented_commands() {
+            for (file, page) in man_pages(command).unwrap() {
+                let page = String::from_utf8(page).unwrap();
+                for section in crate::man::SECTIONS {
+                    let header = [format!(".SH {section}\n"), format!(".SH \"{section}\"\n")];
+                    assert!(
+                        header.iter().any(|h| page.contains(h)),
+                        "{file}: no {section}"
+                    );
+                }
+                assert!(page.contains("\n.nh\n"), "{file}: hyphenation on");
+            }
+        }
     }
 
     #[test]

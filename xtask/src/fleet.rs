@@ -48,6 +48,7 @@ pub(crate) fn fleet() -> Result<(), String> {
     let fleet = Fleet { ansible, work };
     fleet.check_run_rerun()?;
     fleet.a_failed_batch_stops_the_play()?;
+    fleet.no_facts_without_the_install()?;
     fleet.lint()
 }
 
@@ -136,10 +137,10 @@ impl Fleet {
         let inventory_file = self.write_inventory(hosts)?;
         let mut settings =
             serde_json::json!({ "whmtoken_install": false, "whmtoken_become": false });
-        settings
-            .as_object_mut()
-            .expect("an object")
-            .extend(play_vars.as_object().cloned().unwrap_or_default());
+        let settings_map = settings.as_object_mut().expect("an object");
+        settings_map.extend(play_vars.as_object().cloned().unwrap_or_default());
+        // A null play variable leaves that variable to the inventory.
+        settings_map.retain(|_, value| !value.is_null());
         let mut command = Command::new(self.ansible.bin.join("ansible-playbook"));
         command
             .arg("-i")
@@ -362,6 +363,26 @@ impl Fleet {
         Ok(())
     }
 
+    /// `whmtoken_install: false` set in the inventory (not as an extra variable): the play
+    /// gathers no facts (it runs where Python's platform facts could not be read, and
+    /// spends no time on them), and converts.
+    fn no_facts_without_the_install(&self) -> Result<(), String> {
+        let mut host = self.host("no-install", 31, false)?;
+        host.vars = serde_json::json!({ "whmtoken_install": false });
+        let play_vars = serde_json::json!({ "whmtoken_install": null, "whmtoken_serial": 1 });
+        let (status, text, recap) = self.play(&[&host], &[], play_vars)?;
+        expect(status == 0, "the run failed", &text)?;
+        expect_changed(&recap, &[("no-install", 1)], &text)?;
+        expect(
+            // ok=2: the conversion and its report; reading facts would be a third.
+            !text.contains("Gathering Facts") && recap.get("no-install").is_some_and(|r| r.0 == 2),
+            "with whmtoken_install: false in the inventory, no facts should be gathered",
+            &text,
+        )?;
+        eprintln!("xtask: fleet: whmtoken_install: false in the inventory gathered no facts");
+        Ok(())
+    }
+
     /// Each module's documentation as Ansible reads it (`ansible-doc`: its YAML parses and
     /// has options), then `ansible-lint --strict` on the collection.
     fn lint(&self) -> Result<(), String> {
@@ -395,10 +416,18 @@ fn path_with(bin: &Path) -> std::ffi::OsString {
 }
 
 /// The role with its install step on (`cargo xtask ci`, as root, in the throwaway root
-/// after the DEB's install check: `throwaway_root`): on one local host, it copies the DEB
-/// to `/var/tmp`, installs it with `apt`, and converts that host's fake server with the
-/// installed `/usr/sbin/convert_accesshash_to_token`; a rerun changes nothing. The package
-/// and its copy vanish with the throwaway root.
+/// after the DEB's install check: `throwaway_root`), on one local host:
+///
+/// 1. Without `whmtoken_allow_unsigned`, the DEB file (which carries no signature apt
+///    checks) is refused, and nothing is installed.
+/// 2. With it, and a file another user planted first at `/var/tmp/<the package's name>`
+///    (where the role once copied the package): the role installs our bytes (the
+///    installed binaries are the release build's) and leaves the planted file alone (its
+///    bytes, owner and mode); it converts that host's fake server with the installed
+///    `/usr/sbin/convert_accesshash_to_token`, and leaves no copy of the package behind.
+///    A rerun changes nothing.
+///
+/// The package and what it installs vanish with the throwaway root.
 pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
     if crate::package_check::is_installed()? {
         return Err(
@@ -417,15 +446,26 @@ pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
     let mut host = fleet.host("installed", 21, false)?;
     host.vars = serde_json::json!({ "whmtoken_binary": "/usr/sbin/convert_accesshash_to_token" });
     let before = dumps(&[&host])?;
-    let play_vars = serde_json::json!({
+    let mut play_vars = serde_json::json!({
         "whmtoken_install": true,
         "whmtoken_package": deb,
         "whmtoken_serial": 1,
     });
+    let (status, text, _) = fleet.play(&[&host], &[], play_vars.clone())?;
+    expect(status != 0, "an unsigned DEB file should be refused", &text)?;
+    expect(
+        text.contains("carries no signature") && !crate::package_check::is_installed()?,
+        "the refusal should say why, and nothing be installed",
+        &text,
+    )?;
+    play_vars["whmtoken_allow_unsigned"] = true.into();
+    let planted = Planted::plant(deb)?;
     let (status, text, recap) = fleet.play(&[&host], &[], play_vars.clone())?;
+    planted.is_untouched()?;
     expect(status == 0, "the run with the install step failed", &text)?;
-    // Copied, installed, converted.
-    expect_changed(&recap, &[("installed", 3)], &text)?;
+    // Installed, converted (the folder of the run and its copy are not changes).
+    expect_changed(&recap, &[("installed", 2)], &text)?;
+    installed_binaries_are_ours()?;
     expect(
         dumps(&[&host])? != before,
         "the server was not converted",
@@ -440,7 +480,95 @@ pub(crate) fn the_role_installs_the_package(deb: &Path) -> Result<(), String> {
         "the rerun changed the server",
         &text,
     )?;
-    eprintln!("xtask: fleet: the role installed the package and converted with it; a rerun was ok");
+    planted.is_untouched()?;
+    eprintln!(
+        "xtask: fleet: the role refused an unsigned DEB file, then (allowed) installed our bytes \
+         beside a planted /var/tmp file it left alone, and converted with them; a rerun was ok"
+    );
+    run(Command::new("dpkg").args(["-P", "whmtoken"]))?;
+    the_role_installs_from_the_repository(&fleet, &host)
+}
+
+/// The role with `whmtoken_repository` (the signed apt repository `cargo xtask dist`
+/// laid out, as a `file:` URL) and `whmtoken_signing_key`: apt reads it with the key and
+/// installs our bytes.
+fn the_role_installs_from_the_repository(fleet: &Fleet, host: &Host) -> Result<(), String> {
+    let play_vars = serde_json::json!({
+        "whmtoken_install": true,
+        "whmtoken_repository": format!("file://{}", crate::repo::repo_dir().display()),
+        "whmtoken_signing_key": crate::repo::public_key(),
+        "whmtoken_serial": 1,
+    });
+    let (status, text, _) = fleet.play(&[host], &[], play_vars)?;
+    expect(
+        status == 0,
+        "the run installing from the repository failed",
+        &text,
+    )?;
+    installed_binaries_are_ours()?;
+    run(Command::new("dpkg").args(["-P", "whmtoken"]))?;
+    eprintln!("xtask: fleet: the role installed whmtoken from the signed apt repository");
+    Ok(())
+}
+
+/// A file another user (uid and gid 65534) made, before the role ran, where the role used
+/// to copy the package: `/var/tmp/<the package's file name>`, writable by its owner.
+struct Planted {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Planted {
+    const OWNER: u32 = 65534;
+
+    fn plant(package: &Path) -> Result<Self, String> {
+        let name = package.file_name().ok_or("a package file has a name")?;
+        let path = Path::new("/var/tmp").join(name);
+        let bytes = b"#!/bin/sh\n# planted by another user before the role ran\n".to_vec();
+        std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::os::unix::fs::chown(&path, Some(Self::OWNER), Some(Self::OWNER))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self { path, bytes })
+    }
+
+    /// Its bytes, owner and mode as planted.
+    fn is_untouched(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(&self.path)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let bytes =
+            std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let unchanged = bytes == self.bytes && meta.mode() & 0o7777 == 0o644;
+        if !unchanged || meta.uid() != Self::OWNER || meta.gid() != Self::OWNER {
+            return Err(format!(
+                "fleet: the role changed the file another user planted at {} (now owned by {}:{}, \
+                 {} bytes): it must copy the package elsewhere",
+                self.path.display(),
+                meta.uid(),
+                meta.gid(),
+                bytes.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The installed binaries are the release build's, byte for byte.
+fn installed_binaries_are_ours() -> Result<(), String> {
+    for binary in crate::dist::SERVER_BINARIES {
+        let installed = Path::new("/usr/sbin").join(binary);
+        let built = crate::dist::release_dir().join(binary);
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        if read(&installed)? != read(&built)? {
+            return Err(format!(
+                "fleet: {} is not the release build's {}",
+                installed.display(),
+                built.display()
+            ));
+        }
+    }
     Ok(())
 }
 

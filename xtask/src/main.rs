@@ -7,8 +7,9 @@
 //!   (`package_check`), `fleet`, and as root the install checks in a throwaway root
 //!   (`throwaway_root`), skipped in one line without root. It writes nothing outside the
 //!   workspace and cargo's and pip's caches. `.ci/run` calls exactly this.
-//! - `dist`: release binaries for glibc 2.17 and newer, and the DEB and RPM packages
-//!   (`dist` and `package` modules); `dist --check` adds the packages' checks.
+//! - `dist`: release binaries for glibc 2.17 and newer, the DEB and RPM packages (`dist`,
+//!   `man` and `package` modules), signed, in signed repositories (`repo`); `dist --check`
+//!   adds the packages' checks (`package_check`, `repo_check`).
 //! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
@@ -20,10 +21,14 @@ mod bench;
 mod clients;
 mod dist;
 mod fleet;
+mod man;
 mod package;
 mod package_check;
+mod repo;
+mod repo_check;
 mod rpm_header;
 mod throwaway_root;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -54,11 +59,13 @@ Runs every check, in this order, and stops at the first that fails: the formatti
 pycpanel (from PyPI into target/tools/pycpanel) for the fake WHM's tests, which also need
 curl, the whole test suite (the tidy checks included: root entries, function and file
 lengths, import circles, unused dependencies), each backend kind alone (the
-registry's tests, the command line compiled with that kind only (cargo check)), cargo xtask dist --check (the packages built and read), cargo xtask fleet (the
-Ansible collection), and, as root, the DEB installed and removed with dpkg and the
-Ansible role installing it with apt, both in a throwaway root: a mount namespace where
-/usr, /etc and /var are overlays on a tmpfs that vanishes with it. Without root those two
-are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
+registry's tests, the command line compiled with that kind only (cargo check)), cargo xtask dist --check (the packages built, signed and read, as
+dist --check does), cargo xtask fleet (the Ansible collection), and, as root, the RPMs
+installed and erased with rpm --root, and in a throwaway root (a mount namespace where
+/usr, /etc and /var are overlays on a tmpfs that vanishes with it) the DEB installed and
+removed with dpkg, installed with apt-get from the signed repository (and tampered copies
+refused), and the Ansible role installing it (a file planted in /var/tmp left alone) and
+from the repository. Without root those are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
 and pip's caches. At the end it prints how long each step took. .ci/run runs exactly
 this.",
     ),
@@ -72,15 +79,22 @@ a virtualenv in target/tools/zig on first use), checks that no symbol version is
 GLIBC_2.17 (objdump -T) and that each runs here, generates the man pages and shell
 completions from the command-line definitions, and makes the DEB and RPM packages
 whmtoken and whmtoken-testing (fake-server) in target/dist, in-process, from the package
-metadata of cli/Cargo.toml and fake-server/Cargo.toml.
+metadata of cli/Cargo.toml and fake-server/Cargo.toml. It signs the RPMs (rpmsign) and lays
+out target/dist/repo: rpm/ (createrepo_c), deb/ (a flat apt repository, Release signed:
+InRelease, Release.gpg) and the public key whmtoken.asc. The key: WHMTOKEN_SIGNING_KEY (an
+armored secret key without passphrase) or the file WHMTOKEN_SIGNING_KEY_FILE names; else a
+throwaway key, said so. Needs gpg, rpmsign and createrepo_c (apt-get installs them as root).
 
 --check then checks the packages as cargo xtask ci does: the RPMs' files, modes, config
 files and scripts (their headers read by xtask, no rpm program needed) and the DEBs'
-files, fields, conffiles and scripts (dpkg-deb); then, as root, in a throwaway root (a
-mount namespace with overlays on /usr, /etc and /var), the DEB installed with dpkg -i,
-its binaries run (--version, a conversion of a fake server, the installed
-/etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and dpkg -P,
-leaving nothing behind. Without root that part is skipped, and said so.",
+files, fields, conffiles and scripts (dpkg-deb); the man pages at 80 columns (man -l: their
+sections, ACL names whole); the RPMs' signatures (rpmkeys --checksig: good, no key,
+tampered); then, as root, each RPM installed and erased with rpm --root (nothing left),
+and in a throwaway root (a mount namespace with overlays on /usr, /etc and /var), the DEB
+installed with dpkg -i, its binaries run (--version, a conversion of a fake server, the
+installed /etc/whmtoken.toml meaning the built-in default), then removed with dpkg -r and
+dpkg -P, leaving nothing behind, and apt-get installing from the signed repository and
+refusing tampered copies. Without root those parts are skipped, and said so.",
     ),
     (
         "fleet",
@@ -244,6 +258,7 @@ fn ci() -> Result<(), String> {
     // the DEB installed and removed, and the role installing it, in a throwaway root.
     timer.step("fleet", fleet::fleet)?;
     timer.step("dist", || {
+        tools::require(&tools::PACKAGING)?;
         release.finish().and_then(|()| dist::package_release())
     })?;
     timer.step("packages", || check_packages(true))?;
@@ -296,9 +311,10 @@ fn not_root(role: bool) -> String {
         ""
     };
     format!(
-        "xtask: not root: skipped installing and removing the DEB (dpkg -i, -r, -P){role}: \
-         they need root for a throwaway root (a mount namespace with overlays on /usr, /etc \
-         and /var); every other check ran"
+        "xtask: not root: skipped installing and removing the DEB (dpkg -i, -r, -P; apt-get \
+         from the signed repository) and the RPMs (rpm --root){role}: they need root for a \
+         throwaway root (a mount namespace with overlays on /usr, /etc and /var); every other \
+         check ran"
     )
 }
 
@@ -307,10 +323,13 @@ fn not_root(role: bool) -> String {
 /// it there too. Without root the install checks are skipped, and said so in one line.
 fn check_packages(role: bool) -> Result<(), String> {
     package_check::check_contents()?;
+    man::check_rendered(&dist::release_dir().join("whmtoken-assets/man"))?;
+    repo_check::check_rpm_signatures()?;
     if !throwaway_root::is_root() {
         eprintln!("{}", not_root(role));
         return Ok(());
     }
+    repo_check::check_rpm_erase()?;
     throwaway_root::run_checks(role)
 }
 
@@ -320,6 +339,7 @@ fn install_checks(what: &[&str]) -> Result<(), String> {
     for check in what {
         match *check {
             "deb" => package_check::check_install()?,
+            "repo" => repo_check::check_apt_repository()?,
             "role" => fleet::the_role_installs_the_package(&dist::package("whmtoken", "deb")?)?,
             other => return Err(format!("{}: no such check: {other}", throwaway_root::TASK)),
         }

@@ -28,7 +28,16 @@ struct Asset {
     dest: String,
     mode: u32,
     config: bool,
-    doc: bool,
+    marked: Marked,
+}
+
+/// What an RPM marks a file as: documentation (`%doc`, `doc = true`), a license
+/// (`%license`, `license = true`: installed even with `--nodocs`), or neither.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Marked {
+    Plain,
+    Doc,
+    License,
 }
 
 /// A packaged crate's metadata.
@@ -93,7 +102,7 @@ impl Metadata {
             };
             let dest = format!("/{dest}");
             let config = dest.starts_with("/etc/");
-            assets.extend(self.expand(source, &dest, mode, config, false)?);
+            assets.extend(self.expand(source, &dest, mode, config, Marked::Plain)?);
         }
         Ok(assets)
     }
@@ -112,10 +121,29 @@ impl Metadata {
                 text(table, "mode", "RPM asset")?,
             );
             let config = table.contains_key("config");
-            let doc = table.get("doc").and_then(toml::Value::as_bool) == Some(true);
-            assets.extend(self.expand(source, dest, mode, config, doc)?);
+            let flag = |key: &str| table.get(key).and_then(toml::Value::as_bool) == Some(true);
+            let marked = match (flag("doc"), flag("license")) {
+                (false, false) => Marked::Plain,
+                (true, false) => Marked::Doc,
+                (false, true) => Marked::License,
+                (true, true) => return Err(format!("{dest}: both doc and license")),
+            };
+            assets.extend(self.expand(source, dest, mode, config, marked)?);
         }
         Ok(assets)
+    }
+
+    /// The folders the RPM owns (`dirs`): those its files create that no system package
+    /// owns, so that `rpm -e` removes them.
+    fn rpm_folders(&self) -> Result<Vec<&str>, String> {
+        let list = self.rpm.get("dirs").and_then(toml::Value::as_array);
+        list.ok_or("[package.metadata.generate-rpm] has no dirs")?
+            .iter()
+            .map(|d| {
+                d.as_str()
+                    .ok_or_else(|| format!("an RPM folder is not a string: {d}"))
+            })
+            .collect()
     }
 
     /// The files `source` names (its last part may be a `*` glob), going to `dest` (a
@@ -126,7 +154,7 @@ impl Metadata {
         dest: &str,
         mode: &str,
         config: bool,
-        doc: bool,
+        marked: Marked,
     ) -> Result<Vec<Asset>, String> {
         let mode = u32::from_str_radix(mode, 8).map_err(|e| format!("mode {mode}: {e}"))?;
         let source = match source.strip_prefix("target/release/") {
@@ -173,7 +201,7 @@ impl Metadata {
                     dest,
                     mode,
                     config,
-                    doc,
+                    marked,
                 })
             })
             .collect()
@@ -383,7 +411,12 @@ fn build_rpm(metadata: &Metadata, out: &Path, now: u64) -> Result<PathBuf, Strin
         "x86_64",
         summary,
     );
-    builder.using_config(config).release("1");
+    let maintainer = metadata.deb_str("maintainer")?;
+    builder
+        .using_config(config)
+        .release("1")
+        .packager(maintainer)
+        .vendor(maintainer.split(" <").next().unwrap_or(maintainer));
     let assets = metadata.rpm_assets()?;
     for asset in &assets {
         let mut options = rpm::FileOptions::new(&asset.dest).mode(rpm::FileMode::regular(
@@ -392,12 +425,19 @@ fn build_rpm(metadata: &Metadata, out: &Path, now: u64) -> Result<PathBuf, Strin
         if asset.config {
             options = options.config().noreplace();
         }
-        if asset.doc {
-            options = options.doc();
-        }
+        options = match asset.marked {
+            Marked::Plain => options,
+            Marked::Doc => options.doc(),
+            Marked::License => options.license(),
+        };
         builder
             .with_file(&asset.source, options)
             .map_err(|e| format!("{}: {e}", asset.source.display()))?;
+    }
+    for folder in metadata.rpm_folders()? {
+        builder
+            .with_dir_entry(rpm::FileOptions::dir(folder).mode(rpm::FileMode::dir(0o755)))
+            .map_err(|e| format!("{folder}: {e}"))?;
     }
     builder.requires(rpm::Dependency::any("/bin/sh"));
     for requires in library_requires(&assets)? {

@@ -20,7 +20,7 @@ use std::process::Command;
 use crate::dist::{
     SERVER_BINARIES, TESTING_BINARY, documented_commands, man_pages, package, release_dir,
 };
-use crate::rpm_header::{FILE_CONFIG, Header, tag};
+use crate::rpm_header::{FILE_CONFIG, FILE_DOC, FILE_LICENSE, Header, tag};
 use crate::{output, run};
 
 /// The config file both packages install.
@@ -58,15 +58,26 @@ fn server_files(zsh: &str, licenses: &str) -> BTreeSet<String> {
 
 /// What the packages hold: no root needed.
 pub(crate) fn check_contents() -> Result<(), String> {
-    check_rpm(
-        "whmtoken",
-        &server_files("site-functions", "/usr/share/licenses/whmtoken"),
-        &[CONFIG],
-    )?;
+    let mut expected = server_files("site-functions", "/usr/share/licenses/whmtoken");
+    expected.extend(
+        [
+            "/usr/share/doc/whmtoken",
+            "/usr/share/licenses/whmtoken",
+            "/usr/share/bash-completion",
+            "/usr/share/bash-completion/completions",
+            "/usr/share/zsh",
+            "/usr/share/zsh/site-functions",
+            "/usr/share/fish",
+            "/usr/share/fish/vendor_completions.d",
+        ]
+        .map(String::from),
+    );
+    check_rpm("whmtoken", &expected, &[CONFIG])?;
     let testing_files: BTreeSet<String> = [
         format!("/usr/bin/{TESTING_BINARY}"),
         "/usr/share/licenses/whmtoken-testing/LICENSE-APACHE".into(),
         "/usr/share/licenses/whmtoken-testing/LICENSE-MIT".into(),
+        "/usr/share/licenses/whmtoken-testing".into(),
     ]
     .into();
     check_rpm("whmtoken-testing", &testing_files, &[])?;
@@ -89,8 +100,9 @@ fn is_binary(path: &str) -> bool {
     path.starts_with("/usr/sbin/") || path.starts_with("/usr/bin/")
 }
 
-/// The RPM `name`: its name and version, exactly the `expected` files (owned by root,
-/// with their modes), `config` its config files, and no script.
+/// The RPM `name`: its name and version, exactly the `expected` files and folders (owned
+/// by root, with their modes; the folders are those it owns), `config` its config files,
+/// licenses marked `%license` and other documents `%doc`, and no script.
 fn check_rpm(name: &str, expected: &BTreeSet<String>, config: &[&str]) -> Result<(), String> {
     let rpm = package(name, "rpm")?;
     let header = Header::read(&rpm)?;
@@ -113,7 +125,9 @@ fn check_rpm(name: &str, expected: &BTreeSet<String>, config: &[&str]) -> Result
     let listed: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
     compare(&rpm, &listed, expected)?;
     for file in &files {
-        let mode = if is_binary(&file.path) {
+        let mode = if file.mode & 0o170_000 == 0o040_000 {
+            0o040_755
+        } else if is_binary(&file.path) {
             0o100_755
         } else {
             0o100_644
@@ -134,6 +148,19 @@ fn check_rpm(name: &str, expected: &BTreeSet<String>, config: &[&str]) -> Result
         return Err(format!(
             "{shown}: config files {configs:?}, expected {config:?}"
         ));
+    }
+    for file in files.iter().filter(|f| f.mode & 0o170_000 == 0o100_000) {
+        let marked = |flag: u64| file.flags & flag == flag;
+        let license = file.path.starts_with("/usr/share/licenses/");
+        let doc =
+            file.path.starts_with("/usr/share/doc/") || file.path.starts_with("/usr/share/man/");
+        if marked(FILE_LICENSE) != license || marked(FILE_DOC) != doc {
+            return Err(format!(
+                "{shown}: {} has file flags {:#x}: a license should be %license (0x80) alone, \
+                 documentation %doc (0x2)",
+                file.path, file.flags
+            ));
+        }
     }
     let scripts = header.scripts();
     if !scripts.is_empty() {

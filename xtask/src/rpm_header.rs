@@ -34,6 +34,10 @@ pub(crate) mod tag {
 
 /// The file flag of a config file (`%config`).
 pub(crate) const FILE_CONFIG: u64 = 1;
+/// The file flag of documentation (`%doc`).
+pub(crate) const FILE_DOC: u64 = 1 << 1;
+/// The file flag of a license (`%license`).
+pub(crate) const FILE_LICENSE: u64 = 1 << 7;
 
 /// A value of the header.
 #[derive(Clone, Debug, PartialEq)]

@@ -31,7 +31,11 @@ pub(crate) fn is_root() -> bool {
 pub(crate) fn run_checks(role: bool) -> Result<(), String> {
     // This very binary, even if `cargo test` has replaced the file it was started from.
     let xtask = format!("/proc/{}/exe", std::process::id());
-    let checks: &[&str] = if role { &["deb", "role"] } else { &["deb"] };
+    let checks: &[&str] = if role {
+        &["deb", "repo", "role"]
+    } else {
+        &["deb", "repo"]
+    };
     run(Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--"])
         .arg(xtask)
