@@ -22,6 +22,10 @@ pub(crate) struct Caller {
     pub(crate) full_access: bool,
     /// The token that authenticated it; `None` for the access hash.
     pub(crate) token: Option<String>,
+    /// That token's expiry (epoch seconds), when it has one.
+    pub(crate) expires_at: Option<i64>,
+    /// That token's allow-list, when it has one.
+    pub(crate) allow_list: Option<Vec<String>>,
 }
 
 /// The ACLs a request may use.
@@ -169,11 +173,26 @@ pub(crate) fn authenticate(
         Access::Full => (Acls::from(account.clone()), true),
         Access::Acls(list) => (Acls::Only(list.into_iter().collect()), false),
     };
+    // What the caller's token is limited to, for the tokens it creates.
+    let entry = match &token {
+        Some(name) => backend
+            .tokens(&user)
+            .map_err(|e| Denied::failed(&user, &e))?
+            .iter()
+            .find(|(_, entry)| entry.name == *name)
+            .map(|(_, entry)| entry.clone()),
+        None => None,
+    };
     Ok(Caller {
         user,
         account,
         acls,
         full_access,
         token,
+        expires_at: entry
+            .as_ref()
+            .and_then(|e| e.expires_at)
+            .filter(|at| *at != 0),
+        allow_list: entry.and_then(|e| e.whitelist_ips),
     })
 }
