@@ -201,21 +201,6 @@ impl Bound {
         self.fingerprint.as_deref()
     }
 
-    /// How many connections are served at once: the cap asked for, within what the
-    /// process's open-file limit allows (raised to its hard limit first).
-    pub fn max_connections(&self) -> usize {
-        use rustix::process::{Resource, getrlimit, setrlimit};
-        let mut files = getrlimit(Resource::Nofile);
-        if files.current != files.maximum {
-            files.current = files.maximum;
-            let _ = setrlimit(Resource::Nofile, files);
-        }
-        let allowed = getrlimit(Resource::Nofile).current.map_or(usize::MAX, |n| {
-            usize::try_from(n.saturating_sub(SPARE_FILES)).unwrap_or(usize::MAX)
-        });
-        self.limits.max_connections.min(allowed).max(1)
-    }
-
     /// Serves `backend` until SIGINT or SIGTERM, handing each request's record to `log`.
     pub fn run(
         self,
@@ -227,7 +212,7 @@ impl Bound {
             .build()
             .map_err(ServeError::Io)?;
         let port = self.listener.local_addr().map_err(ServeError::Io)?.port();
-        let registry = Arc::new(Registry::new(self.max_connections()));
+        let registry = Arc::new(Registry::new(connection_cap(self.limits.max_connections)));
         let app = Arc::new(App {
             backend,
             log: Box::new(log),
@@ -274,6 +259,21 @@ impl Bound {
             Ok(())
         })
     }
+}
+
+/// How many connections are served at once: `wanted`, within what the process's open-file
+/// limit allows (its soft limit raised to the hard one first) less [`SPARE_FILES`].
+fn connection_cap(wanted: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut files = getrlimit(Resource::Nofile);
+    if files.current != files.maximum {
+        files.current = files.maximum;
+        let _ = setrlimit(Resource::Nofile, files);
+    }
+    let allowed = getrlimit(Resource::Nofile).current.map_or(usize::MAX, |n| {
+        usize::try_from(n.saturating_sub(SPARE_FILES)).unwrap_or(usize::MAX)
+    });
+    wanted.min(allowed).max(1)
 }
 
 /// One connection, from its handshake (with TLS) to its end, or until it is closed to make

@@ -63,7 +63,11 @@ pub(super) fn measure(tools: &Tools, out: &Path, copies: &Copies) -> Result<Stri
         )
         .expect("write to a String");
         if backend == "sqlite" {
-            notes.push_str(&under_slow_connections(tools, &config, &secret_of(CALLER)?)?);
+            notes.push_str(&under_slow_connections(
+                tools,
+                &config,
+                &secret_of(CALLER)?,
+            )?);
         }
     }
     Ok(notes)
