@@ -173,15 +173,9 @@ pub(crate) fn authenticate(
         Access::Full => (Acls::from(account.clone()), true),
         Access::Acls(list) => (Acls::Only(list.into_iter().collect()), false),
     };
-    // What the caller's token is limited to, for the tokens it creates.
-    let entry = match &token {
-        Some(name) => backend
-            .tokens(&user)
-            .map_err(|e| Denied::failed(&user, &e))?
-            .iter()
-            .find(|(_, entry)| entry.name == *name)
-            .map(|(_, entry)| entry.clone()),
-        None => None,
+    let (expires_at, allow_list) = match &token {
+        Some(name) => token_limits(backend, &user, name)?,
+        None => (None, None),
     };
     Ok(Caller {
         user,
@@ -189,10 +183,24 @@ pub(crate) fn authenticate(
         acls,
         full_access,
         token,
-        expires_at: entry
-            .as_ref()
-            .and_then(|e| e.expires_at)
-            .filter(|at| *at != 0),
-        allow_list: entry.and_then(|e| e.whitelist_ips),
+        expires_at,
+        allow_list,
     })
+}
+
+/// The expiry and the allow-list of `user`'s token `name`: what the tokens it creates are
+/// held to.
+fn token_limits(
+    backend: &dyn Backend,
+    user: &UserName,
+    name: &str,
+) -> Result<(Option<i64>, Option<Vec<String>>), Denied> {
+    let tokens = backend.tokens(user).map_err(|e| Denied::failed(user, &e))?;
+    let entry = tokens.iter().find(|(_, entry)| entry.name == name);
+    Ok(entry.map_or((None, None), |(_, entry)| {
+        (
+            entry.expires_at.filter(|at| *at != 0),
+            entry.whitelist_ips.clone(),
+        )
+    }))
 }
