@@ -154,7 +154,8 @@ fn quiet_and_loaded(url: &str, secret: &str) -> Result<(Vec<Load>, Vec<Load>, Ke
 }
 
 /// [`SLOW`] connections to `address`, each sent a request's first line and then a header
-/// line a second, never the end of the header; one the server closes is opened again.
+/// line a second, never the end of the header; one the server closes (after its header
+/// timeout, with 408) is opened again.
 /// Runs until `running` turns false; `open` counts the connections open.
 fn slow_clients(
     address: SocketAddr,
@@ -176,27 +177,36 @@ fn slow_clients(
     }
     let mut line = 0u64;
     let mut buffer = [0u8; 512];
+    // A line a second to each, spread over the second in slices, as a patient attacker
+    // would (not all 2,000 at once).
+    let slices = 20;
+    let slice = SLOW.div_ceil(slices);
     while running.load(Ordering::Relaxed) {
         line += 1;
         let header = format!("X-Slow-{line}: y\r\n");
-        let mut count = 0;
-        for slot in &mut streams {
-            let alive = slot.as_mut().is_some_and(|stream| {
-                let closed = match stream.read(&mut buffer) {
-                    Ok(_) => true,
-                    Err(e) => e.kind() != ErrorKind::WouldBlock,
-                };
-                !closed && stream.write_all(header.as_bytes()).is_ok()
-            });
-            if !alive {
-                *slot = connect();
-                reopened.fetch_add(1, Ordering::Relaxed);
+        for start in (0..streams.len()).step_by(slice) {
+            let end = (start + slice).min(streams.len());
+            for stream in &mut streams[start..end] {
+                let alive = stream.as_mut().is_some_and(|stream| {
+                    let closed = match stream.read(&mut buffer) {
+                        Ok(_) => true,
+                        Err(e) => e.kind() != ErrorKind::WouldBlock,
+                    };
+                    !closed && stream.write_all(header.as_bytes()).is_ok()
+                });
+                if !alive {
+                    *stream = connect();
+                    reopened.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            count += usize::from(slot.is_some());
+            open.store(streams_open(&streams), Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1000 / slices as u64));
         }
-        open.store(count, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+fn streams_open(streams: &[Option<TcpStream>]) -> usize {
+    streams.iter().filter(|s| s.is_some()).count()
 }
 
 /// Raises this process's open-file limit (inherited by the server it starts) to at least
