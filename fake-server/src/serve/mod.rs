@@ -9,10 +9,15 @@
 //! `api_token_revoke`) holds the backend's lock for that request only. Requests run on
 //! tokio's blocking pool, so a slow write never stalls the connections.
 //!
-//! The library prints nothing: [`Bound::run`] hands one [`AccessRecord`] per request to
-//! the caller, which never holds the `Authorization` header or a secret; [`LogWriter`]
-//! writes it to the fake server's logs folder as cpsrvd writes `access_log` and
-//! `api_tokens_log`, for `whmtoken usage` to read.
+//! Each connection is served by hyper on its own task, under the server's [`Limits`]
+//! (timeouts, a connection cap, a body limit; `conn`), so slow or idle clients cannot keep
+//! others out.
+//!
+//! The library prints nothing: [`Bound::run`] hands one [`AccessRecord`] per request
+//! (also per request refused before it reached the handler) to the caller, which never
+//! holds the `Authorization` header or a secret; [`LogWriter`] writes it to the fake
+//! server's logs folder as cpsrvd writes `access_log`, `api_tokens_log` and `error_log`,
+//! for `whmtoken usage` to read.
 
 mod api;
 mod auth;
