@@ -370,7 +370,8 @@ fn assert_refused(answer: Answer, step: &str, exactly: bool) {
 fn story(client: &dyn Client, backend: &str, reasons: bool) {
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", backend, &scenario(true, None));
-    let served = Served::start(&config, &[]);
+    let logs = dir.path().join("logs");
+    let served = Served::start(&config, &["--logs", logs.to_str().unwrap()]);
     // pycpanel sends the hash as stored, line feeds and all; the others without them.
     let sent = if reasons {
         secret()
@@ -436,7 +437,7 @@ fn story(client: &dyn Client, backend: &str, reasons: bool) {
         backend,
         &scenario(false, Some(1_000_000_001)),
     );
-    let served = Served::start(&config, &[]);
+    let served = Served::start(&config, &["--logs", logs.to_str().unwrap()]);
     assert_refused(
         client.applist(&served.url, "bob", &sent),
         "token expired",
@@ -444,6 +445,21 @@ fn story(client: &dyn Client, backend: &str, reasons: bool) {
     );
     let (_, log) = served.stop();
     assert!(log.contains("expired at 1000000001"), "{log}");
+    // The server's own error_log has each reason the client was not told.
+    let error_log = std::fs::read_to_string(logs.join("error_log")).unwrap();
+    for why in [
+        "access-hash authentication is off",
+        "127.0.0.1 is not in the allow-list",
+        "expired at 1000000001",
+    ] {
+        assert!(
+            error_log
+                .lines()
+                .any(|l| l.contains(" 403: ") && l.contains(why)),
+            "error_log says {why:?}:\n{error_log}"
+        );
+    }
+    assert!(!error_log.contains(&secret()[..16]), "{error_log}");
 }
 
 fn curl_on_files() {
