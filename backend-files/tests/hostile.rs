@@ -1498,6 +1498,8 @@ fn an_append_only_accounting_log_is_appended_to() {
     let backend = open(&server);
     let event = whmtoken_core::AuditEvent {
         time: whmtoken_core::Clock::now(&whmtoken_core::FixedClock::at(1_700_000_000)),
+        action: whmtoken_core::AuditAction::CreateApiToken,
+        actor: whmtoken_core::UserName::root(),
         user: user("res1"),
         token_name: "accesshash-1".into(),
     };

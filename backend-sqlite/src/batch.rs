@@ -222,6 +222,8 @@ fn write(
         .map_err(|e| site.sql_for(Some("tokens"), Some(user), e))?;
     let event = AuditEvent {
         time: clock.now(),
+        action: whmtoken_core::AuditAction::CreateApiToken,
+        actor: whmtoken_core::UserName::root(),
         user: item.user.clone(),
         token_name: entry.name.clone(),
     };

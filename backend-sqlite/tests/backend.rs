@@ -499,6 +499,8 @@ fn everything_persists_after_reopening() {
         .unwrap();
     let event = AuditEvent {
         time: FixedClock::at(1_433_165_599).now(),
+        action: whmtoken_core::AuditAction::CreateApiToken,
+        actor: whmtoken_core::UserName::root(),
         user: user("res1"),
         token_name: "accesshash-1000".into(),
     };
@@ -540,6 +542,8 @@ fn the_audit_line_is_stored_in_order() {
     ] {
         let event = AuditEvent {
             time: FixedClock::at(t).now(),
+            action: whmtoken_core::AuditAction::CreateApiToken,
+            actor: whmtoken_core::UserName::root(),
             user: user("res1"),
             token_name: name.into(),
         };

@@ -1,5 +1,6 @@
-//! The audit record written for every token the converter stores, and the turn in which
-//! an import writes it: before its token becomes visible, in the order users were given.
+//! The audit record written for every token the converter stores (and every token the
+//! fake WHM creates or revokes), and the turn in which an import writes it: before its
+//! token becomes visible, in the order users were given.
 
 use std::cell::Cell;
 use std::fmt;
@@ -14,22 +15,46 @@ use crate::error_chain;
 use crate::import::Decision;
 use crate::user::UserName;
 
-/// One `CREATEAPITOKEN` event, as cPanel's `accounting.log` records it (reference 2.8).
+/// What happened to a token, as `accounting.log` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditAction {
+    /// `CREATEAPITOKEN`: the converter's, and WHM's `api_token_create`.
+    CreateApiToken,
+    /// `REVOKEAPITOKEN`: WHM's `api_token_revoke`.
+    RevokeApiToken,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateApiToken => "CREATEAPITOKEN",
+            Self::RevokeApiToken => "REVOKEAPITOKEN",
+        }
+    }
+}
+
+/// One token event, as cPanel's `accounting.log` records it (reference 2.8).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEvent {
     pub time: Zoned,
+    pub action: AuditAction,
+    /// Who acted (cPanel's `REMOTE_USER`): root for the converter, which only root runs;
+    /// the caller for the fake WHM.
+    pub actor: UserName,
     pub user: UserName,
     /// The name actually stored (cPanel's script logs a different one; we do not).
     pub token_name: String,
 }
 
 impl AuditEvent {
-    /// `<Perl scalar localtime>:CREATEAPITOKEN:root:<user>:not-applicable:<token name>`,
-    /// without the line feed. The acting user is always root: only root runs the converter.
+    /// `<Perl scalar localtime>:<ACTION>:<actor>:<user>:not-applicable:<token name>`,
+    /// without the line feed.
     pub fn accounting_line(&self) -> String {
         format!(
-            "{}:CREATEAPITOKEN:root:{}:not-applicable:{}",
+            "{}:{}:{}:{}:not-applicable:{}",
             self.time.strftime("%a %b %e %H:%M:%S %Y"),
+            self.action.as_str(),
+            self.actor,
             self.user,
             self.token_name
         )
@@ -58,6 +83,8 @@ pub struct AuditTurn<'a> {
     holding: Cell<bool>,
     /// Refuses every record (see [`refusing`](Self::refusing)).
     refusal: Option<(String, String)>,
+    /// Who the record names as acting; root when `None`.
+    actor: Option<UserName>,
 }
 
 impl fmt::Debug for AuditTurn<'_> {
@@ -78,6 +105,16 @@ impl<'a> AuditTurn<'a> {
             taken: Cell::new(false),
             holding: Cell::new(false),
             refusal: None,
+            actor: None,
+        }
+    }
+
+    /// The same turn, its record naming `actor` as the user who acted instead of root (the
+    /// fake WHM's `api_token_create`, called by a reseller).
+    pub fn acting_as(self, actor: UserName) -> Self {
+        Self {
+            actor: Some(actor),
+            ..self
         }
     }
 
@@ -97,6 +134,7 @@ impl<'a> AuditTurn<'a> {
             taken: Cell::new(false),
             holding: Cell::new(false),
             refusal: None,
+            actor: None,
         }
     }
 
@@ -155,6 +193,8 @@ impl<'a> AuditTurn<'a> {
         let mut append = || {
             write(&AuditEvent {
                 time: self.clock.now(),
+                action: AuditAction::CreateApiToken,
+                actor: self.actor.clone().unwrap_or_else(UserName::root),
                 user: user.clone(),
                 token_name: entry.name.clone(),
             })
@@ -277,6 +317,8 @@ mod tests {
     fn matches_perls_scalar_localtime() {
         let event = AuditEvent {
             time: FixedClock::at(1_433_165_599).now(), // 2015-06-01 13:33:19 UTC
+            action: AuditAction::CreateApiToken,
+            actor: UserName::root(),
             user: UserName::new("res1").unwrap(),
             token_name: "accesshash-1433165599".into(),
         };

@@ -32,7 +32,7 @@ pub mod user;
 mod properties;
 
 pub use acl::Privileges;
-pub use audit::{AuditEvent, AuditTurn};
+pub use audit::{AuditAction, AuditEvent, AuditTurn};
 pub use backend::{
     Account, Backend, BackendError, BatchImport, ClusterFile, ImportItem, LogFile, Logs, Reads,
     ServerSettings, WhmRole,

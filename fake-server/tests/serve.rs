@@ -350,28 +350,34 @@ fn assert_accepted(answer: Answer, step: &str) {
     }
 }
 
-fn assert_refused(answer: Answer, step: &str, why: &str) {
+/// Refused, the client told only `Access denied` (exactly, when it shows the body's
+/// reason as it is).
+fn assert_refused(answer: Answer, step: &str, exactly: bool) {
     let Answer::Refused(reason) = answer else {
         panic!("{step}: expected refused, got {answer:?}");
     };
-    assert!(
-        reason.contains(why),
-        "{step}: {reason:?} does not say {why:?}"
-    );
+    if exactly {
+        assert_eq!(reason, "Access denied", "{step}");
+    } else {
+        assert!(
+            reason.contains("Access denied"),
+            "{step}: {reason:?} does not say Access denied"
+        );
+    }
 }
 
 /// The whole story with one client on one backend.
 fn story(client: &dyn Client, backend: &str, reasons: bool) {
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", backend, &scenario(true, None));
-    let served = Served::start(&config, &[]);
+    let logs = dir.path().join("logs");
+    let served = Served::start(&config, &["--logs", logs.to_str().unwrap()]);
     // pycpanel sends the hash as stored, line feeds and all; the others without them.
     let sent = if reasons {
         secret()
     } else {
         ACCESS_HASH.to_owned()
     };
-    let why = |text: &'static str| if reasons { text } else { "Access denied" };
 
     assert_accepted(
         client.applist(&served.url, "bob", &sent),
@@ -385,7 +391,7 @@ fn story(client: &dyn Client, backend: &str, reasons: bool) {
     assert_refused(
         client.applist(&served.url, "bob", &sent),
         "access hash, setting off",
-        why("access-hash authentication is off"),
+        reasons,
     );
 
     run("convert_accesshash_to_token", &["--config", &config, "bob"]);
@@ -408,10 +414,16 @@ fn story(client: &dyn Client, backend: &str, reasons: bool) {
     assert_refused(
         client.applist(&served.url, "bob", &sent),
         "token limited to 192.0.2.1, called from 127.0.0.1",
-        why("127.0.0.1 is not in the allow-list"),
+        reasons,
     );
     let (stopped, log) = served.stop();
     assert!(stopped, "SIGTERM stops the server cleanly");
+    for why in [
+        "access-hash authentication is off",
+        "127.0.0.1 is not in the allow-list",
+    ] {
+        assert!(log.contains(why), "the server's log says {why:?}:\n{log}");
+    }
     assert!(
         !log.contains(&secret()[..16]),
         "the access log holds no secret:\n{log}"
@@ -425,12 +437,29 @@ fn story(client: &dyn Client, backend: &str, reasons: bool) {
         backend,
         &scenario(false, Some(1_000_000_001)),
     );
-    let served = Served::start(&config, &[]);
+    let served = Served::start(&config, &["--logs", logs.to_str().unwrap()]);
     assert_refused(
         client.applist(&served.url, "bob", &sent),
         "token expired",
-        why("expired at 1000000001"),
+        reasons,
     );
+    let (_, log) = served.stop();
+    assert!(log.contains("expired at 1000000001"), "{log}");
+    // The server's own error_log has each reason the client was not told.
+    let error_log = std::fs::read_to_string(logs.join("error_log")).unwrap();
+    for why in [
+        "access-hash authentication is off",
+        "127.0.0.1 is not in the allow-list",
+        "expired at 1000000001",
+    ] {
+        assert!(
+            error_log
+                .lines()
+                .any(|l| l.contains(" 403: ") && l.contains(why)),
+            "error_log says {why:?}:\n{error_log}"
+        );
+    }
+    assert!(!error_log.contains(&secret()[..16]), "{error_log}");
 }
 
 fn curl_on_files() {
@@ -696,13 +725,17 @@ fn the_endpoints_answer_as_whm_api_1_does() {
         .iter()
         .map(|l| l.as_str().unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(
-        lines[0].ends_with(":CREATEAPITOKEN:root:bob:not-applicable:billing"),
+        lines[0].ends_with(":CREATEAPITOKEN:bob:bob:not-applicable:billing"),
+        "the caller, not root: {lines:?}"
+    );
+    assert!(
+        lines[1].ends_with(":REVOKEAPITOKEN:bob:bob:not-applicable:billing"),
         "{lines:?}"
     );
     assert!(
-        lines[1].ends_with(":CREATEAPITOKEN:root:bob:not-applicable:dns"),
+        lines[2].ends_with(":CREATEAPITOKEN:bob:bob:not-applicable:dns"),
         "{lines:?}"
     );
     assert!(
@@ -751,10 +784,11 @@ fn a_function_outside_the_callers_acls_answers_200_with_result_0() {
     assert_eq!(body["status"], 0, "the legacy shape: {body}");
 }
 
-fn refusals_are_403_with_a_reason_that_never_echoes_the_secret() {
+fn refusals_are_403_access_denied_with_the_reason_in_the_servers_log() {
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", "files", &scenario(true, None));
-    let served = Served::start(&config, &[]);
+    let logs = dir.path().join("logs");
+    let served = Served::start(&config, &["--logs", logs.to_str().unwrap()]);
     let url = &served.url;
     let wrong = "ZZZZWRONGSECRETZZZZ";
     let cases = [
@@ -777,18 +811,21 @@ fn refusals_are_403_with_a_reason_that_never_echoes_the_secret() {
             "no account called ghost",
         ),
         (
+            Some(format!("whm carol:{}", secret())),
+            "carol is neither root nor a reseller",
+        ),
+        (
             Some(format!("whm bob:{wrong}")),
             "no token of bob matches this secret",
         ),
     ];
-    for (header, why) in cases {
+    for (header, _) in &cases {
         let (status, body) = call(url, header.as_deref(), "/json-api/version?api.version=1");
         assert_eq!(status, 403, "{header:?}: {body}");
-        let reason = body["metadata"]["reason"].as_str().unwrap();
-        assert!(reason.contains(why), "{header:?}: {reason}");
-        assert!(
-            !reason.contains(wrong) && !reason.contains(&secret()),
-            "{reason}"
+        assert_eq!(
+            body,
+            serde_json::json!({"metadata": {"version": 1, "command": "version", "result": 0, "reason": "Access denied"}}),
+            "{header:?}: the client learns nothing more"
         );
     }
     for scheme in ["whm", "WHM", "Whm"] {
@@ -801,6 +838,18 @@ fn refusals_are_403_with_a_reason_that_never_echoes_the_secret() {
     }
     let (_, log) = served.stop();
     assert!(!log.contains(wrong) && !log.contains("Ym9i"), "{log}");
+    let error_log = std::fs::read_to_string(logs.join("error_log")).unwrap();
+    assert_eq!(error_log.lines().count(), cases.len(), "{error_log}");
+    for ((_, why), line) in cases.iter().zip(error_log.lines()) {
+        assert!(
+            line.contains(" 403: ") && line.contains(why),
+            "error_log says {why:?}: {line}"
+        );
+    }
+    assert!(
+        !error_log.contains(wrong) && !error_log.contains(&secret()),
+        "{error_log}"
+    );
 }
 
 fn https_with_a_certificate_made_at_start() {
@@ -882,6 +931,429 @@ fn https_with_a_certificate_given_as_pem_files() {
     assert_eq!(body["version"], whmtoken_fake_server::serve::WHM_VERSION);
 }
 
+/// A plain TCP connection to the server at `url` (`http://ADDR:PORT`); reads give up
+/// after 20 s, long past every limit the tests set, so a server that never answers fails
+/// the test instead of hanging it.
+fn connect(url: &str) -> std::net::TcpStream {
+    let address = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap();
+    let stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes the connection; panics if it does not.
+fn until_closed(stream: &mut impl Read) -> String {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "the server did not close the connection ({e}); it sent {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// One answer on a keep-alive connection: its status line and headers, and its body.
+fn response(stream: &mut impl Read) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            other => panic!(
+                "no answer: {other:?} after {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+const VERSION_REQUEST: &[u8] = b"GET /json-api/version HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+/// The access_log lines whose status is `status`.
+fn access_lines(logs: &Path, status: u16) -> Vec<String> {
+    std::fs::read_to_string(logs.join("access_log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&format!("\" {status} ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn a_partial_header_is_closed_after_the_timeout_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let logs = dir.path().join("logs");
+    let served = Served::start(
+        &config,
+        &[
+            "--logs",
+            logs.to_str().unwrap(),
+            "--header-timeout",
+            "0.3",
+            "--idle-timeout",
+            "0.5",
+        ],
+    );
+    let mut slow = connect(&served.url);
+    slow.write_all(b"GET /json-api/version HTTP/1.1\r\nHost: loc")
+        .unwrap();
+    let mut quiet = connect(&served.url);
+    let bob = format!("whm bob:{}", secret());
+    let (status, _) = call(&served.url, Some(&bob), "/json-api/version");
+    assert_eq!(status, 200, "a normal client is served meanwhile");
+    let answer = until_closed(&mut slow);
+    assert!(
+        answer.starts_with("HTTP/1.1 408 "),
+        "the partial header gets 408, then the connection closes: {answer:?}"
+    );
+    assert_eq!(
+        until_closed(&mut quiet),
+        "",
+        "a connection that sends nothing is closed after the idle timeout, without an answer"
+    );
+    served.stop();
+    let lines = access_lines(&logs, 408);
+    assert_eq!(lines.len(), 1, "one access_log line for the 408");
+    assert!(
+        lines[0].contains("\"GET /json-api/version HTTP/1.1\" 408 "),
+        "{}",
+        lines[0]
+    );
+}
+
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let served = Served::start(&config, &["--idle-timeout", "0.3"]);
+    let mut client = connect(&served.url);
+    client.write_all(VERSION_REQUEST).unwrap();
+    assert!(response(&mut client).starts_with("HTTP/1.1 403 "));
+    assert_eq!(until_closed(&mut client), "", "closed without a word");
+}
+
+fn at_the_cap_the_oldest_idle_connection_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let served = Served::start(&config, &["--max-connections", "2"]);
+    let mut oldest = connect(&served.url);
+    oldest.write_all(VERSION_REQUEST).unwrap();
+    assert!(response(&mut oldest).starts_with("HTTP/1.1 403 "));
+    let mut newer = connect(&served.url);
+    newer.write_all(VERSION_REQUEST).unwrap();
+    assert!(response(&mut newer).starts_with("HTTP/1.1 403 "));
+    // Both idle, the cap reached: a new client is served, the oldest idle one closed.
+    let bob = format!("whm bob:{}", secret());
+    let (status, _) = call(&served.url, Some(&bob), "/json-api/version");
+    assert_eq!(status, 200, "a new client is served at the cap");
+    assert_eq!(
+        until_closed(&mut oldest),
+        "",
+        "the oldest idle connection is closed"
+    );
+    newer.write_all(VERSION_REQUEST).unwrap();
+    assert!(
+        response(&mut newer).starts_with("HTTP/1.1 403 "),
+        "the newer one is still served"
+    );
+}
+
+fn an_over_limit_body_gets_413_and_a_slow_one_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let logs = dir.path().join("logs");
+    let served = Served::start(
+        &config,
+        &[
+            "--logs",
+            logs.to_str().unwrap(),
+            "--max-body",
+            "1024",
+            "--header-timeout",
+            "0.3",
+        ],
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let bob = format!("whm bob:{}", secret());
+    let post = |body: String| {
+        agent
+            .post(&format!("{}/json-api/version", served.url))
+            .header("Authorization", &bob)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(body)
+            .expect("the server answers")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post(format!("api.version=1&x={}", "a".repeat(900))), 200);
+    assert_eq!(post(format!("api.version=1&x={}", "a".repeat(2000))), 413);
+    // A body announced and never sent in full.
+    let mut slow = connect(&served.url);
+    slow.write_all(
+        b"POST /json-api/version HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\napi.versi",
+    )
+    .unwrap();
+    let answer = until_closed(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    served.stop();
+    assert_eq!(access_lines(&logs, 413).len(), 1, "the 413 is logged");
+    assert_eq!(access_lines(&logs, 408).len(), 1, "the 408 is logged");
+}
+
+fn requests_refused_by_the_http_layer_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "sqlite", &scenario(true, None));
+    let logs = dir.path().join("logs");
+    let served = Served::start(&config, &["--logs", logs.to_str().unwrap()]);
+    let long_uri = format!(
+        "GET /json-api/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many_headers = format!(
+        "GET /json-api/version HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..120)
+            .map(|i| format!("X-Filler-{i}: y\r\n"))
+            .collect::<String>()
+    );
+    for (request, status) in [
+        (long_uri.as_bytes(), "414"),
+        (many_headers.as_bytes(), "431"),
+        (&b"NOT HTTP AT ALL\r\n\r\n"[..], "400"),
+    ] {
+        let mut client = connect(&served.url);
+        client.write_all(request).unwrap();
+        let answer = until_closed(&mut client);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status}: {answer:?}"
+        );
+    }
+    let (_, log) = served.stop();
+    for status in [414, 431, 400] {
+        let lines = access_lines(&logs, status);
+        assert_eq!(lines.len(), 1, "{status}: one access_log line");
+        assert!(
+            log.contains(&format!(" {status} ")),
+            "{status} on stderr too:\n{log}"
+        );
+    }
+    assert!(
+        access_lines(&logs, 414)[0].contains("\"GET /json-api/aaaa"),
+        "the request line, cut short"
+    );
+    assert!(access_lines(&logs, 414)[0].len() < 1000);
+}
+
+/// A TLS client trusting `cert` (DER), over a new connection to `url`.
+fn tls_connect(
+    url: &str,
+    cert: &[u8],
+) -> tokio_rustls::rustls::StreamOwned<tokio_rustls::rustls::ClientConnection, std::net::TcpStream>
+{
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(cert.to_vec()))
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    rustls::StreamOwned::new(connection, connect(url))
+}
+
+fn https_closes_slow_handshakes_and_partial_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = build(dir.path(), "server", "files", &scenario(true, None));
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let served = Served::start(
+        &config,
+        &[
+            "--tls",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--header-timeout",
+            "0.3",
+            "--tls-handshake-timeout",
+            "0.3",
+        ],
+    );
+    let mut no_handshake = connect(&served.url);
+    let mut slow = tls_connect(&served.url, made.cert.der());
+    slow.write_all(b"GET /json-api/version HTTP/1.1\r\nHost: loc")
+        .unwrap();
+    slow.flush().unwrap();
+    assert_accepted(
+        Curl.applist(&served.url, "bob", &secret()),
+        "a normal client over HTTPS meanwhile",
+    );
+    assert_eq!(
+        until_closed(&mut no_handshake),
+        "",
+        "a connection that never shakes hands is closed"
+    );
+    let answer = until_closed(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+}
+
+fn tokens_are_created_and_revoked_within_the_callers_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = scenario(true, None).replace(
+        "reseller = [\"list-accts\"]",
+        "reseller = [\"list-accts\", \"create-acct\"]",
+    );
+    let config = build(dir.path(), "server", "files", &text);
+    let served = Served::start(&config, &[]);
+    let url = served.url.clone();
+    let bob = format!("whm bob:{}", secret());
+    let api = |auth: &str, call_: &str, query: &str| {
+        let (status, body) = call(
+            &url,
+            Some(auth),
+            &format!("/json-api/{call_}?api.version=1&{query}"),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let created = |auth: &str, query: &str| {
+        let body = api(auth, "api_token_create", query);
+        assert_eq!(body["metadata"]["result"], 1, "{query}: {body}");
+        format!("whm bob:{}", body["data"]["token"].as_str().unwrap())
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let (soon, later) = (now + 3600, now + 7200);
+    let limited = created(
+        &bob,
+        &format!(
+            "token_name=limited&acl-1=list-accts&expires_at={soon}&whitelist_ip-1=127.0.0.0/8"
+        ),
+    );
+    for (query, why) in [
+        ("token_name=full".to_owned(), "full-access"),
+        (
+            format!("token_name=more&acl-1=create-acct&expires_at={soon}&whitelist_ip-1=127.0.0.1"),
+            "create-acct",
+        ),
+        (
+            "token_name=forever&acl-1=list-accts&whitelist_ip-1=127.0.0.1".to_owned(),
+            "expires_at",
+        ),
+        (
+            format!(
+                "token_name=later&acl-1=list-accts&expires_at={later}&whitelist_ip-1=127.0.0.1"
+            ),
+            "cannot expire later",
+        ),
+        (
+            format!("token_name=anywhere&acl-1=list-accts&expires_at={soon}"),
+            "allow-list",
+        ),
+        (
+            format!("token_name=wider&acl-1=list-accts&expires_at={soon}&whitelist_ip-1=0.0.0.0/0"),
+            "0.0.0.0/0",
+        ),
+    ] {
+        let body = api(&limited, "api_token_create", &query);
+        assert_eq!(body["metadata"]["result"], 0, "{query}: {body}");
+        let reason = body["metadata"]["reason"].as_str().unwrap();
+        assert!(reason.contains(why), "{query}: {reason}");
+    }
+    let within = created(
+        &limited,
+        &format!(
+            "token_name=within&acl-1=list-accts&expires_at={}&whitelist_ip-1=127.0.0.1",
+            soon - 60
+        ),
+    );
+    assert_eq!(call(&url, Some(&within), "/json-api/version").0, 200);
+
+    let full = created(&bob, "token_name=full");
+    created(&bob, "token_name=accounts&acl-1=create-acct");
+    let narrow = created(&bob, "token_name=narrow&acl-1=create-acct");
+    for (name, why) in [("full", "“all”"), ("limited", "“list-accts”")] {
+        let body = api(&narrow, "api_token_revoke", &format!("token_name={name}"));
+        assert_eq!(body["metadata"]["result"], 0, "{name}: {body}");
+        assert!(
+            body["metadata"]["reason"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        call(&url, Some(&full), "/json-api/version").0,
+        200,
+        "the full-access token was not revoked"
+    );
+    let body = api(&narrow, "api_token_revoke", "token_name=accounts");
+    assert_eq!(body["metadata"]["result"], 1, "{body}");
+    let body = api(&limited, "api_token_revoke", "token_name=within");
+    assert_eq!(body["metadata"]["result"], 1, "{body}");
+    assert_eq!(call(&url, Some(&within), "/json-api/version").0, 403);
+    served.stop();
+
+    let dump = run("fake-server", &["dump", "--config", &config]);
+    let dump: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
+    let events: Vec<String> = dump["accounting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let line = l.as_str().unwrap();
+            // After the time (`Thu Dec  4 13:27:53 2026:`): ACTION:actor:user:domain:name.
+            line.splitn(4, ':').nth(3).unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "CREATEAPITOKEN:bob:bob:not-applicable:limited",
+            "CREATEAPITOKEN:bob:bob:not-applicable:within",
+            "CREATEAPITOKEN:bob:bob:not-applicable:full",
+            "CREATEAPITOKEN:bob:bob:not-applicable:accounts",
+            "CREATEAPITOKEN:bob:bob:not-applicable:narrow",
+            "REVOKEAPITOKEN:bob:bob:not-applicable:accounts",
+            "REVOKEAPITOKEN:bob:bob:not-applicable:within",
+        ],
+        "no line for a refused call"
+    );
+}
+
 fn main() -> ExitCode {
     if let Some(status) = support::act_as_a_program() {
         return status;
@@ -899,8 +1371,15 @@ fn main() -> ExitCode {
         rehearsal_with_pycpanel_on_sqlite,
         the_endpoints_answer_as_whm_api_1_does,
         a_function_outside_the_callers_acls_answers_200_with_result_0,
-        refusals_are_403_with_a_reason_that_never_echoes_the_secret,
+        refusals_are_403_access_denied_with_the_reason_in_the_servers_log,
         https_with_a_certificate_made_at_start,
         https_with_a_certificate_given_as_pem_files,
+        a_partial_header_is_closed_after_the_timeout_while_others_are_served,
+        an_idle_keep_alive_connection_is_closed_after_the_idle_timeout,
+        at_the_cap_the_oldest_idle_connection_makes_room,
+        an_over_limit_body_gets_413_and_a_slow_one_408,
+        requests_refused_by_the_http_layer_are_logged,
+        https_closes_slow_handshakes_and_partial_headers,
+        tokens_are_created_and_revoked_within_the_callers_limits,
     ])
 }

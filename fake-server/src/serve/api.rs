@@ -8,13 +8,16 @@
 //! function the caller may not use, or one that fails, answers with `result` (legacy:
 //! `status`) 0 and a reason, as WHM does.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use rand::RngExt;
 use serde_json::{Map, Value, json};
 use whmtoken_backends::SystemClock;
 use whmtoken_core::acl::BUILTIN_ACLS;
 use whmtoken_core::{
-    AuditTurn, Backend, BackendError, Decision, ImportError, ImportItem, ImportRequest, Privileges,
-    Restrictions, TokenEntry, TokenHash, error_chain,
+    AuditAction, AuditEvent, AuditTurn, Backend, BackendError, Clock, Decision, ImportError,
+    ImportItem, ImportRequest, Privileges, Restrictions, TokenEntry, TokenHash, error_chain,
 };
 
 use super::auth::Caller;
@@ -210,22 +213,7 @@ fn token_create(backend: &dyn Backend, caller: &Caller, params: &[(String, Strin
             .with_expiry(expires_at, now)
             .map_err(|e| e.to_string())?;
     }
-    match &restrictions.acls {
-        None if !caller.full_access => {
-            return Err(
-                "A token with restricted privileges cannot create a full-access token.".to_owned(),
-            );
-        }
-        Some(acls) => {
-            if let Some(missing) = acls
-                .iter()
-                .find(|acl| !caller.acls.holds(acl) || !caller.account.holds(acl))
-            {
-                return Err(format!("You do not have the “{missing}” privilege."));
-            }
-        }
-        None => {}
-    }
+    no_more_than_the_caller(caller, &restrictions)?;
     let mut rng = rand::rng();
     let secret: String = (0..TOKEN_LEN)
         .map(|_| char::from(TOKEN_ALPHABET[rng.random_range(0..TOKEN_ALPHABET.len())]))
@@ -240,7 +228,11 @@ fn token_create(backend: &dyn Backend, caller: &Caller, params: &[(String, Strin
         ),
     };
     let decision = backend
-        .import(&item.user, &item.request, &AuditTurn::alone(&SystemClock))
+        .import(
+            &item.user,
+            &item.request,
+            &AuditTurn::alone(&SystemClock).acting_as(caller.user.clone()),
+        )
         .map_err(|e| match e {
             BackendError::Import(ImportError::NamesExhausted { .. }) => {
                 format!("A conflicting API token with the name “{name}” already exists.")
@@ -265,23 +257,117 @@ fn token_create(backend: &dyn Backend, caller: &Caller, params: &[(String, Strin
     Ok(data)
 }
 
-/// `api_token_revoke`: removes the tokens `token_name` (and `token_name-N`) names.
+/// A new token never holds more than the caller's own credential: its ACLs are ones the
+/// caller may use (full access only from full access), it expires no later than the
+/// caller's token, and its allow-list admits no address the caller's does not.
+fn no_more_than_the_caller(caller: &Caller, new: &Restrictions) -> Result<(), String> {
+    match &new.acls {
+        None if !caller.full_access => {
+            return Err(
+                "A token with restricted privileges cannot create a full-access token.".to_owned(),
+            );
+        }
+        Some(acls) => {
+            if let Some(missing) = acls
+                .iter()
+                .find(|acl| !caller.acls.holds(acl) || !caller.account.holds(acl))
+            {
+                return Err(format!("You do not have the “{missing}” privilege."));
+            }
+        }
+        None => {}
+    }
+    if let Some(limit) = caller.expires_at {
+        match new.expires_at {
+            None => {
+                return Err(format!(
+                    "Your token expires at {limit}: give the new token an “expires_at” no later."
+                ));
+            }
+            Some(at) if at > limit => {
+                return Err(format!(
+                    "Your token expires at {limit}: the new token cannot expire later ({at})."
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(allowed) = &caller.allow_list {
+        let allowed: Vec<IpNet> = allowed.iter().filter_map(|e| net(e)).collect();
+        match &new.whitelist_ips {
+            None => {
+                return Err(
+                    "Your token is limited to an allow-list: give the new token a “whitelist_ip” within it."
+                        .to_owned(),
+                );
+            }
+            Some(list) => {
+                if let Some(wider) = list.iter().find(|entry| {
+                    net(entry).is_none_or(|entry| !allowed.iter().any(|a| a.contains(&entry)))
+                }) {
+                    return Err(format!(
+                        "Your token's allow-list does not include “{wider}”."
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An allow-list entry as a network: an address, or a range.
+fn net(entry: &str) -> Option<IpNet> {
+    entry
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// `api_token_revoke`: removes the tokens `token_name` (and `token_name-N`) names. A
+/// caller without full access may revoke only tokens whose privileges it holds. Each
+/// revocation's `REVOKEAPITOKEN` line is written before the token is removed.
 fn token_revoke(backend: &dyn Backend, caller: &Caller, params: &[(String, String)]) -> Outcome {
     let names = numbered(params, "token_name");
     if names.is_empty() {
         return Err("Provide the “token_name” parameter.".to_owned());
     }
+    let tokens = backend.tokens(&caller.user).map_err(|e| read_failed(&e))?;
     for name in &names {
-        if backend
-            .revoke(&caller.user, name)
-            .map_err(|e| read_failed(&e))?
-            .is_none()
-        {
-            return Err(format!(
-                "The API token “{}” does not exist.",
-                name.escape_debug()
-            ));
+        let missing = || format!("The API token “{}” does not exist.", name.escape_debug());
+        let (_, entry) = tokens
+            .iter()
+            .find(|(_, entry)| entry.name == *name)
+            .ok_or_else(missing)?;
+        if !caller.full_access {
+            let needs = match &entry.acls {
+                Some(acls) if !entry.has_full_access() => {
+                    acls.iter().find(|acl| !caller.acls.holds(acl)).cloned()
+                }
+                _ => Some("all".to_owned()),
+            };
+            if let Some(acl) = needs {
+                return Err(format!(
+                    "You cannot revoke the API token “{}”: it holds the “{acl}” privilege, which your token does not.",
+                    name.escape_debug()
+                ));
+            }
         }
+    }
+    for name in &names {
+        backend
+            .append_audit(&AuditEvent {
+                time: SystemClock.now(),
+                action: AuditAction::RevokeApiToken,
+                actor: caller.user.clone(),
+                user: caller.user.clone(),
+                token_name: (*name).to_owned(),
+            })
+            .map_err(|e| read_failed(&e))?;
+        // Another request may have revoked it since it was read: then it is gone all
+        // the same, and its line says who asked.
+        backend
+            .revoke(&caller.user, name)
+            .map_err(|e| read_failed(&e))?;
     }
     Ok(Value::Null)
 }

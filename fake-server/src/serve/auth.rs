@@ -22,6 +22,10 @@ pub(crate) struct Caller {
     pub(crate) full_access: bool,
     /// The token that authenticated it; `None` for the access hash.
     pub(crate) token: Option<String>,
+    /// That token's expiry (epoch seconds), when it has one.
+    pub(crate) expires_at: Option<i64>,
+    /// That token's allow-list, when it has one.
+    pub(crate) allow_list: Option<Vec<String>>,
 }
 
 /// The ACLs a request may use.
@@ -169,11 +173,34 @@ pub(crate) fn authenticate(
         Access::Full => (Acls::from(account.clone()), true),
         Access::Acls(list) => (Acls::Only(list.into_iter().collect()), false),
     };
+    let (expires_at, allow_list) = match &token {
+        Some(name) => token_limits(backend, &user, name)?,
+        None => (None, None),
+    };
     Ok(Caller {
         user,
         account,
         acls,
         full_access,
         token,
+        expires_at,
+        allow_list,
     })
+}
+
+/// The expiry and the allow-list of `user`'s token `name`: what the tokens it creates are
+/// held to.
+fn token_limits(
+    backend: &dyn Backend,
+    user: &UserName,
+    name: &str,
+) -> Result<(Option<i64>, Option<Vec<String>>), Denied> {
+    let tokens = backend.tokens(user).map_err(|e| Denied::failed(user, &e))?;
+    let entry = tokens.iter().find(|(_, entry)| entry.name == name);
+    Ok(entry.map_or((None, None), |(_, entry)| {
+        (
+            entry.expires_at.filter(|at| *at != 0),
+            entry.whitelist_ips.clone(),
+        )
+    }))
 }

@@ -1,21 +1,14 @@
 //! HTTPS: a certificate made at start (rcgen) or read from PEM files, served with rustls
-//! (the `ring` provider), and a listener that hands axum connections whose handshake is
-//! done. Handshakes run on tasks of their own, so a slow client never holds up the others.
+//! (the `ring` provider). Each connection shakes hands on its own task, within the
+//! handshake timeout (`conn`), so a slow client never holds up the others.
 
-use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
-use tokio_rustls::server::TlsStream;
 
 use super::ServeError;
 
@@ -27,9 +20,6 @@ pub enum Tls {
     /// A certificate chain and its private key, PEM files.
     Pem { cert: PathBuf, key: PathBuf },
 }
-
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The rustls configuration for `tls`, and the SHA-256 fingerprint of its certificate
 /// (`AB:CD:…`, as `openssl x509 -fingerprint -sha256` prints it).
@@ -75,57 +65,4 @@ pub(crate) fn server_config(tls: &Tls) -> Result<(Arc<ServerConfig>, String), Se
 
 fn pem_error(path: &Path, error: &dyn std::fmt::Display) -> ServeError {
     ServeError::Tls(format!("{}: {error}", path.display()))
-}
-
-/// Connections whose TLS handshake is done, for `axum::serve`.
-#[derive(Debug)]
-pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts on `tcp` and shakes hands on a task per connection; must be called within
-    /// the runtime.
-    pub(crate) fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (done, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, peer)) = tcp.accept().await else {
-                    // Out of descriptors, say: give it a moment rather than spin.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let done = done.clone();
-                tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    if let Ok(Ok(stream)) = handshake.await {
-                        let _ = done.send((stream, peer)).await;
-                    }
-                });
-            }
-        });
-        Ok(Self { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(ready) => ready,
-            // The accepting task never ends while the runtime runs.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
