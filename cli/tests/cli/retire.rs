@@ -787,6 +787,34 @@ fn a_rerun_finishes_what_a_retire_killed_while_setting_aside_left() {
 }
 
 #[test]
+fn a_set_aside_file_planted_after_a_later_run_finished_the_removal_is_left_alone() {
+    let original = cpanel_style_access_hash("root");
+    let (_keep, dir) = temp();
+    let config = server("files", &dir);
+    let path = dir.join("root/.accesshash");
+    let killed = [("WHMTOKEN_CRASH_AT", "retire-set-aside:1")];
+    assert_eq!(retire_root_with(&config, &killed).0, None, "killed");
+    let id = only_run(&dir);
+    let aside = dir.join(format!("root/.accesshash.whmtoken-retiring-{id}"));
+    // A later run finishes the removal, recorded in its own journal.
+    let out = whmtoken(&config, &["retire", "root"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!aside.exists());
+    // Then a file appears under the first run's set-aside name: not that run's.
+    std::fs::write(&aside, "planted").unwrap();
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dry = whmtoken(&config, &["restore", &id, "--dry-run", "--json"], "");
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let real = whmtoken(&config, &["restore", &id, "--json"], "");
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    for out in [&dry, &real] {
+        assert_eq!(statuses(&json_of(out)), map(&[("root", "restored")]));
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(&aside).unwrap(), "planted");
+}
+
+#[test]
 fn an_access_hash_whose_removal_failed_is_not_counted_as_retired() {
     for backend in backends() {
         let (_keep, dir) = temp();

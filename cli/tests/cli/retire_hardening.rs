@@ -432,3 +432,50 @@ fn duplicated_setting_lines_are_restored_byte_for_byte() {
          allow_deprecated_accesshash=1\nallow_deprecated_accesshash =1"
     );
 }
+
+/// Plants `content` as `user`'s file at `path` (owned by the account when run as root).
+fn plant_as(server: &FakeServer, user: &str, path: &Utf8Path, content: &[u8]) {
+    server.write_file(path, content, 0o600);
+    if let Some(uid) = server.uid(user).filter(|_| is_root()) {
+        std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    }
+}
+
+/// The status of each result of a restore's `--json` document.
+fn restore_statuses(out: &Run) -> Vec<(String, String)> {
+    json_of(out)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["user"].as_str().or(r["name"].as_str()).unwrap();
+            (name.to_owned(), r["status"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_set_aside_file_planted_after_the_removal_is_left_alone_by_restore() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let secret = std::fs::read(server.access_hash_path("alice")).unwrap();
+    let id = retire(&config, &["alice"]);
+    // The run recorded the removal complete; the tenant then plants its own file under
+    // the run's set-aside name.
+    let aside = server
+        .home("alice")
+        .join(format!(".accesshash.whmtoken-retiring-{id}"));
+    plant_as(&server, "alice", &aside, b"the tenant's own file");
+    let dry = whmtoken(&config, &["restore", "--dry-run", "--json", &id], "");
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let real = whmtoken(&config, &["restore", "--json", &id], "");
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    let restored = vec![("alice".to_owned(), "restored".to_owned())];
+    assert_eq!(restore_statuses(&dry), restored, "the dry run");
+    assert_eq!(restore_statuses(&real), restored, "the real run");
+    assert_eq!(
+        std::fs::read(server.access_hash_path("alice")).unwrap(),
+        secret
+    );
+    assert_eq!(std::fs::read(&aside).unwrap(), b"the tenant's own file");
+}

@@ -586,12 +586,12 @@ pub fn restore(
     clock: &dyn Clock,
 ) -> Result<RestoreReport, BackendError> {
     let _lock = (!dry_run).then(|| retirement.lock_runs()).transpose()?;
-    let journal = retirement.journal(id)?;
+    let journal = journal_confirmed(retirement, id)?;
     let changes: Vec<(usize, &Change)> = journal.changes.iter().rev().enumerate().collect();
     let audit = RunAudit::default();
     let results = crate::parallel::map(&changes, jobs, |(index, change)| {
         let turn = LineTurn::new(&audit, *index, retirement, clock);
-        restore_change(retirement, id, change, (force, dry_run), &turn)
+        restore_change(retirement, &journal, change, (force, dry_run), &turn)
     });
     let changed = !dry_run && results.iter().any(|(_, o)| o.status == Status::Restored);
     let failed = results.iter().any(|(_, o)| o.problem.is_some());
@@ -616,15 +616,38 @@ pub fn restore(
     })
 }
 
-/// Restores one change, its audit line written durably (in its turn) before the change is
-/// made; a line that cannot be written leaves the change, and every later one, undone.
+/// Run `id`'s journal, each removal that a later run finished ([`Record::Finished`], in
+/// that run's own journal) counted as complete.
+fn journal_confirmed(retirement: &dyn Retirement, id: &RunId) -> Result<Journal, BackendError> {
+    let journal = retirement.journal(id)?;
+    let unconfirmed = journal
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::Accesshash(f) if f.unconfirmed));
+    if !unconfirmed {
+        return Ok(journal);
+    }
+    let mut journals: Vec<Journal> = retirement
+        .journals()?
+        .into_iter()
+        .filter(|j| j.id != *id && j.finished.iter().any(|(_, run)| run == id))
+        .collect();
+    journals.push(journal);
+    super::records::confirm_finished(&mut journals);
+    Ok(journals.pop().expect("pushed above"))
+}
+
+/// Restores one change of `journal`'s run, its audit line written durably (in its turn)
+/// before the change is made; a line that cannot be written leaves the change, and every
+/// later one, undone.
 fn restore_change(
     retirement: &dyn Retirement,
-    id: &RunId,
+    journal: &Journal,
     change: &Change,
     (force, dry_run): (bool, bool),
     turn: &LineTurn<'_>,
 ) -> (ChangeKind, Outcome) {
+    let id = &journal.id;
     let line = |(action, user): (&str, &str)| {
         turn.check()
             .and_then(|()| turn.write((action, user, id)))
@@ -634,7 +657,7 @@ fn restore_change(
         Change::Accesshash(f) => (
             ChangeKind::Accesshash,
             f.user.as_str(),
-            restore_file(retirement, id, f, (force, dry_run), &|| {
+            restore_file(retirement, journal, f, (force, dry_run), &|| {
                 line(("RESTOREACCESSHASH", &f.user))
             }),
         ),
@@ -658,14 +681,17 @@ fn restore_change(
 }
 
 /// An access hash put back from the run's backup, as [`decide::restore_settled`] and
-/// [`decide::decide_restore`] say.
+/// [`decide::decide_restore`] say. A set-aside file is recovered only while the run's
+/// records leave its removal unfinished: once it was recorded complete (by the run or a
+/// later one), a file of that name is the tenant's, and left alone.
 fn restore_file(
     retirement: &dyn Retirement,
-    id: &RunId,
+    journal: &Journal,
     retired: &RetiredFile,
     (force, dry_run): (bool, bool),
     line: &dyn Fn() -> Result<(), Problem>,
 ) -> Result<Status, Problem> {
+    let id = &journal.id;
     let user = UserName::new(&retired.user).map_err(|e| {
         fail(BackendError::Corrupt {
             location: format!("the journal of run {id}"),
@@ -679,7 +705,9 @@ fn restore_file(
             "uid changed from {then} to {now} since run {id}; not restored"
         )));
     }
+    let removal_unfinished = retired.unconfirmed || !journal.records_removals;
     let recovered = retired.set_aside.is_some()
+        && removal_unfinished
         && retirement
             .recover_set_aside(retired, dry_run)
             .map_err(fail)?;
