@@ -12,8 +12,8 @@ use camino::Utf8Path;
 use serde_json::{Value, json};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::retire::{
-    self, Auth, AuthProblem, ChangeKind, Journal, Outcome, Problem, RestoreReport, RetireReport,
-    RetireRequest, Retirement, RunId, Status,
+    self, Auth, AuthProblem, ChangeKind, Journal, Outcome, Problem, RestoreReport, RestoreState,
+    RetireReport, RetireRequest, Retirement, RunId, Status,
 };
 use whmtoken_core::usage::Covered;
 use whmtoken_core::{Backend, BackendError, findings_usage, pipeline};
@@ -423,8 +423,24 @@ pub fn run_runs(args: RunsArgs, config: Option<&Utf8Path>) -> Result<u8, CliErro
     Ok(status::OK)
 }
 
+/// A time as text output shows it: `2026-12-03 21:19:22 UTC`.
 fn time(epoch: i64) -> String {
-    jiff::Timestamp::from_second(epoch).map_or_else(|_| epoch.to_string(), |t| t.to_string())
+    jiff::Timestamp::from_second(epoch).map_or_else(
+        |_| epoch.to_string(),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// A run's changes a restore put back and did not: the accounts (and settings) each way,
+/// accounts in the order the run was given them.
+fn restored_split<'a>(j: &'a Journal) -> (Vec<&'a str>, Vec<&'a str>) {
+    let accounts = j.retired_users().into_iter().map(|u| (u, false));
+    let settings = j.settings().map(|s| (s.name.as_str(), true));
+    let (back, not_back): (Vec<_>, Vec<_>) = accounts
+        .chain(settings)
+        .partition(|(name, setting)| j.is_restored(name, *setting));
+    let names = |list: Vec<(&'a str, bool)>| list.into_iter().map(|(n, _)| n).collect();
+    (names(back), names(not_back))
 }
 
 fn run_line(j: &Journal) -> String {
@@ -437,10 +453,18 @@ fn run_line(j: &Journal) -> String {
             s.new.as_deref().unwrap_or("unset")
         )
     }));
-    let restored = j.restored_at.map_or_else(
-        || "not restored".to_owned(),
-        |at| format!("restored at {}", time(at)),
-    );
+    let restored = match (j.restore_state(), j.restored_at) {
+        (RestoreState::Restored, Some(at)) => format!("restored at {}", time(at)),
+        (RestoreState::PartlyRestored, _) => {
+            let (back, not_back) = restored_split(j);
+            format!(
+                "partly restored (restored: {}; not restored: {})",
+                listed(&back),
+                listed(&not_back)
+            )
+        }
+        _ => "not restored".to_owned(),
+    };
     format!(
         "{}  {}  {}  {}",
         j.id,
@@ -450,11 +474,41 @@ fn run_line(j: &Journal) -> String {
     )
 }
 
+/// Names as a line lists them, `none` for none.
+fn listed(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names
+            .iter()
+            .map(|n| shown(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn run_json(j: &Journal) -> Value {
     let users = j.retired_users();
     let settings: Vec<Value> = j
         .settings()
-        .map(|s| json!({"name": s.name, "old": s.old, "new": s.new}))
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "old": s.old,
+                "new": s.new,
+                "restored": j.is_restored(&s.name, true),
+            })
+        })
+        .collect();
+    let restored: Vec<&str> = users
+        .iter()
+        .copied()
+        .filter(|u| j.is_restored(u, false))
+        .collect();
+    let not_restored: Vec<&str> = users
+        .iter()
+        .copied()
+        .filter(|u| !j.is_restored(u, false))
         .collect();
     json!({
         "id": j.id.as_str(),
@@ -463,5 +517,8 @@ fn run_json(j: &Journal) -> Value {
         "retired": users,
         "settings": settings,
         "restored_at": j.restored_at,
+        "restore": j.restore_state().as_str(),
+        "restored_users": restored,
+        "not_restored_users": not_restored,
     })
 }

@@ -189,18 +189,10 @@ fn retire_and_restore_lines_follow_the_accounts_order_whatever_the_jobs() {
     let config = server.config_path();
     let id = retire(&config, &["--all-resellers"]);
     assert_eq!(lines_of(&server, "RETIREACCESSHASH"), names);
-    // Restore undoes the changes the last first, in the journal's order.
-    let journal = std::fs::read_to_string(journal_path(&server, &id)).unwrap();
-    let mut last_first: Vec<String> = journal
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .filter(|record| record["change"] == "accesshash")
-        .map(|record| record["user"].as_str().unwrap().to_owned())
-        .collect();
-    last_first.reverse();
+    // Restore puts the accounts back in the order the run was given them, too.
     let out = whmtoken(&config, &["restore", &id], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(lines_of(&server, "RESTOREACCESSHASH"), last_first);
+    assert_eq!(lines_of(&server, "RESTOREACCESSHASH"), names);
 }
 
 #[test]
@@ -478,4 +470,47 @@ fn a_set_aside_file_planted_after_the_removal_is_left_alone_by_restore() {
         secret
     );
     assert_eq!(std::fs::read(&aside).unwrap(), b"the tenant's own file");
+}
+
+#[test]
+fn runs_shows_a_partly_restored_run_naming_what_is_back_and_what_is_not() {
+    let server = converted(&["carol", "alice", "bob"]);
+    let config = server.config_path();
+    let id = retire(&config, &["carol", "alice", "bob"]);
+    // Another access hash appears for alice: her restore is refused, the others' are not.
+    plant_as(
+        &server,
+        "alice",
+        &server.access_hash_path("alice"),
+        b"a new one",
+    );
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    let text = whmtoken(&config, &["runs"], "");
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains(
+            "retired 3 access hash(es)  partly restored (restored: carol, bob; not restored: alice)"
+        ),
+        "{}",
+        text.stdout
+    );
+    let doc = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+    let run = &doc["runs"][0];
+    assert_eq!(run["restore"], "partly_restored");
+    assert_eq!(names(&run["retired"]), ["carol", "alice", "bob"]);
+    assert_eq!(names(&run["restored_users"]), ["carol", "bob"]);
+    assert_eq!(names(&run["not_restored_users"]), ["alice"]);
+    assert_eq!(run["restored_at"], Value::Null);
+
+    // Once the rest is back, the run is restored.
+    std::fs::remove_file(server.access_hash_path("alice")).unwrap();
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+    assert_eq!(doc["runs"][0]["restore"], "restored");
+    assert_eq!(
+        names(&doc["runs"][0]["not_restored_users"]),
+        Vec::<String>::new()
+    );
 }

@@ -28,8 +28,8 @@ pub use crate::backend::{Retirement, RunLock};
 pub use decide::{NOT_CONVERTED, Problem, Refusal, Standing, Status, decide};
 pub use records::{
     ALLOW_DEPRECATED_ACCESSHASH, CONVERTED_NAME_PREFIX, Change, Held, InvalidRunId, Journal,
-    Record, Removal, RetiredFile, RunId, Setting, SettingChange, Zeroizing, accounting_line,
-    confirm_finished, content_sha512,
+    Record, Removal, RestoreState, RetiredFile, RunId, Setting, SettingChange, Zeroizing,
+    accounting_line, confirm_finished, content_sha512,
 };
 pub use run::{
     Auth, AuthProblem, ChangeKind, Outcome, RestoreReport, RetireReport, RetireRequest, restore,

@@ -163,6 +163,8 @@ struct Run<'a> {
     retirement: &'a dyn Retirement,
     clock: &'a dyn Clock,
     seed: u64,
+    /// The accounts as given, recorded after the header.
+    users: Vec<String>,
     id: Option<RunId>,
 }
 
@@ -175,6 +177,10 @@ impl Run<'_> {
         let id = RunId::new(&now, &mut StdRng::seed_from_u64(self.seed));
         self.retirement
             .begin(&id, now.timestamp().as_second(), "retire")?;
+        let users = Record::Users {
+            users: std::mem::take(&mut self.users),
+        };
+        self.retirement.append(&id, &users)?;
         self.id = Some(id.clone());
         Ok(id)
     }
@@ -211,6 +217,7 @@ fn retire_locked(
         retirement,
         clock,
         seed: request.seed,
+        users: users.iter().map(|u| (*u).clone()).collect(),
         id: None,
     });
     let start = || {
@@ -559,7 +566,8 @@ impl ChangeKind {
 #[derive(Clone, Debug)]
 pub struct RestoreReport {
     pub journal: Journal,
-    /// One per change, the last change first; `Outcome::name` is the account or setting.
+    /// One per change: the settings first, then the accounts in the order the run was
+    /// given them; `Outcome::name` is the account or setting.
     pub results: Vec<(ChangeKind, Outcome)>,
     /// When the journal recorded the restore (this time).
     pub marked: Option<i64>,
@@ -573,7 +581,8 @@ impl RestoreReport {
     }
 }
 
-/// Undoes run `id`, the last change first, each on the thread pool: decided from reads
+/// Undoes run `id` (its settings first, then its accounts in the order the run was given
+/// them), each change on the thread pool: decided from reads
 /// first (nothing is locked or written for a change that is back already, nor in a dry
 /// run), then put back; the journal marks the run restored once every change is back. All
 /// of it under the server's run lock (not a dry run). The lock could not be taken or the
@@ -587,7 +596,18 @@ pub fn restore(
 ) -> Result<RestoreReport, BackendError> {
     let _lock = (!dry_run).then(|| retirement.lock_runs()).transpose()?;
     let journal = journal_confirmed(retirement, id)?;
-    let changes: Vec<(usize, &Change)> = journal.changes.iter().rev().enumerate().collect();
+    // The settings (changed last) first, then the accounts in the order the run was given
+    // them (the journal's).
+    let settings = journal
+        .changes
+        .iter()
+        .rev()
+        .filter(|c| matches!(c, Change::Setting(_)));
+    let accounts = journal
+        .changes
+        .iter()
+        .filter(|c| matches!(c, Change::Accesshash(_)));
+    let changes: Vec<(usize, &Change)> = settings.chain(accounts).enumerate().collect();
     let audit = RunAudit::default();
     let results = crate::parallel::map(&changes, jobs, |(index, change)| {
         let turn = LineTurn::new(&audit, *index, retirement, clock);
@@ -596,6 +616,9 @@ pub fn restore(
     let changed = !dry_run && results.iter().any(|(_, o)| o.status == Status::Restored);
     let failed = results.iter().any(|(_, o)| o.problem.is_some());
     let (mut marked, mut mark_problem) = (None, None);
+    if !dry_run && failed {
+        mark_problem = record_partly_restored(retirement, id, &results).err();
+    }
     if !dry_run && !failed && (changed || journal.restored_at.is_none()) {
         let at = clock.now().timestamp().as_second();
         match retirement.append(id, &Record::Restored { restored_at: at }) {
@@ -614,6 +637,35 @@ pub fn restore(
         marked,
         mark_problem,
     })
+}
+
+/// Records in run `id`'s journal each change a restore that did not put back every one
+/// did put back (or found back); `Err`: the journal could not record it.
+fn record_partly_restored(
+    retirement: &dyn Retirement,
+    id: &RunId,
+    results: &[(ChangeKind, Outcome)],
+) -> Result<(), String> {
+    let back = results
+        .iter()
+        .filter(|(_, o)| matches!(o.status, Status::Restored | Status::AlreadyRestored));
+    for (kind, o) in back {
+        let record = match kind {
+            ChangeKind::Accesshash => Record::RestoredAccount {
+                restored_account: o.name.clone(),
+            },
+            ChangeKind::Setting => Record::RestoredSetting {
+                restored_setting: o.name.clone(),
+            },
+        };
+        retirement.append(id, &record).map_err(|e| {
+            format!(
+                "the journal of run {id} could not record what was restored: {}",
+                error_chain(&e)
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Run `id`'s journal, each removal that a later run finished ([`Record::Finished`], in
