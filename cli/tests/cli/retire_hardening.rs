@@ -222,8 +222,29 @@ fn a_log_that_cannot_be_written_stops_retire_before_any_change() {
     for user in ["alice", "bob"] {
         assert!(server.access_hash_path(user).exists(), "{user} kept");
     }
+    // The run changed nothing: no backup of a secret is left behind.
+    let backups = server.root().join("var/lib/whmtoken/backups");
+    let left: Vec<_> = walkdir(&backups);
+    assert!(left.is_empty(), "backups left: {left:?}");
     std::fs::remove_file(&log).unwrap();
     std::fs::write(&log, kept).unwrap();
+}
+
+/// Every file under `folder` (none when it does not exist).
+fn walkdir(folder: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let Ok(entries) = folder.read_dir_utf8() else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path().to_owned();
+            if path.is_dir() {
+                walkdir(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 #[test]

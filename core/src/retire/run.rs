@@ -330,8 +330,8 @@ impl Drop for LineTurn<'_> {
     }
 }
 
-/// Retires `user` in run `id`: read and decided again, backed up and journaled (both
-/// durable), its audit line written (durable, in its turn), removed only if unchanged, its
+/// Retires `user` in run `id`: read and decided again, its audit line written (durable,
+/// in its turn), backed up and journaled (both durable), removed only if unchanged, its
 /// removal journaled.
 fn retire_account(
     backend: &dyn Backend,
@@ -382,6 +382,11 @@ fn retire_steps(
     let Some(held) = held.filter(|_| standing == Standing::Converted) else {
         return Ok(Status::from(standing));
     };
+    // The audit line first (durable, in its turn): a log that cannot be written stops
+    // the account before its secret is copied anywhere. Then backup and journal entry
+    // (both durable), then the access hash may go, provided it is what was backed up.
+    turn.write(("RETIREACCESSHASH", user.as_str(), id))
+        .map_err(|e| not_done("not retired", e))?;
     let backup = retirement
         .put_backup(id, &format!("{user}.accesshash"), &held.content)
         .map_err(fail)?;
@@ -403,10 +408,6 @@ fn retire_steps(
     retirement
         .append(id, &Record::Change(Change::Accesshash(retired.clone())))
         .map_err(fail)?;
-    // Backup and journal entry are durable; the audit line goes first, then the access
-    // hash may go, provided it is what was backed up.
-    turn.write(("RETIREACCESSHASH", user.as_str(), id))
-        .map_err(|e| not_done("not retired", e))?;
     match retirement.remove_if_unchanged(id, &retired).map_err(fail)? {
         Removal::Removed => {
             let removed = Record::Removed {
