@@ -7,6 +7,7 @@
 //! `--force` goes ahead.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use camino::Utf8Path;
 use serde_json::{Value, json};
@@ -45,6 +46,10 @@ pub struct RetireArgs {
     /// Turn access-hash authentication off even while access hashes are not converted
     #[arg(long)]
     pub force: bool,
+    /// Wait at most this long for a lock held by another process (the run lock, the
+    /// audit log's, cpanel.config's) (0 to 3600, default 30)
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
+    pub lock_timeout: Option<Duration>,
 }
 
 /// `whmtoken restore RUN_ID [-n] [--json] [--force]`
@@ -63,6 +68,10 @@ pub struct RestoreArgs {
     /// backup that no longer matches the journal
     #[arg(long)]
     pub force: bool,
+    /// Wait at most this long for a lock held by another process (the run lock, the
+    /// audit log's, cpanel.config's) (0 to 3600, default 30)
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
+    pub lock_timeout: Option<Duration>,
 }
 
 /// `whmtoken runs [--json]`
@@ -73,12 +82,16 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
-/// The backend, opened from the config, and its retirement capability.
-fn open(config: Option<&Utf8Path>) -> Result<Box<dyn Backend>, CliError> {
+/// The backend, opened from the config with `lock_timeout` (the default when `None`), and
+/// its retirement capability.
+fn open(
+    config: Option<&Utf8Path>,
+    lock_timeout: Option<Duration>,
+) -> Result<Box<dyn Backend>, CliError> {
     let settings = config::load_settings(config)?;
     settings.check_root()?;
     let backend = settings
-        .open(DEFAULT_LOCK_TIMEOUT)
+        .open(lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT))
         .map_err(CliError::Open)?;
     if backend.retirement().is_none() {
         return Err(CliError::Open(BackendError::Unsupported {
@@ -95,7 +108,7 @@ fn capability(backend: &dyn Backend) -> &dyn Retirement {
 
 /// Retires, prints, and returns the exit status.
 pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
-    let backend = open(config)?;
+    let backend = open(config, args.lock_timeout)?;
     let backend = backend.as_ref();
     let mut stderr = io::stderr();
     for notice in backend.notices() {
@@ -302,7 +315,7 @@ fn finish(written: io::Result<()>) -> Result<(), CliError> {
 /// Restores a run, prints, and returns the exit status.
 pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let id = RunId::parse(&args.run).map_err(|e| CliError::Argument(e.to_string()))?;
-    let backend = open(config)?;
+    let backend = open(config, args.lock_timeout)?;
     let report = retire::restore(
         capability(backend.as_ref()),
         &id,
@@ -403,7 +416,7 @@ fn restore_line(kind: ChangeKind, o: &Outcome, dry_run: bool, id: &RunId) -> Opt
 
 /// Lists the runs.
 pub fn run_runs(args: RunsArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
-    let backend = open(config)?;
+    let backend = open(config, None)?;
     let journals = capability(backend.as_ref())
         .journals()
         .map_err(CliError::Run)?;

@@ -264,7 +264,11 @@ fn the_files_backend_keeps_a_private_backup_and_a_journal_that_undoes_it_exactly
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(records[0]["run"], id);
-    assert_eq!(records[1]["users"], json!(["root"]), "the accounts as given");
+    assert_eq!(
+        records[1]["users"],
+        json!(["root"]),
+        "the accounts as given"
+    );
     assert_eq!(records[2]["change"], "accesshash");
     assert_eq!(records[2]["path"], home.as_str());
     assert_eq!(records[2]["mode"], 0o600);

@@ -535,3 +535,42 @@ fn runs_shows_a_partly_restored_run_naming_what_is_back_and_what_is_not() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn retire_and_restore_take_lock_timeout_as_the_converter_does() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let id = retire(&config, &["alice"]);
+    let lock_path = server.root().join("var/lib/whmtoken/runs.lock");
+    let held = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    held.lock().unwrap();
+    for args in [
+        &["retire", "--lock-timeout", "0.3", "alice"][..],
+        &["restore", "--lock-timeout", "0.3", &id],
+    ] {
+        let out = whmtoken(&config, args, "");
+        assert_eq!(out.code, 75, "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: cannot take the lock of retire and restore runs: {lock_path} is locked by another process (waited 0.3 s); try again later\n"
+            ),
+            "{args:?}"
+        );
+    }
+    drop(held);
+    let seconds = "expected a number of seconds from 0 to 3600, such as 30";
+    for command in ["retire", "restore"] {
+        for value in ["abc", "-1", "3600.5"] {
+            let out = whmtoken(&config, &[command, &id, "--lock-timeout", value], "");
+            assert_eq!(out.code, 64, "{command} {value}");
+            assert!(out.stderr.contains(seconds), "{}", out.stderr);
+        }
+    }
+    let out = whmtoken(&config, &["restore", "--lock-timeout", "0", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
