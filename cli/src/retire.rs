@@ -24,7 +24,7 @@ use crate::error::{CliError, status};
 use crate::output::shown;
 use whmtoken_backends::SystemClock;
 
-/// `whmtoken retire [USER]... | --all-resellers [--disable-accesshash-auth] [-n] [--json] [--force]`
+/// `whmtoken retire [USER]... | --all-resellers | --setting-only [--disable-accesshash-auth] [-n] [--json] [--force]`
 #[derive(Debug, clap::Args)]
 pub struct RetireArgs {
     /// Accounts whose access hash to retire [default: root]
@@ -33,10 +33,19 @@ pub struct RetireArgs {
     /// Retire the access hash of every reseller
     #[arg(long)]
     pub all_resellers: bool,
-    /// Then turn access-hash authentication off (allow_deprecated_accesshash=0), unless an
-    /// access hash on the server is not converted
+    /// Also turn access-hash authentication off (allow_deprecated_accesshash=0), unless an
+    /// access hash on the server is not converted; decided first: when refused, nothing is
+    /// retired
     #[arg(long)]
     pub disable_accesshash_auth: bool,
+    /// With --disable-accesshash-auth: only turn the setting off (journaled, restorable),
+    /// touching no .accesshash
+    #[arg(
+        long,
+        requires = "disable_accesshash_auth",
+        conflicts_with_all = ["users", "all_resellers"]
+    )]
+    pub setting_only: bool,
     /// Say what would be done, and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -114,7 +123,9 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     for notice in backend.notices() {
         let _ = writeln!(stderr, "warning: {notice}");
     }
-    let users = if args.all_resellers {
+    let users = if args.setting_only {
+        Vec::new()
+    } else if args.all_resellers {
         backend.resellers().map_err(CliError::Resellers)?
     } else if args.users.is_empty() {
         vec!["root".to_owned()]

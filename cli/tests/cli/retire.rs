@@ -392,7 +392,13 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
         assert_eq!(out.code, 65, "{backend}: {}", out.stderr);
         let doc = json_of(&out);
         assert_eq!(doc["accesshash_auth"], "refused");
-        assert_eq!(statuses(&doc), map(&[("root", "retired")]));
+        // Decided first: refused, so nothing is retired either.
+        assert_eq!(statuses(&doc), map(&[("root", "failed")]));
+        assert_eq!(doc["run_id"], Value::Null, "{backend}: no run");
+        assert_eq!(
+            doc["results"][0]["error"],
+            whmtoken_core::retire::NOT_ATTEMPTED_REFUSED
+        );
         assert!(
             out.stderr.contains(
                 "error: allow_deprecated_accesshash left on: 1 account(s) still have an access hash that is not converted (res1)"
@@ -409,9 +415,11 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
             "",
         );
         assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
-        assert_eq!(
-            out.stdout.lines().next(),
-            Some("Already retired accesshash for “root”")
+        assert!(
+            out.stdout
+                .starts_with("Retired accesshash for “root” (backup in run "),
+            "{}",
+            out.stdout
         );
         let id = out
             .stdout
@@ -458,10 +466,85 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
         assert_eq!(out.code, 0, "{}", out.stderr);
         assert_eq!(
             statuses(&json_of(&out)),
-            map(&[("allow_deprecated_accesshash", "restored")])
+            map(&[
+                ("allow_deprecated_accesshash", "restored"),
+                ("root", "restored")
+            ])
         );
         assert!(audit(&config).1, "{backend}: on again");
         assert_eq!(std::fs::read(&cpanel_config).ok(), before);
+    }
+}
+
+#[test]
+fn setting_only_switches_the_setting_alone_with_the_same_refusals_journal_and_restore() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        let hashes = |config: &Utf8Path| -> BTreeMap<String, String> {
+            audit(config)
+                .0
+                .into_iter()
+                .filter(|(user, _)| user == "root" || user == "res1")
+                .collect()
+        };
+        let before = hashes(&config);
+        assert_eq!(before.len(), 2, "{before:?}");
+        // res1's access hash is not converted: refused, as without --setting-only.
+        let args = ["retire", "--disable-accesshash-auth", "--setting-only"];
+        let out = whmtoken(&config, &args, "");
+        assert_eq!(out.code, 65, "{backend}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(
+                "error: allow_deprecated_accesshash left on: 1 account(s) still have an access hash that is not converted (res1)"
+            ),
+            "{}",
+            out.stderr
+        );
+        assert!(audit(&config).1, "{backend}: still on");
+
+        let out = whmtoken(&config, &[&args[..], &["--force", "--json"]].concat(), "");
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        let doc = json_of(&out);
+        assert_eq!(doc["accesshash_auth"], "disabled");
+        assert_eq!(doc["results"], json!([]), "no account touched");
+        let id = doc["run_id"].as_str().unwrap().to_owned();
+        assert!(!audit(&config).1, "{backend}: off");
+        assert_eq!(
+            hashes(&config),
+            before,
+            "{backend}: every access hash in place"
+        );
+        let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        assert_eq!(runs["runs"][0]["retired"], json!([]));
+        assert_eq!(runs["runs"][0]["settings"][0]["new"], "0");
+
+        let out = whmtoken(&config, &["restore", &id, "--json"], "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            statuses(&json_of(&out)),
+            map(&[("allow_deprecated_accesshash", "restored")])
+        );
+        assert!(audit(&config).1, "{backend}: on again");
+
+        // Only with --disable-accesshash-auth, and without accounts.
+        for wrong in [
+            &["retire", "--setting-only"][..],
+            &[
+                "retire",
+                "--disable-accesshash-auth",
+                "--setting-only",
+                "root",
+            ],
+            &[
+                "retire",
+                "--disable-accesshash-auth",
+                "--setting-only",
+                "--all-resellers",
+            ],
+        ] {
+            assert_eq!(whmtoken(&config, wrong, "").code, 64, "{wrong:?}");
+        }
     }
 }
 

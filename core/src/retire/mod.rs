@@ -32,6 +32,6 @@ pub use records::{
     accounting_line, confirm_finished, content_sha512,
 };
 pub use run::{
-    Auth, AuthProblem, ChangeKind, Outcome, RestoreReport, RetireReport, RetireRequest, restore,
-    retire,
+    Auth, AuthProblem, ChangeKind, NOT_ATTEMPTED_REFUSED, Outcome, RestoreReport, RetireReport,
+    RetireRequest, restore, retire,
 };

@@ -33,7 +33,8 @@ use super::records::{
 pub struct RetireRequest {
     /// The accounts, as given (a name given twice is done once).
     pub users: Vec<String>,
-    /// Then turn `allow_deprecated_accesshash` off, unless an access hash is not converted.
+    /// Then turn `allow_deprecated_accesshash` off, unless an access hash is not converted;
+    /// that is decided first, and when it is refused nothing is retired.
     pub disable_auth: bool,
     /// Turn it off even then.
     pub force: bool,
@@ -213,6 +214,27 @@ fn retire_locked(
     let mut seen = BTreeSet::new();
     let users: Vec<&String> = request.users.iter().filter(|u| seen.insert(*u)).collect();
     let decided = crate::parallel::map(&users, request.jobs, |raw| read_standing(backend, raw));
+    // The setting is decided first: when its switch is refused, nothing is changed.
+    if request.disable_auth
+        && let Some((auth, unconverted)) = auth_refused(backend, request, &users)
+    {
+        let outcomes = users
+            .iter()
+            .zip(decided)
+            .map(|(raw, decided)| match decided {
+                Err(error) => Outcome::failed(raw, error),
+                Ok((_, Standing::Converted)) => Outcome::failed(raw, NOT_ATTEMPTED_REFUSED.into()),
+                Ok((_, standing)) => Outcome::new(raw, Status::from(standing)),
+            })
+            .collect();
+        return RetireReport {
+            run: None,
+            outcomes,
+            auth: auth.0,
+            auth_problem: auth.1,
+            unconverted,
+        };
+    }
     let run = Mutex::new(Run {
         retirement,
         clock,
@@ -452,6 +474,41 @@ fn finish_interrupted(
     }
 }
 
+/// The error of an account left alone because the setting's switch was refused.
+pub const NOT_ATTEMPTED_REFUSED: &str = "not attempted: access-hash authentication cannot be turned off (below), so nothing was retired";
+
+/// The setting's switch, decided before any change: `Some` (refused, and why; with the
+/// accounts whose access hash is not converted) when it would be refused, or when the
+/// server's settings cannot be read to tell.
+fn auth_refused(
+    backend: &dyn Backend,
+    request: &RetireRequest,
+    users: &[&String],
+) -> Option<((Auth, Option<AuthProblem>), Vec<String>)> {
+    let settings = match backend.server_settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            let message = format!("cannot read the server's settings: {}", error_chain(&e));
+            return Some((
+                (Auth::Refused, Some(AuthProblem::Failed(message))),
+                Vec::new(),
+            ));
+        }
+    };
+    if !settings.allow_deprecated_accesshash {
+        return None;
+    }
+    let names: Vec<String> = users.iter().map(|u| (*u).clone()).collect();
+    let blockers = blockers(backend, &names);
+    if request.force || blockers.is_empty() {
+        return None;
+    }
+    let problem = AuthProblem::NotConverted {
+        blockers: blockers.clone(),
+    };
+    Some(((Auth::Refused, Some(problem)), blockers))
+}
+
 /// The setting switched off, unless an access hash would stop working (or `force`); with
 /// the accounts whose access hash would.
 fn disable_auth(
@@ -471,7 +528,8 @@ fn disable_auth(
     if !settings.allow_deprecated_accesshash {
         return ((Auth::Unchanged, None), Vec::new());
     }
-    let blockers = blockers(backend, outcomes);
+    let names: Vec<String> = outcomes.iter().map(|o| o.name.clone()).collect();
+    let blockers = blockers(backend, &names);
     if !request.force && !blockers.is_empty() {
         let problem = AuthProblem::NotConverted {
             blockers: blockers.clone(),
@@ -523,14 +581,14 @@ fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
 
 /// The accounts (root, every reseller, and those named) whose access hash would stop
 /// working: not converted, or not readable to tell.
-fn blockers(backend: &dyn Backend, outcomes: &[Outcome]) -> Vec<String> {
+fn blockers(backend: &dyn Backend, named: &[String]) -> Vec<String> {
     let mut accounts: BTreeSet<String> = backend
         .resellers()
         .unwrap_or_default()
         .into_iter()
         .collect();
     accounts.insert("root".to_owned());
-    accounts.extend(outcomes.iter().map(|o| o.name.clone()));
+    accounts.extend(named.iter().cloned());
     accounts
         .into_iter()
         .filter(|raw| match read_standing(backend, raw) {
