@@ -59,6 +59,9 @@ pub struct RetireArgs {
     /// audit log's, cpanel.config's) (0 to 3600, default 30)
     #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
     pub lock_timeout: Option<Duration>,
+    /// List every account not attempted, not only the first few
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `whmtoken restore RUN_ID [-n] [--json] [--force]`
@@ -81,6 +84,9 @@ pub struct RestoreArgs {
     /// audit log's, cpanel.config's) (0 to 3600, default 30)
     #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
     pub lock_timeout: Option<Duration>,
+    /// List every account not attempted, not only the first few
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `whmtoken runs [--json]`
@@ -151,23 +157,16 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
+        let summary = (!report.outcomes.is_empty()).then(|| retire_summary(&report, args.dry_run));
         report
             .outcomes
             .iter()
             .filter_map(|o| report_line(o, args.dry_run, run))
             .chain(auth_line(&args, run, report.auth))
+            .chain(summary)
             .try_for_each(|line| writeln!(out, "{line}"))
     };
-    for o in &report.outcomes {
-        if let Some(problem) = &o.problem {
-            let _ = writeln!(
-                stderr,
-                "error: {}: {}",
-                shown(&o.name),
-                shown(&problem_line(problem))
-            );
-        }
-    }
+    print_problems(&mut stderr, report.outcomes.iter(), args.verbose);
     // The refusal (or, forced, the warning) names the clients that break.
     let level = if report.auth_problem.is_some() {
         "error"
@@ -221,6 +220,118 @@ fn accesshashes_in_use(backend: &dyn Backend, unconverted: &[String]) -> Vec<Str
             )
         })
         .collect()
+}
+
+/// The reason an outcome was not attempted (what follows `not attempted: `), or `None`.
+fn not_attempted(o: &Outcome) -> Option<&str> {
+    match &o.problem {
+        Some(Problem::Failed(message)) => message.strip_prefix("not attempted: "),
+        _ => None,
+    }
+}
+
+/// How many accounts a line names in full before `and N more` (`--verbose`: all).
+const FIRST_FEW: usize = 5;
+
+/// Prints each problem as `error: <name>: <problem>` on stderr, except the outcomes not
+/// attempted: one line for each reason, with how many and the first few names (all with
+/// `verbose`), in the order the accounts were given.
+fn print_problems<'a>(
+    stderr: &mut impl Write,
+    outcomes: impl Iterator<Item = &'a Outcome>,
+    verbose: bool,
+) {
+    let mut skipped: Vec<(&str, Vec<&str>)> = Vec::new();
+    for o in outcomes {
+        if let Some(reason) = not_attempted(o) {
+            match skipped.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, names)) => names.push(&o.name),
+                None => skipped.push((reason, vec![&o.name])),
+            }
+        } else if let Some(problem) = &o.problem {
+            let _ = writeln!(
+                stderr,
+                "error: {}: {}",
+                shown(&o.name),
+                shown(&problem_line(problem))
+            );
+        }
+    }
+    for (reason, names) in skipped {
+        let shown_names: Vec<String> = names
+            .iter()
+            .take(if verbose { names.len() } else { FIRST_FEW })
+            .map(|n| shown(n))
+            .collect();
+        let more = names.len() - shown_names.len();
+        let more = if more > 0 {
+            format!(" and {} more; --verbose lists them", thousands(more))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            stderr,
+            "error: not attempted, {} account(s) ({}{more}): {}",
+            thousands(names.len()),
+            shown_names.join(", "),
+            shown(reason)
+        );
+    }
+}
+
+/// `n` with a comma between thousands: `1,997`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many of `outcomes` have `status` (the failed ones not attempted counted apart).
+fn count<'a>(outcomes: impl Iterator<Item = &'a Outcome>, status: Option<Status>) -> String {
+    let n = outcomes
+        .filter(|o| match status {
+            Some(Status::Failed) => o.status == Status::Failed && not_attempted(o).is_none(),
+            Some(s) => o.status == s,
+            None => not_attempted(o).is_some(),
+        })
+        .count();
+    thousands(n)
+}
+
+/// A retire run's last line: `Retired 1,997, already retired 2, …, not attempted 0.`
+fn retire_summary(report: &RetireReport, dry_run: bool) -> String {
+    let all = || report.outcomes.iter();
+    format!(
+        "{} {}, already retired {}, no access hash {}, not converted {}, failed {}, not attempted {}.",
+        if dry_run { "Would retire" } else { "Retired" },
+        count(all(), Some(Status::Retired)),
+        count(all(), Some(Status::AlreadyRetired)),
+        count(all(), Some(Status::NoAccessHash)),
+        count(all(), Some(Status::NotConverted)),
+        count(all(), Some(Status::Failed)),
+        count(all(), None),
+    )
+}
+
+/// A restore's last line: `Restored 3, already restored 0, failed 0, not attempted 0.`
+fn restore_summary<'a>(
+    outcomes: impl Iterator<Item = &'a Outcome> + Clone,
+    dry_run: bool,
+) -> String {
+    format!(
+        "{} {}, already restored {}, failed {}, not attempted {}.",
+        if dry_run { "Would restore" } else { "Restored" },
+        count(outcomes.clone(), Some(Status::Restored)),
+        count(outcomes.clone(), Some(Status::AlreadyRestored)),
+        count(outcomes.clone(), Some(Status::Failed)),
+        count(outcomes, None),
+    )
 }
 
 /// A problem as the command line shows it: a refusal says how `--force` goes ahead.
@@ -349,22 +460,20 @@ pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, C
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
+        let outcomes = report.results.iter().map(|(_, o)| o);
+        let summary = (!report.results.is_empty()).then(|| restore_summary(outcomes, args.dry_run));
         report
             .results
             .iter()
             .filter_map(|(kind, o)| restore_line(*kind, o, args.dry_run, &id))
+            .chain(summary)
             .try_for_each(|line| writeln!(out, "{line}"))
     };
-    for (_, o) in &report.results {
-        if let Some(problem) = &o.problem {
-            let _ = writeln!(
-                stderr,
-                "error: {}: {}",
-                shown(&o.name),
-                shown(&problem_line(problem))
-            );
-        }
-    }
+    print_problems(
+        &mut stderr,
+        report.results.iter().map(|(_, o)| o),
+        args.verbose,
+    );
     finish(written.and_then(|()| out.flush()))?;
     Ok(if report.any_failed() {
         status::SOME_FAILED
@@ -438,6 +547,8 @@ pub fn run_runs(args: RunsArgs, config: Option<&Utf8Path>) -> Result<u8, CliErro
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
+    } else if journals.is_empty() {
+        writeln!(out, "No retire runs on this server yet.")
     } else {
         journals
             .iter()
@@ -545,4 +656,27 @@ fn run_json(j: &Journal) -> Value {
         "restored_users": restored,
         "not_restored_users": not_restored,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_have_a_comma_between_thousands() {
+        for (n, shown) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_997, "1,997"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(thousands(n), shown);
+        }
+    }
+
+    #[test]
+    fn times_are_shown_in_utc_to_the_second() {
+        assert_eq!(time(1_796_332_762), "2026-12-03 21:19:22 UTC");
+    }
 }

@@ -188,7 +188,8 @@ fn every_status_on_both_backends() {
         assert_eq!(again.code, 0, "{}", again.stderr);
         assert_eq!(
             again.stdout,
-            "Already retired accesshash for “root”\nNo accesshash for “res3”\n"
+            "Already retired accesshash for “root”\nNo accesshash for “res3”\n\
+             Retired 0, already retired 1, no access hash 1, not converted 0, failed 0, not attempted 0.\n"
         );
         let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
         assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
@@ -299,7 +300,10 @@ fn the_files_backend_keeps_a_private_backup_and_a_journal_that_undoes_it_exactly
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout,
-        format!("Restored accesshash for “root” (run {id})\n")
+        format!(
+            "Restored accesshash for “root” (run {id})\n\
+             Restored 1, already restored 0, failed 0, not attempted 0.\n"
+        )
     );
     let journal = std::fs::read_to_string(&journal_path).unwrap();
     let last: Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
@@ -345,7 +349,8 @@ fn a_dry_run_writes_nothing_at_all() {
     assert_eq!(
         out.stdout,
         "Would retire accesshash for “root”\nAlready retired accesshash for “res2”\n\
-         Would disable access-hash authentication (allow_deprecated_accesshash=0)\n"
+         Would disable access-hash authentication (allow_deprecated_accesshash=0)\n\
+         Would retire 1, already retired 1, no access hash 0, not converted 0, failed 0, not attempted 0.\n"
     );
     let doc = json_of(&whmtoken(&config, &["retire", "-n", "--json"], ""));
     assert_eq!(doc["dry_run"], true);
@@ -362,7 +367,11 @@ fn a_dry_run_writes_nothing_at_all() {
     let before = TreeSnapshot::of(&dir);
     let out = whmtoken(&config, &["restore", &id, "-n"], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "Would restore accesshash for “root”\n");
+    assert_eq!(
+        out.stdout,
+        "Would restore accesshash for “root”\n\
+         Would restore 1, already restored 0, failed 0, not attempted 0.\n"
+    );
     assert_eq!(TreeSnapshot::of(&dir), before);
 }
 

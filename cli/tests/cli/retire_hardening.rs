@@ -214,7 +214,7 @@ fn a_log_that_cannot_be_written_stops_retire_before_any_change() {
     );
     assert!(
         out.stderr.contains(&format!(
-            "error: bob: not attempted: the audit log {log} cannot be written (it is a symbolic link)"
+            "error: not attempted, 1 account(s) (bob): the audit log {log} cannot be written (it is a symbolic link)"
         )),
         "{}",
         out.stderr
@@ -573,4 +573,108 @@ fn retire_and_restore_take_lock_timeout_as_the_converter_does() {
     }
     let out = whmtoken(&config, &["restore", "--lock-timeout", "0", &id], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn accounts_not_attempted_are_one_line_with_the_first_few_names_and_verbose_lists_all() {
+    let names: Vec<String> = ["hank", "bob", "gus", "carl", "dan", "eve", "fay", "abe"]
+        .map(str::to_owned)
+        .to_vec();
+    let named: Vec<&str> = names.iter().map(String::as_str).collect();
+    let server = converted(&named);
+    let config = server.config_path();
+    let log = server.root().join("var/cpanel/accounting.log");
+    let kept = std::fs::read(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &log).unwrap();
+    let reason = format!("the audit log {log} cannot be written (it is a symbolic link)");
+    let mut args = vec!["retire"];
+    args.extend(&named);
+    let out = whmtoken(&config, &args, "");
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().nth(1),
+        Some(
+            format!(
+                "error: not attempted, 7 account(s) (bob, gus, carl, dan, eve and 2 more; --verbose lists them): {reason}"
+            )
+            .as_str()
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout,
+        "Retired 0, already retired 0, no access hash 0, not converted 0, failed 1, not attempted 7.\n"
+    );
+    args.push("--verbose");
+    let out = whmtoken(&config, &args, "");
+    assert!(
+        out.stderr.contains(&format!(
+            "error: not attempted, 7 account(s) (bob, gus, carl, dan, eve, fay, abe): {reason}"
+        )),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, kept).unwrap();
+}
+
+#[test]
+fn runs_says_when_there_are_none() {
+    let server = converted(&["alice"]);
+    let out = whmtoken(&server.config_path(), &["runs"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "No retire runs on this server yet.\n");
+}
+
+#[test]
+fn every_list_of_accounts_follows_the_order_given_whatever_the_jobs_on_both_backends() {
+    // Not name order, and enough accounts for the threads to finish out of order.
+    let given: Vec<String> = (0..200)
+        .map(|i| format!("res{:03}", (i * 37) % 200))
+        .collect();
+    let given_refs: Vec<&str> = given.iter().map(String::as_str).collect();
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let config = converted_many(backend, dir);
+        let mut args = vec!["retire", "--json"];
+        args.extend(&given_refs);
+        let out = whmtoken(&config, &args, "");
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        let doc = json_of(&out);
+        let id = doc["run_id"].as_str().unwrap().to_owned();
+        let users = |doc: &Value| -> Vec<String> {
+            doc["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["user"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(users(&doc), given, "{backend}: retire --json");
+        let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        assert_eq!(names(&runs["runs"][0]["retired"]), given, "{backend}: runs");
+        assert_eq!(
+            names(&runs["runs"][0]["not_restored_users"]),
+            given,
+            "{backend}: runs"
+        );
+        let out = whmtoken(&config, &["restore", &id], "");
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        let text: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("Restored accesshash for “"))
+            .filter_map(|l| l.split('”').next())
+            .collect();
+        assert_eq!(text, given_refs, "{backend}: restore's lines");
+        assert_eq!(
+            out.stdout.lines().last(),
+            Some("Restored 200, already restored 0, failed 0, not attempted 0.")
+        );
+        let again = json_of(&whmtoken(&config, &["restore", &id, "--json"], ""));
+        assert_eq!(users(&again), given, "{backend}: restore --json");
+    }
 }
