@@ -474,6 +474,10 @@ fn finish_interrupted(
     }
 }
 
+/// What became of the setting and why, with the accounts whose access hash is not
+/// converted.
+type AuthDecided = ((Auth, Option<AuthProblem>), Vec<String>);
+
 /// The error of an account left alone because the setting's switch was refused.
 pub const NOT_ATTEMPTED_REFUSED: &str = "not attempted: access-hash authentication cannot be turned off (below), so nothing was retired";
 
@@ -484,7 +488,7 @@ fn auth_refused(
     backend: &dyn Backend,
     request: &RetireRequest,
     users: &[&String],
-) -> Option<((Auth, Option<AuthProblem>), Vec<String>)> {
+) -> Option<AuthDecided> {
     let settings = match backend.server_settings() {
         Ok(settings) => settings,
         Err(e) => {
@@ -516,7 +520,7 @@ fn disable_auth(
     request: &RetireRequest,
     outcomes: &[Outcome],
     (run, audit): (&mut Run<'_>, &RunAudit),
-) -> ((Auth, Option<AuthProblem>), Vec<String>) {
+) -> AuthDecided {
     let failed = |message: String| (Auth::Refused, Some(AuthProblem::Failed(message)));
     let settings = match backend.server_settings() {
         Ok(settings) => settings,
