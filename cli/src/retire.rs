@@ -13,8 +13,8 @@ use camino::Utf8Path;
 use serde_json::{Value, json};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::retire::{
-    self, Auth, AuthProblem, ChangeKind, Journal, Outcome, Problem, RestoreReport, RestoreState,
-    RetireReport, RetireRequest, Retirement, RunId, Status,
+    self, Auth, AuthProblem, ChangeKind, Journal, Outcome, Problem, Pruning, RestoreReport,
+    RestoreState, RetireReport, RetireRequest, Retirement, RunId, Status,
 };
 use whmtoken_core::usage::Covered;
 use whmtoken_core::{Backend, BackendError, findings_usage, pipeline};
@@ -89,12 +89,53 @@ pub struct RestoreArgs {
     pub verbose: bool,
 }
 
-/// `whmtoken runs [--json]`
+/// `whmtoken runs [--json] [--prune --older-than DURATION [--force] [-n]]`
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
     /// Print one JSON document on stdout instead of lines
     #[arg(long)]
     pub json: bool,
+    /// Remove the backups of restored runs begun longer ago than --older-than (journaled;
+    /// such a run can no longer put an access hash back)
+    #[arg(long, requires = "older_than")]
+    pub prune: bool,
+    /// With --prune: how long ago a run must have begun, a whole number and a unit: m
+    /// (minutes), h (hours), d (days) or w (weeks), such as 90d
+    #[arg(long, value_name = "DURATION", requires = "prune", value_parser = span)]
+    pub older_than: Option<i64>,
+    /// With --prune: prune runs that were not restored (or only partly) too
+    #[arg(long, requires = "prune")]
+    pub force: bool,
+    /// With --prune: say what would be pruned, and change nothing
+    #[arg(short = 'n', long, requires = "prune")]
+    pub dry_run: bool,
+    /// With --prune: wait at most this long for the run lock (0 to 3600, default 30)
+    #[arg(long, value_name = "SECS", requires = "prune", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
+    pub lock_timeout: Option<Duration>,
+}
+
+/// `--older-than`: a whole number and a unit, `m`, `h`, `d` or `w`; in seconds.
+fn span(text: &str) -> Result<i64, String> {
+    let expected = || {
+        "expected a whole number and a unit, m (minutes), h (hours), d (days) or w (weeks), such as 90d".to_owned()
+    };
+    let text = text.trim();
+    let digits = text.trim_end_matches(|c: char| !c.is_ascii_digit());
+    let per_unit: i64 = match text[digits.len()..].trim() {
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(expected()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(expected());
+    }
+    digits
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per_unit))
+        .ok_or_else(expected)
 }
 
 /// The backend, opened from the config with `lock_timeout` (the default when `None`), and
@@ -534,8 +575,11 @@ fn restore_line(kind: ChangeKind, o: &Outcome, dry_run: bool, id: &RunId) -> Opt
     })
 }
 
-/// Lists the runs.
+/// Lists the runs, or prunes them (`--prune`).
 pub fn run_runs(args: RunsArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
+    if let Some(older_than) = args.older_than.filter(|_| args.prune) {
+        return run_prune(&args, older_than, config);
+    }
     let backend = open(config, None)?;
     let journals = capability(backend.as_ref())
         .journals()
@@ -556,6 +600,89 @@ pub fn run_runs(args: RunsArgs, config: Option<&Utf8Path>) -> Result<u8, CliErro
     };
     finish(written.and_then(|()| out.flush()))?;
     Ok(status::OK)
+}
+
+/// Prunes the runs' backups, prints, and returns the exit status.
+fn run_prune(args: &RunsArgs, older_than: i64, config: Option<&Utf8Path>) -> Result<u8, CliError> {
+    let backend = open(config, args.lock_timeout)?;
+    let request = retire::PruneRequest {
+        older_than,
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let done =
+        retire::prune(capability(backend.as_ref()), request, &SystemClock).map_err(
+            |e| match e {
+                BackendError::Locked { .. } => CliError::RunLock(e),
+                e => CliError::Run(e),
+            },
+        )?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let written = if args.json {
+        let runs: Vec<Value> = done
+            .iter()
+            .map(|(id, pruning)| {
+                let (status, extra) = match pruning {
+                    Pruning::Pruned { removed } => ("pruned", json!({"removed": removed})),
+                    Pruning::NotRestored(state) => ("kept", json!({"restore": state.as_str()})),
+                    Pruning::AlreadyPruned(at) => ("already_pruned", json!({"pruned_at": at})),
+                };
+                let mut run = json!({"id": id.as_str(), "status": status});
+                if let (Some(run), Some(extra)) = (run.as_object_mut(), extra.as_object()) {
+                    run.extend(extra.clone());
+                }
+                run
+            })
+            .collect();
+        let doc =
+            json!({"version": 1, "dry_run": args.dry_run, "backend": backend.kind(), "runs": runs});
+        serde_json::to_writer_pretty(&mut out, &doc)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        let pruned = done
+            .iter()
+            .filter(|(_, p)| matches!(p, Pruning::Pruned { .. }))
+            .count();
+        let kept = done
+            .iter()
+            .filter(|(_, p)| matches!(p, Pruning::NotRestored(_)))
+            .count();
+        let summary = format!(
+            "{} {}, kept {} not restored.",
+            if args.dry_run {
+                "Would prune"
+            } else {
+                "Pruned"
+            },
+            thousands(pruned),
+            thousands(kept)
+        );
+        done.iter()
+            .filter_map(|(id, pruning)| prune_line(id, pruning, args.dry_run))
+            .chain(std::iter::once(summary))
+            .try_for_each(|line| writeln!(out, "{line}"))
+    };
+    finish(written.and_then(|()| out.flush()))?;
+    Ok(status::OK)
+}
+
+fn prune_line(id: &RunId, pruning: &Pruning, dry_run: bool) -> Option<String> {
+    Some(match pruning {
+        Pruning::Pruned { .. } if dry_run => format!("Would prune the backups of run {id}"),
+        Pruning::Pruned { removed } => format!(
+            "Pruned the backups of run {id} ({} file(s))",
+            removed.unwrap_or(0)
+        ),
+        Pruning::NotRestored(state) => format!(
+            "Kept the backups of run {id}: {}; restore it first, or prune it with --force",
+            match state {
+                RestoreState::PartlyRestored => "only partly restored",
+                _ => "not restored",
+            }
+        ),
+        Pruning::AlreadyPruned(_) => return None,
+    })
 }
 
 /// A time as text output shows it: `2026-12-03 21:19:22 UTC`.
@@ -600,8 +727,12 @@ fn run_line(j: &Journal) -> String {
         }
         _ => "not restored".to_owned(),
     };
+    let pruned = j
+        .pruned_at
+        .map(|at| format!(", backups pruned at {}", time(at)))
+        .unwrap_or_default();
     format!(
-        "{}  {}  {}  {}",
+        "{}  {}  {}  {}{pruned}",
         j.id,
         time(j.started),
         what.join(", "),
@@ -655,6 +786,7 @@ fn run_json(j: &Journal) -> Value {
         "restore": j.restore_state().as_str(),
         "restored_users": restored,
         "not_restored_users": not_restored,
+        "pruned_at": j.pruned_at,
     })
 }
 

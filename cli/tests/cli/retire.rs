@@ -558,6 +558,98 @@ fn setting_only_switches_the_setting_alone_with_the_same_refusals_journal_and_re
 }
 
 #[test]
+fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        let retire = || {
+            let out = whmtoken(&config, &["retire", "root", "--json"], "");
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            json_of(&out)["run_id"].as_str().unwrap().to_owned()
+        };
+        let restored = retire();
+        assert_eq!(whmtoken(&config, &["restore", &restored], "").code, 0);
+        let kept = retire();
+        let backups = |id: &str| dir.join(format!("var/lib/whmtoken/backups/{id}"));
+        let prune = |extra: &[&str]| {
+            let out = whmtoken(&config, &[&["runs", "--prune"][..], extra].concat(), "");
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            out.stdout
+        };
+
+        // Not old enough: nothing.
+        assert_eq!(
+            prune(&["--older-than", "1d"]),
+            "Pruned 0, kept 0 not restored.\n"
+        );
+        let not_restored = format!(
+            "Kept the backups of run {kept}: not restored; restore it first, or prune it with --force\n"
+        );
+        assert_eq!(
+            prune(&["--older-than", "0m", "--dry-run"]),
+            format!(
+                "Would prune the backups of run {restored}\n{not_restored}Would prune 1, kept 1 not restored.\n"
+            )
+        );
+        if backend == "files" {
+            assert!(backups(&restored).is_dir(), "a dry run removes nothing");
+        }
+        assert_eq!(
+            prune(&["--older-than", "0m"]),
+            format!(
+                "Pruned the backups of run {restored} (1 file(s))\n{not_restored}Pruned 1, kept 1 not restored.\n"
+            )
+        );
+        if backend == "files" {
+            assert!(!backups(&restored).exists());
+            assert!(backups(&kept).is_dir());
+        }
+        let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        assert!(runs["runs"][0]["pruned_at"].is_i64(), "{runs}");
+        assert_eq!(runs["runs"][1]["pruned_at"], Value::Null);
+        let text = whmtoken(&config, &["runs"], "").stdout;
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .contains(", backups pruned at "),
+            "{text}"
+        );
+
+        // Forced: the run not restored too; it can then no longer be restored.
+        let out = whmtoken(
+            &config,
+            &["runs", "--prune", "--older-than", "0m", "--force", "--json"],
+            "",
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let doc = json_of(&out);
+        assert_eq!(doc["runs"][0]["status"], "already_pruned");
+        assert_eq!(doc["runs"][1]["status"], "pruned");
+        assert_eq!(doc["runs"][1]["removed"], 1);
+        let out = whmtoken(&config, &["restore", &kept], "");
+        assert_eq!(out.code, 65);
+        assert!(
+            out.stderr.starts_with(&format!(
+                "error: root: the backups of run {kept} were pruned at "
+            )) && out.stderr.contains(" UTC; not restored"),
+            "{}",
+            out.stderr
+        );
+
+        for wrong in [
+            &["runs", "--older-than", "1d"][..],
+            &["runs", "--prune"],
+            &["runs", "--prune", "--older-than", "5x"],
+            &["runs", "--prune", "--older-than", "-1d"],
+            &["runs", "--force"],
+        ] {
+            assert_eq!(whmtoken(&config, wrong, "").code, 64, "{wrong:?}");
+        }
+    }
+}
+
+#[test]
 fn restore_puts_a_whole_run_back_once_and_says_so() {
     for backend in backends() {
         let (_keep, dir) = temp();

@@ -21,11 +21,13 @@
 //! - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
 
 pub mod decide;
+mod prune;
 pub mod records;
 mod run;
 
 pub use crate::backend::{Retirement, RunLock};
 pub use decide::{NOT_CONVERTED, Problem, Refusal, Standing, Status, decide};
+pub use prune::{PruneRequest, Pruning, prune};
 pub use records::{
     ALLOW_DEPRECATED_ACCESSHASH, CONVERTED_NAME_PREFIX, Change, Held, InvalidRunId, Journal,
     Record, Removal, RestoreState, RetiredFile, RunId, Setting, SettingChange, Zeroizing,

@@ -182,6 +182,9 @@ pub struct Journal {
     /// setting names ([`Record::RestoredAccount`], [`Record::RestoredSetting`]).
     pub restored_accounts: BTreeSet<String>,
     pub restored_settings: BTreeSet<String>,
+    /// When its backups were removed ([`Record::Pruned`]): it can no longer put an
+    /// access hash back.
+    pub pruned_at: Option<i64>,
 }
 
 /// How much of a run was restored.
@@ -313,6 +316,10 @@ pub enum Record {
     RestoredSetting {
         restored_setting: String,
     },
+    /// The run's backups were removed (`whmtoken runs --prune`), recorded before they are.
+    Pruned {
+        pruned_at: i64,
+    },
 }
 
 impl Journal {
@@ -340,6 +347,7 @@ impl Journal {
             users: Vec::new(),
             restored_accounts: BTreeSet::new(),
             restored_settings: BTreeSet::new(),
+            pruned_at: None,
         };
         for record in records {
             match record {
@@ -357,6 +365,7 @@ impl Journal {
                 Record::RestoredSetting { restored_setting } => {
                     journal.restored_settings.insert(restored_setting);
                 }
+                Record::Pruned { pruned_at } => journal.pruned_at = Some(pruned_at),
             }
         }
         journal.in_users_order();

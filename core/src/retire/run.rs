@@ -831,9 +831,22 @@ fn restore_file(
     if let Some(status) = decide::restore_settled(present_sha.as_deref(), retired, recovered) {
         return Ok(status);
     }
-    let (backup_at, content) = retirement
-        .backup(id, &format!("{user}.accesshash"))
-        .map_err(fail)?;
+    let (backup_at, content) = match (
+        retirement.backup(id, &format!("{user}.accesshash")),
+        journal.pruned_at,
+    ) {
+        (Ok(backup), _) => backup,
+        (Err(_), Some(at)) => {
+            let at = jiff::Timestamp::from_second(at).map_or_else(
+                |_| at.to_string(),
+                |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            );
+            return Err(Problem::Failed(format!(
+                "the backups of run {id} were pruned at {at}; not restored"
+            )));
+        }
+        (Err(e), None) => return Err(fail(e)),
+    };
     let home = present.as_ref().map_or("", |p| p.location.as_str());
     let decided = decide::decide_restore(
         present_sha.as_deref(),
