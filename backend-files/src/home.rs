@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
@@ -34,8 +35,14 @@ fn guarded() -> OFlags {
 
 impl Home {
     /// Opens the home folder `path` (as shown), whose real path must stay under
-    /// `real_root`; `None` when it does not exist.
-    pub(crate) fn open(path: &Utf8Path, real_root: &Path) -> Result<Option<Self>, BackendError> {
+    /// `real_root`; `None` when it does not exist. A home that is itself a symbolic link
+    /// must lead to a folder its account (`owner`) owns: a link to another account's home,
+    /// root's included, is refused.
+    pub(crate) fn open(
+        path: &Utf8Path,
+        real_root: &Path,
+        owner: u32,
+    ) -> Result<Option<Self>, BackendError> {
         let real = match std::fs::canonicalize(path) {
             Ok(real) => real,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -66,9 +73,23 @@ impl Home {
                     e => io_error(path, e.into()),
                 })?;
         }
+        let dir = File::from(dir);
+        let meta = dir.metadata().map_err(|e| io_error(path, e))?;
+        if meta.uid() != owner {
+            let parent = path.parent().expect("a home has a parent folder");
+            let lexical = std::fs::canonicalize(parent)
+                .map_err(|e| io_error(parent, e))?
+                .join(path.file_name().unwrap_or_default());
+            if lexical != real {
+                return Err(unsafe_file(
+                    path,
+                    "it is a symbolic link to a folder its account does not own",
+                ));
+            }
+        }
         Ok(Some(Self {
             path: path.to_owned(),
-            dir: File::from(dir),
+            dir,
         }))
     }
 

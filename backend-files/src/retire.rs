@@ -424,7 +424,7 @@ impl FilesBackend {
             Some(real) => real.clone(),
             None => crate::owner::real_root(&self.root)?,
         };
-        Ok((Home::open(folder, &real_root)?, account))
+        Ok((Home::open(folder, &real_root, account.uid)?, account))
     }
 }
 
