@@ -70,6 +70,38 @@ impl Journals {
         Ok((folder, dir))
     }
 
+    /// Removes `backups/<run-id>` and the files in it (none there: nothing to do), the
+    /// removals synced; how many files there were. A folder that is not root's (or the
+    /// tree owner's) and private is refused, as when it is written.
+    pub(crate) fn remove_backups(&self, id: &RunId) -> Result<usize, BackendError> {
+        let backups = self.state.join("backups");
+        let folder = backups.join(id.as_str());
+        if fs::symlink_metadata(&folder).is_err() {
+            return Ok(0);
+        }
+        let dir = self.private_folder(&folder)?;
+        let names: Vec<std::ffi::CString> = rustix::fs::Dir::read_from(&dir)
+            .map_err(|e| io_error(&folder, e.into()))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect();
+        for name in &names {
+            rustix::fs::unlinkat(&dir, name.as_c_str(), rustix::fs::AtFlags::empty()).map_err(
+                |e| {
+                    io_error(
+                        &folder.join(String::from_utf8_lossy(name.as_bytes()).as_ref()),
+                        e.into(),
+                    )
+                },
+            )?;
+        }
+        dir.sync_all().map_err(|e| io_error(&folder, e))?;
+        fs::remove_dir(&folder).map_err(|e| io_error(&folder, e))?;
+        sync_folder(&backups)?;
+        Ok(names.len())
+    }
+
     /// Takes the run lock, `var/lib/whmtoken/runs.lock` (made empty, 0600, when missing),
     /// opened as a file this backend replaces is (no symbolic link, one link, root's or the
     /// tree owner's, nobody else can write it), waiting up to `timeout` for its `flock`.

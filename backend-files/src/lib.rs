@@ -32,6 +32,7 @@ mod document;
 mod group_sync;
 #[cfg(feature = "harness")]
 mod harness;
+mod home;
 mod journal;
 mod lock;
 mod logs;

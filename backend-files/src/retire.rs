@@ -10,7 +10,7 @@
 //! Every path is found under this server's root as its config names it now, never taken from
 //! a journal. The setting is written by `cpanel_config.rs`.
 
-use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
+use std::fs::{File, FileTimes, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::{Mutex, PoisonError};
@@ -25,6 +25,7 @@ use whmtoken_core::{AccessHash, BackendError, UserName};
 
 use crate::cpanel_config::{setting_lines, setting_value, with_lines, with_setting};
 use crate::crash::{crash_point, test_hook};
+use crate::home::Home;
 use crate::journal::{Journals, sync_folder};
 use crate::lock::{LockSource, unique_suffix};
 use crate::safe_fs::{Expect, Made, check, guarded_flags, io_error, open_guarded, read_bounded};
@@ -84,12 +85,13 @@ impl Current {
     }
 }
 
-/// Reads the `.accesshash` at `path` as the converter does: never through a symbolic link,
-/// checked on the open descriptor, owned by `uid`, nobody else can write it.
-fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Held>, BackendError> {
-    let Some(file) = open_guarded(&path, OpenOptions::new().read(true))? else {
+/// Reads the access hash `name` in `home` as the converter reads one: never through a
+/// symbolic link, checked on the open descriptor, owned by `uid`, nobody else can write it.
+fn read_in(home: &Home, name: &str, uid: u32) -> Result<Option<Held>, BackendError> {
+    let Some(file) = home.open_file(name)? else {
         return Ok(None);
     };
+    let path = home.at(name);
     let expect = Expect {
         owner: Some(uid),
         max_len: AccessHash::MAX_LEN as u64,
@@ -107,6 +109,9 @@ fn read_access_hash_at(path: Utf8PathBuf, uid: u32) -> Result<Option<Held>, Back
         mtime_nsec: u32::try_from(meta.mtime_nsec()).ok(),
     }))
 }
+
+/// The name of an access hash in its home.
+const ACCESSHASH: &str = ".accesshash";
 
 impl Retirement for FilesBackend {
     fn lock_runs(&self) -> Result<RunLock, BackendError> {
@@ -164,9 +169,13 @@ impl Retirement for FilesBackend {
             });
         }
         let path = folder.join(name);
-        write_new(&path, content, None)?.keep();
+        write_new(&path, content)?.keep();
         sync_folder(&folder)?;
         Ok(path.into_string())
+    }
+
+    fn remove_backups(&self, id: &RunId) -> Result<usize, BackendError> {
+        self.runs.journals.remove_backups(id)
     }
 
     fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError> {
@@ -176,8 +185,11 @@ impl Retirement for FilesBackend {
     }
 
     fn read_home(&self, user: &UserName, owner: Option<u32>) -> Result<Option<Held>, BackendError> {
-        let (path, account) = self.access_hash_path(user)?;
-        read_access_hash_at(path, owner.unwrap_or(account.uid))
+        let (home, account) = self.home(user)?;
+        match home {
+            Some(home) => read_in(&home, ACCESSHASH, owner.unwrap_or(account.uid)),
+            None => Ok(None),
+        }
     }
 
     fn account_uid(&self, user: &UserName) -> Result<Option<u32>, BackendError> {
@@ -196,13 +208,16 @@ impl Retirement for FilesBackend {
         crash_point("retire-journaled");
         test_hook("retire-journaled");
         let user = self.journal_user(id, retired)?;
-        let (path, account) = self.access_hash_path(&user)?;
+        let (home, account) = self.home(&user)?;
+        let Some(home) = home else {
+            return Ok(Removal::Gone);
+        };
         let aside = match &retired.set_aside {
             Some(name) if !name.contains('/') => name.clone(),
             _ => set_aside_name(id),
         };
         let removal = remove_checked(
-            &path,
+            &home,
             retired.uid.unwrap_or(account.uid),
             &aside,
             &retired.sha512,
@@ -223,22 +238,24 @@ impl Retirement for FilesBackend {
             location: retired.path.clone(),
             detail: e.to_string(),
         })?;
-        let (home, account) = self.access_hash_path(&user)?;
+        let (home, account) = self.home(&user)?;
+        let home = home.ok_or_else(|| BackendError::NotFound {
+            location: retired.path.clone(),
+            what: format!("the home folder of {user} is missing"),
+        })?;
+        let path = home.at(ACCESSHASH);
         if let Some(sha) = replacing {
-            let now = read_access_hash_at(home.clone(), retired.uid.unwrap_or(account.uid))?;
+            let now = read_in(&home, ACCESSHASH, retired.uid.unwrap_or(account.uid))?;
             if now.is_none_or(|n| content_sha512(&n.content) != sha) {
                 return Err(BackendError::UnsafeToWrite {
-                    location: home.to_string(),
+                    location: path.to_string(),
                     detail: "it changed while being restored; left as it is".to_owned(),
                 });
             }
         }
-        let folder = home.parent().expect("a home folder");
         // What a killed restore left here, as the converter's debris is swept.
-        if let Ok(dir) = crate::journal::open_folder(folder) {
-            crate::debris::sweep(folder, &dir, crate::debris::Leftovers::Home);
-        }
-        let temp = Utf8PathBuf::from(format!("{home}.whmtoken-{}", unique_suffix()));
+        crate::debris::sweep(&home.path, home.dir(), crate::debris::Leftovers::Home);
+        let temp = format!("{ACCESSHASH}.whmtoken-{}", unique_suffix());
         let mtime = retired.mtime.map(|secs| {
             let nanos = retired.mtime_nsec.unwrap_or(0);
             match u64::try_from(secs) {
@@ -254,16 +271,16 @@ impl Retirement for FilesBackend {
             mode: retired.mode.map(|mode| mode & 0o777),
             mtime,
         };
-        let made = write_new(&temp, content, Some(&like))?;
+        let made = write_new_in(&home, &temp, content, &like)?;
         if replacing.is_some() {
-            fs::rename(&temp, &home)
+            home.rename(&temp, ACCESSHASH)
         } else {
             // Never over a file that appeared meanwhile.
-            rename_noreplace(&temp, &home)
+            home.rename_noreplace(&temp, ACCESSHASH)
         }
-        .map_err(|e| io_error(&home, e))?;
+        .map_err(|e| io_error(&path, e))?;
         made.keep();
-        sync_folder(folder)
+        home.sync()
     }
 
     fn recover_set_aside(
@@ -278,9 +295,12 @@ impl Retirement for FilesBackend {
             location: retired.path.clone(),
             detail: e.to_string(),
         })?;
-        let (home, account) = self.access_hash_path(&user)?;
+        let (home, account) = self.home(&user)?;
+        let Some(home) = home else {
+            return Ok(false);
+        };
         let owner = retired.uid.unwrap_or(account.uid);
-        self.recover_set_aside_at(&home, name, owner, retired, check_only)
+        recover_set_aside_at(&home, name, owner, retired, check_only)
     }
 
     fn setting(&self) -> Result<Setting, BackendError> {
@@ -314,18 +334,12 @@ impl Retirement for FilesBackend {
     }
 
     fn finish_interrupted(&self, user: &UserName) -> Result<Option<RunId>, BackendError> {
-        let (home, account) = self.access_hash_path(user)?;
-        let folder = home.parent().expect("a home folder");
-        let entries = match fs::read_dir(folder) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(folder, e)),
+        let (home, account) = self.home(user)?;
+        let Some(home) = home else {
+            return Ok(None);
         };
         let mut finished = None;
-        for entry in entries.filter_map(Result::ok) {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
+        for name in home.names()? {
             let Some(id) = name
                 .strip_prefix(SET_ASIDE_PREFIX)
                 .and_then(|id| RunId::parse(id).ok())
@@ -333,7 +347,11 @@ impl Retirement for FilesBackend {
                 continue;
             };
             // Whatever is in `.accesshash` now is restore's to weigh against it.
-            if fs::symlink_metadata(&home).is_ok() {
+            if home
+                .kind(ACCESSHASH)
+                .map_err(|e| io_error(&home.at(ACCESSHASH), e))?
+                .is_some()
+            {
                 break;
             }
             // Read with the later runs' records: a removal finished already, by that run or
@@ -354,8 +372,8 @@ impl Retirement for FilesBackend {
             }) else {
                 continue;
             };
-            let aside = folder.join(&name);
-            let Some(kept) = read_access_hash_at(aside.clone(), account.uid)? else {
+            let aside = home.at(&name);
+            let Some(kept) = read_in(&home, &name, account.uid)? else {
                 continue;
             };
             let backup = self
@@ -365,16 +383,17 @@ impl Retirement for FilesBackend {
             let backed_up = read_backup(&backup, self.token_owner)
                 .is_ok_and(|content| content_sha512(&content) == retired.sha512);
             if backed_up && content_sha512(&kept.content) == retired.sha512 {
-                fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
-                sync_folder(folder)?;
+                home.remove(&name).map_err(|e| io_error(&aside, e))?;
+                home.sync()?;
                 // The run finishing it records that, in its own journal (core).
                 finished = Some(id);
                 continue;
             }
-            rename_noreplace(&aside, &home).map_err(|e| io_error(&home, e))?;
-            sync_folder(folder)?;
+            home.rename_noreplace(&name, ACCESSHASH)
+                .map_err(|e| io_error(&home.at(ACCESSHASH), e))?;
+            home.sync()?;
             return Err(BackendError::UnsafeToWrite {
-                location: home.to_string(),
+                location: home.at(ACCESSHASH).to_string(),
                 detail: format!(
                     "run {id} was stopped while retiring it, and it is not what that run backed up; put back in place"
                 ),
@@ -393,58 +412,76 @@ impl FilesBackend {
         })
     }
 
-    /// Puts back an access hash that a killed or failed retire left under its set-aside
-    /// `name` beside `home`: renamed back when `home` is free, removed when `home` holds
-    /// the very content retired (the backup has it too), else refused. `true`: it was
-    /// renamed back or removed (with `check_only`: it would be).
-    fn recover_set_aside_at(
+    /// `user`'s home folder, opened ([`Home`]; `None` when it does not exist), and the
+    /// account.
+    fn home(
         &self,
-        home: &Utf8Path,
-        name: &str,
-        owner: u32,
-        retired: &RetiredFile,
-        check_only: bool,
-    ) -> Result<bool, BackendError> {
-        if name.contains('/') {
-            return Err(BackendError::Corrupt {
-                location: retired.path.clone(),
-                detail: "the journal's set-aside name is not a file name".to_owned(),
-            });
-        }
-        let folder = home.parent().expect("a home folder");
-        let aside = folder.join(name);
-        // Only a file can be what a retire set aside; anything else there is not its.
-        if !fs::symlink_metadata(&aside).is_ok_and(|m| m.is_file()) {
-            return Ok(false);
-        }
-        let Some(kept) = read_access_hash_at(aside.clone(), owner)? else {
-            return Ok(false);
+        user: &UserName,
+    ) -> Result<(Option<Home>, crate::passwd::Account), BackendError> {
+        let (path, account) = self.access_hash_path(user)?;
+        let folder = path.parent().expect("a home folder");
+        let real_root = match &self.real_root {
+            Some(real) => real.clone(),
+            None => crate::owner::real_root(&self.root)?,
         };
-        let home_free =
-            matches!(fs::symlink_metadata(home), Err(e) if e.kind() == io::ErrorKind::NotFound);
-        if home_free {
-            if !check_only {
-                rename_noreplace(&aside, home).map_err(|e| io_error(home, e))?;
-                sync_folder(folder)?;
-            }
-            return Ok(true);
-        }
-        let present = read_access_hash_at(home.to_owned(), owner)?;
-        let same = |sha: &str| sha == retired.sha512;
-        if content_sha512(&kept.content) == retired.sha512
-            && present.is_some_and(|p| same(&content_sha512(&p.content)))
-        {
-            if !check_only {
-                fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
-                sync_folder(folder)?;
-            }
-            return Ok(true);
-        }
-        Err(BackendError::UnsafeToWrite {
-            location: aside.to_string(),
-            detail: "a retire left this access hash here and .accesshash exists too; keep one of them by hand".to_owned(),
-        })
+        Ok((Home::open(folder, &real_root, account.uid)?, account))
     }
+}
+
+/// Puts back an access hash that a killed or failed retire left under its set-aside
+/// `name` in `home`: renamed back when `.accesshash` is free, removed when `.accesshash`
+/// holds the very content retired (the backup has it too), else refused. `true`: it was
+/// renamed back or removed (with `check_only`: it would be).
+fn recover_set_aside_at(
+    home: &Home,
+    name: &str,
+    owner: u32,
+    retired: &RetiredFile,
+    check_only: bool,
+) -> Result<bool, BackendError> {
+    if name.contains('/') {
+        return Err(BackendError::Corrupt {
+            location: retired.path.clone(),
+            detail: "the journal's set-aside name is not a file name".to_owned(),
+        });
+    }
+    let aside = home.at(name);
+    // Only a file can be what a retire set aside; anything else there is not its.
+    if home.kind(name).map_err(|e| io_error(&aside, e))? != Some(rustix::fs::FileType::RegularFile)
+    {
+        return Ok(false);
+    }
+    let Some(kept) = read_in(home, name, owner)? else {
+        return Ok(false);
+    };
+    let path = home.at(ACCESSHASH);
+    let home_free = home
+        .kind(ACCESSHASH)
+        .map_err(|e| io_error(&path, e))?
+        .is_none();
+    if home_free {
+        if !check_only {
+            home.rename_noreplace(name, ACCESSHASH)
+                .map_err(|e| io_error(&path, e))?;
+            home.sync()?;
+        }
+        return Ok(true);
+    }
+    let present = read_in(home, ACCESSHASH, owner)?;
+    let same = |sha: &str| sha == retired.sha512;
+    if content_sha512(&kept.content) == retired.sha512
+        && present.is_some_and(|p| same(&content_sha512(&p.content)))
+    {
+        if !check_only {
+            home.remove(name).map_err(|e| io_error(&aside, e))?;
+            home.sync()?;
+        }
+        return Ok(true);
+    }
+    Err(BackendError::UnsafeToWrite {
+        location: aside.to_string(),
+        detail: "a retire left this access hash here and .accesshash exists too; keep one of them by hand".to_owned(),
+    })
 }
 
 /// What a restored access hash gets: its account's uid and group, its permission bits and
@@ -456,10 +493,9 @@ struct Like {
     mtime: Option<SystemTime>,
 }
 
-/// Writes `content` to a new file at `path` (never over an existing one), synced; with
-/// `like`, the file gets that owner (as root; anyone else can only make files of their
-/// own), mode and modification time. The guard removes the file unless the caller keeps it.
-fn write_new(path: &Utf8Path, content: &[u8], like: Option<&Like>) -> Result<Made, BackendError> {
+/// Writes `content` to a new file at `path` (never over an existing one, 0600), synced.
+/// The guard removes the file unless the caller keeps it.
+fn write_new(path: &Utf8Path, content: &[u8]) -> Result<Made, BackendError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -469,22 +505,61 @@ fn write_new(path: &Utf8Path, content: &[u8], like: Option<&Like>) -> Result<Mad
         .map_err(|e| io_error(path, e))?;
     let made = Made::new(path);
     file.write_all(content).map_err(|e| io_error(path, e))?;
-    if let Some(like) = like {
-        if rustix::process::geteuid().is_root() {
-            std::os::unix::fs::fchown(&file, Some(like.uid), like.gid)
-                .map_err(|e| io_error(path, e))?;
-        }
-        if let Some(mode) = like.mode {
-            file.set_permissions(Permissions::from_mode(mode))
-                .map_err(|e| io_error(path, e))?;
-        }
-        if let Some(mtime) = like.mtime {
-            file.set_times(FileTimes::new().set_modified(mtime))
-                .map_err(|e| io_error(path, e))?;
-        }
-    }
     file.sync_all().map_err(|e| io_error(path, e))?;
     Ok(made)
+}
+
+/// Writes `content` to `name`, a new file in `home` (never over an existing one, never
+/// through a link), with `like`'s owner (as root; anyone else can only make files of their
+/// own), mode and modification time, synced. The guard removes it unless the caller keeps
+/// it.
+fn write_new_in<'a>(
+    home: &'a Home,
+    name: &str,
+    content: &[u8],
+    like: &Like,
+) -> Result<MadeIn<'a>, BackendError> {
+    let path = home.at(name);
+    let mut file = home.create_new(name).map_err(|e| io_error(&path, e))?;
+    let made = MadeIn {
+        home,
+        name: Some(name.to_owned()),
+    };
+    file.write_all(content).map_err(|e| io_error(&path, e))?;
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::fchown(&file, Some(like.uid), like.gid)
+            .map_err(|e| io_error(&path, e))?;
+    }
+    if let Some(mode) = like.mode {
+        file.set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| io_error(&path, e))?;
+    }
+    if let Some(mtime) = like.mtime {
+        file.set_times(FileTimes::new().set_modified(mtime))
+            .map_err(|e| io_error(&path, e))?;
+    }
+    file.sync_all().map_err(|e| io_error(&path, e))?;
+    Ok(made)
+}
+
+/// A file made in a home folder, removed when dropped unless kept.
+struct MadeIn<'a> {
+    home: &'a Home,
+    name: Option<String>,
+}
+
+impl MadeIn<'_> {
+    fn keep(mut self) {
+        self.name = None;
+    }
+}
+
+impl Drop for MadeIn<'_> {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            let _ = self.home.remove(&name);
+        }
+    }
 }
 
 /// The name an access hash gets in its folder while run `id` checks it before removal.
@@ -495,37 +570,36 @@ fn set_aside_name(id: &RunId) -> String {
 /// The set-aside name of an access hash, before its run's id.
 const SET_ASIDE_PREFIX: &str = ".accesshash.whmtoken-retiring-";
 
-/// Renames `found` to `aside` in its folder, reads it there again with the same checks,
+/// Renames `.accesshash` to `aside` in `home`, reads it there again with the same checks,
 /// and removes it only when its SHA-512 is still `sha512` (the backup's). Otherwise it is
 /// renamed back ([`Removal::Changed`]; kept under `aside`, and an error, when a new
 /// `.accesshash` appeared meanwhile).
 fn remove_checked(
-    path: &Utf8Path,
+    home: &Home,
     owner: u32,
     aside: &str,
     sha512: &str,
 ) -> Result<Removal, BackendError> {
-    let folder = path.parent().expect("a home folder");
-    let aside = folder.join(aside);
-    match rename_noreplace(path, &aside) {
+    let path = home.at(ACCESSHASH);
+    match home.rename_noreplace(ACCESSHASH, aside) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
-        Err(e) => return Err(io_error(path, e)),
+        Err(e) => return Err(io_error(&path, e)),
     }
     crash_point("retire-set-aside");
     let unchanged = matches!(
-        read_access_hash_at(aside.clone(), owner),
+        read_in(home, aside, owner),
         Ok(Some(now)) if content_sha512(&now.content) == sha512
     );
+    let aside_path = home.at(aside);
     if unchanged {
-        fs::remove_file(&aside).map_err(|e| io_error(&aside, e))?;
-        // The home folder is followed as `etc/passwd` gives it, as it was for the read.
-        sync_folder(folder)?;
+        home.remove(aside).map_err(|e| io_error(&aside_path, e))?;
+        home.sync()?;
         return Ok(Removal::Removed);
     }
-    let detail = match rename_noreplace(&aside, path) {
+    let detail = match home.rename_noreplace(aside, ACCESSHASH) {
         Ok(()) => {
-            sync_folder(folder)?;
+            home.sync()?;
             return Ok(Removal::Changed {
                 location: path.to_string(),
             });
@@ -535,23 +609,11 @@ fn remove_checked(
         }
         Err(e) => format!("it changed while being retired and could not be renamed back ({e}); it was left here"),
     };
-    sync_folder(folder)?;
+    home.sync()?;
     Err(BackendError::UnsafeToWrite {
-        location: aside.to_string(),
+        location: aside_path.to_string(),
         detail,
     })
-}
-
-/// Renames `from` to `to`, never over an existing `to`.
-fn rename_noreplace(from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from.as_std_path(),
-        rustix::fs::CWD,
-        to.as_std_path(),
-        rustix::fs::RenameFlags::NOREPLACE,
-    )
-    .map_err(io::Error::from)
 }
 
 /// A backup's content, read as safely as any root-owned file.

@@ -208,6 +208,13 @@ impl Retirement for SqliteBackend {
         Ok(self.backup_location(id, name))
     }
 
+    fn remove_backups(&self, id: &RunId) -> Result<usize, BackendError> {
+        self.write_with(|tx| {
+            tx.execute("DELETE FROM backups WHERE run = ?1", [id.as_str()])
+                .map_err(|e| self.site.sql(Some("backups"), e))
+        })
+    }
+
     fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError> {
         let location = self.backup_location(id, name);
         let content: Option<Vec<u8>> = self

@@ -160,8 +160,9 @@ pub struct Args {
     pub users: Vec<String>,
 }
 
-/// `--lock-timeout`: seconds, 0 to an hour, fractions allowed.
-fn lock_timeout(text: &str) -> Result<Duration, String> {
+/// `--lock-timeout` (shared with `whmtoken retire` and `restore`): seconds, 0 to an hour,
+/// fractions allowed.
+pub(crate) fn lock_timeout(text: &str) -> Result<Duration, String> {
     text.trim()
         .parse::<f64>()
         .ok()

@@ -7,23 +7,27 @@
 //! `--force` goes ahead.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use camino::Utf8Path;
 use serde_json::{Value, json};
 use whmtoken_core::backend::DEFAULT_LOCK_TIMEOUT;
 use whmtoken_core::retire::{
-    self, Auth, AuthProblem, ChangeKind, Journal, Outcome, Problem, RestoreReport, RetireReport,
+    self, Auth, AuthProblem, ChangeKind, Outcome, Problem, RestoreReport, RetireReport,
     RetireRequest, Retirement, RunId, Status,
 };
 use whmtoken_core::usage::Covered;
 use whmtoken_core::{Backend, BackendError, findings_usage, pipeline};
 
 use crate::config;
+
+mod runs;
 use crate::error::{CliError, status};
 use crate::output::shown;
+pub use runs::{RunsArgs, run_runs};
 use whmtoken_backends::SystemClock;
 
-/// `whmtoken retire [USER]... | --all-resellers [--disable-accesshash-auth] [-n] [--json] [--force]`
+/// `whmtoken retire [USER]... | --all-resellers | --setting-only [--disable-accesshash-auth] [-n] [--json] [--force]`
 #[derive(Debug, clap::Args)]
 pub struct RetireArgs {
     /// Accounts whose access hash to retire [default: root]
@@ -32,10 +36,19 @@ pub struct RetireArgs {
     /// Retire the access hash of every reseller
     #[arg(long)]
     pub all_resellers: bool,
-    /// Then turn access-hash authentication off (allow_deprecated_accesshash=0), unless an
-    /// access hash on the server is not converted
+    /// Also turn access-hash authentication off (allow_deprecated_accesshash=0), unless an
+    /// access hash on the server is not converted; decided first: when refused, nothing is
+    /// retired
     #[arg(long)]
     pub disable_accesshash_auth: bool,
+    /// With --disable-accesshash-auth: only turn the setting off (journaled, restorable),
+    /// touching no .accesshash
+    #[arg(
+        long,
+        requires = "disable_accesshash_auth",
+        conflicts_with_all = ["users", "all_resellers"]
+    )]
+    pub setting_only: bool,
     /// Say what would be done, and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -45,6 +58,13 @@ pub struct RetireArgs {
     /// Turn access-hash authentication off even while access hashes are not converted
     #[arg(long)]
     pub force: bool,
+    /// Wait at most this long for a lock held by another process (the run lock, the
+    /// audit log's, cpanel.config's) (0 to 3600, default 30)
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
+    pub lock_timeout: Option<Duration>,
+    /// List every account not attempted, not only the first few
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `whmtoken restore RUN_ID [-n] [--json] [--force]`
@@ -63,22 +83,25 @@ pub struct RestoreArgs {
     /// backup that no longer matches the journal
     #[arg(long)]
     pub force: bool,
-}
-
-/// `whmtoken runs [--json]`
-#[derive(Debug, clap::Args)]
-pub struct RunsArgs {
-    /// Print one JSON document on stdout instead of lines
+    /// Wait at most this long for a lock held by another process (the run lock, the
+    /// audit log's, cpanel.config's) (0 to 3600, default 30)
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
+    pub lock_timeout: Option<Duration>,
+    /// List every account not attempted, not only the first few
     #[arg(long)]
-    pub json: bool,
+    pub verbose: bool,
 }
 
-/// The backend, opened from the config, and its retirement capability.
-fn open(config: Option<&Utf8Path>) -> Result<Box<dyn Backend>, CliError> {
+/// The backend, opened from the config with `lock_timeout` (the default when `None`), and
+/// its retirement capability.
+fn open(
+    config: Option<&Utf8Path>,
+    lock_timeout: Option<Duration>,
+) -> Result<Box<dyn Backend>, CliError> {
     let settings = config::load_settings(config)?;
     settings.check_root()?;
     let backend = settings
-        .open(DEFAULT_LOCK_TIMEOUT)
+        .open(lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT))
         .map_err(CliError::Open)?;
     if backend.retirement().is_none() {
         return Err(CliError::Open(BackendError::Unsupported {
@@ -95,13 +118,15 @@ fn capability(backend: &dyn Backend) -> &dyn Retirement {
 
 /// Retires, prints, and returns the exit status.
 pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
-    let backend = open(config)?;
+    let backend = open(config, args.lock_timeout)?;
     let backend = backend.as_ref();
     let mut stderr = io::stderr();
     for notice in backend.notices() {
         let _ = writeln!(stderr, "warning: {notice}");
     }
-    let users = if args.all_resellers {
+    let users = if args.setting_only {
+        Vec::new()
+    } else if args.all_resellers {
         backend.resellers().map_err(CliError::Resellers)?
     } else if args.users.is_empty() {
         vec!["root".to_owned()]
@@ -127,23 +152,16 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
+        let summary = (!report.outcomes.is_empty()).then(|| retire_summary(&report, args.dry_run));
         report
             .outcomes
             .iter()
             .filter_map(|o| report_line(o, args.dry_run, run))
             .chain(auth_line(&args, run, report.auth))
+            .chain(summary)
             .try_for_each(|line| writeln!(out, "{line}"))
     };
-    for o in &report.outcomes {
-        if let Some(problem) = &o.problem {
-            let _ = writeln!(
-                stderr,
-                "error: {}: {}",
-                shown(&o.name),
-                shown(&problem_line(problem))
-            );
-        }
-    }
+    print_problems(&mut stderr, report.outcomes.iter(), args.verbose);
     // The refusal (or, forced, the warning) names the clients that break.
     let level = if report.auth_problem.is_some() {
         "error"
@@ -197,6 +215,118 @@ fn accesshashes_in_use(backend: &dyn Backend, unconverted: &[String]) -> Vec<Str
             )
         })
         .collect()
+}
+
+/// The reason an outcome was not attempted (what follows `not attempted: `), or `None`.
+fn not_attempted(o: &Outcome) -> Option<&str> {
+    match &o.problem {
+        Some(Problem::Failed(message)) => message.strip_prefix("not attempted: "),
+        _ => None,
+    }
+}
+
+/// How many accounts a line names in full before `and N more` (`--verbose`: all).
+const FIRST_FEW: usize = 5;
+
+/// Prints each problem as `error: <name>: <problem>` on stderr, except the outcomes not
+/// attempted: one line for each reason, with how many and the first few names (all with
+/// `verbose`), in the order the accounts were given.
+fn print_problems<'a>(
+    stderr: &mut impl Write,
+    outcomes: impl Iterator<Item = &'a Outcome>,
+    verbose: bool,
+) {
+    let mut skipped: Vec<(&str, Vec<&str>)> = Vec::new();
+    for o in outcomes {
+        if let Some(reason) = not_attempted(o) {
+            match skipped.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, names)) => names.push(&o.name),
+                None => skipped.push((reason, vec![&o.name])),
+            }
+        } else if let Some(problem) = &o.problem {
+            let _ = writeln!(
+                stderr,
+                "error: {}: {}",
+                shown(&o.name),
+                shown(&problem_line(problem))
+            );
+        }
+    }
+    for (reason, names) in skipped {
+        let shown_names: Vec<String> = names
+            .iter()
+            .take(if verbose { names.len() } else { FIRST_FEW })
+            .map(|n| shown(n))
+            .collect();
+        let more = names.len() - shown_names.len();
+        let more = if more > 0 {
+            format!(" and {} more; --verbose lists them", thousands(more))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            stderr,
+            "error: not attempted, {} account(s) ({}{more}): {}",
+            thousands(names.len()),
+            shown_names.join(", "),
+            shown(reason)
+        );
+    }
+}
+
+/// `n` with a comma between thousands: `1,997`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many of `outcomes` have `status` (the failed ones not attempted counted apart).
+fn count<'a>(outcomes: impl Iterator<Item = &'a Outcome>, status: Option<Status>) -> String {
+    let n = outcomes
+        .filter(|o| match status {
+            Some(Status::Failed) => o.status == Status::Failed && not_attempted(o).is_none(),
+            Some(s) => o.status == s,
+            None => not_attempted(o).is_some(),
+        })
+        .count();
+    thousands(n)
+}
+
+/// A retire run's last line: `Retired 1,997, already retired 2, …, not attempted 0.`
+fn retire_summary(report: &RetireReport, dry_run: bool) -> String {
+    let all = || report.outcomes.iter();
+    format!(
+        "{} {}, already retired {}, no access hash {}, not converted {}, failed {}, not attempted {}.",
+        if dry_run { "Would retire" } else { "Retired" },
+        count(all(), Some(Status::Retired)),
+        count(all(), Some(Status::AlreadyRetired)),
+        count(all(), Some(Status::NoAccessHash)),
+        count(all(), Some(Status::NotConverted)),
+        count(all(), Some(Status::Failed)),
+        count(all(), None),
+    )
+}
+
+/// A restore's last line: `Restored 3, already restored 0, failed 0, not attempted 0.`
+fn restore_summary<'a>(
+    outcomes: impl Iterator<Item = &'a Outcome> + Clone,
+    dry_run: bool,
+) -> String {
+    format!(
+        "{} {}, already restored {}, failed {}, not attempted {}.",
+        if dry_run { "Would restore" } else { "Restored" },
+        count(outcomes.clone(), Some(Status::Restored)),
+        count(outcomes.clone(), Some(Status::AlreadyRestored)),
+        count(outcomes.clone(), Some(Status::Failed)),
+        count(outcomes, None),
+    )
 }
 
 /// A problem as the command line shows it: a refusal says how `--force` goes ahead.
@@ -302,7 +432,7 @@ fn finish(written: io::Result<()>) -> Result<(), CliError> {
 /// Restores a run, prints, and returns the exit status.
 pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let id = RunId::parse(&args.run).map_err(|e| CliError::Argument(e.to_string()))?;
-    let backend = open(config)?;
+    let backend = open(config, args.lock_timeout)?;
     let report = retire::restore(
         capability(backend.as_ref()),
         &id,
@@ -325,22 +455,20 @@ pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, C
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
+        let outcomes = report.results.iter().map(|(_, o)| o);
+        let summary = (!report.results.is_empty()).then(|| restore_summary(outcomes, args.dry_run));
         report
             .results
             .iter()
             .filter_map(|(kind, o)| restore_line(*kind, o, args.dry_run, &id))
+            .chain(summary)
             .try_for_each(|line| writeln!(out, "{line}"))
     };
-    for (_, o) in &report.results {
-        if let Some(problem) = &o.problem {
-            let _ = writeln!(
-                stderr,
-                "error: {}: {}",
-                shown(&o.name),
-                shown(&problem_line(problem))
-            );
-        }
-    }
+    print_problems(
+        &mut stderr,
+        report.results.iter().map(|(_, o)| o),
+        args.verbose,
+    );
     finish(written.and_then(|()| out.flush()))?;
     Ok(if report.any_failed() {
         status::SOME_FAILED
@@ -401,67 +529,20 @@ fn restore_line(kind: ChangeKind, o: &Outcome, dry_run: bool, id: &RunId) -> Opt
     })
 }
 
-/// Lists the runs.
-pub fn run_runs(args: RunsArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
-    let backend = open(config)?;
-    let journals = capability(backend.as_ref())
-        .journals()
-        .map_err(CliError::Run)?;
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    let written = if args.json {
-        let runs: Vec<Value> = journals.iter().map(run_json).collect();
-        let doc = json!({"version": 1, "backend": backend.kind(), "runs": runs});
-        serde_json::to_writer_pretty(&mut out, &doc)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        journals
-            .iter()
-            .try_for_each(|j| writeln!(out, "{}", run_line(j)))
-    };
-    finish(written.and_then(|()| out.flush()))?;
-    Ok(status::OK)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn time(epoch: i64) -> String {
-    jiff::Timestamp::from_second(epoch).map_or_else(|_| epoch.to_string(), |t| t.to_string())
-}
-
-fn run_line(j: &Journal) -> String {
-    let mut what = vec![format!("retired {} access hash(es)", j.retired())];
-    what.extend(j.settings().map(|s| {
-        format!(
-            "{} {} → {}",
-            s.name,
-            s.old.as_deref().unwrap_or("unset"),
-            s.new.as_deref().unwrap_or("unset")
-        )
-    }));
-    let restored = j.restored_at.map_or_else(
-        || "not restored".to_owned(),
-        |at| format!("restored at {}", time(at)),
-    );
-    format!(
-        "{}  {}  {}  {}",
-        j.id,
-        time(j.started),
-        what.join(", "),
-        restored
-    )
-}
-
-fn run_json(j: &Journal) -> Value {
-    let users = j.retired_users();
-    let settings: Vec<Value> = j
-        .settings()
-        .map(|s| json!({"name": s.name, "old": s.old, "new": s.new}))
-        .collect();
-    json!({
-        "id": j.id.as_str(),
-        "started": j.started,
-        "command": j.command,
-        "retired": users,
-        "settings": settings,
-        "restored_at": j.restored_at,
-    })
+    #[test]
+    fn counts_have_a_comma_between_thousands() {
+        for (n, shown) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_997, "1,997"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(thousands(n), shown);
+        }
+    }
 }

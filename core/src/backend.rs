@@ -278,6 +278,10 @@ pub trait Retirement: Send + Sync {
     /// [`BackendError::NotFound`] when it is missing.
     fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError>;
 
+    /// Removes every backup of run `id` (its access hashes, and what forced restores kept),
+    /// durably; how many there were. None left (or none ever made) is not an error.
+    fn remove_backups(&self, id: &RunId) -> Result<usize, BackendError>;
+
     /// `user`'s access hash with its metadata, read with the converter's checks (owned by
     /// `owner` when given, else by the account); `None` when it has none.
     fn read_home(&self, user: &UserName, owner: Option<u32>) -> Result<Option<Held>, BackendError>;

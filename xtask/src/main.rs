@@ -12,6 +12,7 @@
 //!   adds the packages' checks (`package_check`, `repo_check`).
 //! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
+//! - `faultdisk`: as root, the converter on a fake disk that fails (`faultdisk` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
 //!   its resellers on it.
 
@@ -20,6 +21,7 @@
 mod bench;
 mod clients;
 mod dist;
+mod faultdisk;
 mod fleet;
 mod man;
 mod package;
@@ -37,7 +39,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::Scenario;
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|dist|fleet|demo|bench>   (cargo xtask TASK --help: what TASK does)
+    "usage: cargo xtask <ci|dist|fleet|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
          included), each backend alone, dist --check, fleet; as root, the install checks
@@ -46,10 +48,12 @@ const USAGE: &str =
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   demo   a small fake server in SQLite (target/demo), converted
   bench  the converter against an I/O floor on generated servers, fake-server serve and
-         whmtoken usage (bench serve, bench usage: that alone)";
+         whmtoken usage (bench serve, bench usage: that alone)
+  faultdisk  as root: the converter on a fake disk that fails (FUSE and loop devices),
+         XFS and ext4; fails on a false Imported, a line without its token, a torn line";
 
 /// What each task does, for `cargo xtask TASK --help`.
-const TASK_HELP: [(&str, &str); 5] = [
+const TASK_HELP: [(&str, &str); 6] = [
     (
         "ci",
         "usage: cargo xtask ci
@@ -133,6 +137,21 @@ measures only that part. BENCH_CONVERTER=PATH measures another build of the
 converter instead (an older commit's, say). Needs GNU time at /usr/bin/time; takes several
 minutes. A benchmark, not a test: CI runs none of it.",
     ),
+    (
+        "faultdisk",
+        "usage: cargo xtask faultdisk
+
+As root, with /dev/fuse and loop devices: the converter on a fake disk that fails
+(issue 25, items 11-13), with the harness in xtask/faultdisk (a FUSE daemon, faultdisk.c,
+under a loop device holding XFS or ext4; scenarios.py runs, counts and reruns; its README
+says how). Installs fuse3, libfuse3-dev and xfsprogs with apt-get when missing, builds the
+daemon into target/faultdisk/bin and the binaries (debug), then runs the token folder's
+disk failing writes (seeds 22 and 1) and the log's disk running out of new blocks (thin),
+400 resellers each, on XFS and on ext4, under target/faultdisk/runs. It prints one line of
+counts a run and fails on any false Imported (a user printed converted whose token is gone
+once the disk came back), any audit line for a token never stored without that user's
+error saying so, and any torn fragment in accounting.log. About a minute; not part of ci.",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -166,6 +185,7 @@ fn main() -> ExitCode {
         ("fleet", []) => fleet::fleet(),
         ("demo", []) => demo(),
         ("bench", []) => bench::bench(false),
+        ("faultdisk", []) => faultdisk::faultdisk(),
         _ => Err(USAGE.to_owned()),
     };
     match result {

@@ -188,7 +188,8 @@ fn every_status_on_both_backends() {
         assert_eq!(again.code, 0, "{}", again.stderr);
         assert_eq!(
             again.stdout,
-            "Already retired accesshash for “root”\nNo accesshash for “res3”\n"
+            "Already retired accesshash for “root”\nNo accesshash for “res3”\n\
+             Retired 0, already retired 1, no access hash 1, not converted 0, failed 0, not attempted 0.\n"
         );
         let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
         assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
@@ -264,12 +265,17 @@ fn the_files_backend_keeps_a_private_backup_and_a_journal_that_undoes_it_exactly
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(records[0]["run"], id);
-    assert_eq!(records[1]["change"], "accesshash");
-    assert_eq!(records[1]["path"], home.as_str());
-    assert_eq!(records[1]["mode"], 0o600);
-    assert_eq!(records[1]["mtime"], before.mtime());
     assert_eq!(
-        records[1]["sha512"],
+        records[1]["users"],
+        json!(["root"]),
+        "the accounts as given"
+    );
+    assert_eq!(records[2]["change"], "accesshash");
+    assert_eq!(records[2]["path"], home.as_str());
+    assert_eq!(records[2]["mode"], 0o600);
+    assert_eq!(records[2]["mtime"], before.mtime());
+    assert_eq!(
+        records[2]["sha512"],
         whmtoken_core::retire::content_sha512(&content)
     );
     // Nothing of the secret is in the journal or the output.
@@ -294,7 +300,10 @@ fn the_files_backend_keeps_a_private_backup_and_a_journal_that_undoes_it_exactly
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout,
-        format!("Restored accesshash for “root” (run {id})\n")
+        format!(
+            "Restored accesshash for “root” (run {id})\n\
+             Restored 1, already restored 0, failed 0, not attempted 0.\n"
+        )
     );
     let journal = std::fs::read_to_string(&journal_path).unwrap();
     let last: Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
@@ -340,7 +349,8 @@ fn a_dry_run_writes_nothing_at_all() {
     assert_eq!(
         out.stdout,
         "Would retire accesshash for “root”\nAlready retired accesshash for “res2”\n\
-         Would disable access-hash authentication (allow_deprecated_accesshash=0)\n"
+         Would disable access-hash authentication (allow_deprecated_accesshash=0)\n\
+         Would retire 1, already retired 1, no access hash 0, not converted 0, failed 0, not attempted 0.\n"
     );
     let doc = json_of(&whmtoken(&config, &["retire", "-n", "--json"], ""));
     assert_eq!(doc["dry_run"], true);
@@ -357,7 +367,11 @@ fn a_dry_run_writes_nothing_at_all() {
     let before = TreeSnapshot::of(&dir);
     let out = whmtoken(&config, &["restore", &id, "-n"], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "Would restore accesshash for “root”\n");
+    assert_eq!(
+        out.stdout,
+        "Would restore accesshash for “root”\n\
+         Would restore 1, already restored 0, failed 0, not attempted 0.\n"
+    );
     assert_eq!(TreeSnapshot::of(&dir), before);
 }
 
@@ -387,7 +401,13 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
         assert_eq!(out.code, 65, "{backend}: {}", out.stderr);
         let doc = json_of(&out);
         assert_eq!(doc["accesshash_auth"], "refused");
-        assert_eq!(statuses(&doc), map(&[("root", "retired")]));
+        // Decided first: refused, so nothing is retired either.
+        assert_eq!(statuses(&doc), map(&[("root", "failed")]));
+        assert_eq!(doc["run_id"], Value::Null, "{backend}: no run");
+        assert_eq!(
+            doc["results"][0]["error"],
+            whmtoken_core::retire::NOT_ATTEMPTED_REFUSED
+        );
         assert!(
             out.stderr.contains(
                 "error: allow_deprecated_accesshash left on: 1 account(s) still have an access hash that is not converted (res1)"
@@ -404,9 +424,11 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
             "",
         );
         assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
-        assert_eq!(
-            out.stdout.lines().next(),
-            Some("Already retired accesshash for “root”")
+        assert!(
+            out.stdout
+                .starts_with("Retired accesshash for “root” (backup in run "),
+            "{}",
+            out.stdout
         );
         let id = out
             .stdout
@@ -453,10 +475,177 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
         assert_eq!(out.code, 0, "{}", out.stderr);
         assert_eq!(
             statuses(&json_of(&out)),
-            map(&[("allow_deprecated_accesshash", "restored")])
+            map(&[
+                ("allow_deprecated_accesshash", "restored"),
+                ("root", "restored")
+            ])
         );
         assert!(audit(&config).1, "{backend}: on again");
         assert_eq!(std::fs::read(&cpanel_config).ok(), before);
+    }
+}
+
+#[test]
+fn setting_only_switches_the_setting_alone_with_the_same_refusals_journal_and_restore() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        let hashes = |config: &Utf8Path| -> BTreeMap<String, String> {
+            audit(config)
+                .0
+                .into_iter()
+                .filter(|(user, _)| user == "root" || user == "res1")
+                .collect()
+        };
+        let before = hashes(&config);
+        assert_eq!(before.len(), 2, "{before:?}");
+        // res1's access hash is not converted: refused, as without --setting-only.
+        let args = ["retire", "--disable-accesshash-auth", "--setting-only"];
+        let out = whmtoken(&config, &args, "");
+        assert_eq!(out.code, 65, "{backend}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(
+                "error: allow_deprecated_accesshash left on: 1 account(s) still have an access hash that is not converted (res1)"
+            ),
+            "{}",
+            out.stderr
+        );
+        assert!(audit(&config).1, "{backend}: still on");
+
+        let out = whmtoken(&config, &[&args[..], &["--force", "--json"]].concat(), "");
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        let doc = json_of(&out);
+        assert_eq!(doc["accesshash_auth"], "disabled");
+        assert_eq!(doc["results"], json!([]), "no account touched");
+        let id = doc["run_id"].as_str().unwrap().to_owned();
+        assert!(!audit(&config).1, "{backend}: off");
+        assert_eq!(
+            hashes(&config),
+            before,
+            "{backend}: every access hash in place"
+        );
+        let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        assert_eq!(runs["runs"][0]["retired"], json!([]));
+        assert_eq!(runs["runs"][0]["settings"][0]["new"], "0");
+
+        let out = whmtoken(&config, &["restore", &id, "--json"], "");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            statuses(&json_of(&out)),
+            map(&[("allow_deprecated_accesshash", "restored")])
+        );
+        assert!(audit(&config).1, "{backend}: on again");
+
+        // Only with --disable-accesshash-auth, and without accounts.
+        for wrong in [
+            &["retire", "--setting-only"][..],
+            &[
+                "retire",
+                "--disable-accesshash-auth",
+                "--setting-only",
+                "root",
+            ],
+            &[
+                "retire",
+                "--disable-accesshash-auth",
+                "--setting-only",
+                "--all-resellers",
+            ],
+        ] {
+            assert_eq!(whmtoken(&config, wrong, "").code, 64, "{wrong:?}");
+        }
+    }
+}
+
+#[test]
+fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        let retire = || {
+            let out = whmtoken(&config, &["retire", "root", "--json"], "");
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            json_of(&out)["run_id"].as_str().unwrap().to_owned()
+        };
+        let restored = retire();
+        assert_eq!(whmtoken(&config, &["restore", &restored], "").code, 0);
+        let kept = retire();
+        let backups = |id: &str| dir.join(format!("var/lib/whmtoken/backups/{id}"));
+        let prune = |extra: &[&str]| {
+            let out = whmtoken(&config, &[&["runs", "--prune"][..], extra].concat(), "");
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            out.stdout
+        };
+
+        // Not old enough: nothing.
+        assert_eq!(
+            prune(&["--older-than", "1d"]),
+            "Pruned 0, kept 0 not restored.\n"
+        );
+        let not_restored = format!(
+            "Kept the backups of run {kept}: not restored; restore it first, or prune it with --force\n"
+        );
+        assert_eq!(
+            prune(&["--older-than", "0m", "--dry-run"]),
+            format!(
+                "Would prune the backups of run {restored}\n{not_restored}Would prune 1, kept 1 not restored.\n"
+            )
+        );
+        if backend == "files" {
+            assert!(backups(&restored).is_dir(), "a dry run removes nothing");
+        }
+        assert_eq!(
+            prune(&["--older-than", "0m"]),
+            format!(
+                "Pruned the backups of run {restored} (1 file(s))\n{not_restored}Pruned 1, kept 1 not restored.\n"
+            )
+        );
+        if backend == "files" {
+            assert!(!backups(&restored).exists());
+            assert!(backups(&kept).is_dir());
+        }
+        let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        assert!(runs["runs"][0]["pruned_at"].is_i64(), "{runs}");
+        assert_eq!(runs["runs"][1]["pruned_at"], Value::Null);
+        let text = whmtoken(&config, &["runs"], "").stdout;
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .contains(", backups pruned at "),
+            "{text}"
+        );
+
+        // Forced: the run not restored too; it can then no longer be restored.
+        let out = whmtoken(
+            &config,
+            &["runs", "--prune", "--older-than", "0m", "--force", "--json"],
+            "",
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let doc = json_of(&out);
+        assert_eq!(doc["runs"][0]["status"], "already_pruned");
+        assert_eq!(doc["runs"][1]["status"], "pruned");
+        assert_eq!(doc["runs"][1]["removed"], 1);
+        let out = whmtoken(&config, &["restore", &kept], "");
+        assert_eq!(out.code, 65);
+        assert!(
+            out.stderr.starts_with(&format!(
+                "error: root: the backups of run {kept} were pruned at "
+            )) && out.stderr.contains(" UTC; not restored"),
+            "{}",
+            out.stderr
+        );
+
+        for wrong in [
+            &["runs", "--older-than", "1d"][..],
+            &["runs", "--prune"],
+            &["runs", "--prune", "--older-than", "5x"],
+            &["runs", "--prune", "--older-than", "-1d"],
+            &["runs", "--force"],
+        ] {
+            assert_eq!(whmtoken(&config, wrong, "").code, 64, "{wrong:?}");
+        }
     }
 }
 
@@ -725,7 +914,8 @@ fn a_retire_killed_while_an_access_hash_is_set_aside_is_undone_by_restore() {
         } else {
             assert_eq!(content, original);
         }
-        if !copied_back {
+        // Its own file back (a changed one was rewritten since: its time is its own).
+        if !copied_back && !changed {
             assert_eq!(std::fs::metadata(&path).unwrap().mtime(), mtime);
         }
         assert!(!aside.exists(), "the set-aside name is gone");
@@ -784,6 +974,34 @@ fn a_rerun_finishes_what_a_retire_killed_while_setting_aside_left() {
             assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
         }
     }
+}
+
+#[test]
+fn a_set_aside_file_planted_after_a_later_run_finished_the_removal_is_left_alone() {
+    let original = cpanel_style_access_hash("root");
+    let (_keep, dir) = temp();
+    let config = server("files", &dir);
+    let path = dir.join("root/.accesshash");
+    let killed = [("WHMTOKEN_CRASH_AT", "retire-set-aside:1")];
+    assert_eq!(retire_root_with(&config, &killed).0, None, "killed");
+    let id = only_run(&dir);
+    let aside = dir.join(format!("root/.accesshash.whmtoken-retiring-{id}"));
+    // A later run finishes the removal, recorded in its own journal.
+    let out = whmtoken(&config, &["retire", "root"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!aside.exists());
+    // Then a file appears under the first run's set-aside name: not that run's.
+    std::fs::write(&aside, "planted").unwrap();
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dry = whmtoken(&config, &["restore", &id, "--dry-run", "--json"], "");
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let real = whmtoken(&config, &["restore", &id, "--json"], "");
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    for out in [&dry, &real] {
+        assert_eq!(statuses(&json_of(out)), map(&[("root", "restored")]));
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(&aside).unwrap(), "planted");
 }
 
 #[test]

@@ -189,18 +189,10 @@ fn retire_and_restore_lines_follow_the_accounts_order_whatever_the_jobs() {
     let config = server.config_path();
     let id = retire(&config, &["--all-resellers"]);
     assert_eq!(lines_of(&server, "RETIREACCESSHASH"), names);
-    // Restore undoes the changes the last first, in the journal's order.
-    let journal = std::fs::read_to_string(journal_path(&server, &id)).unwrap();
-    let mut last_first: Vec<String> = journal
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .filter(|record| record["change"] == "accesshash")
-        .map(|record| record["user"].as_str().unwrap().to_owned())
-        .collect();
-    last_first.reverse();
+    // Restore puts the accounts back in the order the run was given them, too.
     let out = whmtoken(&config, &["restore", &id], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(lines_of(&server, "RESTOREACCESSHASH"), last_first);
+    assert_eq!(lines_of(&server, "RESTOREACCESSHASH"), names);
 }
 
 #[test]
@@ -222,7 +214,7 @@ fn a_log_that_cannot_be_written_stops_retire_before_any_change() {
     );
     assert!(
         out.stderr.contains(&format!(
-            "error: bob: not attempted: the audit log {log} cannot be written (it is a symbolic link)"
+            "error: not attempted, 1 account(s) (bob): the audit log {log} cannot be written (it is a symbolic link)"
         )),
         "{}",
         out.stderr
@@ -230,8 +222,29 @@ fn a_log_that_cannot_be_written_stops_retire_before_any_change() {
     for user in ["alice", "bob"] {
         assert!(server.access_hash_path(user).exists(), "{user} kept");
     }
+    // The run changed nothing: no backup of a secret is left behind.
+    let backups = server.root().join("var/lib/whmtoken/backups");
+    let left: Vec<_> = walkdir(&backups);
+    assert!(left.is_empty(), "backups left: {left:?}");
     std::fs::remove_file(&log).unwrap();
     std::fs::write(&log, kept).unwrap();
+}
+
+/// Every file under `folder` (none when it does not exist).
+fn walkdir(folder: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let Ok(entries) = folder.read_dir_utf8() else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path().to_owned();
+            if path.is_dir() {
+                walkdir(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -431,4 +444,237 @@ fn duplicated_setting_lines_are_restored_byte_for_byte() {
         "skipanalog=1\nmaxemailsperhour=5\nallow_deprecated_accesshash = 0\r\n\
          allow_deprecated_accesshash=1\nallow_deprecated_accesshash =1"
     );
+}
+
+/// Plants `content` as `user`'s file at `path` (owned by the account when run as root).
+fn plant_as(server: &FakeServer, user: &str, path: &Utf8Path, content: &[u8]) {
+    server.write_file(path, content, 0o600);
+    if let Some(uid) = server.uid(user).filter(|_| is_root()) {
+        std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    }
+}
+
+/// The status of each result of a restore's `--json` document.
+fn restore_statuses(out: &Run) -> Vec<(String, String)> {
+    json_of(out)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["user"].as_str().or(r["name"].as_str()).unwrap();
+            (name.to_owned(), r["status"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_set_aside_file_planted_after_the_removal_is_left_alone_by_restore() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let secret = std::fs::read(server.access_hash_path("alice")).unwrap();
+    let id = retire(&config, &["alice"]);
+    // The run recorded the removal complete; the tenant then plants its own file under
+    // the run's set-aside name.
+    let aside = server
+        .home("alice")
+        .join(format!(".accesshash.whmtoken-retiring-{id}"));
+    plant_as(&server, "alice", &aside, b"the tenant's own file");
+    let dry = whmtoken(&config, &["restore", "--dry-run", "--json", &id], "");
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let real = whmtoken(&config, &["restore", "--json", &id], "");
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    let restored = vec![("alice".to_owned(), "restored".to_owned())];
+    assert_eq!(restore_statuses(&dry), restored, "the dry run");
+    assert_eq!(restore_statuses(&real), restored, "the real run");
+    assert_eq!(
+        std::fs::read(server.access_hash_path("alice")).unwrap(),
+        secret
+    );
+    assert_eq!(std::fs::read(&aside).unwrap(), b"the tenant's own file");
+}
+
+#[test]
+fn runs_shows_a_partly_restored_run_naming_what_is_back_and_what_is_not() {
+    let server = converted(&["carol", "alice", "bob"]);
+    let config = server.config_path();
+    let id = retire(&config, &["carol", "alice", "bob"]);
+    // Another access hash appears for alice: her restore is refused, the others' are not.
+    plant_as(
+        &server,
+        "alice",
+        &server.access_hash_path("alice"),
+        b"a new one",
+    );
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    let text = whmtoken(&config, &["runs"], "");
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains(
+            "retired 3 access hash(es)  partly restored (restored: carol, bob; not restored: alice)"
+        ),
+        "{}",
+        text.stdout
+    );
+    let doc = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+    let run = &doc["runs"][0];
+    assert_eq!(run["restore"], "partly_restored");
+    assert_eq!(names(&run["retired"]), ["carol", "alice", "bob"]);
+    assert_eq!(names(&run["restored_users"]), ["carol", "bob"]);
+    assert_eq!(names(&run["not_restored_users"]), ["alice"]);
+    assert_eq!(run["restored_at"], Value::Null);
+
+    // Once the rest is back, the run is restored.
+    std::fs::remove_file(server.access_hash_path("alice")).unwrap();
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+    assert_eq!(doc["runs"][0]["restore"], "restored");
+    assert_eq!(
+        names(&doc["runs"][0]["not_restored_users"]),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn retire_and_restore_take_lock_timeout_as_the_converter_does() {
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let id = retire(&config, &["alice"]);
+    let lock_path = server.root().join("var/lib/whmtoken/runs.lock");
+    let held = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    held.lock().unwrap();
+    for args in [
+        &["retire", "--lock-timeout", "0.3", "alice"][..],
+        &["restore", "--lock-timeout", "0.3", &id],
+    ] {
+        let out = whmtoken(&config, args, "");
+        assert_eq!(out.code, 75, "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: cannot take the lock of retire and restore runs: {lock_path} is locked by another process (waited 0.3 s); try again later\n"
+            ),
+            "{args:?}"
+        );
+    }
+    drop(held);
+    let seconds = "expected a number of seconds from 0 to 3600, such as 30";
+    for command in ["retire", "restore"] {
+        for value in ["abc", "-1", "3600.5"] {
+            let out = whmtoken(&config, &[command, &id, "--lock-timeout", value], "");
+            assert_eq!(out.code, 64, "{command} {value}");
+            assert!(out.stderr.contains(seconds), "{}", out.stderr);
+        }
+    }
+    let out = whmtoken(&config, &["restore", "--lock-timeout", "0", &id], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn accounts_not_attempted_are_one_line_with_the_first_few_names_and_verbose_lists_all() {
+    let names: Vec<String> = ["hank", "bob", "gus", "carl", "dan", "eve", "fay", "abe"]
+        .map(str::to_owned)
+        .to_vec();
+    let named: Vec<&str> = names.iter().map(String::as_str).collect();
+    let server = converted(&named);
+    let config = server.config_path();
+    let log = server.root().join("var/cpanel/accounting.log");
+    let kept = std::fs::read(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &log).unwrap();
+    let reason = format!("the audit log {log} cannot be written (it is a symbolic link)");
+    let mut args = vec!["retire"];
+    args.extend(&named);
+    let out = whmtoken(&config, &args, "");
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().nth(1),
+        Some(
+            format!(
+                "error: not attempted, 7 account(s) (bob, gus, carl, dan, eve and 2 more; --verbose lists them): {reason}"
+            )
+            .as_str()
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout,
+        "Retired 0, already retired 0, no access hash 0, not converted 0, failed 1, not attempted 7.\n"
+    );
+    args.push("--verbose");
+    let out = whmtoken(&config, &args, "");
+    assert!(
+        out.stderr.contains(&format!(
+            "error: not attempted, 7 account(s) (bob, gus, carl, dan, eve, fay, abe): {reason}"
+        )),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, kept).unwrap();
+}
+
+#[test]
+fn runs_says_when_there_are_none() {
+    let server = converted(&["alice"]);
+    let out = whmtoken(&server.config_path(), &["runs"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "No retire runs on this server yet.\n");
+}
+
+#[test]
+fn every_list_of_accounts_follows_the_order_given_whatever_the_jobs_on_both_backends() {
+    // Not name order, and enough accounts for the threads to finish out of order.
+    let given: Vec<String> = (0..200)
+        .map(|i| format!("res{:03}", (i * 37) % 200))
+        .collect();
+    let given_refs: Vec<&str> = given.iter().map(String::as_str).collect();
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let config = converted_many(backend, dir);
+        let mut args = vec!["retire", "--json"];
+        args.extend(&given_refs);
+        let out = whmtoken(&config, &args, "");
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        let doc = json_of(&out);
+        let id = doc["run_id"].as_str().unwrap().to_owned();
+        let users = |doc: &Value| -> Vec<String> {
+            doc["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["user"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(users(&doc), given, "{backend}: retire --json");
+        let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        assert_eq!(names(&runs["runs"][0]["retired"]), given, "{backend}: runs");
+        assert_eq!(
+            names(&runs["runs"][0]["not_restored_users"]),
+            given,
+            "{backend}: runs"
+        );
+        let out = whmtoken(&config, &["restore", &id], "");
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        let text: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("Restored accesshash for “"))
+            .filter_map(|l| l.split('”').next())
+            .collect();
+        assert_eq!(text, given_refs, "{backend}: restore's lines");
+        assert_eq!(
+            out.stdout.lines().last(),
+            Some("Restored 200, already restored 0, failed 0, not attempted 0.")
+        );
+        let again = json_of(&whmtoken(&config, &["restore", &id, "--json"], ""));
+        assert_eq!(users(&again), given, "{backend}: restore --json");
+    }
 }

@@ -1,6 +1,6 @@
 //! Retiring access hashes, reversibly, the way conversion is built: core decides
 //! ([`decide()`]: a pure function over what a backend read, one [`Status`] enum, the
-//! messages), core runs ([`retire`] and [`restore`]: the loops on the thread pool, the
+//! messages), core runs ([`retire`], [`restore`] and [`prune`]: the loops on the thread pool, the
 //! journal begun before the first change, the setting switched last), and a backend only
 //! offers primitives ([`Retirement`]: journal, backups, read, remove-if-unchanged, put back,
 //! setting, audit log).
@@ -21,17 +21,20 @@
 //! - Nothing here, nor in any error, shows a secret; a journal holds SHA-512 digests only.
 
 pub mod decide;
+mod prune;
 pub mod records;
+mod restore;
 mod run;
 
 pub use crate::backend::{Retirement, RunLock};
 pub use decide::{NOT_CONVERTED, Problem, Refusal, Standing, Status, decide};
+pub use prune::{PruneRequest, Pruning, prune};
 pub use records::{
     ALLOW_DEPRECATED_ACCESSHASH, CONVERTED_NAME_PREFIX, Change, Held, InvalidRunId, Journal,
-    Record, Removal, RetiredFile, RunId, Setting, SettingChange, Zeroizing, accounting_line,
-    confirm_finished, content_sha512,
+    Record, Removal, RestoreState, RetiredFile, RunId, Setting, SettingChange, Zeroizing,
+    accounting_line, confirm_finished, content_sha512,
 };
+pub use restore::{ChangeKind, RestoreReport, restore};
 pub use run::{
-    Auth, AuthProblem, ChangeKind, Outcome, RestoreReport, RetireReport, RetireRequest, restore,
-    retire,
+    Auth, AuthProblem, NOT_ATTEMPTED_REFUSED, Outcome, RetireReport, RetireRequest, retire,
 };

@@ -175,6 +175,36 @@ pub struct Journal {
     pub removed: BTreeSet<String>,
     /// The removals of earlier runs that this run finished: (account, that run).
     pub finished: Vec<(String, RunId)>,
+    /// The accounts as the run was given them ([`Record::Users`]; empty in journals
+    /// older than it): `changes` lists their access hashes in this order.
+    pub users: Vec<String>,
+    /// What a restore that did not put back every change did put back: accounts and
+    /// setting names ([`Record::RestoredAccount`], [`Record::RestoredSetting`]).
+    pub restored_accounts: BTreeSet<String>,
+    pub restored_settings: BTreeSet<String>,
+    /// When its backups were removed ([`Record::Pruned`]): it can no longer put an
+    /// access hash back.
+    pub pruned_at: Option<i64>,
+}
+
+/// How much of a run was restored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreState {
+    NotRestored,
+    /// A restore put back some of its changes, not all.
+    PartlyRestored,
+    Restored,
+}
+
+impl RestoreState {
+    /// Its name in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotRestored => "not_restored",
+            Self::PartlyRestored => "partly_restored",
+            Self::Restored => "restored",
+        }
+    }
 }
 
 /// Counts each removal that a later run finished ([`Record::Finished`]) as complete in
@@ -216,6 +246,27 @@ impl Journal {
         self.retired_users().len()
     }
 
+    /// How much of the run was restored.
+    pub fn restore_state(&self) -> RestoreState {
+        if self.restored_at.is_some() {
+            RestoreState::Restored
+        } else if self.restored_accounts.is_empty() && self.restored_settings.is_empty() {
+            RestoreState::NotRestored
+        } else {
+            RestoreState::PartlyRestored
+        }
+    }
+
+    /// Whether the access hash of `user` (or the setting `name`, with `setting`) is back.
+    pub fn is_restored(&self, name: &str, setting: bool) -> bool {
+        self.restored_at.is_some()
+            || if setting {
+                self.restored_settings.contains(name)
+            } else {
+                self.restored_accounts.contains(name)
+            }
+    }
+
     /// The setting changes the run made.
     pub fn settings(&self) -> impl Iterator<Item = &SettingChange> {
         self.changes.iter().filter_map(|c| match c {
@@ -252,6 +303,23 @@ pub enum Record {
         finished: String,
         run: RunId,
     },
+    /// The accounts the run was given, in that order (after the header, before any
+    /// change): its lists follow this order whatever order the changes were made in.
+    Users {
+        users: Vec<String>,
+    },
+    /// A restore that did not put back every change put back this account's access hash.
+    RestoredAccount {
+        restored_account: String,
+    },
+    /// A restore that did not put back every change put back this setting.
+    RestoredSetting {
+        restored_setting: String,
+    },
+    /// The run's backups were removed (`whmtoken runs --prune`), recorded before they are.
+    Pruned {
+        pruned_at: i64,
+    },
 }
 
 impl Journal {
@@ -276,6 +344,10 @@ impl Journal {
             records_removals,
             removed: BTreeSet::new(),
             finished: Vec::new(),
+            users: Vec::new(),
+            restored_accounts: BTreeSet::new(),
+            restored_settings: BTreeSet::new(),
+            pruned_at: None,
         };
         for record in records {
             match record {
@@ -286,8 +358,17 @@ impl Journal {
                     journal.removed.insert(removed);
                 }
                 Record::Finished { finished, run } => journal.finished.push((finished, run)),
+                Record::Users { users } => journal.users = users,
+                Record::RestoredAccount { restored_account } => {
+                    journal.restored_accounts.insert(restored_account);
+                }
+                Record::RestoredSetting { restored_setting } => {
+                    journal.restored_settings.insert(restored_setting);
+                }
+                Record::Pruned { pruned_at } => journal.pruned_at = Some(pruned_at),
             }
         }
+        journal.in_users_order();
         if journal.records_removals {
             for change in &mut journal.changes {
                 if let Change::Accesshash(f) = change {
@@ -296,6 +377,31 @@ impl Journal {
             }
         }
         Ok(journal)
+    }
+}
+
+impl Journal {
+    /// Orders the access-hash changes as the run's accounts were given (a stable sort:
+    /// the setting changes, made last, stay last).
+    fn in_users_order(&mut self) {
+        if self.users.is_empty() {
+            return;
+        }
+        let position: std::collections::HashMap<&str, usize> = self
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.as_str(), i))
+            .collect();
+        let mut changes = std::mem::take(&mut self.changes);
+        changes.sort_by_key(|c| match c {
+            Change::Accesshash(f) => (
+                0,
+                position.get(f.user.as_str()).copied().unwrap_or(usize::MAX),
+            ),
+            Change::Setting(_) => (1, 0),
+        });
+        self.changes = changes;
     }
 }
 

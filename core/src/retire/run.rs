@@ -1,5 +1,6 @@
-//! The retire and restore runs: the loops over accounts and changes on the thread pool, the
-//! journal begun before the first change, the setting switched last, the audit lines.
+//! The retire run: the loop over accounts on the thread pool, the setting decided first
+//! and switched last, the journal begun before the first change, the audit lines in the
+//! accounts' turn (their [`LineTurn`], which the restore run shares).
 //! Decisions are [`super::decide`]'s; every read and write is a backend primitive
 //! ([`Retirement`]); nothing here prints.
 
@@ -20,12 +21,12 @@ use crate::secret::AccessHash;
 use crate::user::UserName;
 
 use super::decide::{
-    self, Problem, Restore, Standing, Status, allows_access_hash, changed_while_retired,
+    self, Problem, Standing, Status, allows_access_hash, changed_while_retired,
     setting_changed_meanwhile,
 };
 use super::records::{
-    ALLOW_DEPRECATED_ACCESSHASH, Change, Journal, Record, Removal, RetiredFile, RunId,
-    SettingChange, accounting_line, content_sha512,
+    ALLOW_DEPRECATED_ACCESSHASH, Change, Record, Removal, RetiredFile, RunId, SettingChange,
+    accounting_line, content_sha512,
 };
 
 /// What a retire run is asked to do.
@@ -33,7 +34,8 @@ use super::records::{
 pub struct RetireRequest {
     /// The accounts, as given (a name given twice is done once).
     pub users: Vec<String>,
-    /// Then turn `allow_deprecated_accesshash` off, unless an access hash is not converted.
+    /// Then turn `allow_deprecated_accesshash` off, unless an access hash is not converted;
+    /// that is decided first, and when it is refused nothing is retired.
     pub disable_auth: bool,
     /// Turn it off even then.
     pub force: bool,
@@ -54,7 +56,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(name: &str, status: Status) -> Self {
+    pub(super) fn new(name: &str, status: Status) -> Self {
         let problem = (status == Status::NotConverted).then_some(Problem::NotConverted);
         Self {
             name: name.to_owned(),
@@ -163,6 +165,8 @@ struct Run<'a> {
     retirement: &'a dyn Retirement,
     clock: &'a dyn Clock,
     seed: u64,
+    /// The accounts as given, recorded after the header.
+    users: Vec<String>,
     id: Option<RunId>,
 }
 
@@ -175,6 +179,10 @@ impl Run<'_> {
         let id = RunId::new(&now, &mut StdRng::seed_from_u64(self.seed));
         self.retirement
             .begin(&id, now.timestamp().as_second(), "retire")?;
+        let users = Record::Users {
+            users: std::mem::take(&mut self.users),
+        };
+        self.retirement.append(&id, &users)?;
         self.id = Some(id.clone());
         Ok(id)
     }
@@ -207,10 +215,32 @@ fn retire_locked(
     let mut seen = BTreeSet::new();
     let users: Vec<&String> = request.users.iter().filter(|u| seen.insert(*u)).collect();
     let decided = crate::parallel::map(&users, request.jobs, |raw| read_standing(backend, raw));
+    // The setting is decided first: when its switch is refused, nothing is changed.
+    if request.disable_auth
+        && let Some((auth, unconverted)) = auth_refused(backend, request, &users)
+    {
+        let outcomes = users
+            .iter()
+            .zip(decided)
+            .map(|(raw, decided)| match decided {
+                Err(error) => Outcome::failed(raw, error),
+                Ok((_, Standing::Converted)) => Outcome::failed(raw, NOT_ATTEMPTED_REFUSED.into()),
+                Ok((_, standing)) => Outcome::new(raw, Status::from(standing)),
+            })
+            .collect();
+        return RetireReport {
+            run: None,
+            outcomes,
+            auth: auth.0,
+            auth_problem: auth.1,
+            unconverted,
+        };
+    }
     let run = Mutex::new(Run {
         retirement,
         clock,
         seed: request.seed,
+        users: users.iter().map(|u| (*u).clone()).collect(),
         id: None,
     });
     let start = || {
@@ -261,7 +291,7 @@ fn retire_locked(
 /// accounts' order whatever `jobs` is, each durable before the change it records, and once
 /// one could not be written no later change of the run is made. A turn not taken passes
 /// when dropped.
-struct LineTurn<'a> {
+pub(super) struct LineTurn<'a> {
     audit: &'a RunAudit,
     index: usize,
     taken: Cell<bool>,
@@ -270,7 +300,7 @@ struct LineTurn<'a> {
 }
 
 impl<'a> LineTurn<'a> {
-    fn new(
+    pub(super) fn new(
         audit: &'a RunAudit,
         index: usize,
         retirement: &'a dyn Retirement,
@@ -286,13 +316,13 @@ impl<'a> LineTurn<'a> {
     }
 
     /// `Err` (not attempted) once a line of the run could not be written.
-    fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         self.audit.check().map_err(|e| e.to_string())
     }
 
     /// Writes the line of `action` on `user` in run `id` durably, in this turn; `Err`: why
     /// it was not (and nothing more of the run is to be changed).
-    fn write(&self, (action, user, id): (&str, &str, &RunId)) -> Result<(), String> {
+    pub(super) fn write(&self, (action, user, id): (&str, &str, &RunId)) -> Result<(), String> {
         assert!(!self.taken.replace(true), "one line per turn");
         self.audit.turns.in_turn(self.index, || {
             self.check()?;
@@ -307,7 +337,7 @@ impl<'a> LineTurn<'a> {
 
 /// A change left undone because its line could not be written (`what`: `not retired`),
 /// or not attempted at all after an earlier line failed.
-fn not_done(what: &str, error: String) -> Problem {
+pub(super) fn not_done(what: &str, error: String) -> Problem {
     if error.starts_with("not attempted") {
         Problem::Failed(error)
     } else {
@@ -323,8 +353,8 @@ impl Drop for LineTurn<'_> {
     }
 }
 
-/// Retires `user` in run `id`: read and decided again, backed up and journaled (both
-/// durable), its audit line written (durable, in its turn), removed only if unchanged, its
+/// Retires `user` in run `id`: read and decided again, its audit line written (durable,
+/// in its turn), backed up and journaled (both durable), removed only if unchanged, its
 /// removal journaled.
 fn retire_account(
     backend: &dyn Backend,
@@ -353,7 +383,7 @@ fn audit_line(
 }
 
 /// A backend's error, as one line.
-fn fail(e: BackendError) -> Problem {
+pub(super) fn fail(e: BackendError) -> Problem {
     Problem::Failed(error_chain(&e))
 }
 
@@ -375,6 +405,11 @@ fn retire_steps(
     let Some(held) = held.filter(|_| standing == Standing::Converted) else {
         return Ok(Status::from(standing));
     };
+    // The audit line first (durable, in its turn): a log that cannot be written stops
+    // the account before its secret is copied anywhere. Then backup and journal entry
+    // (both durable), then the access hash may go, provided it is what was backed up.
+    turn.write(("RETIREACCESSHASH", user.as_str(), id))
+        .map_err(|e| not_done("not retired", e))?;
     let backup = retirement
         .put_backup(id, &format!("{user}.accesshash"), &held.content)
         .map_err(fail)?;
@@ -396,10 +431,6 @@ fn retire_steps(
     retirement
         .append(id, &Record::Change(Change::Accesshash(retired.clone())))
         .map_err(fail)?;
-    // Backup and journal entry are durable; the audit line goes first, then the access
-    // hash may go, provided it is what was backed up.
-    turn.write(("RETIREACCESSHASH", user.as_str(), id))
-        .map_err(|e| not_done("not retired", e))?;
     match retirement.remove_if_unchanged(id, &retired).map_err(fail)? {
         Removal::Removed => {
             let removed = Record::Removed {
@@ -444,6 +475,45 @@ fn finish_interrupted(
     }
 }
 
+/// What became of the setting and why, with the accounts whose access hash is not
+/// converted.
+type AuthDecided = ((Auth, Option<AuthProblem>), Vec<String>);
+
+/// The error of an account left alone because the setting's switch was refused.
+pub const NOT_ATTEMPTED_REFUSED: &str = "not attempted: access-hash authentication cannot be turned off (below), so nothing was retired";
+
+/// The setting's switch, decided before any change: `Some` (refused, and why; with the
+/// accounts whose access hash is not converted) when it would be refused, or when the
+/// server's settings cannot be read to tell.
+fn auth_refused(
+    backend: &dyn Backend,
+    request: &RetireRequest,
+    users: &[&String],
+) -> Option<AuthDecided> {
+    let settings = match backend.server_settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            let message = format!("cannot read the server's settings: {}", error_chain(&e));
+            return Some((
+                (Auth::Refused, Some(AuthProblem::Failed(message))),
+                Vec::new(),
+            ));
+        }
+    };
+    if !settings.allow_deprecated_accesshash {
+        return None;
+    }
+    let names: Vec<String> = users.iter().map(|u| (*u).clone()).collect();
+    let blockers = blockers(backend, &names);
+    if request.force || blockers.is_empty() {
+        return None;
+    }
+    let problem = AuthProblem::NotConverted {
+        blockers: blockers.clone(),
+    };
+    Some(((Auth::Refused, Some(problem)), blockers))
+}
+
 /// The setting switched off, unless an access hash would stop working (or `force`); with
 /// the accounts whose access hash would.
 fn disable_auth(
@@ -451,7 +521,7 @@ fn disable_auth(
     request: &RetireRequest,
     outcomes: &[Outcome],
     (run, audit): (&mut Run<'_>, &RunAudit),
-) -> ((Auth, Option<AuthProblem>), Vec<String>) {
+) -> AuthDecided {
     let failed = |message: String| (Auth::Refused, Some(AuthProblem::Failed(message)));
     let settings = match backend.server_settings() {
         Ok(settings) => settings,
@@ -463,7 +533,8 @@ fn disable_auth(
     if !settings.allow_deprecated_accesshash {
         return ((Auth::Unchanged, None), Vec::new());
     }
-    let blockers = blockers(backend, outcomes);
+    let names: Vec<String> = outcomes.iter().map(|o| o.name.clone()).collect();
+    let blockers = blockers(backend, &names);
     if !request.force && !blockers.is_empty() {
         let problem = AuthProblem::NotConverted {
             blockers: blockers.clone(),
@@ -515,14 +586,14 @@ fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
 
 /// The accounts (root, every reseller, and those named) whose access hash would stop
 /// working: not converted, or not readable to tell.
-fn blockers(backend: &dyn Backend, outcomes: &[Outcome]) -> Vec<String> {
+fn blockers(backend: &dyn Backend, named: &[String]) -> Vec<String> {
     let mut accounts: BTreeSet<String> = backend
         .resellers()
         .unwrap_or_default()
         .into_iter()
         .collect();
     accounts.insert("root".to_owned());
-    accounts.extend(outcomes.iter().map(|o| o.name.clone()));
+    accounts.extend(named.iter().cloned());
     accounts
         .into_iter()
         .filter(|raw| match read_standing(backend, raw) {
@@ -537,214 +608,4 @@ fn blockers(backend: &dyn Backend, outcomes: &[Outcome]) -> Vec<String> {
             }),
         })
         .collect()
-}
-
-/// What a change of a run is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChangeKind {
-    Accesshash,
-    Setting,
-}
-
-impl ChangeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accesshash => "accesshash",
-            Self::Setting => "setting",
-        }
-    }
-}
-
-/// What a restore did.
-#[derive(Clone, Debug)]
-pub struct RestoreReport {
-    pub journal: Journal,
-    /// One per change, the last change first; `Outcome::name` is the account or setting.
-    pub results: Vec<(ChangeKind, Outcome)>,
-    /// When the journal recorded the restore (this time).
-    pub marked: Option<i64>,
-    /// Every change is back, but the journal could not record it.
-    pub mark_problem: Option<String>,
-}
-
-impl RestoreReport {
-    pub fn any_failed(&self) -> bool {
-        self.results.iter().any(|(_, o)| o.problem.is_some()) || self.mark_problem.is_some()
-    }
-}
-
-/// Undoes run `id`, the last change first, each on the thread pool: decided from reads
-/// first (nothing is locked or written for a change that is back already, nor in a dry
-/// run), then put back; the journal marks the run restored once every change is back. All
-/// of it under the server's run lock (not a dry run). The lock could not be taken or the
-/// journal could not be read: `Err`.
-pub fn restore(
-    retirement: &dyn Retirement,
-    id: &RunId,
-    (force, dry_run): (bool, bool),
-    jobs: usize,
-    clock: &dyn Clock,
-) -> Result<RestoreReport, BackendError> {
-    let _lock = (!dry_run).then(|| retirement.lock_runs()).transpose()?;
-    let journal = retirement.journal(id)?;
-    let changes: Vec<(usize, &Change)> = journal.changes.iter().rev().enumerate().collect();
-    let audit = RunAudit::default();
-    let results = crate::parallel::map(&changes, jobs, |(index, change)| {
-        let turn = LineTurn::new(&audit, *index, retirement, clock);
-        restore_change(retirement, id, change, (force, dry_run), &turn)
-    });
-    let changed = !dry_run && results.iter().any(|(_, o)| o.status == Status::Restored);
-    let failed = results.iter().any(|(_, o)| o.problem.is_some());
-    let (mut marked, mut mark_problem) = (None, None);
-    if !dry_run && !failed && (changed || journal.restored_at.is_none()) {
-        let at = clock.now().timestamp().as_second();
-        match retirement.append(id, &Record::Restored { restored_at: at }) {
-            Ok(()) => marked = Some(at),
-            Err(e) => {
-                mark_problem = Some(format!(
-                    "every change of run {id} is back, but the journal could not record it: {}",
-                    error_chain(&e)
-                ));
-            }
-        }
-    }
-    Ok(RestoreReport {
-        journal,
-        results,
-        marked,
-        mark_problem,
-    })
-}
-
-/// Restores one change, its audit line written durably (in its turn) before the change is
-/// made; a line that cannot be written leaves the change, and every later one, undone.
-fn restore_change(
-    retirement: &dyn Retirement,
-    id: &RunId,
-    change: &Change,
-    (force, dry_run): (bool, bool),
-    turn: &LineTurn<'_>,
-) -> (ChangeKind, Outcome) {
-    let line = |(action, user): (&str, &str)| {
-        turn.check()
-            .and_then(|()| turn.write((action, user, id)))
-            .map_err(|e| not_done("not restored", e))
-    };
-    let (kind, name, done) = match change {
-        Change::Accesshash(f) => (
-            ChangeKind::Accesshash,
-            f.user.as_str(),
-            restore_file(retirement, id, f, (force, dry_run), &|| {
-                line(("RESTOREACCESSHASH", &f.user))
-            }),
-        ),
-        Change::Setting(s) => (
-            ChangeKind::Setting,
-            s.name.as_str(),
-            restore_setting(retirement, s, (force, dry_run), &|| {
-                line(("ENABLEACCESSHASHAUTH", "root"))
-            }),
-        ),
-    };
-    let outcome = match done {
-        Ok(status) => Outcome::new(name, status),
-        Err(problem) => Outcome {
-            name: name.to_owned(),
-            status: Status::Failed,
-            problem: Some(problem),
-        },
-    };
-    (kind, outcome)
-}
-
-/// An access hash put back from the run's backup, as [`decide::restore_settled`] and
-/// [`decide::decide_restore`] say.
-fn restore_file(
-    retirement: &dyn Retirement,
-    id: &RunId,
-    retired: &RetiredFile,
-    (force, dry_run): (bool, bool),
-    line: &dyn Fn() -> Result<(), Problem>,
-) -> Result<Status, Problem> {
-    let user = UserName::new(&retired.user).map_err(|e| {
-        fail(BackendError::Corrupt {
-            location: format!("the journal of run {id}"),
-            detail: e.to_string(),
-        })
-    })?;
-    if let (Some(then), Some(now)) = (retired.uid, retirement.account_uid(&user).map_err(fail)?)
-        && then != now
-    {
-        return Err(Problem::Failed(format!(
-            "uid changed from {then} to {now} since run {id}; not restored"
-        )));
-    }
-    let recovered = retired.set_aside.is_some()
-        && retirement
-            .recover_set_aside(retired, dry_run)
-            .map_err(fail)?;
-    let present = retirement.read_home(&user, retired.uid).map_err(fail)?;
-    let present_sha = present.as_ref().map(|p| content_sha512(&p.content));
-    if let Some(status) = decide::restore_settled(present_sha.as_deref(), retired, recovered) {
-        return Ok(status);
-    }
-    let (backup_at, content) = retirement
-        .backup(id, &format!("{user}.accesshash"))
-        .map_err(fail)?;
-    let home = present.as_ref().map_or("", |p| p.location.as_str());
-    let decided = decide::decide_restore(
-        present_sha.as_deref(),
-        retired,
-        &content_sha512(&content),
-        (&backup_at, home),
-        force,
-    );
-    match decided {
-        Restore::Refuse(refusal) => Err(Problem::Refused(refusal)),
-        Restore::Already => Ok(Status::AlreadyRestored),
-        Restore::Write { .. } if dry_run => Ok(Status::Restored),
-        Restore::Write { replacing } => {
-            line()?;
-            if let (true, Some(present), Some(sha)) = (replacing, &present, &present_sha) {
-                // Named by what it holds: kept once, however often it is replaced.
-                let name = format!("{user}.accesshash.replaced-{}", &sha[..12]);
-                if retirement.backup(id, &name).is_err() {
-                    retirement
-                        .put_backup(id, &name, &present.content)
-                        .map_err(fail)?;
-                }
-            }
-            retirement
-                .put_back(retired, &content, present_sha.as_deref())
-                .map_err(fail)?;
-            Ok(Status::Restored)
-        }
-    }
-}
-
-/// A setting put back as it was before the run.
-fn restore_setting(
-    retirement: &dyn Retirement,
-    change: &SettingChange,
-    (force, dry_run): (bool, bool),
-    line: &dyn Fn() -> Result<(), Problem>,
-) -> Result<Status, Problem> {
-    let setting = retirement.setting().map_err(fail)?;
-    let now = setting.value.as_deref();
-    match decide::decide_setting_restore(now, change, &setting.location, force) {
-        Restore::Already => Ok(Status::AlreadyRestored),
-        Restore::Refuse(refusal) => Err(Problem::Refused(refusal)),
-        Restore::Write { .. } if dry_run => Ok(Status::Restored),
-        Restore::Write { .. } => {
-            line()?;
-            if retirement.restore_setting(now, change).map_err(fail)? {
-                Ok(Status::Restored)
-            } else {
-                Err(Problem::Failed(setting_changed_meanwhile(
-                    &setting.location,
-                    &change.name,
-                )))
-            }
-        }
-    }
 }
