@@ -12,6 +12,7 @@ mod config;
 pub mod convert;
 mod error;
 mod output;
+pub mod report;
 pub mod retire;
 pub mod usage;
 pub mod verify;
