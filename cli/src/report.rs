@@ -181,8 +181,8 @@ fn each_document(
         let bytes = match &input.source {
             Source::Bytes(bytes) => bytes.as_slice(),
             Source::File(path) => {
-                read = std::fs::read(path)
-                    .map_err(|e| ReadError::Cli(input_error(&input.name, e)))?;
+                read =
+                    std::fs::read(path).map_err(|e| ReadError::Cli(input_error(&input.name, e)))?;
                 read.as_slice()
             }
         };
@@ -222,9 +222,7 @@ fn write_to(
             };
             let file = std::fs::File::create(path).map_err(failed)?;
             let mut out = io::BufWriter::with_capacity(1 << 20, file);
-            write(&mut out)
-                .and_then(|()| out.flush())
-                .map_err(failed)
+            write(&mut out).and_then(|()| out.flush()).map_err(failed)
         }
         _ => {
             let mut out = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());

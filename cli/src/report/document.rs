@@ -54,11 +54,12 @@ pub struct Account {
 }
 
 impl Account {
-    /// The account's step in the migration: `retired` (its access hash is gone, and the
-    /// token converted from it is kept), else the audit's own state (`converted`,
-    /// `not_converted`, `none`, `unreadable`, `unknown`).
+    /// The account's step in the migration: `retired` (no access hash, and a token the
+    /// converter made, named `accesshash-…` as it names them, is kept), else the audit's
+    /// own state (`converted`, `not_converted`, `none`, `unreadable`, `unknown`).
     pub fn progress(&self) -> &str {
-        if self.accesshash == "none" && self.tokens.iter().any(|t| t.from_accesshash) {
+        let converted = |t: &Token| t.from_accesshash || t.name.starts_with("accesshash-");
+        if self.accesshash == "none" && self.tokens.iter().any(converted) {
             "retired"
         } else {
             &self.accesshash

@@ -132,7 +132,7 @@
       rows.style.transform = "translateY(" + (view.scrollTop - (top - first * ROW)) + "px)";
       while (pool.length < count) {
         const r = el("div", "tr");
-        columns.forEach((c) => { r.append(el("div", "td")).style.flex = c.flex; });
+        columns.forEach((c) => { r.appendChild(el("div", "td")).style.flex = c.flex; });
         r.addEventListener("click", () => onRow(Number(r.dataset.row)));
         rows.append(r);
         pool.push(r);
@@ -151,6 +151,7 @@
       t.cell = cell;
       t.rowClass = rowClass || (() => "");
       spacer.style.height = Math.min(n * ROW, MAX_HEIGHT) + "px";
+      view.style.height = Math.min(360, Math.max(n, 1) * ROW + 2) + "px";
       view.scrollTop = 0;
       t.draw();
     };

@@ -105,7 +105,10 @@ impl Interner {
 /// out (`\u{1}` and `\u{2}` mark where they were): the same problem on a million accounts
 /// is then one string in the page.
 fn template(message: &str, user: &str, token: Option<&str>) -> String {
-    let mut text = match message.strip_prefix(user).and_then(|r| r.strip_prefix(": ")) {
+    let mut text = match message
+        .strip_prefix(user)
+        .and_then(|r| r.strip_prefix(": "))
+    {
         Some(rest) if !user.is_empty() => format!("\u{1}: {rest}"),
         _ => message.to_owned(),
     };
@@ -171,7 +174,8 @@ impl Page {
         let token = finding.token.as_deref();
         let f = &mut self.findings;
         f.server.push(server);
-        f.user.push(account.map_or(-1, |a| i64::from(self.users.add(&a.user))));
+        f.user
+            .push(account.map_or(-1, |a| i64::from(self.users.add(&a.user))));
         f.severity.push(match finding.severity {
             Severity::Critical => {
                 row.critical += 1;
@@ -187,7 +191,8 @@ impl Page {
             }
         });
         f.code.push(self.codes.add(&finding.code));
-        f.token.push(token.map_or(-1, |t| i64::from(self.tokens.add(t))));
+        f.token
+            .push(token.map_or(-1, |t| i64::from(self.tokens.add(t))));
         let text = template(&finding.message, user, token);
         f.message.push(self.templates.add(&text));
     }
@@ -208,7 +213,10 @@ impl Page {
         let (tokens, renumber) = tokens.sorted();
         renumber_all(&mut findings.token, &renumber);
         let (codes, renumber) = codes.sorted();
-        findings.code.iter_mut().for_each(|c| *c = renumber[*c as usize]);
+        findings
+            .code
+            .iter_mut()
+            .for_each(|c| *c = renumber[*c as usize]);
         let (templates, renumber) = templates.sorted();
         findings
             .message
@@ -388,6 +396,9 @@ mod tests {
     fn no_less_than_sign_reaches_the_page() {
         let mut out = Vec::new();
         serde_json::to_writer(NoLessThan(&mut out), &["</script><!--"]).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#"["\u003c/script>\u003c!--"]"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"["\u003c/script>\u003c!--"]"#
+        );
     }
 }
