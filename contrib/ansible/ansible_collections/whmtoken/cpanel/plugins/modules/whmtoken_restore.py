@@ -14,12 +14,12 @@ module: whmtoken_restore
 short_description: Put back exactly what a whmtoken retire run changed
 version_added: "0.2.0"
 description:
-  - Runs C(whmtoken restore RUN_ID --json) on the managed host: the access hashes the run
+  - Runs C(whmtoken restore RUN_ID --json) on the managed host. The access hashes the run
     retired, and the setting it changed, are put back.
   - O(run_id=last) names the host's latest run not restored yet (from C(whmtoken runs
     --json)); a host without such a run, or without the named run, fails unless
     O(missing=skip).
-  - Check mode runs it with C(--dry-run): nothing is written, and C(changed) says what a
+  - Check mode runs it with C(--dry-run), which writes nothing; C(changed) then says what a
     real run would put back.
   - C(changed) is true when something was put back.
   - The host fails when something could not be put back (exit status 65), with each

@@ -14,11 +14,11 @@ module: whmtoken_retire
 short_description: Retire converted WHM access hashes and turn access-hash authentication off
 version_added: "0.2.0"
 description:
-  - Runs C(whmtoken retire --json) on the managed host: each converted access hash is moved
+  - Runs C(whmtoken retire --json) on the managed host. Each converted access hash is moved
     into a root-only backup recorded in a run's journal (C(whmtoken restore) puts it
     back), and with O(disable_accesshash_auth) the setting C(allow_deprecated_accesshash) is
     turned off in the same run.
-  - Check mode runs it with C(--dry-run): nothing is written, and C(changed) says what a
+  - Check mode runs it with C(--dry-run), which writes nothing; C(changed) then says what a
     real run would change.
   - C(changed) is true when an access hash was retired or the setting was turned off.
   - The host fails when an account or the setting was refused or failed (exit status 65),
