@@ -21,11 +21,22 @@
 //! the throwaway root after the DEB's install check, as it needs the DEB) runs the role
 //! with its install step.
 
+mod stages;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{cargo, output, run, target_dir, workspace_root};
+
+/// The collection's modules, each checked with `ansible-doc`.
+const MODULES: [&str; 5] = [
+    "whmtoken_convert",
+    "whmtoken_audit",
+    "whmtoken_usage",
+    "whmtoken_retire",
+    "whmtoken_restore",
+];
 
 /// ansible-core and ansible-lint, pinned.
 const PYPI_TOOLS: [&str; 2] = ["ansible-core==2.19.14", "ansible-lint==26.10.1"];
@@ -48,6 +59,9 @@ pub(crate) fn fleet() -> Result<(), String> {
     let fleet = Fleet { ansible, work };
     fleet.check_run_rerun()?;
     fleet.a_failed_batch_stops_the_play()?;
+    fleet.the_modules()?;
+    fleet.the_staged_play()?;
+    fleet.a_failing_host_stops_the_staged_play()?;
     fleet.lint()
 }
 
@@ -133,6 +147,18 @@ impl Fleet {
         extra: &[&str],
         play_vars: serde_json::Value,
     ) -> Result<(i32, String, Recap), String> {
+        self.play_book("whmtoken.cpanel.migrate", hosts, extra, play_vars)
+    }
+
+    /// Runs the playbook `book` of the collection on `hosts`; returns its exit status,
+    /// output and recap.
+    fn play_book(
+        &self,
+        book: &str,
+        hosts: &[&Host],
+        extra: &[&str],
+        play_vars: serde_json::Value,
+    ) -> Result<(i32, String, Recap), String> {
         let inventory_file = self.write_inventory(hosts)?;
         let mut settings =
             serde_json::json!({ "whmtoken_install": false, "whmtoken_become": false });
@@ -147,7 +173,7 @@ impl Fleet {
             .arg("-e")
             .arg(settings.to_string())
             .args(extra)
-            .arg("whmtoken.cpanel.migrate");
+            .arg(book);
         self.ansible_env(&mut command);
         eprintln!("xtask: {command:?}");
         let out = command
@@ -178,6 +204,7 @@ impl Fleet {
                 "ansible_python_interpreter": python,
                 "whmtoken_config": host.config,
                 "whmtoken_binary": debug_binary("convert_accesshash_to_token"),
+                "whmtoken_cli": debug_binary("whmtoken"),
             });
             let extra_vars = host.vars.as_object().cloned().unwrap_or_default();
             vars.as_object_mut().expect("an object").extend(extra_vars);
@@ -365,7 +392,7 @@ impl Fleet {
     /// Each module's documentation as Ansible reads it (`ansible-doc`: its YAML parses and
     /// has options), then `ansible-lint --strict` on the collection.
     fn lint(&self) -> Result<(), String> {
-        for module in ["whmtoken_convert", "whmtoken_audit"] {
+        for module in MODULES {
             let mut command = Command::new(self.ansible.bin.join("ansible-doc"));
             command.args(["--json", &format!("whmtoken.cpanel.{module}")]);
             self.ansible_env(&mut command);
