@@ -4,12 +4,15 @@
 //!   warnings denied, pycpanel for the fake WHM's tests (the `clients` module), the whole
 //!   test suite (with the tidy checks, `xtask/tests/tidy.rs`), each backend kind alone
 //!   (`whmtoken-backends`' tests, the command line compiled with that kind only (cargo check)), `dist` with the packages' contents checked
-//!   (`package_check`), `fleet`, and as root the install checks in a throwaway root
+//!   (`package_check`), `fleet`, `browser`, and as root the install checks in a throwaway root
 //!   (`throwaway_root`), skipped in one line without root. It writes nothing outside the
-//!   workspace and cargo's and pip's caches. `.ci/run` calls exactly this.
+//!   workspace and cargo's and pip's caches, but for Chromium, which `browser` installs
+//!   with apt-get as root when missing. `.ci/run` calls exactly this.
 //! - `dist`: release binaries for glibc 2.17 and newer, and the DEB and RPM packages
 //!   (`dist` and `package` modules); `dist --check` adds the packages' checks.
 //! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
+//! - `browser`: `whmtoken report`'s page in headless Chromium, its CSV and JSON Lines read
+//!   back with Python (`browser`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
 //!   its resellers on it.
@@ -17,6 +20,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod browser;
 mod clients;
 mod dist;
 mod fleet;
@@ -32,19 +36,21 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::{Scenario, dump_server};
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|dist|fleet|demo|bench>   (cargo xtask TASK --help: what TASK does)
+    "usage: cargo xtask <ci|dist|fleet|browser|demo|bench>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
          included), each backend alone, dist --check, fleet; as root, the install checks
          in a throwaway root. Writes nothing outside the workspace
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
+  browser  whmtoken report's page in headless Chromium, its CSV and JSON Lines read back
   demo   a small fake server in SQLite (target/demo), converted
-  bench  the converter against an I/O floor on generated servers, fake-server serve and
-         whmtoken usage (bench serve, bench usage: that alone)";
+  bench  the converter against an I/O floor on generated servers, fake-server serve,
+         whmtoken usage and whmtoken report (bench serve, bench usage, bench report: that
+         alone)";
 
 /// What each task does, for `cargo xtask TASK --help`.
-const TASK_HELP: [(&str, &str); 5] = [
+const TASK_HELP: [(&str, &str); 6] = [
     (
         "ci",
         "usage: cargo xtask ci
@@ -55,11 +61,12 @@ pycpanel (from PyPI into target/tools/pycpanel) for the fake WHM's tests, which 
 curl, the whole test suite (the tidy checks included: root entries, function and file
 lengths, import circles, unused dependencies), each backend kind alone (the
 registry's tests, the command line compiled with that kind only (cargo check)), cargo xtask dist --check (the packages built and read), cargo xtask fleet (the
-Ansible collection), and, as root, the DEB installed and removed with dpkg and the
+Ansible collection), cargo xtask browser (the report's page in headless Chromium), and, as root, the DEB installed and removed with dpkg and the
 Ansible role installing it with apt, both in a throwaway root: a mount namespace where
 /usr, /etc and /var are overlays on a tmpfs that vanishes with it. Without root those two
 are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
-and pip's caches. At the end it prints how long each step took. .ci/run runs exactly
+and pip's caches, but for chromium and chromium-driver, installed with apt-get as root when
+missing (without root and without them, the browser check is skipped). At the end it prints how long each step took. .ci/run runs exactly
 this.",
     ),
     (
@@ -95,6 +102,19 @@ a rerun is ok; a failing host stops the play after its batch. Then ansible-lint 
 collection.",
     ),
     (
+        "browser",
+        "usage: cargo xtask browser
+
+Checks whmtoken report as its users see it: writes a small generated fleet (12 servers, a
+token named as markup among them) as the page, CSV and JSON Lines with the debug build,
+reads the CSV and JSON Lines back with Python's csv and json, and opens the page in
+headless Chromium driven by Selenium: no console error, the chart and the findings table
+in the first screen (saved as target/browser/page.png), filtering by severity and sorting
+by server change the rows, the markup-named token shown as text and never run. Installs
+chromium and chromium-driver with apt-get when missing (as root; without root it says so
+and skips), and Selenium from PyPI into target/tools/selenium.",
+    ),
+    (
         "demo",
         "usage: cargo xtask demo
 
@@ -105,7 +125,7 @@ server's state as fake-server dump does.",
     ),
     (
         "bench",
-        "usage: cargo xtask bench [serve|filesystems|usage]
+        "usage: cargo xtask bench [serve|filesystems|usage|report]
 
 Builds the release binaries, generates fake servers in target/bench (kept for the next
 run), runs the converter against an I/O floor on a fresh copy of each, and prints a table
@@ -113,9 +133,12 @@ of medians and ratios, also written to target/bench/report.md. It also measures
 fake-server serve (16 keep-alive clients calling version, with wrk, installed with apt-get
 when missing), and, run as root, the file backend on fresh loop-mounted XFS and ext4 (with
 journal) images (needs xfsprogs), and whmtoken usage on 2 GB of generated logs, plain and
-as gzip archives, against grep and zcat | grep (about 2.3 GB of disk in target/bench).
-`cargo xtask bench serve`, `cargo xtask bench filesystems` or `cargo xtask bench usage`
-measures only that part. BENCH_CONVERTER=PATH measures another build of the
+as gzip archives, against grep and zcat | grep (about 2.3 GB of disk in target/bench), and
+whmtoken report on 1,000 generated audit documents of 1,000 accounts (about 1 GB more):
+the page written (time, peak memory), then opened in headless Chromium (its first screen,
+sorting and filtering the findings, timed in the page; see cargo xtask browser).
+`cargo xtask bench serve`, `cargo xtask bench filesystems`, `cargo xtask bench usage` or
+`cargo xtask bench report` measures only that part. BENCH_CONVERTER=PATH measures another build of the
 converter instead (an older commit's, say). Needs GNU time at /usr/bin/time; takes several
 minutes. A benchmark, not a test: CI runs none of it.",
     ),
@@ -141,6 +164,7 @@ fn main() -> ExitCode {
         }
         ("bench", ["serve"]) => bench::bench_serve(),
         ("bench", ["usage"]) => bench::bench_usage(),
+        ("bench", ["report"]) => bench::bench_report(),
         ("bench", ["filesystems"]) => bench::bench(true),
         ("dist", ["--check"]) => dist::dist().and_then(|_| check_packages(false)),
         (throwaway_root::TASK, rest) => install_checks(rest),
@@ -150,6 +174,7 @@ fn main() -> ExitCode {
         ("ci", []) => ci(),
         ("dist", []) => dist::dist().map(drop),
         ("fleet", []) => fleet::fleet(),
+        ("browser", []) => browser::browser(),
         ("demo", []) => demo(),
         ("bench", []) => bench::bench(false),
         _ => Err(USAGE.to_owned()),
@@ -243,6 +268,8 @@ fn ci() -> Result<(), String> {
     // The Ansible collection on local hosts; the packages, made and read; then, as root,
     // the DEB installed and removed, and the role installing it, in a throwaway root.
     timer.step("fleet", fleet::fleet)?;
+    // The report's page in headless Chromium (a small page; the large one is `bench report`).
+    timer.step("browser", browser::browser)?;
     timer.step("dist", || {
         release.finish().and_then(|()| dist::package_release())
     })?;
