@@ -11,6 +11,8 @@ mod rows;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -60,17 +62,21 @@ pub fn run(args: ReportArgs) -> Result<u8, CliError> {
     match args.format {
         Format::Html => {
             let mut page = page::Page::default();
-            each_document(&inputs, |document| {
-                page.add(&document);
-                Ok(())
-            })?;
+            each_document(
+                &inputs,
+                |document| Ok(page::Server::new(document)),
+                |server| {
+                    page.add(server);
+                    Ok(())
+                },
+            )?;
             let generated = jiff::Timestamp::now().as_second();
             write_to(output, |out| page.write(out, generated))?;
         }
         Format::Csv | Format::Jsonl => {
             // Checked first, written second: each document is parsed twice, and only
             // one is ever held.
-            each_document(&inputs, |_| Ok(()))?;
+            each_document(&inputs, |_| Ok(()), |()| Ok(()))?;
             let csv = args.format == Format::Csv;
             // An input changed between the two readings.
             let mut changed = None;
@@ -78,13 +84,19 @@ pub fn run(args: ReportArgs) -> Result<u8, CliError> {
                 if csv {
                     writeln!(out, "{}\r", rows::CSV_HEADER)?;
                 }
-                let written = each_document(&inputs, |document| {
-                    if csv {
-                        rows::csv(&document, out)
-                    } else {
-                        rows::jsonl(&document, out)
-                    }
-                });
+                let written = each_document(
+                    &inputs,
+                    |document| {
+                        let mut rows = Vec::new();
+                        if csv {
+                            rows::csv(&document, &mut rows)?;
+                        } else {
+                            rows::jsonl(&document, &mut rows)?;
+                        }
+                        Ok(rows)
+                    },
+                    |rows| out.write_all(&rows),
+                );
                 match written {
                     Err(ReadError::Write(e)) => Err(e),
                     Err(ReadError::Cli(e)) => {
@@ -169,44 +181,82 @@ impl From<ReadError> for CliError {
     }
 }
 
-/// Parses every document of `inputs` in order and hands each to `each`; refuses a document
-/// that is not an audit document, or whose host another document has, naming both files.
-fn each_document(
+/// Parses every document of `inputs`, several inputs at once, runs `prepare` on each
+/// where it was parsed, and hands `each` what it made, in the inputs' order; refuses a
+/// document that is not an audit document, or whose host another document has, naming
+/// both files.
+fn each_document<T: Send>(
     inputs: &[Input],
-    mut each: impl FnMut(Document) -> io::Result<()>,
+    prepare: impl Fn(Document) -> io::Result<T> + Sync,
+    mut each: impl FnMut(T) -> io::Result<()>,
 ) -> Result<(), ReadError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let mut hosts: HashMap<String, &str> = HashMap::new();
-    for input in inputs {
-        let read;
-        let bytes = match &input.source {
-            Source::Bytes(bytes) => bytes.as_slice(),
-            Source::File(path) => {
-                read =
-                    std::fs::read(path).map_err(|e| ReadError::Cli(input_error(&input.name, e)))?;
-                read.as_slice()
+    // A few inputs at a time, so that only those are held at once.
+    for chunk in inputs.chunks(threads * 2) {
+        let next = AtomicUsize::new(0);
+        let parsed: Vec<Mutex<Option<Parsed<T>>>> =
+            chunk.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(chunk.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let at = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(input) = chunk.get(at) else { break };
+                        let result = parse(input, &prepare);
+                        *parsed[at].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                    }
+                });
             }
-        };
-        let documents = document::parse_all(bytes).map_err(|why| {
-            ReadError::Cli(CliError::Data(format!(
-                "{}: not an audit document (whmtoken audit --json): {}",
-                shown(&input.name),
-                shown(&why)
-            )))
-        })?;
-        for document in documents {
-            if let Some(first) = hosts.insert(document.host.clone(), &input.name) {
-                return Err(ReadError::Cli(CliError::Data(format!(
-                    "{}: host “{}” is also the host of {}: each server needs its own host \
-                     name (whmtoken audit --host NAME)",
-                    shown(&input.name),
-                    shown(&document.host),
-                    shown(first)
-                ))));
+        });
+        for (input, result) in chunk.iter().zip(parsed) {
+            let result = result.into_inner().unwrap_or_else(|e| e.into_inner());
+            for (host, prepared) in result.expect("every input parsed")? {
+                if let Some(first) = hosts.insert(host.clone(), &input.name) {
+                    return Err(ReadError::Cli(CliError::Data(format!(
+                        "{}: host “{}” is also the host of {}: each server needs its own host \
+                         name (whmtoken audit --host NAME)",
+                        shown(&input.name),
+                        shown(&host),
+                        shown(first)
+                    ))));
+                }
+                each(prepared).map_err(ReadError::Write)?;
             }
-            each(document).map_err(ReadError::Write)?;
         }
     }
     Ok(())
+}
+
+/// What one input gave: each document's host and what `prepare` made of it.
+type Parsed<T> = Result<Vec<(String, T)>, ReadError>;
+
+/// Reads and parses one input, and prepares each of its documents.
+fn parse<T>(input: &Input, prepare: &impl Fn(Document) -> io::Result<T>) -> Parsed<T> {
+    let read;
+    let bytes = match &input.source {
+        Source::Bytes(bytes) => bytes.as_slice(),
+        Source::File(path) => {
+            read = std::fs::read(path).map_err(|e| ReadError::Cli(input_error(&input.name, e)))?;
+            read.as_slice()
+        }
+    };
+    let documents = document::parse_all(bytes).map_err(|why| {
+        ReadError::Cli(CliError::Data(format!(
+            "{}: not an audit document (whmtoken audit --json): {}",
+            shown(&input.name),
+            shown(&why)
+        )))
+    })?;
+    documents
+        .into_iter()
+        .map(|document| {
+            let host = document.host.clone();
+            prepare(document)
+                .map(|p| (host, p))
+                .map_err(ReadError::Write)
+        })
+        .collect()
 }
 
 /// Runs `write` on the output: `path`, else standard output.

@@ -62,6 +62,7 @@ pub(crate) fn fleet() -> Result<(), String> {
     fleet.the_modules()?;
     fleet.the_staged_play()?;
     fleet.a_failing_host_stops_the_staged_play()?;
+    fleet.a_refused_disable_stops_the_staged_play()?;
     fleet.lint()
 }
 

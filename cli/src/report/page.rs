@@ -4,8 +4,9 @@
 //! The fleet's data is embedded as JSON in `<script type="application/json">` elements, every
 //! `<` escaped, so that no text from a server can end them: one element for the fleet
 //! (findings as columns of numbers over sorted string tables, so that the page sorts a
-//! million rows by counting), and one per server with its accounts and tokens, parsed only
-//! when that server is opened. The page's own script and style (`page.js`, `page.css`) are
+//! million rows by counting), then the page's script, then one element per server with
+//! its accounts and tokens, parsed only when that server is opened (the first screen is
+//! drawn while the browser still reads those). The page's own script and style (`page.js`, `page.css`) are
 //! inline, allowed by a Content-Security-Policy that names their SHA-256 hashes and nothing
 //! else: no inline event handler, no remote load.
 
@@ -118,17 +119,26 @@ fn template(message: &str, user: &str, token: Option<&str>) -> String {
     text
 }
 
-#[derive(Serialize)]
-struct DetailAccount<'a> {
-    user: &'a str,
-    state: &'a str,
-    last_used: Option<&'a Use>,
-    tokens: &'a [Token],
+/// One server's audit, with its accounts and tokens already written as JSON (done where
+/// the document was parsed, several at once).
+#[derive(Debug)]
+pub struct Server {
+    document: Document,
+    details: String,
+}
+
+impl Server {
+    pub fn new(document: Document) -> Self {
+        let details = details(&document);
+        Self { document, details }
+    }
 }
 
 impl Page {
     /// Adds one server's audit.
-    pub fn add(&mut self, document: &Document) {
+    pub fn add(&mut self, server: Server) {
+        let Server { document, details } = server;
+        let document = &document;
         let server = self.servers.len() as u32;
         let mut row = ServerRow {
             host: document.host.clone(),
@@ -160,7 +170,7 @@ impl Page {
             }
         }
         self.servers.push(row);
-        self.details.push(details(document));
+        self.details.push(details);
     }
 
     fn add_finding(
@@ -237,13 +247,16 @@ impl Page {
         out.write_all(br#"<script type="application/json" id="fleet">"#)?;
         serde_json::to_writer(NoLessThan(&mut *out), &data)?;
         out.write_all(b"</script>\n")?;
+        // The script before the servers' own elements: the first screen is drawn while
+        // the browser still reads them.
+        write!(out, "<script>{SCRIPT}</script>\n")?;
         for (index, detail) in details.iter().enumerate() {
             write!(
                 out,
                 "<script type=\"application/json\" id=\"server-{index}\">{detail}</script>\n"
             )?;
         }
-        write!(out, "<script>{SCRIPT}</script>\n</body>\n</html>\n")
+        out.write_all(b"</body>\n</html>\n")
     }
 }
 
@@ -267,16 +280,57 @@ struct Data<'a> {
     messages: &'a [Box<str>],
 }
 
-/// One server's JSON element: its accounts, each with its state, last use and tokens.
+/// A use, as the page reads it: `[time, address, user agent]`.
+type UseRow<'a> = (i64, &'a str, Option<&'a str>);
+
+/// A token, as the page reads it: `[name, key prefix, created, expires, expired, full
+/// access, ACLs, allow-list, converted from the access hash, last use]` (booleans as 0/1).
+type TokenRow<'a> = (
+    &'a str,
+    &'a str,
+    Option<i64>,
+    Option<i64>,
+    u8,
+    u8,
+    Option<&'a [String]>,
+    Option<&'a [String]>,
+    u8,
+    Option<UseRow<'a>>,
+);
+
+fn use_row(last: Option<&Use>) -> Option<UseRow<'_>> {
+    last.map(|u| (u.time, u.ip.as_str(), u.user_agent.as_deref()))
+}
+
+fn token_row(t: &Token) -> TokenRow<'_> {
+    (
+        &t.name,
+        &t.hash_prefix,
+        t.create_time,
+        t.expires_at,
+        u8::from(t.expired),
+        u8::from(t.full_access),
+        t.acls.as_deref(),
+        t.allow_ips.as_deref(),
+        u8::from(t.from_accesshash),
+        use_row(t.last_used.as_ref()),
+    )
+}
+
+/// One server's JSON element: its accounts as arrays, `[user, state, last use, tokens]`
+/// (arrays rather than objects: the names of the fields would be most of the page).
 fn details(document: &Document) -> String {
-    let accounts: Vec<DetailAccount> = document
+    let accounts: Vec<_> = document
         .accounts
         .iter()
-        .map(|a| DetailAccount {
-            user: &a.user,
-            state: a.progress(),
-            last_used: a.accesshash_last_used.as_ref(),
-            tokens: &a.tokens,
+        .map(|a| {
+            let tokens: Vec<TokenRow> = a.tokens.iter().map(token_row).collect();
+            (
+                &a.user,
+                a.progress(),
+                use_row(a.accesshash_last_used.as_ref()),
+                tokens,
+            )
         })
         .collect();
     let mut out = Vec::new();

@@ -381,6 +381,45 @@ impl Fleet {
         Ok(())
     }
 
+    /// A host whose disable stage is refused (root left unconverted) fails, with the
+    /// refusal, and the next batch never starts.
+    pub(super) fn a_refused_disable_stops_the_staged_play(&self) -> Result<(), String> {
+        let mut refused = self.staged_host("refused", 61)?;
+        refused.vars = serde_json::json!({ "whmtoken_convert_root": false });
+        let next = self.staged_host("next", 62)?;
+        let hosts = [&refused, &next];
+        let before = states(&hosts)?;
+        let play_vars = serde_json::json!({ "whmtoken_serial": 1 });
+        let (status, text, recap) =
+            self.play_book("whmtoken.cpanel.migrate_staged", &hosts, &[], play_vars)?;
+        expect(status != 0, "a refused disable should fail the run", &text)?;
+        expect(
+            recap.get("refused").is_some_and(|r| r.2 == 1),
+            "the host whose disable was refused should have failed",
+            &text,
+        )?;
+        expect(
+            text.contains("access-hash authentication left on"),
+            "the refusal should be reported",
+            &text,
+        )?;
+        expect(
+            !recap.contains_key("next"),
+            "the next batch should not have started",
+            &text,
+        )?;
+        let after = states(&hosts)?;
+        expect(
+            after[0].0
+                && accesshashes(&after[0]) == ["not_converted", "none", "none", "none"]
+                && after[1] == before[1],
+            "the refused host should have its resellers retired and the setting on, the next host untouched",
+            &text,
+        )?;
+        eprintln!("xtask: fleet: a refused disable failed its host and stopped the staged play");
+        Ok(())
+    }
+
     /// The report play on `hosts`: the page and the CSV on the controller, no host changed.
     fn the_report_play(&self, hosts: &[&Host]) -> Result<(), String> {
         let folder = self.work.join("report");
