@@ -249,11 +249,11 @@ impl Page {
         out.write_all(b"</script>\n")?;
         // The script before the servers' own elements: the first screen is drawn while
         // the browser still reads them.
-        write!(out, "<script>{SCRIPT}</script>\n")?;
+        writeln!(out, "<script>{SCRIPT}</script>")?;
         for (index, detail) in details.iter().enumerate() {
-            write!(
+            writeln!(
                 out,
-                "<script type=\"application/json\" id=\"server-{index}\">{detail}</script>\n"
+                "<script type=\"application/json\" id=\"server-{index}\">{detail}</script>"
             )?;
         }
         out.write_all(b"</body>\n</html>\n")

@@ -63,7 +63,7 @@ fn count_findings(document: &Value) -> usize {
 /// One server: how far along it is depends on its number (some not started, some done).
 fn document(server: usize, accounts: usize, hostile: bool) -> Value {
     let progress = (server * 37 % 101) as f64 / 100.0;
-    let retiring = server % 4 == 0;
+    let retiring = server.is_multiple_of(4);
     let accepting = !(retiring && progress > 0.9);
     let mut findings = Vec::new();
     if accepting {
@@ -118,11 +118,11 @@ fn account(server: usize, index: usize, converted: bool, retiring: bool, hostile
     } else {
         format!("r{server:04}u{index:05}")
     };
-    let used = (index % 3 == 0).then(|| {
+    let used = index.is_multiple_of(3).then(|| {
         json!({
             "time": NOW - ((server * 7919 + index * 104_729) % (80 * 86_400)) as i64,
             "ip": format!("198.51.{}.{}", server % 256, index % 256),
-            "user_agent": if index % 2 == 0 { Value::from("billing-system/2.1") } else { Value::Null },
+            "user_agent": if index.is_multiple_of(2) { Value::from("billing-system/2.1") } else { Value::Null },
         })
     });
     let mut findings = Vec::new();
@@ -167,7 +167,7 @@ fn account(server: usize, index: usize, converted: bool, retiring: bool, hostile
         ));
         if retired { "none" } else { "converted" }
     };
-    if index % 5 == 0 {
+    if index.is_multiple_of(5) {
         let name = format!("billing-{index}");
         let expires = NOW + ((index % 3) as i64 - 1) * 86_400 * 30;
         tokens.push(token(
