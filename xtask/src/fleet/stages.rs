@@ -155,10 +155,22 @@ impl Fleet {
             &shown,
         )?;
 
+        self.the_restore_module(&host, &run, &converted, &retired)
+    }
+
+    /// `whmtoken_restore` on `host`, whose run `run` retired what `converted` had (now
+    /// `retired`).
+    fn the_restore_module(
+        &self,
+        host: &Host,
+        run: &str,
+        converted: &State,
+        retired: &State,
+    ) -> Result<(), String> {
         // Restore: check mode changes nothing; then changed, then ok; an unknown run fails,
         // or is skipped when asked.
         let restore = serde_json::json!({ "run_id": run });
-        let (ok, result) = self.module(&host, "whmtoken_restore", restore.clone(), true)?;
+        let (ok, result) = self.module(host, "whmtoken_restore", restore.clone(), true)?;
         let shown = result.to_string();
         expect(
             ok && result["changed"] == true,
@@ -166,31 +178,31 @@ impl Fleet {
             &shown,
         )?;
         expect(
-            state(&host)? == retired,
+            state(host)? == *retired,
             "restore --check changed the server",
             &shown,
         )?;
-        let (ok, result) = self.module(&host, "whmtoken_restore", restore.clone(), false)?;
+        let (ok, result) = self.module(host, "whmtoken_restore", restore.clone(), false)?;
         let shown = result.to_string();
         expect(
             ok && result["changed"] == true && result["summary"]["restored"] == 3,
             "restore: 3 put back",
             &shown,
         )?;
-        let restored = state(&host)?;
+        let restored = state(host)?;
         expect(
             restored.0 == converted.0 && restored.1 == converted.1,
             "restore: the access hashes back",
             &shown,
         )?;
-        let (ok, result) = self.module(&host, "whmtoken_restore", restore, false)?;
+        let (ok, result) = self.module(host, "whmtoken_restore", restore, false)?;
         expect(
             ok && result["changed"] == false,
             "restore again: ok",
             &result.to_string(),
         )?;
         let unknown = serde_json::json!({ "run_id": "20200101T000000Z-abcd" });
-        let (ok, result) = self.module(&host, "whmtoken_restore", unknown.clone(), false)?;
+        let (ok, result) = self.module(host, "whmtoken_restore", unknown.clone(), false)?;
         expect(
             !ok,
             "restoring a run the host does not have should fail",
@@ -198,7 +210,7 @@ impl Fleet {
         )?;
         let mut skip = unknown;
         skip["missing"] = serde_json::json!("skip");
-        let (ok, result) = self.module(&host, "whmtoken_restore", skip, false)?;
+        let (ok, result) = self.module(host, "whmtoken_restore", skip, false)?;
         expect(
             ok && result["changed"] == false,
             "missing: skip: ok",
@@ -276,7 +288,13 @@ impl Fleet {
             &text,
         )?;
 
-        // Rollback of stage-a's run: only stage-a has it; then each host's last run.
+        self.the_rollback(&hosts, &run, &migrated)?;
+        self.the_report_play(&hosts)
+    }
+
+    /// The rollback of `run` (stage-a's) on the migrated `hosts`: only stage-a has it;
+    /// then of each host's last run.
+    fn the_rollback(&self, hosts: &[&Host], run: &str, migrated: &[State]) -> Result<(), String> {
         let named = serde_json::json!({ "whmtoken_run": run });
         let (status, text, recap) =
             self.play_book("whmtoken.cpanel.rollback", &hosts, &[], named.clone())?;
@@ -321,7 +339,7 @@ impl Fleet {
         eprintln!(
             "xtask: fleet: the staged play: --check changed nothing, the run migrated, the rerun was ok, the rollback put back what it retired"
         );
-        self.the_report_play(&hosts)
+        Ok(())
     }
 
     pub(super) fn a_failing_host_stops_the_staged_play(&self) -> Result<(), String> {
