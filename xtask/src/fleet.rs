@@ -404,6 +404,7 @@ impl Fleet {
             if !options.get("binary").is_some_and(|b| b["type"] == "path") {
                 return Err(format!("ansible-doc {module}: no `binary` option: {doc}"));
             }
+            documents_everything(module, &doc[format!("whmtoken.cpanel.{module}")])?;
         }
         let collection =
             workspace_root().join("contrib/ansible/ansible_collections/whmtoken/cpanel");
@@ -413,6 +414,55 @@ impl Fleet {
         command.current_dir(&collection);
         run(&mut command)
     }
+}
+
+/// Whether `ansible-doc`'s `doc` of `module` documents exactly the options its
+/// `argument_spec` takes, each with a description, and describes each return value.
+fn documents_everything(module: &str, doc: &serde_json::Value) -> Result<(), String> {
+    let source = workspace_root().join(format!(
+        "contrib/ansible/ansible_collections/whmtoken/cpanel/plugins/modules/{module}.py"
+    ));
+    let source =
+        std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+    // The names at the first level of `argument_spec=dict(…)`.
+    let mut spec = std::collections::BTreeSet::new();
+    let mut depth = 1;
+    for line in source
+        .lines()
+        .skip_while(|line| !line.contains("argument_spec=dict("))
+        .skip(1)
+    {
+        if let (1, Some((name, _))) = (depth, line.trim().split_once("=dict(")) {
+            spec.insert(name);
+        }
+        depth += line.matches('(').count() as i64 - line.matches(')').count() as i64;
+        if depth <= 0 {
+            break;
+        }
+    }
+    let described = |list: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        list.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v["description"].is_null() && v["description"] != "")
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let options = described(&doc["doc"]["options"]);
+    let returns = described(&doc["return"]);
+    let all_returns = doc["return"].as_object().map_or(0, serde_json::Map::len);
+    if spec.is_empty() || options.iter().map(String::as_str).ne(spec.iter().copied()) {
+        return Err(format!(
+            "{module}: the options documented with a description ({options:?}) are not the argument_spec's ({spec:?})"
+        ));
+    }
+    if returns.is_empty() || returns.len() != all_returns {
+        return Err(format!(
+            "{module}: a return value has no description: {}",
+            doc["return"]
+        ));
+    }
+    Ok(())
 }
 
 /// `PATH` with `bin` first.
