@@ -149,6 +149,13 @@ fn inputs(named: &[Utf8PathBuf]) -> Result<Vec<Input>, CliError> {
             inputs.push(file_input(path.clone()));
         }
     }
+    if inputs.is_empty() {
+        let named: Vec<String> = named.iter().map(|p| shown(p.as_str())).collect();
+        return Err(CliError::Data(format!(
+            "no audit document in {}: a folder's documents are its *.json files",
+            named.join(", ")
+        )));
+    }
     Ok(inputs)
 }
 

@@ -447,6 +447,14 @@ fn a_document_of_another_kind_is_refused_naming_its_file() {
             out.stderr
         );
     }
+    let empty = docs.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = report(&["report", empty.as_str()], "");
+    assert_eq!(out.code, 65, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        format!("error: no audit document in {empty}: a folder's documents are its *.json files\n")
+    );
     let out = report(&["report", docs.join("missing.json").as_str()], "");
     assert_eq!(out.code, 74, "{out:?}");
     assert!(
