@@ -74,8 +74,8 @@ pub fn run(args: ReportArgs) -> Result<u8, CliError> {
             write_to(output, |out| page.write(out, generated))?;
         }
         Format::Csv | Format::Jsonl => {
-            // Checked first, written second: each document is parsed twice, and only
-            // one is ever held.
+            // Checked first, written second: each document is parsed twice, and only a
+            // few are held at once.
             each_document(&inputs, |_| Ok(()), |()| Ok(()))?;
             let csv = args.format == Format::Csv;
             // An input changed between the two readings.

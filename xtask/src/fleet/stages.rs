@@ -297,14 +297,14 @@ impl Fleet {
     fn the_rollback(&self, hosts: &[&Host], run: &str, migrated: &[State]) -> Result<(), String> {
         let named = serde_json::json!({ "whmtoken_run": run });
         let (status, text, recap) =
-            self.play_book("whmtoken.cpanel.rollback", &hosts, &[], named.clone())?;
+            self.play_book("whmtoken.cpanel.rollback", hosts, &[], named.clone())?;
         expect(status == 0, "the rollback failed", &text)?;
         expect_changed(
             &recap,
             &[("stage-a", 1), ("stage-b", 0), ("stage-c", 0)],
             &text,
         )?;
-        let rolled = states(&hosts)?;
+        let rolled = states(hosts)?;
         expect(
             rolled[0].0
                 && accesshashes(&rolled[0]) == ["converted"; 4]
@@ -313,7 +313,7 @@ impl Fleet {
             &text,
         )?;
         let (status, text, recap) =
-            self.play_book("whmtoken.cpanel.rollback", &hosts, &[], named)?;
+            self.play_book("whmtoken.cpanel.rollback", hosts, &[], named)?;
         expect(status == 0, "the rollback's rerun failed", &text)?;
         expect_changed(
             &recap,
@@ -322,14 +322,14 @@ impl Fleet {
         )?;
         let last = serde_json::json!({ "whmtoken_run": "last" });
         let (status, text, recap) =
-            self.play_book("whmtoken.cpanel.rollback", &hosts, &[], last)?;
+            self.play_book("whmtoken.cpanel.rollback", hosts, &[], last)?;
         expect(status == 0, "the rollback of the last runs failed", &text)?;
         expect_changed(
             &recap,
             &[("stage-a", 0), ("stage-b", 1), ("stage-c", 1)],
             &text,
         )?;
-        for state in states(&hosts)? {
+        for state in states(hosts)? {
             expect(
                 state.0 && accesshashes(&state) == ["converted"; 4],
                 "every host rolled back",
