@@ -16,8 +16,10 @@
 //!    in the output) while the other host of its batch finished, and the third batch never
 //!    started (its server untouched).
 //!
-//! Then `ansible-doc` of each module and `ansible-lint` (pinned, in the same virtualenv) on
-//! the collection. `the_role_installs_the_package` (run by `cargo xtask ci` as root, in
+//! Then the modules and playbooks past conversion (`stages`: usage, retire, restore,
+//! `migrate_staged`, `rollback`, `report`), then `ansible-doc` of each module (each
+//! option of its `argument_spec` and each return value described) and `ansible-lint
+//! --strict` (pinned, in the same virtualenv) on the collection. `the_role_installs_the_package` (run by `cargo xtask ci` as root, in
 //! the throwaway root after the DEB's install check, as it needs the DEB) runs the role
 //! with its install step.
 

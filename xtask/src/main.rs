@@ -98,8 +98,13 @@ ansible-lint from PyPI into a virtualenv in target/tools/ansible on first use, g
 one fake server per inventory host in target/fleet (ansible_connection: local), and runs
 the example playbook whmtoken.cpanel.migrate with the debug build's binaries: --check
 changes nothing and reports the hosts with work as changed; a real run converts them and
-a rerun is ok; a failing host stops the play after its batch. Then ansible-lint on the
-collection.",
+a rerun is ok; a failing host stops the play after its batch. Then the modules
+whmtoken_usage, whmtoken_retire and whmtoken_restore ad hoc (check mode, changed then ok,
+refusals), the playbook migrate_staged over several hosts (check, run, rerun ok, a failing
+host or a refused disable stopping the next batch), rollback (a named run, then each
+host's last) and report (the page and CSV on the controller, no host changed). Then
+ansible-doc of every module (every option and return value described) and ansible-lint
+--strict on the collection.",
     ),
     (
         "browser",
