@@ -66,6 +66,9 @@ pub struct AuditArgs {
     /// Print the findings alone, one a line, the server's first
     #[arg(long, conflicts_with = "json")]
     pub findings_only: bool,
+    /// The host name the --json document carries [default: the machine's host name]
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 /// The least severe finding that makes the audit exit 1.
@@ -93,6 +96,11 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     for user in &args.users {
         whmtoken_core::UserName::new(user).map_err(|e| CliError::Usage(e.to_string()))?;
     }
+    let host = match (&args.host, args.json) {
+        (Some(host), _) => host.clone(),
+        (None, true) => host_name()?,
+        (None, false) => String::new(),
+    };
     let settings = config::load_settings(config)?;
     settings.check_root()?;
     let backend = settings
@@ -121,7 +129,7 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     // writes each line on its own.
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let written = if args.json {
-        serde_json::to_writer_pretty(&mut stdout, &document(&audit, backend.kind()))
+        serde_json::to_writer_pretty(&mut stdout, &document(&audit, &host, backend.kind()))
             .map_err(io::Error::from)
             .and_then(|()| writeln!(stdout))
     } else if args.summary {
@@ -370,6 +378,8 @@ fn finding_line(finding: &Finding, indent: &str, out: &mut impl Write) -> io::Re
 #[derive(Serialize)]
 struct Document<'a> {
     version: u32,
+    /// The machine's host name, or `--host`: `whmtoken report` tells servers apart by it.
+    host: &'a str,
     backend: &'a str,
     server: JsonServer<'a>,
     accounts: Vec<JsonAccount<'a>>,
@@ -427,7 +437,18 @@ struct JsonSummary {
     info: usize,
 }
 
-fn document<'a>(audited: &'a Audited, backend: &'a str) -> Document<'a> {
+/// The machine's host name, as the kernel holds it.
+fn host_name() -> Result<String, CliError> {
+    const FILE: &str = "/proc/sys/kernel/hostname";
+    let name = std::fs::read_to_string(FILE).map_err(|e| {
+        CliError::Config(format!(
+            "cannot read the host name ({FILE}: {e}); give it with --host NAME"
+        ))
+    })?;
+    Ok(name.trim().to_owned())
+}
+
+fn document<'a>(audited: &'a Audited, host: &'a str, backend: &'a str) -> Document<'a> {
     let audit = &audited.audit;
     let findings = |list: &'a [Finding]| -> Vec<JsonFinding<'a>> {
         list.iter()
@@ -481,6 +502,7 @@ fn document<'a>(audited: &'a Audited, backend: &'a str) -> Document<'a> {
         .collect();
     Document {
         version: 1,
+        host,
         backend,
         server: JsonServer {
             allow_deprecated_accesshash: audit.settings.allow_deprecated_accesshash,

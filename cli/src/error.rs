@@ -49,6 +49,24 @@ pub enum CliError {
     Read(#[source] BackendError),
     #[error("cannot write output")]
     Output(#[source] io::Error),
+    /// The file `-o` named (`whmtoken report`).
+    #[error("cannot write {name}")]
+    OutputFile {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    /// An input of `whmtoken report` that cannot be read.
+    #[error("cannot read {name}")]
+    Input {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Input that is not what it should be (`whmtoken report`: not an audit document, or
+    /// the host of another document), exit 65.
+    #[error("{0}")]
+    Data(String),
     #[error("cannot read the journal of runs")]
     Run(#[source] BackendError),
     #[error("cannot read the logs")]
@@ -69,7 +87,8 @@ impl CliError {
             Self::Resellers(_) => status::CONFIG,
             Self::Read(e) if e.is_retryable() => status::TEMPORARY,
             Self::Read(_) => status::IO_ERROR,
-            Self::Output(_) => status::IO_ERROR,
+            Self::Output(_) | Self::OutputFile { .. } | Self::Input { .. } => status::IO_ERROR,
+            Self::Data(_) => status::SOME_FAILED,
             Self::Run(BackendError::NotFound { .. }) => status::USAGE,
             Self::Run(e) if e.is_retryable() => status::TEMPORARY,
             Self::Run(_) => status::IO_ERROR,

@@ -13,6 +13,7 @@ pub mod convert;
 mod dates;
 mod error;
 mod output;
+pub mod report;
 pub mod retire;
 pub mod usage;
 pub mod verify;

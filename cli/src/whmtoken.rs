@@ -9,10 +9,11 @@ use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::audit::AuditArgs;
+use crate::report::ReportArgs;
 use crate::retire::{RestoreArgs, RetireArgs, RunsArgs};
 use crate::usage::UsageArgs;
 use crate::verify::VerifyArgs;
-use crate::{CliError, audit, convert, retire, status, usage, verify};
+use crate::{CliError, audit, convert, report, retire, status, usage, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,8 +22,9 @@ use crate::{CliError, audit, convert, retire, status, usage, verify};
     about = "Move a cPanel server from WHM access hashes to API tokens",
     after_help = "Exit statuses: convert as convert_accesshash_to_token; audit 0 (nothing at or above --fail-on) or 1; \
 verify 0 accepted, 1 refused, 2 depends on the address, 75 interrupted (secret typed on a terminal); retire and restore 0, or 65 when an account or the \
-setting was refused or failed; usage 0; 64 usage (restore: no such run), 74 cannot read the server or its logs \
-or write output, 77 not root, 78 config."
+setting was refused or failed; usage 0; report 0, or 65 when an input is not an audit document or \
+repeats a host; 64 usage (restore: no such run), 74 cannot read the server, its logs or an \
+input, or write output, 77 not root, 78 config."
 )]
 struct Cli {
     /// Config file [default: $WHMTOKEN_CONFIG, else /etc/whmtoken.toml, else cPanel's files on /]
@@ -62,6 +64,9 @@ enum Command {
     /// Who still uses each access hash and token, from where and when, from cPanel's logs
     /// (reads only)
     Usage(UsageArgs),
+    /// One page (or CSV, or JSON Lines) of a fleet's audit documents, one per server
+    /// (reads only the documents)
+    Report(ReportArgs),
 }
 
 /// whmtoken's command line, for its man pages and shell completions.
@@ -94,6 +99,7 @@ pub fn main() -> ExitCode {
             Command::Restore(args) => retire::run_restore(args, cli.config.as_deref()),
             Command::Runs(args) => retire::run_runs(args, cli.config.as_deref()),
             Command::Usage(args) => usage::run(args, cli.config.as_deref()),
+            Command::Report(args) => report::run(args),
         }
     })
 }

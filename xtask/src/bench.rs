@@ -5,6 +5,7 @@
 //! (the `usage` module).
 
 mod filesystems;
+mod report;
 mod serve;
 mod usage;
 
@@ -21,6 +22,13 @@ pub(crate) struct Sample {
     pub(crate) user: f64,
     pub(crate) system: f64,
     max_rss_kb: f64,
+}
+
+impl Sample {
+    /// The peak resident memory, in MiB.
+    pub(crate) fn max_rss_mib(&self) -> f64 {
+        self.max_rss_kb / 1024.0
+    }
 }
 
 /// What one server size is measured with.
@@ -98,6 +106,20 @@ pub fn bench_serve() -> Result<(), String> {
     let out = target_dir().join("bench");
     let copies = Copies::new(out.join("work"))?;
     let notes = serve::measure(&tools, &out, &copies)?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{notes}");
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench report`: `whmtoken report` and its page on a fleet of a million
+/// accounts.
+pub fn bench_report() -> Result<(), String> {
+    if !Path::new("/usr/bin/time").exists() {
+        return Err("the bench needs GNU time at /usr/bin/time (Debian package `time`)".into());
+    }
+    let notes = report::measure()?;
     #[allow(clippy::print_stdout)]
     {
         println!("{notes}");

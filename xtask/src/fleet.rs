@@ -16,16 +16,29 @@
 //!    in the output) while the other host of its batch finished, and the third batch never
 //!    started (its server untouched).
 //!
-//! Then `ansible-doc` of each module and `ansible-lint` (pinned, in the same virtualenv) on
-//! the collection. `the_role_installs_the_package` (run by `cargo xtask ci` as root, in
+//! Then the modules and playbooks past conversion (`stages`: usage, retire, restore,
+//! `migrate_staged`, `rollback`, `report`), then `ansible-doc` of each module (each
+//! option of its `argument_spec` and each return value described) and `ansible-lint
+//! --strict` (pinned, in the same virtualenv) on the collection. `the_role_installs_the_package` (run by `cargo xtask ci` as root, in
 //! the throwaway root after the DEB's install check, as it needs the DEB) runs the role
 //! with its install step.
+
+mod stages;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{cargo, output, run, target_dir, workspace_root};
+
+/// The collection's modules, each checked with `ansible-doc`.
+const MODULES: [&str; 5] = [
+    "whmtoken_convert",
+    "whmtoken_audit",
+    "whmtoken_usage",
+    "whmtoken_retire",
+    "whmtoken_restore",
+];
 
 /// ansible-core and ansible-lint, pinned.
 const PYPI_TOOLS: [&str; 2] = ["ansible-core==2.19.14", "ansible-lint==26.10.1"];
@@ -49,6 +62,10 @@ pub(crate) fn fleet() -> Result<(), String> {
     fleet.check_run_rerun()?;
     fleet.a_failed_batch_stops_the_play()?;
     fleet.no_facts_without_the_install()?;
+    fleet.the_modules()?;
+    fleet.the_staged_play()?;
+    fleet.a_failing_host_stops_the_staged_play()?;
+    fleet.a_refused_disable_stops_the_staged_play()?;
     fleet.lint()
 }
 
@@ -134,6 +151,18 @@ impl Fleet {
         extra: &[&str],
         play_vars: serde_json::Value,
     ) -> Result<(i32, String, Recap), String> {
+        self.play_book("whmtoken.cpanel.migrate", hosts, extra, play_vars)
+    }
+
+    /// Runs the playbook `book` of the collection on `hosts`; returns its exit status,
+    /// output and recap.
+    fn play_book(
+        &self,
+        book: &str,
+        hosts: &[&Host],
+        extra: &[&str],
+        play_vars: serde_json::Value,
+    ) -> Result<(i32, String, Recap), String> {
         let inventory_file = self.write_inventory(hosts)?;
         let mut settings =
             serde_json::json!({ "whmtoken_install": false, "whmtoken_become": false });
@@ -148,7 +177,7 @@ impl Fleet {
             .arg("-e")
             .arg(settings.to_string())
             .args(extra)
-            .arg("whmtoken.cpanel.migrate");
+            .arg(book);
         self.ansible_env(&mut command);
         eprintln!("xtask: {command:?}");
         let out = command
@@ -179,6 +208,7 @@ impl Fleet {
                 "ansible_python_interpreter": python,
                 "whmtoken_config": host.config,
                 "whmtoken_binary": debug_binary("convert_accesshash_to_token"),
+                "whmtoken_cli": debug_binary("whmtoken"),
             });
             let extra_vars = host.vars.as_object().cloned().unwrap_or_default();
             vars.as_object_mut().expect("an object").extend(extra_vars);
@@ -386,7 +416,7 @@ impl Fleet {
     /// Each module's documentation as Ansible reads it (`ansible-doc`: its YAML parses and
     /// has options), then `ansible-lint --strict` on the collection.
     fn lint(&self) -> Result<(), String> {
-        for module in ["whmtoken_convert", "whmtoken_audit"] {
+        for module in MODULES {
             let mut command = Command::new(self.ansible.bin.join("ansible-doc"));
             command.args(["--json", &format!("whmtoken.cpanel.{module}")]);
             self.ansible_env(&mut command);
@@ -397,6 +427,7 @@ impl Fleet {
             if !options.get("binary").is_some_and(|b| b["type"] == "path") {
                 return Err(format!("ansible-doc {module}: no `binary` option: {doc}"));
             }
+            documents_everything(module, &doc[format!("whmtoken.cpanel.{module}")])?;
         }
         let collection =
             workspace_root().join("contrib/ansible/ansible_collections/whmtoken/cpanel");
@@ -406,6 +437,55 @@ impl Fleet {
         command.current_dir(&collection);
         run(&mut command)
     }
+}
+
+/// Whether `ansible-doc`'s `doc` of `module` documents exactly the options its
+/// `argument_spec` takes, each with a description, and describes each return value.
+fn documents_everything(module: &str, doc: &serde_json::Value) -> Result<(), String> {
+    let source = workspace_root().join(format!(
+        "contrib/ansible/ansible_collections/whmtoken/cpanel/plugins/modules/{module}.py"
+    ));
+    let source =
+        std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+    // The names at the first level of `argument_spec=dict(…)`.
+    let mut spec = std::collections::BTreeSet::new();
+    let mut depth = 1;
+    for line in source
+        .lines()
+        .skip_while(|line| !line.contains("argument_spec=dict("))
+        .skip(1)
+    {
+        if let (1, Some((name, _))) = (depth, line.trim().split_once("=dict(")) {
+            spec.insert(name);
+        }
+        depth += line.matches('(').count() as i64 - line.matches(')').count() as i64;
+        if depth <= 0 {
+            break;
+        }
+    }
+    let described = |list: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        list.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v["description"].is_null() && v["description"] != "")
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let options = described(&doc["doc"]["options"]);
+    let returns = described(&doc["return"]);
+    let all_returns = doc["return"].as_object().map_or(0, serde_json::Map::len);
+    if spec.is_empty() || options.iter().map(String::as_str).ne(spec.iter().copied()) {
+        return Err(format!(
+            "{module}: the options documented with a description ({options:?}) are not the argument_spec's ({spec:?})"
+        ));
+    }
+    if returns.is_empty() || returns.len() != all_returns {
+        return Err(format!(
+            "{module}: a return value has no description: {}",
+            doc["return"]
+        ));
+    }
+    Ok(())
 }
 
 /// `PATH` with `bin` first.

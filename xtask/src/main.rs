@@ -4,13 +4,16 @@
 //!   warnings denied, pycpanel for the fake WHM's tests (the `clients` module), the whole
 //!   test suite (with the tidy checks, `xtask/tests/tidy.rs`), each backend kind alone
 //!   (`whmtoken-backends`' tests, the command line compiled with that kind only (cargo check)), `dist` with the packages' contents checked
-//!   (`package_check`), `fleet`, and as root the install checks in a throwaway root
+//!   (`package_check`), `fleet`, `browser`, and as root the install checks in a throwaway root
 //!   (`throwaway_root`), skipped in one line without root. It writes nothing outside the
-//!   workspace and cargo's and pip's caches. `.ci/run` calls exactly this.
+//!   workspace and cargo's and pip's caches, but for Chromium, which `browser` installs
+//!   with apt-get as root when missing. `.ci/run` calls exactly this.
 //! - `dist`: release binaries for glibc 2.17 and newer, the DEB and RPM packages (`dist`,
 //!   `man` and `package` modules), signed, in signed repositories (`repo`); `dist --check`
 //!   adds the packages' checks (`package_check`, `repo_check`).
 //! - `fleet`: the Ansible collection run on local hosts with fake servers (`fleet`).
+//! - `browser`: `whmtoken report`'s page in headless Chromium, its CSV and JSON Lines read
+//!   back with Python (`browser`).
 //! - `bench`: the converter against an I/O floor on generated servers (`bench` module).
 //! - `faultdisk`: as root, the converter on a fake disk that fails (`faultdisk` module).
 //! - `demo`: builds a small fake server in SQLite (`target/demo/`) and converts root and
@@ -19,6 +22,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod browser;
 mod clients;
 mod dist;
 mod faultdisk;
@@ -39,21 +43,23 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::Scenario;
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|dist|fleet|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
+    "usage: cargo xtask <ci|dist|fleet|browser|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
          included), each backend alone, dist --check, fleet; as root, the install checks
          in a throwaway root. Writes nothing outside the workspace
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
+  browser  whmtoken report's page in headless Chromium, its CSV and JSON Lines read back
   demo   a small fake server in SQLite (target/demo), converted
-  bench  the converter against an I/O floor on generated servers, fake-server serve and
-         whmtoken usage (bench serve, bench usage: that alone)
+  bench  the converter against an I/O floor on generated servers, fake-server serve,
+         whmtoken usage and whmtoken report (bench serve, bench usage, bench report: that
+         alone)
   faultdisk  as root: the converter on a fake disk that fails (FUSE and loop devices),
          XFS and ext4; fails on a false Imported, a line without its token, a torn line";
 
 /// What each task does, for `cargo xtask TASK --help`.
-const TASK_HELP: [(&str, &str); 6] = [
+const TASK_HELP: [(&str, &str); 7] = [
     (
         "ci",
         "usage: cargo xtask ci
@@ -64,13 +70,15 @@ pycpanel (from PyPI into target/tools/pycpanel) for the fake WHM's tests, which 
 curl, the whole test suite (the tidy checks included: root entries, function and file
 lengths, import circles, unused dependencies), each backend kind alone (the
 registry's tests, the command line compiled with that kind only (cargo check)), cargo xtask dist --check (the packages built, signed and read, as
-dist --check does), cargo xtask fleet (the Ansible collection), and, as root, the RPMs
+dist --check does), cargo xtask fleet (the Ansible collection), cargo xtask browser (the report's page in
+headless Chromium), and, as root, the RPMs
 installed and erased with rpm --root, and in a throwaway root (a mount namespace where
 /usr, /etc and /var are overlays on a tmpfs that vanishes with it) the DEB installed and
 removed with dpkg, installed with apt-get from the signed repository (and tampered copies
 refused), and the Ansible role installing it (a file planted in /var/tmp left alone) and
 from the repository. Without root those are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
-and pip's caches. At the end it prints how long each step took. .ci/run runs exactly
+and pip's caches, but for chromium and chromium-driver, installed with apt-get as root when
+missing (without root and without them, the browser check is skipped). At the end it prints how long each step took. .ci/run runs exactly
 this.",
     ),
     (
@@ -109,8 +117,26 @@ ansible-lint from PyPI into a virtualenv in target/tools/ansible on first use, g
 one fake server per inventory host in target/fleet (ansible_connection: local), and runs
 the example playbook whmtoken.cpanel.migrate with the debug build's binaries: --check
 changes nothing and reports the hosts with work as changed; a real run converts them and
-a rerun is ok; a failing host stops the play after its batch. Then ansible-lint on the
-collection.",
+a rerun is ok; a failing host stops the play after its batch. Then the modules
+whmtoken_usage, whmtoken_retire and whmtoken_restore ad hoc (check mode, changed then ok,
+refusals), the playbook migrate_staged over several hosts (check, run, rerun ok, a failing
+host or a refused disable stopping the next batch), rollback (a named run, then each
+host's last) and report (the page and CSV on the controller, no host changed). Then
+ansible-doc of every module (every option and return value described) and ansible-lint
+--strict on the collection.",
+    ),
+    (
+        "browser",
+        "usage: cargo xtask browser
+
+Checks whmtoken report as its users see it: writes a small generated fleet (12 servers, a
+token named as markup among them) as the page, CSV and JSON Lines with the debug build,
+reads the CSV and JSON Lines back with Python's csv and json, and opens the page in
+headless Chromium driven by Selenium: no console error, the chart and the findings table
+in the first screen (saved as target/browser/page.png), filtering by severity and sorting
+by server change the rows, the markup-named token shown as text and never run. Installs
+chromium and chromium-driver with apt-get when missing (as root; without root it says so
+and skips), and Selenium from PyPI into target/tools/selenium.",
     ),
     (
         "demo",
@@ -123,7 +149,7 @@ server's state as fake-server dump does.",
     ),
     (
         "bench",
-        "usage: cargo xtask bench [serve|filesystems|usage]
+        "usage: cargo xtask bench [serve|filesystems|usage|report]
 
 Builds the release binaries, generates fake servers in target/bench (kept for the next
 run), runs the converter against an I/O floor on a fresh copy of each, and prints a table
@@ -131,9 +157,12 @@ of medians and ratios, also written to target/bench/report.md. It also measures
 fake-server serve (16 keep-alive clients calling version, with wrk, installed with apt-get
 when missing), and, run as root, the file backend on fresh loop-mounted XFS and ext4 (with
 journal) images (needs xfsprogs), and whmtoken usage on 2 GB of generated logs, plain and
-as gzip archives, against grep and zcat | grep (about 2.3 GB of disk in target/bench).
-`cargo xtask bench serve`, `cargo xtask bench filesystems` or `cargo xtask bench usage`
-measures only that part. BENCH_CONVERTER=PATH measures another build of the
+as gzip archives, against grep and zcat | grep (about 2.3 GB of disk in target/bench), and
+whmtoken report on 1,000 generated audit documents of 1,000 accounts (about 1 GB more):
+the page written (time, peak memory), then opened in headless Chromium (its first screen,
+sorting and filtering the findings, timed in the page; see cargo xtask browser).
+`cargo xtask bench serve`, `cargo xtask bench filesystems`, `cargo xtask bench usage` or
+`cargo xtask bench report` measures only that part. BENCH_CONVERTER=PATH measures another build of the
 converter instead (an older commit's, say). Needs GNU time at /usr/bin/time; takes several
 minutes. A benchmark, not a test: CI runs none of it.",
     ),
@@ -174,6 +203,7 @@ fn main() -> ExitCode {
         }
         ("bench", ["serve"]) => bench::bench_serve(),
         ("bench", ["usage"]) => bench::bench_usage(),
+        ("bench", ["report"]) => bench::bench_report(),
         ("bench", ["filesystems"]) => bench::bench(true),
         ("dist", ["--check"]) => dist::dist().and_then(|_| check_packages(false)),
         (throwaway_root::TASK, rest) => install_checks(rest),
@@ -183,6 +213,7 @@ fn main() -> ExitCode {
         ("ci", []) => ci(),
         ("dist", []) => dist::dist().map(drop),
         ("fleet", []) => fleet::fleet(),
+        ("browser", []) => browser::browser(),
         ("demo", []) => demo(),
         ("bench", []) => bench::bench(false),
         ("faultdisk", []) => faultdisk::faultdisk(),
@@ -277,6 +308,8 @@ fn ci() -> Result<(), String> {
     // The Ansible collection on local hosts; the packages, made and read; then, as root,
     // the DEB installed and removed, and the role installing it, in a throwaway root.
     timer.step("fleet", fleet::fleet)?;
+    // The report's page in headless Chromium (a small page; the large one is `bench report`).
+    timer.step("browser", browser::browser)?;
     timer.step("dist", || {
         tools::require(&tools::PACKAGING)?;
         release.finish().and_then(|()| dist::package_release())

@@ -21,7 +21,7 @@ fn help_lists_the_tasks() {
         let (ok, stdout, stderr) = xtask(&[flag]);
         assert!(ok, "{flag}: {stderr}");
         assert!(
-            stdout.starts_with("usage: cargo xtask <ci|dist|fleet|demo|bench|faultdisk>"),
+            stdout.starts_with("usage: cargo xtask <ci|dist|fleet|browser|demo|bench|faultdisk>"),
             "{stdout}"
         );
     }
@@ -33,8 +33,9 @@ fn a_tasks_help_says_what_it_does_and_runs_nothing() {
         ("ci", "ci"),
         ("dist", "dist [--check]"),
         ("fleet", "fleet"),
+        ("browser", "browser"),
         ("demo", "demo"),
-        ("bench", "bench [serve|filesystems|usage]"),
+        ("bench", "bench [serve|filesystems|usage|report]"),
         ("faultdisk", "faultdisk"),
     ] {
         for flag in ["--help", "-h"] {

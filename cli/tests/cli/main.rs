@@ -7,6 +7,7 @@ mod differential;
 mod dropin;
 mod durability;
 mod failing_disk;
+mod fleet_report;
 mod hostile;
 mod messages;
 mod migration;

@@ -40,6 +40,17 @@ options:
   config:
     description: The whmtoken config file; without it, whmtoken's own default applies.
     type: path
+  host:
+    description:
+      - The host name the report carries (C(whmtoken report) tells servers apart by it);
+        without it, the machine's host name.
+    type: str
+    version_added: "0.2.0"
+  usage:
+    description: Read cPanel's logs for each credential's last use (false is C(--no-usage)).
+    type: bool
+    default: true
+    version_added: "0.2.0"
 attributes:
   check_mode:
     support: full
@@ -98,6 +109,8 @@ def main():
                 default="never",
             ),
             config=dict(type="path"),
+            host=dict(type="str"),
+            usage=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -105,7 +118,12 @@ def main():
     cmd = [params["binary"]]
     if params["config"]:
         cmd.extend(["--config", params["config"]])
-    cmd.extend(["audit", "--json", "--fail-on", params["fail_on"], "--"])
+    cmd.extend(["audit", "--json", "--fail-on", params["fail_on"]])
+    if params["host"]:
+        cmd.extend(["--host", params["host"]])
+    if not params["usage"]:
+        cmd.append("--no-usage")
+    cmd.append("--")
     cmd.extend(params["users"])
     rc, stdout, stderr = module.run_command(cmd)
     try:
