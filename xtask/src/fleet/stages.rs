@@ -321,8 +321,7 @@ impl Fleet {
             &text,
         )?;
         let last = serde_json::json!({ "whmtoken_run": "last" });
-        let (status, text, recap) =
-            self.play_book("whmtoken.cpanel.rollback", hosts, &[], last)?;
+        let (status, text, recap) = self.play_book("whmtoken.cpanel.rollback", hosts, &[], last)?;
         expect(status == 0, "the rollback of the last runs failed", &text)?;
         expect_changed(
             &recap,
