@@ -678,3 +678,36 @@ fn every_list_of_accounts_follows_the_order_given_whatever_the_jobs_on_both_back
         assert_eq!(users(&again), given, "{backend}: restore --json");
     }
 }
+
+#[test]
+#[expect(clippy::print_stderr, reason = "a skipped test says why")]
+fn restore_never_writes_into_another_accounts_home_through_a_linked_home() {
+    if !is_root() {
+        eprintln!("skipped: needs root (accounts with uids of their own)");
+        return;
+    }
+    let server = converted(&["alice"]);
+    let config = server.config_path();
+    let id = retire(&config, &["alice"]);
+
+    // Alice's home becomes a link to root's home, which has no access hash: a restore that
+    // followed it would make alice's secret root's.
+    let root_home = server.home("root");
+    std::fs::create_dir_all(&root_home).unwrap();
+    let home = server.home("alice");
+    std::fs::remove_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(&root_home, &home).unwrap();
+
+    let out = whmtoken(&config, &["restore", &id], "");
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("a symbolic link to a folder its account does not own"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !root_home.join(".accesshash").exists(),
+        "alice's secret never becomes root's access hash"
+    );
+}
