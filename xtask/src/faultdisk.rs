@@ -29,16 +29,20 @@ const MATRIX: [(&str, &str, &str, u32, u32); 6] = [
 /// What a user's error says when its line was written and its token then not stored.
 const LINE_WITHOUT_TOKEN: &str = "its audit line was written, but the token was not stored";
 
-pub(crate) fn faultdisk() -> Result<(), String> {
+/// Why this machine cannot run the fake disk, if it cannot.
+pub(crate) fn unavailable() -> Option<String> {
     if !throwaway_root::is_root() {
-        return Err("faultdisk needs root (loop devices, mounts, a FUSE daemon)".to_owned());
+        return Some("faultdisk needs root (loop devices, mounts, a FUSE daemon)".to_owned());
     }
-    for device in ["/dev/fuse", "/dev/loop-control"] {
-        if !Path::new(device).exists() {
-            return Err(format!(
-                "faultdisk needs {device}, which this machine lacks"
-            ));
-        }
+    ["/dev/fuse", "/dev/loop-control"]
+        .into_iter()
+        .find(|device| !Path::new(device).exists())
+        .map(|device| format!("faultdisk needs {device}, which this machine lacks"))
+}
+
+pub(crate) fn faultdisk() -> Result<(), String> {
+    if let Some(why) = unavailable() {
+        return Err(why);
     }
     install_tools()?;
     let harness = workspace_root().join("xtask/faultdisk");
