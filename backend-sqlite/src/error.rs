@@ -12,6 +12,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::ErrorCode;
 use whmtoken_core::BackendError;
 
+/// What to do about a damaged database, for its messages.
+const REPAIR: &str =
+    "put back a copy, or make a new one with `fake-server build` or `fake-server generate`";
+
 /// The name this backend reports itself by in [`BackendError::Other`].
 pub(crate) const BACKEND: &str = "sqlite";
 
@@ -79,7 +83,7 @@ impl Site {
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
                 return BackendError::Corrupt {
                     location: self.location(None, None),
-                    detail: e.to_string(),
+                    detail: format!("{e}: the database is damaged; {REPAIR}"),
                 };
             }
             _ => {}

@@ -161,6 +161,23 @@ fn open_refuses_missing_linked_and_foreign_files_naming_the_path() {
     let err = open(&text);
     assert!(matches!(err, BackendError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("notes.db"), "{err}");
+
+    // SQLite's header, then garbage: SQLite's own "not a database", and what to do.
+    let damaged = root.join("damaged.db");
+    let mut bytes = b"SQLite format 3\0".to_vec();
+    bytes.resize(8192, 0xA5);
+    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::set_permissions(
+        &damaged,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let err = open(&damaged);
+    assert!(matches!(err, BackendError::Corrupt { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("damaged.db"), "{message}");
+    assert!(message.contains("the database is damaged"), "{message}");
+    assert!(message.contains("fake-server build"), "{message}");
 }
 
 #[test]

@@ -688,7 +688,8 @@ fn the_endpoints_answer_as_whm_api_1_does() {
     let (_, body) = call(
         &url,
         bob,
-        "/json-api/api_token_revoke?api.version=1&token_name=billing",
+        // The same name twice: one revocation, one line.
+        "/json-api/api_token_revoke?api.version=1&token_name=billing&token_name-1=billing",
     );
     assert_eq!(body["metadata"]["result"], 1, "{body}");
     let (status, _) = call(&url, Some(&with_token), "/json-api/version");

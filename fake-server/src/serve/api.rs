@@ -323,14 +323,18 @@ fn net(entry: &str) -> Option<IpNet> {
         .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// `api_token_revoke`: removes the tokens `token_name` (and `token_name-N`) names. A
+/// `api_token_revoke`: removes the tokens `token_name` (and `token_name-N`) names, each
+/// once however often it is named. A
 /// caller without full access may revoke only tokens whose privileges it holds. Each
 /// revocation's `REVOKEAPITOKEN` line is written before the token is removed.
 fn token_revoke(backend: &dyn Backend, caller: &Caller, params: &[(String, String)]) -> Outcome {
-    let names = numbered(params, "token_name");
+    let mut names = numbered(params, "token_name");
     if names.is_empty() {
         return Err("Provide the “token_name” parameter.".to_owned());
     }
+    // A name given twice is one revocation, with one line.
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| seen.insert(*name));
     let tokens = backend.tokens(&caller.user).map_err(|e| read_failed(&e))?;
     for name in &names {
         let missing = || format!("The API token “{}” does not exist.", name.escape_debug());
