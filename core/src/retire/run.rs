@@ -444,9 +444,10 @@ fn retire_steps(
     }
 }
 
-/// Finishes the retirement of `user` that a killed run left half done, with its audit
-/// line under that run's id, in its turn; the account's status stays `standing`'s. Nothing
-/// is finished once a line of this run could not be written.
+/// Finishes the retirement of `user` that a killed run left half done; the account's
+/// status stays `standing`'s. No audit line: the killed run wrote its own, durably, before
+/// it set the file aside, and a removal has one line. Nothing is finished once a line of
+/// this run could not be written.
 fn finish_interrupted(
     retirement: &dyn Retirement,
     user: &UserName,
@@ -469,7 +470,7 @@ fn finish_interrupted(
     };
     let recorded =
         start().and_then(|id| retirement.append(&id, &record).map_err(|e| error_chain(&e)));
-    match recorded.and_then(|()| turn.write(("RETIREACCESSHASH", raw, &finished))) {
+    match recorded {
         Ok(()) => Outcome::new(raw, Status::from(standing)),
         Err(e) => Outcome::failed(raw, format!("retired, but not recorded: {e}")),
     }
