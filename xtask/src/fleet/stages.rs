@@ -428,9 +428,11 @@ impl Fleet {
         let after = states(&hosts)?;
         expect(
             after[0].0
-                && accesshashes(&after[0]) == ["not_converted", "none", "none", "none"]
+                && accesshashes(&after[0])
+                    == ["not_converted", "converted", "converted", "converted"]
                 && after[1] == before[1],
-            "the refused host should have its resellers retired and the setting on, the next host untouched",
+            "the refused host should have its resellers converted and none retired (a refused \
+             switch retires nothing), the setting on, the next host untouched",
             &text,
         )?;
         eprintln!("xtask: fleet: a refused disable failed its host and stopped the staged play");
