@@ -295,7 +295,7 @@ fn document(report: &UsageReport) -> Value {
     })
 }
 
-fn credential_json(usage: &CredentialUsage, into: &mut Value) {
+pub(crate) fn credential_json(usage: &CredentialUsage, into: &mut Value) {
     let clients: Vec<Value> = usage.clients.iter().map(client_json).collect();
     for (key, value) in [
         ("ok", json!(usage.ok)),

@@ -161,7 +161,7 @@ fn every_status_on_both_backends() {
         );
         assert_eq!(
             doc["summary"],
-            json!({"retired": 1, "already_retired": 1, "no_accesshash": 1, "not_converted": 1, "failed": 1})
+            json!({"retired": 1, "already_retired": 1, "no_accesshash": 1, "not_converted": 1, "failed": 1, "not_attempted": 0})
         );
         assert!(
             out.stderr.contains(
@@ -408,6 +408,13 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
             doc["results"][0]["error"],
             whmtoken_core::retire::NOT_ATTEMPTED_REFUSED
         );
+        assert!(
+            !whmtoken_core::retire::NOT_ATTEMPTED_REFUSED.contains("below"),
+            "nothing is below in JSON"
+        );
+        // The summary counts as the text's: not attempted apart from failed.
+        assert_eq!(doc["summary"]["failed"], 0, "{doc}");
+        assert_eq!(doc["summary"]["not_attempted"], 1, "{doc}");
         assert!(
             out.stderr.contains(
                 "error: allow_deprecated_accesshash left on: 1 account(s) still have an access hash that is not converted (res1)"
@@ -714,7 +721,7 @@ fn restore_puts_a_whole_run_back_once_and_says_so() {
         assert_eq!(out.code, 0);
         assert_eq!(
             json_of(&out)["summary"],
-            json!({"restored": 0, "already_restored": 3, "failed": 0})
+            json!({"restored": 0, "already_restored": 3, "failed": 0, "not_attempted": 0})
         );
         if backend == "files" {
             assert_eq!(
@@ -1216,6 +1223,28 @@ fn restore_refuses_an_access_hash_that_came_back_and_a_changed_backup_unless_for
         out.stderr
     );
     assert!(!dir.join("root/.accesshash").exists());
+}
+
+#[test]
+fn a_converted_access_hash_that_cannot_be_read_safely_is_said_so_in_the_refusal() {
+    let (_keep, dir) = temp();
+    let config = server("files", &dir);
+    // root's is converted, but writable by others: it cannot be read to tell.
+    let path = dir.join("root/.accesshash");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o602)).unwrap();
+    let out = whmtoken(
+        &config,
+        &["retire", "--setting-only", "--disable-accesshash-auth"],
+        "",
+    );
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "left on: 1 account(s) still have an access hash that is not converted (res1), and 1 account(s) have an access hash that cannot be read to tell whether it is converted (root)"
+        ),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
