@@ -564,6 +564,52 @@ fn setting_only_switches_the_setting_alone_with_the_same_refusals_journal_and_re
     }
 }
 
+/// Every run's journal made to say it began `seconds` earlier (what waiting would do).
+fn age_runs(backend: &str, dir: &Utf8Path, seconds: i64) {
+    if backend == "sqlite" {
+        let conn = rusqlite::Connection::open(dir.join("server.db")).unwrap();
+        conn.execute(
+            "UPDATE runs SET record = json_set(record, '$.started', json_extract(record, '$.started') - ?1) WHERE json_extract(record, '$.started') IS NOT NULL",
+            [seconds],
+        )
+        .unwrap();
+        return;
+    }
+    for entry in std::fs::read_dir(dir.join("var/lib/whmtoken/runs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (header, rest) = text.split_once('\n').unwrap();
+        let mut header: serde_json::Map<String, Value> = serde_json::from_str(header).unwrap();
+        let started = header["started"].as_i64().unwrap();
+        header.insert("started".into(), json!(started - seconds));
+        std::fs::write(&path, format!("{}\n{rest}", Value::Object(header))).unwrap();
+    }
+}
+
+#[test]
+fn runs_prune_with_no_runs_says_so_and_makes_nothing() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        let before = TreeSnapshot::of(&dir);
+        for extra in [&[][..], &["--dry-run"]] {
+            let out = whmtoken(
+                &config,
+                &[&["runs", "--prune", "--older-than", "1d"][..], extra].concat(),
+                "",
+            );
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            assert_eq!(out.stdout, "No retire runs on this server yet.\n");
+        }
+        assert_eq!(TreeSnapshot::of(&dir), before, "{backend}: no store made");
+        assert!(!dir.join("var/lib/whmtoken").exists());
+        // 0 would prune a run just begun: refused as a usage error.
+        let out = whmtoken(&config, &["runs", "--prune", "--older-than", "0m"], "");
+        assert_eq!(out.code, 64, "{}", out.stderr);
+        assert!(out.stderr.contains("must be more than 0"), "{}", out.stderr);
+    }
+}
+
 #[test]
 fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
     for backend in backends() {
@@ -587,24 +633,40 @@ fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
         // Not old enough: nothing.
         assert_eq!(
             prune(&["--older-than", "1d"]),
-            "Pruned 0, kept 0 not restored.\n"
+            "No retire run begun that long ago; nothing to prune.\n"
         );
+        age_runs(backend, &dir, 120);
         let not_restored = format!(
             "Kept the backups of run {kept}: not restored; restore it first, or prune it with --force\n"
         );
         assert_eq!(
-            prune(&["--older-than", "0m", "--dry-run"]),
+            prune(&["--older-than", "1m", "--dry-run"]),
             format!(
-                "Would prune the backups of run {restored}\n{not_restored}Would prune 1, kept 1 not restored.\n"
+                "Would prune the backups of run {restored} (1 file(s))\n{not_restored}Would prune 1, kept 1 not restored and 0 partly restored.\n"
             )
         );
+        let dry = whmtoken(
+            &config,
+            &[
+                "runs",
+                "--prune",
+                "--older-than",
+                "1m",
+                "--dry-run",
+                "--json",
+            ],
+            "",
+        );
+        let dry = json_of(&dry);
+        assert_eq!(dry["runs"][0]["status"], "pruned", "{dry}");
+        assert_eq!(dry["runs"][0]["removed"], 1, "{dry}: what it would remove");
         if backend == "files" {
             assert!(backups(&restored).is_dir(), "a dry run removes nothing");
         }
         assert_eq!(
-            prune(&["--older-than", "0m"]),
+            prune(&["--older-than", "1m"]),
             format!(
-                "Pruned the backups of run {restored} (1 file(s))\n{not_restored}Pruned 1, kept 1 not restored.\n"
+                "Pruned the backups of run {restored} (1 file(s))\n{not_restored}Pruned 1, kept 1 not restored and 0 partly restored.\n"
             )
         );
         if backend == "files" {
@@ -626,7 +688,7 @@ fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
         // Forced: the run not restored too; it can then no longer be restored.
         let out = whmtoken(
             &config,
-            &["runs", "--prune", "--older-than", "0m", "--force", "--json"],
+            &["runs", "--prune", "--older-than", "1m", "--force", "--json"],
             "",
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
