@@ -155,21 +155,41 @@ fn execute(
         }
         let bar = progress_bar(users.len());
         let mut stderr_status = Ok(());
+        // Results in order count as progress too: a dry run imports nothing, so has no
+        // `Finished` to count.
+        let mut ready = 0u64;
         let report = convert(
             backend.as_ref(),
             &users,
             options,
             conversion.jobs,
             &mut |event| match event {
-                Progress::Finished { done, .. } => bar.set_position(done as u64),
+                Progress::Finished { done, .. } => {
+                    if done as u64 > bar.position() {
+                        bar.set_position(done as u64);
+                    }
+                }
                 Progress::Ready(result) => {
-                    let printed = bar.suspend(|| printer.result(result));
+                    ready += 1;
+                    if ready > bar.position() {
+                        bar.set_position(ready);
+                    }
+                    // Only a result that prints makes the bar step aside (a clear and a
+                    // redraw each time).
+                    let printed = if printer.prints(result) {
+                        bar.suspend(|| printer.result(result))
+                    } else {
+                        printer.result(result)
+                    };
                     if stderr_status.is_ok() {
                         stderr_status = printed;
                     }
                 }
             },
         );
+        // Drawn once more where it ended (3000/3000, or where an interruption stopped it:
+        // drawing is throttled, so the last step may not have shown), then cleared.
+        bar.abandon();
         bar.finish_and_clear();
         // A closed stderr loses lines, never the run's status.
         drop(stderr_status);
