@@ -68,7 +68,7 @@ impl ReleaseBuild {
     pub(crate) fn start(background: bool) -> Result<Self, String> {
         let tools = Tools::install()?;
         let zig_target = format!("{TARGET}.{}.{}", GLIBC.0, GLIBC.1);
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut command = crate::cargo_command();
         command
             .args(["zigbuild", "--release", "--locked", "--target", &zig_target])
             .args(["-p", "whmtoken-cli", "-p", "whmtoken-fake-server", "--bins"])

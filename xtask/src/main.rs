@@ -143,10 +143,12 @@ and skips), and Selenium from PyPI into target/tools/selenium.",
         "demo",
         "usage: cargo xtask demo
 
-Builds convert_accesshash_to_token (cargo shows its progress), writes a small fake server
-in SQLite to target/demo (root and resellers alice, bob and carol; replaced on each run),
-converts root and its resellers on it, for real and then with --dry-run, and prints the
-server's state as fake-server dump does.",
+Builds the three binaries, convert_accesshash_to_token, whmtoken and fake-server, into
+target/debug (cargo shows its progress), writes a small fake server in SQLite to
+target/demo (root and resellers alice, bob and carol; replaced on each run), converts root
+and its resellers on it, for real and then with --dry-run, prints the server's state as
+fake-server dump does, and prints the PATH line (export PATH=…/target/debug:\"$PATH\")
+after which the commands it shows run as printed.",
     ),
     (
         "bench",
@@ -245,6 +247,34 @@ pub(crate) fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// Whether cargo sets `name` for the program it runs (xtask), describing that program:
+/// `CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH`, `CARGO_PKG_*`, `CARGO_CRATE_NAME`,
+/// `CARGO_BIN_NAME`, `CARGO_PRIMARY_PACKAGE`.
+fn set_for_xtask(name: &str) -> bool {
+    name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+        )
+}
+
+/// A `cargo` command (the cargo that runs xtask) in the workspace, without the variables
+/// cargo set for xtask itself: build scripts watch some of them (ring's reads
+/// `CARGO_MANIFEST_DIR` and `CARGO_PKG_*` and reruns when they change), so passing them on
+/// would make every `cargo xtask …` and the README's plain `cargo build` rebuild each
+/// other's dependencies.
+pub(crate) fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_for_xtask) {
+            command.env_remove(name);
+        }
+    }
+    command.current_dir(workspace_root());
+    command
+}
+
 pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
     cargo_with_env(args, &[])
 }
@@ -254,10 +284,9 @@ pub(crate) fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), 
     let shown: String = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
     let shown = format!("{shown}cargo {}", args.join(" "));
     eprintln!("xtask: {shown}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = cargo_command()
         .args(args)
         .envs(env.iter().copied())
-        .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() {
@@ -553,6 +582,30 @@ pub(crate) fn output(command: &mut Command) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cargo_is_run_without_the_variables_cargo_set_for_xtask() {
+        // `cargo test` sets them for this test as `cargo run` does for xtask.
+        let set: Vec<String> = std::env::vars()
+            .map(|(name, _)| name)
+            .filter(|name| set_for_xtask(name))
+            .collect();
+        assert!(set.iter().any(|n| n == "CARGO_MANIFEST_DIR"), "{set:?}");
+        assert!(set.iter().any(|n| n == "CARGO_PKG_NAME"), "{set:?}");
+        let command = cargo_command();
+        let removed: Vec<String> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .filter_map(|(name, _)| name.to_str().map(str::to_owned))
+            .collect();
+        for name in &set {
+            assert!(removed.contains(name), "{name} passed on to cargo");
+        }
+        assert!(
+            !removed.iter().any(|n| n == "CARGO"),
+            "cargo's own path stays"
+        );
+    }
 
     #[test]
     fn the_demo_shows_cargos_progress() {
