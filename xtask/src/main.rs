@@ -78,8 +78,10 @@ removed with dpkg, installed with apt-get from the signed repository (and tamper
 refused), and the Ansible role installing it (a file planted in /var/tmp left alone) and
 from the repository; last, cargo xtask faultdisk where the machine has root, /dev/fuse and
 loop devices. Without root those are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
-and pip's caches, but for chromium and chromium-driver, installed with apt-get as root when
-missing (without root and without them, the browser check is skipped). At the end it prints how long each step took. .ci/run runs exactly
+and pip's caches, but for the Debian packages it installs with apt-get as root when their
+programs are missing, which stay installed: gnupg, rpm, createrepo-c and man-db (dist and
+the packages' checks), chromium and chromium-driver (browser; without root and without
+them, the browser check is skipped), fuse3, libfuse3-dev and xfsprogs (faultdisk). At the end it prints how long each step took. .ci/run runs exactly
 this.",
     ),
     (
