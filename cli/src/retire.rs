@@ -27,7 +27,7 @@ use crate::output::shown;
 pub use runs::{RunsArgs, run_runs};
 use whmtoken_backends::SystemClock;
 
-/// `whmtoken retire [USER]... | --all-resellers | --setting-only [--disable-accesshash-auth] [-n] [--json] [--force]`
+/// `whmtoken retire [USER]... | --all-resellers | --setting-only --disable-accesshash-auth [-n] [--json] [--force]`
 #[derive(Debug, clap::Args)]
 pub struct RetireArgs {
     /// Accounts whose access hash to retire [default: root]
@@ -340,17 +340,9 @@ fn print_problems<'a>(
     }
 }
 
-/// `n` with a comma between thousands: `1,997`.
+/// `n` with a comma between thousands: `1,997` (as every count in text output).
 fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::dates::count(n)
 }
 
 /// How many of `outcomes` have `status` (the failed ones not attempted counted apart).
@@ -507,6 +499,13 @@ fn finish(written: io::Result<()>) -> Result<(), CliError> {
 pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let id = RunId::parse(&args.run).map_err(|e| CliError::Argument(e.to_string()))?;
     let backend = open(config, args.lock_timeout)?;
+    // No such run: the id is wrong, not the disk (exit 64).
+    if let Err(BackendError::NotFound { .. }) = capability(backend.as_ref()).journal(&id) {
+        return Err(CliError::Argument(format!(
+            "no run {} (whmtoken runs lists them)",
+            id.as_str()
+        )));
+    }
     let report = retire::restore(
         capability(backend.as_ref()),
         &id,

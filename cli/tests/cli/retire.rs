@@ -543,6 +543,26 @@ fn setting_only_switches_the_setting_alone_with_the_same_refusals_journal_and_re
         );
         assert!(audit(&config).1, "{backend}: on again");
 
+        // The usage shown with the refusal of users names the three forms, never
+        // --setting-only with users.
+        let out = whmtoken(
+            &config,
+            &[
+                "retire",
+                "--setting-only",
+                "--disable-accesshash-auth",
+                "root",
+            ],
+            "",
+        );
+        assert_eq!(out.code, 64, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("whmtoken retire [OPTIONS] --setting-only --disable-accesshash-auth\n")
+                && !out.stderr.contains("--setting-only [USER]"),
+            "{}",
+            out.stderr
+        );
         // Only with --disable-accesshash-auth, and without accounts.
         for wrong in [
             &["retire", "--setting-only"][..],
@@ -714,6 +734,24 @@ fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
             &["runs", "--force"],
         ] {
             assert_eq!(whmtoken(&config, wrong, "").code, 64, "{wrong:?}");
+        }
+    }
+}
+
+#[test]
+fn restore_of_a_run_that_does_not_exist_says_so_plainly() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        // Once with no run at all, once with another run there.
+        for _ in 0..2 {
+            let out = whmtoken(&config, &["restore", "20261204T000000Z-abcd"], "");
+            assert_eq!(out.code, 64, "{backend}: {}", out.stderr);
+            assert_eq!(
+                out.stderr, "error: no run 20261204T000000Z-abcd (whmtoken runs lists them)\n",
+                "{backend}"
+            );
+            assert_eq!(whmtoken(&config, &["retire", "root"], "").code, 0);
         }
     }
 }

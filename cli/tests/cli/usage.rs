@@ -799,3 +799,31 @@ fn dns_cluster_peers_reached_with_an_access_hash_are_found_never_shown() {
         );
     }
 }
+
+#[test]
+fn usage_text_counts_with_thousands_separated_as_every_count() {
+    let (_t, dir) = temp();
+    let now = now();
+    let access: Vec<u8> = (0..1250)
+        .flat_map(|i| line("bob", now - 5000 + i).bytes())
+        .collect();
+    let config = build(
+        "sqlite",
+        &dir,
+        true,
+        vec![("access_log".to_owned(), access)],
+    );
+    let out = whmtoken(&config, &["usage"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(", 1,250 lines (0 unparsed)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("1,250 uses, first "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(": 1,250 requests, last "),
+        "{}",
+        out.stdout
+    );
+}
