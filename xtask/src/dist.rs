@@ -283,6 +283,23 @@ pub(crate) fn documented_commands() -> [(&'static str, clap::Command); 2] {
     ]
 }
 
+/// Writes the man pages, not gzipped, to `dir` (`cargo xtask man`: no release build).
+pub(crate) fn write_man_pages(dir: &Path) -> Result<(), String> {
+    let mut count = 0;
+    for (_, command) in documented_commands() {
+        for (file, text) in man_pages(command)? {
+            write(&dir.join(file), &text)?;
+            count += 1;
+        }
+    }
+    eprintln!(
+        "xtask: {count} man pages in {} (MANWIDTH=80 man -l {}/whmtoken-convert.8)",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Writes the man pages (`man/NAME.8.gz`, gzipped as both Debian and the EL family ship
 /// them, one per binary and per subcommand, such as `whmtoken-audit.8.gz`) and the completions (`bash/NAME`, `zsh/_NAME`, `fish/NAME.fish`).
 fn write_assets(dir: &Path) -> Result<(), String> {
@@ -312,7 +329,10 @@ fn write_assets(dir: &Path) -> Result<(), String> {
 }
 
 /// The man pages of a command and of each of its subcommands: (file name, roff text).
-pub(crate) fn man_pages(mut command: clap::Command) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// `whmtoken convert`'s page lists the converter's options, from the definitions the
+/// converter parses with ([`convert_as_parsed`]).
+pub(crate) fn man_pages(command: clap::Command) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut command = convert_as_parsed(command);
     command.build();
     let mut pages = Vec::new();
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
@@ -354,15 +374,36 @@ pub(crate) fn completion(shell: Shell, command: clap::Command, name: &str) -> Ve
 /// (not file names), and `whmtoken convert`, which hands its arguments to the converter
 /// unparsed, completes the converter's options.
 fn completed_as_parsed(command: clap::Command) -> clap::Command {
-    let mut command = with_acl_names(command);
+    with_acl_names(convert_as_parsed(command))
+}
+
+/// `command` with `whmtoken convert`, which hands its arguments to the converter unparsed
+/// (clap sees one `[ARGS]...`), replaced by the converter's own definitions (the ones
+/// `convert_accesshash_to_token` parses with), named `convert`: its options cannot drift.
+fn convert_as_parsed(mut command: clap::Command) -> clap::Command {
     if command.find_subcommand("convert").is_some() {
-        let converter = with_acl_names(whmtoken_cli::converter_command());
+        let converter = whmtoken_cli::converter_command();
+        // Its notes without the exit statuses (the page's EXIT STATUS): the ACL names.
+        let acl_names = converter
+            .get_after_long_help()
+            .map(ToString::to_string)
+            .and_then(|notes| {
+                notes
+                    .split_once("\n\nACL names")
+                    .map(|(_, names)| format!("ACL names{names}"))
+            });
         command = command.mut_subcommand("convert", |convert| {
             let about = convert.get_about().cloned().unwrap_or_default();
-            converter
+            let converter = converter
                 .name("convert")
+                .display_name("whmtoken-convert")
                 .bin_name("whmtoken convert")
                 .about(about)
+                .after_help(None::<&str>);
+            match acl_names {
+                Some(names) => converter.after_long_help(names),
+                None => converter.after_long_help(None::<&str>),
+            }
         });
     }
     command
@@ -487,6 +528,53 @@ mod tests {
             bash_completes(converter, &[converter, "--config", "not-"])
                 .contains(&"not-an-acl".into())
         );
+    }
+
+    /// `whmtoken-convert(8)`'s page, rendered as the package ships it.
+    fn convert_page() -> String {
+        let pages = man_pages(whmtoken_cli::whmtoken_command()).unwrap();
+        let (_, page) = pages
+            .into_iter()
+            .find(|(file, _)| file == "whmtoken-convert.8")
+            .expect("whmtoken-convert.8");
+        String::from_utf8(page).unwrap()
+    }
+
+    #[test]
+    fn whmtoken_convert_lists_the_converters_options_as_options() {
+        let page = convert_page();
+        let options = page
+            .split_once(".SH OPTIONS\n")
+            .map(|(_, rest)| rest.split_once("\n.SH ").map_or(rest, |(o, _)| o))
+            .expect("OPTIONS");
+        // Every option the converter parses is an entry of OPTIONS (`.TP`, then its names).
+        let converter = whmtoken_cli::converter_command();
+        let longs: Vec<&str> = converter
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        assert!(
+            longs.contains(&"all-resellers") && longs.contains(&"acl"),
+            "{longs:?}"
+        );
+        for long in longs {
+            let entry = format!("\\-\\-{}", long.replace('-', "\\-"));
+            assert!(
+                options
+                    .lines()
+                    .any(|l| l.starts_with("\\fB") && l.contains(&entry)),
+                "--{long} is not an entry of OPTIONS:\n{options}"
+            );
+        }
+        assert!(!options.contains("[ARGS]"), "{options}");
+        // The usage text is not in the page again as preformatted help that man re-flows;
+        // the notes are the ACL names alone (the exit statuses are EXIT STATUS).
+        assert!(
+            !page.contains("Display this message\n   \\-\\-verbose"),
+            "{page}"
+        );
+        assert!(!page.contains("Exit status: "), "{page}");
+        assert!(page.contains("allow\\-emaillimits\\-pkgs"), "{page}");
     }
 
     #[test]

@@ -43,12 +43,13 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::Scenario;
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|dist|fleet|browser|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
+    "usage: cargo xtask <ci|dist|man|fleet|browser|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
          included), each backend alone, dist --check, fleet; as root, the install checks
          in a throwaway root. Writes nothing outside the workspace
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
+  man    the man pages alone, in seconds (no release build), in target/man (man -l reads them)
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   browser  whmtoken report's page in headless Chromium, its CSV and JSON Lines read back
   demo   a small fake server in SQLite (target/demo), converted
@@ -59,7 +60,16 @@ const USAGE: &str =
          XFS and ext4; fails on a false Imported, a line without its token, a torn line";
 
 /// What each task does, for `cargo xtask TASK --help`.
-const TASK_HELP: [(&str, &str); 7] = [
+const TASK_HELP: [(&str, &str); 8] = [
+    (
+        "man",
+        "usage: cargo xtask man
+
+Writes the man pages, as dist makes them (from the same command-line definitions and the
+README), to target/man/NAME.8, not gzipped, without dist's release build: seconds, to read
+one while editing (MANWIDTH=80 man -l target/man/whmtoken-convert.8). dist also checks
+them at 80 columns.",
+    ),
     (
         "ci",
         "usage: cargo xtask ci
@@ -218,6 +228,7 @@ fn main() -> ExitCode {
         )),
         ("ci", []) => ci(),
         ("dist", []) => dist::dist().map(drop),
+        ("man", []) => dist::write_man_pages(&target_dir().join("man")),
         ("fleet", []) => fleet::fleet(),
         ("browser", []) => browser::browser(),
         ("demo", []) => demo(),
