@@ -346,13 +346,14 @@ pub(crate) fn man_pages(command: clap::Command) -> Result<Vec<(String, Vec<u8>)>
         .unwrap_or(command.get_name())
         .to_owned();
     let mut text = Vec::new();
-    clap_mangen::Man::new(command)
+    clap_mangen::Man::new(command.clone())
         .section("8")
         .manual("System Administration")
         .source(format!("whmtoken {}", env!("CARGO_PKG_VERSION")))
         .render(&mut text)
         .map_err(|e| format!("man page of {name}: {e}"))?;
     let text = String::from_utf8(text).map_err(|e| format!("man page of {name}: {e}"))?;
+    let text = repeated_in_synopsis(&command, &text);
     let statuses = whmtoken_cli::whmtoken_command()
         .get_after_help()
         .map(ToString::to_string)
@@ -360,6 +361,38 @@ pub(crate) fn man_pages(command: clap::Command) -> Result<Vec<(String, Vec<u8>)>
     let text = crate::man::finish(&name, &statuses, &text)?;
     pages.push((format!("{name}.8"), text.into_bytes()));
     Ok(pages)
+}
+
+/// `roff` with each positional argument that takes several values shown so in SYNOPSIS
+/// (`[USER]...`, `<INPUT>...`: clap_mangen shows `[USER]`, one user).
+fn repeated_in_synopsis(command: &clap::Command, roff: &str) -> String {
+    let repeated: Vec<String> = command
+        .get_positionals()
+        .filter(|arg| arg.get_num_args().is_some_and(|n| n.max_values() > 1))
+        .filter_map(|arg| arg.get_value_names().and_then(|v| v.first()).cloned())
+        .map(|name| name.to_string())
+        .collect();
+    let mut out = String::new();
+    let mut in_synopsis = false;
+    for line in roff.lines() {
+        let mut line = line.to_owned();
+        if in_synopsis && !line.starts_with('.') {
+            for name in &repeated {
+                for (open, close) in [("[", "]"), ("<", ">")] {
+                    let shown = format!("{open}\\fI{name}\\fR{close}");
+                    if !line.contains(&format!("{shown}...")) {
+                        line = line.replace(&shown, &format!("{shown}..."));
+                    }
+                }
+            }
+        }
+        if line.starts_with(".SH ") {
+            in_synopsis = line == ".SH SYNOPSIS";
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// A shell's completion script for `name`.
@@ -575,6 +608,49 @@ mod tests {
         );
         assert!(!page.contains("Exit status: "), "{page}");
         assert!(page.contains("allow\\-emaillimits\\-pkgs"), "{page}");
+    }
+
+    #[test]
+    fn man_pages_show_repeated_arguments_and_the_version_alone() {
+        let mut pages = std::collections::BTreeMap::new();
+        for (_, command) in documented_commands() {
+            for (file, page) in man_pages(command).unwrap() {
+                pages.insert(file, String::from_utf8(page).unwrap());
+            }
+        }
+        let synopsis = |file: &str| {
+            let page = &pages[file];
+            let (_, rest) = page.split_once(".SH SYNOPSIS\n").unwrap();
+            rest.split_once("\n.SH ").unwrap().0.to_owned()
+        };
+        for file in [
+            "whmtoken-audit.8",
+            "whmtoken-usage.8",
+            "convert_accesshash_to_token.8",
+        ] {
+            assert!(
+                synopsis(file).contains("[\\fIUSER\\fR]..."),
+                "{file}: {}",
+                synopsis(file)
+            );
+        }
+        assert!(synopsis("whmtoken-report.8").contains("<\\fIINPUT\\fR>..."));
+        assert!(synopsis("whmtoken-verify.8").contains("<\\fIUSER\\fR> "));
+        let mut versions = 0;
+        for (file, page) in &pages {
+            if let Some((_, rest)) = page.split_once(".SH VERSION\n") {
+                assert_eq!(
+                    rest.lines().next(),
+                    Some(env!("CARGO_PKG_VERSION")),
+                    "{file}"
+                );
+                versions += 1;
+            }
+        }
+        assert!(
+            versions >= 2,
+            "whmtoken.8 and the converter's have a VERSION"
+        );
     }
 
     #[test]
