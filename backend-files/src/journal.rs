@@ -102,6 +102,16 @@ impl Journals {
         Ok(names.len())
     }
 
+    /// How many files `backups/<run-id>` holds (none there: 0), read only.
+    pub(crate) fn count_backups(&self, id: &RunId) -> Result<usize, BackendError> {
+        let folder = self.state.join("backups").join(id.as_str());
+        match fs::read_dir(&folder) {
+            Ok(entries) => Ok(entries.filter_map(Result::ok).count()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_error(&folder, e)),
+        }
+    }
+
     /// Takes the run lock, `var/lib/whmtoken/runs.lock` (made empty, 0600, when missing),
     /// opened as a file this backend replaces is (no symbolic link, one link, root's or the
     /// tree owner's, nobody else can write it), waiting up to `timeout` for its `flock`.

@@ -178,6 +178,10 @@ impl Retirement for FilesBackend {
         self.runs.journals.remove_backups(id)
     }
 
+    fn count_backups(&self, id: &RunId) -> Result<usize, BackendError> {
+        self.runs.journals.count_backups(id)
+    }
+
     fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError> {
         let path = self.runs.journals.backup_path(id, name);
         let content = read_backup(&path, self.token_owner)?;

@@ -215,6 +215,18 @@ impl Retirement for SqliteBackend {
         })
     }
 
+    fn count_backups(&self, id: &RunId) -> Result<usize, BackendError> {
+        let n: i64 = self
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM backups WHERE run = ?1",
+                [id.as_str()],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.site.sql(Some("backups"), e))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     fn backup(&self, id: &RunId, name: &str) -> Result<(String, Zeroizing<Vec<u8>>), BackendError> {
         let location = self.backup_location(id, name);
         let content: Option<Vec<u8>> = self

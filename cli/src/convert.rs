@@ -160,16 +160,11 @@ fn execute(
             &users,
             options,
             conversion.jobs,
-            &mut |event| match event {
-                Progress::Finished { done, .. } => bar.set_position(done as u64),
-                Progress::Ready(result) => {
-                    let printed = bar.suspend(|| printer.result(result));
-                    if stderr_status.is_ok() {
-                        stderr_status = printed;
-                    }
-                }
-            },
+            &mut progress(&bar, &mut printer, &mut stderr_status),
         );
+        // Drawn once more where it ended (3000/3000, or where an interruption stopped it:
+        // drawing is throttled, so the last step may not have shown), then cleared.
+        bar.abandon();
         bar.finish_and_clear();
         // A closed stderr loses lines, never the run's status.
         drop(stderr_status);
@@ -208,6 +203,39 @@ fn warnings(backend: &dyn Backend, options: &RunOptions) -> bool {
         );
     }
     warned
+}
+
+/// What a text run does with each event: the bar counts the imports finished and the
+/// results in order (a dry run imports nothing: its results count), and steps aside only
+/// for a result that prints (a clear and a redraw each time); the first error stderr gave
+/// goes to `stderr_status`.
+fn progress<'a, O: Write, E: Write>(
+    bar: &'a ProgressBar,
+    printer: &'a mut output::Human<O, E>,
+    stderr_status: &'a mut io::Result<()>,
+) -> impl FnMut(Progress<'_>) + 'a {
+    let mut ready = 0u64;
+    move |event| match event {
+        Progress::Finished { done, .. } => {
+            if done as u64 > bar.position() {
+                bar.set_position(done as u64);
+            }
+        }
+        Progress::Ready(result) => {
+            ready += 1;
+            if ready > bar.position() {
+                bar.set_position(ready);
+            }
+            let printed = if printer.prints(result) {
+                bar.suspend(|| printer.result(result))
+            } else {
+                printer.result(result)
+            };
+            if stderr_status.is_ok() {
+                *stderr_status = printed;
+            }
+        }
+    }
 }
 
 /// Runs of at least this many users show a progress bar (on a terminal).

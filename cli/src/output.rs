@@ -64,6 +64,17 @@ impl<O: Write, E: Write> Human<O, E> {
     }
 
     /// Prints one user's lines.
+    /// Whether [`Human::result`] prints anything for `result` (a progress bar need not
+    /// step aside for a result that prints nothing).
+    pub fn prints(&self, result: &UserResult) -> bool {
+        match result.status {
+            Status::Converted | Status::Replaced | Status::AlreadyConverted if self.verbose => true,
+            Status::Interrupted => self.verbose,
+            Status::Failed => true,
+            _ => result.restrictions_applied == Some(false),
+        }
+    }
+
     pub fn result(&mut self, result: &UserResult) -> io::Result<()> {
         let name = shown(result.token_name.as_deref().unwrap_or_default());
         let user = shown(&result.user);

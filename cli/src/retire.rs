@@ -27,7 +27,7 @@ use crate::output::shown;
 pub use runs::{RunsArgs, run_runs};
 use whmtoken_backends::SystemClock;
 
-/// `whmtoken retire [USER]... | --all-resellers | --setting-only [--disable-accesshash-auth] [-n] [--json] [--force]`
+/// `whmtoken retire [USER]... | --all-resellers | --setting-only --disable-accesshash-auth [-n] [--json] [--force]`
 #[derive(Debug, clap::Args)]
 pub struct RetireArgs {
     /// Accounts whose access hash to retire [default: root]
@@ -143,7 +143,7 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     };
     let report = retire::retire(backend, capability(backend), &request, &SystemClock)
         .map_err(CliError::RunLock)?;
-    let in_use = accesshashes_in_use(backend, &report.unconverted);
+    let in_use = accesshashes_in_use(backend, &report);
     let run = report.run.as_ref();
     let mut out = io::BufWriter::new(io::stdout().lock());
     let written = if args.json {
@@ -168,9 +168,7 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     } else {
         "warning"
     };
-    for line in &in_use {
-        let _ = writeln!(stderr, "{level}: {}", shown(line));
-    }
+    print_in_use(&mut stderr, level, &in_use, args.verbose);
     if let Some(problem) = &report.auth_problem {
         let line = match problem {
             AuthProblem::NotConverted { .. } => format!("{problem}, or use --force"),
@@ -186,13 +184,54 @@ pub fn run_retire(args: RetireArgs, config: Option<&Utf8Path>) -> Result<u8, Cli
     })
 }
 
+/// An account whose access hash is not converted (or cannot be read to tell) and that the
+/// server's logs show in use over the last 90 days.
+struct InUse {
+    user: String,
+    /// Its access hash cannot be read to tell whether it is converted.
+    unreadable: bool,
+    usage: whmtoken_core::usage::CredentialUsage,
+    /// The start of the logs' window (`N uses since`).
+    since: i64,
+}
+
+impl InUse {
+    /// `res1: access hash not converted and in use, …: 22 uses since …, from …`.
+    fn line(&self) -> String {
+        format!(
+            "{}: access hash {} and in use, its clients break once access-hash authentication is off: {}",
+            self.user,
+            if self.unreadable {
+                "that cannot be read to tell whether it is converted"
+            } else {
+                "not converted"
+            },
+            findings_usage::uses_text(&self.usage, self.since)
+        )
+    }
+
+    /// `{"user", "unreadable", "since", "ok", "last", "clients": […], …}`, times in epoch
+    /// seconds.
+    fn json(&self) -> Value {
+        let mut value = json!({
+            "user": self.user,
+            "unreadable": self.unreadable,
+            "since": self.since,
+        });
+        crate::usage::credential_json(&self.usage, &mut value);
+        value
+    }
+}
+
 /// The accounts among `unconverted` whose access hash the server's logs show in use over
-/// the last 90 days, each as a line naming its last clients (none without logs).
-fn accesshashes_in_use(backend: &dyn Backend, unconverted: &[String]) -> Vec<String> {
-    if unconverted.is_empty() {
+/// the last 90 days (none without logs), in the order of `unconverted` (root first, then
+/// by name).
+fn accesshashes_in_use(backend: &dyn Backend, report: &RetireReport) -> Vec<InUse> {
+    if report.unconverted.is_empty() {
         return Vec::new();
     }
-    let covered = unconverted
+    let covered = report
+        .unconverted
         .iter()
         .map(|user| Covered {
             user: user.clone(),
@@ -203,18 +242,45 @@ fn accesshashes_in_use(backend: &dyn Backend, unconverted: &[String]) -> Vec<Str
     let Some(usage) = crate::usage::optional(backend, covered, now) else {
         return Vec::new();
     };
-    usage
-        .accounts
+    report
+        .unconverted
         .iter()
+        .filter_map(|user| usage.accounts.iter().find(|a| &a.user == user))
         .filter(|a| a.accesshash.used())
-        .map(|a| {
-            format!(
-                "{}: access hash not converted and in use, its clients break once access-hash authentication is off: {}",
-                a.user,
-                findings_usage::uses_text(&a.accesshash, usage.window.from)
-            )
+        .map(|a| InUse {
+            user: a.user.clone(),
+            unreadable: report.unreadable.contains(&a.user),
+            usage: a.accesshash.clone(),
+            since: usage.window.from,
         })
         .collect()
+}
+
+/// The accounts in use, one `level: <line>` each for the first few (all with `verbose`),
+/// then one line with how many more.
+fn print_in_use(stderr: &mut impl Write, level: &str, in_use: &[InUse], verbose: bool) {
+    let listed = if verbose { in_use.len() } else { FIRST_FEW };
+    for account in in_use.iter().take(listed) {
+        let _ = writeln!(stderr, "{level}: {}", shown(&account.line()));
+    }
+    if in_use.len() > listed {
+        let _ = writeln!(
+            stderr,
+            "{level}: and {} more account(s) whose access hash is not converted and in use ({}); --verbose lists them",
+            thousands(in_use.len() - listed),
+            in_use[listed..]
+                .iter()
+                .take(FIRST_FEW)
+                .map(|a| shown(&a.user))
+                .collect::<Vec<_>>()
+                .join(", ")
+                + if in_use.len() - listed > FIRST_FEW {
+                    ", …"
+                } else {
+                    ""
+                }
+        );
+    }
 }
 
 /// The reason an outcome was not attempted (what follows `not attempted: `), or `None`.
@@ -274,17 +340,9 @@ fn print_problems<'a>(
     }
 }
 
-/// `n` with a comma between thousands: `1,997`.
+/// `n` with a comma between thousands: `1,997` (as every count in text output).
 fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::dates::count(n)
 }
 
 /// How many of `outcomes` have `status` (the failed ones not attempted counted apart).
@@ -356,27 +414,35 @@ fn auth_line(args: &RetireArgs, run: Option<&RunId>, auth: Auth) -> Option<Strin
     }
 }
 
-/// A `--json` document's `summary`: how many of `results` have each of `statuses`.
+/// A `--json` document's `summary`: how many of `results` have each of `statuses`, the
+/// failed ones not attempted counted apart (`not_attempted`), as the text summary counts
+/// them.
 fn summary<'a>(
     statuses: &[Status],
     results: impl Iterator<Item = &'a Outcome> + Clone,
 ) -> serde_json::Map<String, Value> {
-    statuses
+    let mut counts: serde_json::Map<String, Value> = statuses
         .iter()
         .map(|s| {
-            let n = results.clone().filter(|o| o.status == *s).count();
+            let n = results
+                .clone()
+                .filter(|o| o.status == *s && not_attempted(o).is_none())
+                .count();
             (s.as_str().to_owned(), Value::from(n))
         })
-        .collect()
+        .collect();
+    let skipped = results.filter(|o| not_attempted(o).is_some()).count();
+    counts.insert("not_attempted".to_owned(), Value::from(skipped));
+    counts
 }
 
 /// The `--json` document of a retire run (version 1); with `--disable-accesshash-auth`,
-/// the access hashes not converted and in use (`in_use`).
+/// the access hashes not converted and in use (`accesshash_in_use`: one object each).
 fn retire_document(
     args: &RetireArgs,
     backend: &str,
     report: &RetireReport,
-    in_use: &[String],
+    in_use: &[InUse],
 ) -> Value {
     let results: Vec<Value> = report
         .outcomes
@@ -392,7 +458,7 @@ fn retire_document(
         "summary": summary(&Status::RETIRE, report.outcomes.iter()),
     });
     if args.disable_accesshash_auth {
-        doc["accesshash_in_use"] = json!(in_use);
+        doc["accesshash_in_use"] = in_use.iter().map(InUse::json).collect();
     }
     doc["accesshash_auth"] = json!(report.auth.as_str());
     doc
@@ -433,6 +499,13 @@ fn finish(written: io::Result<()>) -> Result<(), CliError> {
 pub fn run_restore(args: RestoreArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     let id = RunId::parse(&args.run).map_err(|e| CliError::Argument(e.to_string()))?;
     let backend = open(config, args.lock_timeout)?;
+    // No such run: the id is wrong, not the disk (exit 64).
+    if let Err(BackendError::NotFound { .. }) = capability(backend.as_ref()).journal(&id) {
+        return Err(CliError::Argument(format!(
+            "no run {} (whmtoken runs lists them)",
+            id.as_str()
+        )));
+    }
     let report = retire::restore(
         capability(backend.as_ref()),
         &id,

@@ -128,9 +128,9 @@ fn text(report: &UsageReport, out: &mut impl Write) -> io::Result<()> {
             out,
             "  {}: {range}, {} line{} ({} unparsed){error}",
             shown(&log.path),
-            log.lines,
+            n(log.lines),
             if log.lines == 1 { "" } else { "s" },
-            log.unparsed
+            n(log.unparsed)
         )?;
     }
     coverage_line(report, dates, out)?;
@@ -188,7 +188,7 @@ fn credential_lines(
     match (usage.first, usage.last) {
         (Some(first), Some(last)) => line.push_str(&format!(
             "{} use{}, first {}, last {}",
-            usage.ok,
+            n(usage.ok),
             if usage.ok == 1 { "" } else { "s" },
             dates.utc(first),
             dates.when(last)
@@ -198,7 +198,7 @@ fn credential_lines(
     if let Some(last) = usage.last_refused {
         line.push_str(&format!(
             "; {} refused, last {}",
-            usage.refused,
+            n(usage.refused),
             dates.when(last)
         ));
     }
@@ -207,7 +207,7 @@ fn credential_lines(
         writeln!(out, "    {}", client_text(client, dates))?;
     }
     if usage.more_clients > 0 {
-        writeln!(out, "    and {} more", usage.more_clients)?;
+        writeln!(out, "    and {} more", n(usage.more_clients))?;
     }
     Ok(())
 }
@@ -218,17 +218,22 @@ fn client_text(client: &Client, dates: Dates) -> String {
         |a| format!("“{}”", shown(a)),
     );
     let refused = if client.refused > 0 {
-        format!(", {} refused", client.refused)
+        format!(", {} refused", n(client.refused))
     } else {
         String::new()
     };
     format!(
         "{} {agent}: {} request{}{refused}, last {}",
         shown(&client.ip),
-        client.count,
+        n(client.count),
         if client.count == 1 { "" } else { "s" },
         dates.when(client.last)
     )
+}
+
+/// A count as the text output shows every count: `1,250`.
+fn n(count: u64) -> String {
+    crate::dates::count(usize::try_from(count).unwrap_or(usize::MAX))
 }
 
 /// The files read, as the `--json` documents list them.
@@ -295,7 +300,7 @@ fn document(report: &UsageReport) -> Value {
     })
 }
 
-fn credential_json(usage: &CredentialUsage, into: &mut Value) {
+pub(crate) fn credential_json(usage: &CredentialUsage, into: &mut Value) {
     let clients: Vec<Value> = usage.clients.iter().map(client_json).collect();
     for (key, value) in [
         ("ok", json!(usage.ok)),

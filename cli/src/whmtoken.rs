@@ -35,6 +35,12 @@ struct Cli {
     command: Command,
 }
 
+/// `retire`'s usage: its three forms (clap would show `--setting-only` with users, which it
+/// refuses).
+const RETIRE_USAGE: &str = "whmtoken retire [OPTIONS] [USER]...
+       whmtoken retire [OPTIONS] --all-resellers
+       whmtoken retire [OPTIONS] --setting-only --disable-accesshash-auth";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Convert access hashes into API tokens: convert_accesshash_to_token's options, output
@@ -56,6 +62,7 @@ enum Command {
     Verify(VerifyArgs),
     /// Move converted access hashes into a root-only backup, recorded in a run's journal;
     /// optionally turn access-hash authentication off
+    #[command(override_usage = RETIRE_USAGE)]
     Retire(RetireArgs),
     /// Put back exactly what a retire run changed
     Restore(RestoreArgs),

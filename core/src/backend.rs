@@ -282,6 +282,10 @@ pub trait Retirement: Send + Sync {
     /// durably; how many there were. None left (or none ever made) is not an error.
     fn remove_backups(&self, id: &RunId) -> Result<usize, BackendError>;
 
+    /// How many backups run `id` has (what [`Retirement::remove_backups`] would remove),
+    /// read only.
+    fn count_backups(&self, id: &RunId) -> Result<usize, BackendError>;
+
     /// `user`'s access hash with its metadata, read with the converter's checks (owned by
     /// `owner` when given, else by the account); `None` when it has none.
     fn read_home(&self, user: &UserName, owner: Option<u32>) -> Result<Option<Held>, BackendError>;

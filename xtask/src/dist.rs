@@ -68,7 +68,7 @@ impl ReleaseBuild {
     pub(crate) fn start(background: bool) -> Result<Self, String> {
         let tools = Tools::install()?;
         let zig_target = format!("{TARGET}.{}.{}", GLIBC.0, GLIBC.1);
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut command = crate::cargo_command();
         command
             .args(["zigbuild", "--release", "--locked", "--target", &zig_target])
             .args(["-p", "whmtoken-cli", "-p", "whmtoken-fake-server", "--bins"])
@@ -283,6 +283,23 @@ pub(crate) fn documented_commands() -> [(&'static str, clap::Command); 2] {
     ]
 }
 
+/// Writes the man pages, not gzipped, to `dir` (`cargo xtask man`: no release build).
+pub(crate) fn write_man_pages(dir: &Path) -> Result<(), String> {
+    let mut count = 0;
+    for (_, command) in documented_commands() {
+        for (file, text) in man_pages(command)? {
+            write(&dir.join(file), &text)?;
+            count += 1;
+        }
+    }
+    eprintln!(
+        "xtask: {count} man pages in {} (MANWIDTH=80 man -l {}/whmtoken-convert.8)",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Writes the man pages (`man/NAME.8.gz`, gzipped as both Debian and the EL family ship
 /// them, one per binary and per subcommand, such as `whmtoken-audit.8.gz`) and the completions (`bash/NAME`, `zsh/_NAME`, `fish/NAME.fish`).
 fn write_assets(dir: &Path) -> Result<(), String> {
@@ -312,7 +329,10 @@ fn write_assets(dir: &Path) -> Result<(), String> {
 }
 
 /// The man pages of a command and of each of its subcommands: (file name, roff text).
-pub(crate) fn man_pages(mut command: clap::Command) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// `whmtoken convert`'s page lists the converter's options, from the definitions the
+/// converter parses with ([`convert_as_parsed`]).
+pub(crate) fn man_pages(command: clap::Command) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut command = convert_as_parsed(command);
     command.build();
     let mut pages = Vec::new();
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
@@ -326,13 +346,14 @@ pub(crate) fn man_pages(mut command: clap::Command) -> Result<Vec<(String, Vec<u
         .unwrap_or(command.get_name())
         .to_owned();
     let mut text = Vec::new();
-    clap_mangen::Man::new(command)
+    clap_mangen::Man::new(command.clone())
         .section("8")
         .manual("System Administration")
         .source(format!("whmtoken {}", env!("CARGO_PKG_VERSION")))
         .render(&mut text)
         .map_err(|e| format!("man page of {name}: {e}"))?;
     let text = String::from_utf8(text).map_err(|e| format!("man page of {name}: {e}"))?;
+    let text = repeated_in_synopsis(&command, &text);
     let statuses = whmtoken_cli::whmtoken_command()
         .get_after_help()
         .map(ToString::to_string)
@@ -340,6 +361,38 @@ pub(crate) fn man_pages(mut command: clap::Command) -> Result<Vec<(String, Vec<u
     let text = crate::man::finish(&name, &statuses, &text)?;
     pages.push((format!("{name}.8"), text.into_bytes()));
     Ok(pages)
+}
+
+/// `roff` with each positional argument that takes several values shown so in SYNOPSIS
+/// (`[USER]...`, `<INPUT>...`: clap_mangen shows `[USER]`, one user).
+fn repeated_in_synopsis(command: &clap::Command, roff: &str) -> String {
+    let repeated: Vec<String> = command
+        .get_positionals()
+        .filter(|arg| arg.get_num_args().is_some_and(|n| n.max_values() > 1))
+        .filter_map(|arg| arg.get_value_names().and_then(|v| v.first()).cloned())
+        .map(|name| name.to_string())
+        .collect();
+    let mut out = String::new();
+    let mut in_synopsis = false;
+    for line in roff.lines() {
+        let mut line = line.to_owned();
+        if in_synopsis && !line.starts_with('.') {
+            for name in &repeated {
+                for (open, close) in [("[", "]"), ("<", ">")] {
+                    let shown = format!("{open}\\fI{name}\\fR{close}");
+                    if !line.contains(&format!("{shown}...")) {
+                        line = line.replace(&shown, &format!("{shown}..."));
+                    }
+                }
+            }
+        }
+        if line.starts_with(".SH ") {
+            in_synopsis = line == ".SH SYNOPSIS";
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// A shell's completion script for `name`.
@@ -354,15 +407,36 @@ pub(crate) fn completion(shell: Shell, command: clap::Command, name: &str) -> Ve
 /// (not file names), and `whmtoken convert`, which hands its arguments to the converter
 /// unparsed, completes the converter's options.
 fn completed_as_parsed(command: clap::Command) -> clap::Command {
-    let mut command = with_acl_names(command);
+    with_acl_names(convert_as_parsed(command))
+}
+
+/// `command` with `whmtoken convert`, which hands its arguments to the converter unparsed
+/// (clap sees one `[ARGS]...`), replaced by the converter's own definitions (the ones
+/// `convert_accesshash_to_token` parses with), named `convert`: its options cannot drift.
+fn convert_as_parsed(mut command: clap::Command) -> clap::Command {
     if command.find_subcommand("convert").is_some() {
-        let converter = with_acl_names(whmtoken_cli::converter_command());
+        let converter = whmtoken_cli::converter_command();
+        // Its notes without the exit statuses (the page's EXIT STATUS): the ACL names.
+        let acl_names = converter
+            .get_after_long_help()
+            .map(ToString::to_string)
+            .and_then(|notes| {
+                notes
+                    .split_once("\n\nACL names")
+                    .map(|(_, names)| format!("ACL names{names}"))
+            });
         command = command.mut_subcommand("convert", |convert| {
             let about = convert.get_about().cloned().unwrap_or_default();
-            converter
+            let converter = converter
                 .name("convert")
+                .display_name("whmtoken-convert")
                 .bin_name("whmtoken convert")
                 .about(about)
+                .after_help(None::<&str>);
+            match acl_names {
+                Some(names) => converter.after_long_help(names),
+                None => converter.after_long_help(None::<&str>),
+            }
         });
     }
     command
@@ -486,6 +560,96 @@ mod tests {
         assert!(
             bash_completes(converter, &[converter, "--config", "not-"])
                 .contains(&"not-an-acl".into())
+        );
+    }
+
+    /// `whmtoken-convert(8)`'s page, rendered as the package ships it.
+    fn convert_page() -> String {
+        let pages = man_pages(whmtoken_cli::whmtoken_command()).unwrap();
+        let (_, page) = pages
+            .into_iter()
+            .find(|(file, _)| file == "whmtoken-convert.8")
+            .expect("whmtoken-convert.8");
+        String::from_utf8(page).unwrap()
+    }
+
+    #[test]
+    fn whmtoken_convert_lists_the_converters_options_as_options() {
+        let page = convert_page();
+        let options = page
+            .split_once(".SH OPTIONS\n")
+            .map(|(_, rest)| rest.split_once("\n.SH ").map_or(rest, |(o, _)| o))
+            .expect("OPTIONS");
+        // Every option the converter parses is an entry of OPTIONS (`.TP`, then its names).
+        let converter = whmtoken_cli::converter_command();
+        let longs: Vec<&str> = converter
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        assert!(
+            longs.contains(&"all-resellers") && longs.contains(&"acl"),
+            "{longs:?}"
+        );
+        for long in longs {
+            let entry = format!("\\-\\-{}", long.replace('-', "\\-"));
+            assert!(
+                options
+                    .lines()
+                    .any(|l| l.starts_with("\\fB") && l.contains(&entry)),
+                "--{long} is not an entry of OPTIONS:\n{options}"
+            );
+        }
+        assert!(!options.contains("[ARGS]"), "{options}");
+        // The usage text is not in the page again as preformatted help that man re-flows;
+        // the notes are the ACL names alone (the exit statuses are EXIT STATUS).
+        assert!(
+            !page.contains("Display this message\n   \\-\\-verbose"),
+            "{page}"
+        );
+        assert!(!page.contains("Exit status: "), "{page}");
+        assert!(page.contains("allow\\-emaillimits\\-pkgs"), "{page}");
+    }
+
+    #[test]
+    fn man_pages_show_repeated_arguments_and_the_version_alone() {
+        let mut pages = std::collections::BTreeMap::new();
+        for (_, command) in documented_commands() {
+            for (file, page) in man_pages(command).unwrap() {
+                pages.insert(file, String::from_utf8(page).unwrap());
+            }
+        }
+        let synopsis = |file: &str| {
+            let page = &pages[file];
+            let (_, rest) = page.split_once(".SH SYNOPSIS\n").unwrap();
+            rest.split_once("\n.SH ").unwrap().0.to_owned()
+        };
+        for file in [
+            "whmtoken-audit.8",
+            "whmtoken-usage.8",
+            "convert_accesshash_to_token.8",
+        ] {
+            assert!(
+                synopsis(file).contains("[\\fIUSER\\fR]..."),
+                "{file}: {}",
+                synopsis(file)
+            );
+        }
+        assert!(synopsis("whmtoken-report.8").contains("<\\fIINPUT\\fR>..."));
+        assert!(synopsis("whmtoken-verify.8").contains("<\\fIUSER\\fR> "));
+        let mut versions = 0;
+        for (file, page) in &pages {
+            if let Some((_, rest)) = page.split_once(".SH VERSION\n") {
+                assert_eq!(
+                    rest.lines().next(),
+                    Some(env!("CARGO_PKG_VERSION")),
+                    "{file}"
+                );
+                versions += 1;
+            }
+        }
+        assert!(
+            versions >= 2,
+            "whmtoken.8 and the converter's have a VERSION"
         );
     }
 

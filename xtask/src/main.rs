@@ -43,12 +43,13 @@ use camino::{Utf8Path, Utf8PathBuf};
 use whmtoken_fixtures::Scenario;
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|dist|fleet|browser|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
+    "usage: cargo xtask <ci|dist|man|fleet|browser|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
          included), each backend alone, dist --check, fleet; as root, the install checks
          in a throwaway root. Writes nothing outside the workspace
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
+  man    the man pages alone, in seconds (no release build), in target/man (man -l reads them)
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers
   browser  whmtoken report's page in headless Chromium, its CSV and JSON Lines read back
   demo   a small fake server in SQLite (target/demo), converted
@@ -59,7 +60,16 @@ const USAGE: &str =
          XFS and ext4; fails on a false Imported, a line without its token, a torn line";
 
 /// What each task does, for `cargo xtask TASK --help`.
-const TASK_HELP: [(&str, &str); 7] = [
+const TASK_HELP: [(&str, &str); 8] = [
+    (
+        "man",
+        "usage: cargo xtask man
+
+Writes the man pages, as dist makes them (from the same command-line definitions and the
+README), to target/man/NAME.8, not gzipped, without dist's release build: seconds, to read
+one while editing (MANWIDTH=80 man -l target/man/whmtoken-convert.8). dist also checks
+them at 80 columns.",
+    ),
     (
         "ci",
         "usage: cargo xtask ci
@@ -78,8 +88,10 @@ removed with dpkg, installed with apt-get from the signed repository (and tamper
 refused), and the Ansible role installing it (a file planted in /var/tmp left alone) and
 from the repository; last, cargo xtask faultdisk where the machine has root, /dev/fuse and
 loop devices. Without root those are skipped, and said so in one line. It writes nothing outside the workspace and cargo's
-and pip's caches, but for chromium and chromium-driver, installed with apt-get as root when
-missing (without root and without them, the browser check is skipped). At the end it prints how long each step took. .ci/run runs exactly
+and pip's caches, but for the Debian packages it installs with apt-get as root when their
+programs are missing, which stay installed: gnupg, rpm, createrepo-c and man-db (dist and
+the packages' checks), chromium and chromium-driver (browser; without root and without
+them, the browser check is skipped), fuse3, libfuse3-dev and xfsprogs (faultdisk). At the end it prints how long each step took. .ci/run runs exactly
 this.",
     ),
     (
@@ -143,10 +155,12 @@ and skips), and Selenium from PyPI into target/tools/selenium.",
         "demo",
         "usage: cargo xtask demo
 
-Builds convert_accesshash_to_token (cargo shows its progress), writes a small fake server
-in SQLite to target/demo (root and resellers alice, bob and carol; replaced on each run),
-converts root and its resellers on it, for real and then with --dry-run, and prints the
-server's state as fake-server dump does.",
+Builds the three binaries, convert_accesshash_to_token, whmtoken and fake-server, into
+target/debug (cargo shows its progress), writes a small fake server in SQLite to
+target/demo (root and resellers alice, bob and carol; replaced on each run), converts root
+and its resellers on it, for real and then with --dry-run, prints the server's state as
+fake-server dump does, and prints the PATH line (export PATH=…/target/debug:\"$PATH\")
+after which the commands it shows run as printed.",
     ),
     (
         "bench",
@@ -214,6 +228,7 @@ fn main() -> ExitCode {
         )),
         ("ci", []) => ci(),
         ("dist", []) => dist::dist().map(drop),
+        ("man", []) => dist::write_man_pages(&target_dir().join("man")),
         ("fleet", []) => fleet::fleet(),
         ("browser", []) => browser::browser(),
         ("demo", []) => demo(),
@@ -245,6 +260,34 @@ pub(crate) fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// Whether cargo sets `name` for the program it runs (xtask), describing that program:
+/// `CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH`, `CARGO_PKG_*`, `CARGO_CRATE_NAME`,
+/// `CARGO_BIN_NAME`, `CARGO_PRIMARY_PACKAGE`.
+fn set_for_xtask(name: &str) -> bool {
+    name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+        )
+}
+
+/// A `cargo` command (the cargo that runs xtask) in the workspace, without the variables
+/// cargo set for xtask itself: build scripts watch some of them (ring's reads
+/// `CARGO_MANIFEST_DIR` and `CARGO_PKG_*` and reruns when they change), so passing them on
+/// would make every `cargo xtask …` and the README's plain `cargo build` rebuild each
+/// other's dependencies.
+pub(crate) fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_for_xtask) {
+            command.env_remove(name);
+        }
+    }
+    command.current_dir(workspace_root());
+    command
+}
+
 pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
     cargo_with_env(args, &[])
 }
@@ -254,10 +297,9 @@ pub(crate) fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), 
     let shown: String = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
     let shown = format!("{shown}cargo {}", args.join(" "));
     eprintln!("xtask: {shown}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = cargo_command()
         .args(args)
         .envs(env.iter().copied())
-        .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() {
@@ -553,6 +595,30 @@ pub(crate) fn output(command: &mut Command) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cargo_is_run_without_the_variables_cargo_set_for_xtask() {
+        // `cargo test` sets them for this test as `cargo run` does for xtask.
+        let set: Vec<String> = std::env::vars()
+            .map(|(name, _)| name)
+            .filter(|name| set_for_xtask(name))
+            .collect();
+        assert!(set.iter().any(|n| n == "CARGO_MANIFEST_DIR"), "{set:?}");
+        assert!(set.iter().any(|n| n == "CARGO_PKG_NAME"), "{set:?}");
+        let command = cargo_command();
+        let removed: Vec<String> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .filter_map(|(name, _)| name.to_str().map(str::to_owned))
+            .collect();
+        for name in &set {
+            assert!(removed.contains(name), "{name} passed on to cargo");
+        }
+        assert!(
+            !removed.iter().any(|n| n == "CARGO"),
+            "cargo's own path stays"
+        );
+    }
 
     #[test]
     fn the_demo_shows_cargos_progress() {

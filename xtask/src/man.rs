@@ -4,8 +4,12 @@
 //! line and can be copied from the page.
 //!
 //! The exit statuses come from the same texts `--help` prints (the README's table for the
-//! converter, whose `--help` is cPanel's), and the examples from the README's `sh` blocks:
-//! each line that runs the page's command.
+//! converter, whose `--help` is cPanel's), and the examples from the README: each line of
+//! its `sh` blocks that runs the page's command, made one an operator runs on a real server
+//! ([`for_operators`]: `--config` and its value dropped, the server's own config applying;
+//! a line that only makes sense as the docs test's left out), and each
+//! `<!-- man example: COMMAND -->` comment, an example for the pages alone (one the docs
+//! test cannot run, such as a restore of a run id it cannot know).
 
 use std::path::{Path, PathBuf};
 
@@ -102,7 +106,17 @@ pub(crate) fn finish(page: &str, exit_statuses: &str, roff: &str) -> Result<Stri
     .collect::<String>();
     let mut out = String::new();
     let mut inserted = false;
+    let mut version_next = false;
     for line in acl_lists_filled(roff).lines() {
+        // clap_mangen shows `v` and the version as `--version` prints it: `v(whmtoken)
+        // 0.1.0`; the section says the version alone.
+        let line = if std::mem::take(&mut version_next) {
+            line.trim_start_matches('v')
+                .trim_start_matches("(whmtoken) ")
+        } else {
+            line
+        };
+        version_next = line.starts_with(".SH VERSION");
         if line.starts_with(".SH VERSION") && !inserted {
             out.push_str(&added);
             inserted = true;
@@ -225,7 +239,7 @@ fn examples(page: &str) -> Result<String, String> {
         "convert_accesshash_to_token" | "whmtoken-convert" => lines
             .iter()
             .filter(|(command, _)| *command == "convert_accesshash_to_token")
-            .map(|(_, line)| *line)
+            .map(|(_, line)| line.as_str())
             .collect(),
         "whmtoken" => {
             let mut seen = std::collections::BTreeSet::new();
@@ -233,13 +247,13 @@ fn examples(page: &str) -> Result<String, String> {
                 .iter()
                 .filter(|(command, _)| command.starts_with("whmtoken-"))
                 .filter(|(command, _)| seen.insert(command.as_str()))
-                .map(|(_, line)| *line)
+                .map(|(_, line)| line.as_str())
                 .collect()
         }
         page => lines
             .iter()
             .filter(|(command, _)| *command == page)
-            .map(|(_, line)| *line)
+            .map(|(_, line)| line.as_str())
             .collect(),
     };
     if wanted.is_empty() {
@@ -259,9 +273,14 @@ fn examples(page: &str) -> Result<String, String> {
     Ok(format!("{intro}.PP\n.nf\n.RS 4\n{body}.RE\n.fi\n"))
 }
 
-/// Each line of the README's `sh` blocks that runs one of the commands: (its page, the
-/// line).
-fn command_lines(readme: &str) -> Vec<(String, &str)> {
+/// The README comment giving an example for the man pages alone.
+const MAN_EXAMPLE: &str = "<!-- man example: ";
+
+/// Each example for the pages in the README, in its order: (its page, the line as an
+/// operator runs it). The lines of its `sh` blocks that run one of the commands, made
+/// operators' ([`for_operators`]; those only the docs test can run left out), and the
+/// `<!-- man example: COMMAND -->` comments.
+fn command_lines(readme: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut in_sh = false;
     for line in readme.lines() {
@@ -269,15 +288,58 @@ fn command_lines(readme: &str) -> Vec<(String, &str)> {
             in_sh = !in_sh && tag == "sh";
             continue;
         }
+        if let Some(example) = line
+            .trim()
+            .strip_prefix(MAN_EXAMPLE)
+            .and_then(|rest| rest.strip_suffix("-->"))
+        {
+            let example = example.trim();
+            if let Some(page) = example.split(" | ").find_map(page_of) {
+                found.push((page, example.to_owned()));
+            }
+            continue;
+        }
         if !in_sh {
             continue;
         }
         // The command may be the first of a pipeline, or read one (`printf … | whmtoken …`).
-        if let Some(page) = line.split(" | ").find_map(page_of) {
+        let Some(page) = line.split(" | ").find_map(page_of) else {
+            continue;
+        };
+        if let Some(line) = for_operators(line) {
             found.push((page, line));
         }
     }
     found
+}
+
+/// A README line as an operator runs it on a real server: every `--config PATH` dropped
+/// (the server's own config applies). `None` for a line that only makes sense as the docs
+/// test's: one that still names the workspace (`target/…`), runs a command substitution
+/// (`$(cat target/run-id)`), or pipes our command's output into another (`| grep -c …`,
+/// a check of the output, not a use), or writes a secret on the command line (`printf
+/// '<secret>' | whmtoken verify …`).
+fn for_operators(line: &str) -> Option<String> {
+    // A secret written on the command line stays in the shell's history: not an example.
+    if line.contains("$(") || line.contains('`') || line.starts_with("printf ") {
+        return None;
+    }
+    let segments: Vec<&str> = line.split(" | ").collect();
+    let ours = segments.iter().position(|s| page_of(s).is_some())?;
+    if ours + 1 != segments.len() {
+        return None;
+    }
+    let mut words = Vec::new();
+    let mut rest = line.split(' ');
+    while let Some(word) = rest.next() {
+        if word == "--config" {
+            rest.next();
+        } else if !word.starts_with("--config=") {
+            words.push(word);
+        }
+    }
+    let line = words.join(" ");
+    (!line.contains("target/")).then_some(line)
 }
 
 /// The page of the command a shell command runs, if it is one of ours.
@@ -325,18 +387,99 @@ mod tests {
     fn readme_lines_are_matched_to_their_pages() {
         let readme = "```sh\n/usr/sbin/convert_accesshash_to_token --verbose\n\
             whmtoken --config x.toml retire --all-resellers\nwhmtoken runs | grep -c x\necho no\n```\n\
-            ```text\nwhmtoken audit [USER]...\n```\n";
-        let pages: Vec<String> = command_lines(readme).into_iter().map(|(p, _)| p).collect();
+            ```text\nwhmtoken audit [USER]...\n```\n\
+            <!-- man example: whmtoken runs -->\n";
+        let found = command_lines(readme);
         assert_eq!(
-            pages,
+            found,
             [
-                "convert_accesshash_to_token",
-                "whmtoken-retire",
-                "whmtoken-runs"
+                (
+                    "convert_accesshash_to_token".to_owned(),
+                    "/usr/sbin/convert_accesshash_to_token --verbose".to_owned()
+                ),
+                (
+                    "whmtoken-retire".to_owned(),
+                    "whmtoken retire --all-resellers".to_owned()
+                ),
+                ("whmtoken-runs".to_owned(), "whmtoken runs".to_owned()),
             ]
         );
-        let piped = "```sh\nprintf 'x' | whmtoken --config c.toml verify bob\n```\n";
+        let piped = "```sh\ncat secret-file | whmtoken --config c.toml verify bob\n```\n";
         assert_eq!(command_lines(piped)[0].0, "whmtoken-verify");
         assert_eq!(escape(".a-b\\c"), "\\&.a\\-b\\ec");
+    }
+
+    #[test]
+    fn examples_are_lines_an_operator_runs_on_a_real_server() {
+        for (line, operators) in [
+            (
+                "whmtoken --config target/runbook/whmtoken.toml retire --all-resellers --dry-run",
+                Some("whmtoken retire --all-resellers --dry-run"),
+            ),
+            (
+                "convert_accesshash_to_token --config target/x/whmtoken.toml --verbose root bob",
+                Some("convert_accesshash_to_token --verbose root bob"),
+            ),
+            (
+                "printf 'x' | whmtoken --config target/r/whmtoken.toml verify bob",
+                None,
+            ),
+            (
+                "whmtoken --config target/r/whmtoken.toml verify bob < secret-file",
+                Some("whmtoken verify bob < secret-file"),
+            ),
+            (
+                "whmtoken --config target/r/whmtoken.toml runs | grep -c 'restored at'",
+                None,
+            ),
+            (
+                "whmtoken --config c.toml restore \"$(cat target/run-id)\" --json",
+                None,
+            ),
+            (
+                "whmtoken --config c.toml retire root --json > target/retired.json",
+                None,
+            ),
+        ] {
+            assert_eq!(for_operators(line).as_deref(), operators, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_pages_examples_from_the_readme_run_on_a_real_server() {
+        for page in [
+            "convert_accesshash_to_token",
+            "whmtoken",
+            "whmtoken-convert",
+            "whmtoken-audit",
+            "whmtoken-verify",
+            "whmtoken-retire",
+            "whmtoken-restore",
+            "whmtoken-runs",
+            "whmtoken-usage",
+            "whmtoken-report",
+        ] {
+            let examples = examples(page).unwrap();
+            for test_only in [
+                "target/",
+                "$(",
+                "| grep",
+                "| sed",
+                "\\-\\-config ",
+                "printf",
+            ] {
+                assert!(
+                    !examples.contains(test_only),
+                    "{page}: {test_only}\n{examples}"
+                );
+            }
+        }
+        let runs = examples("whmtoken-runs").unwrap();
+        assert!(runs.contains("\\-\\-prune \\-\\-older\\-than"), "{runs}");
+        let retire = examples("whmtoken-retire").unwrap();
+        assert!(
+            retire.contains("\\-\\-setting\\-only \\-\\-disable\\-accesshash\\-auth\n"),
+            "{retire}"
+        );
     }
 }

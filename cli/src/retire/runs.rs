@@ -11,7 +11,7 @@ use whmtoken_backends::SystemClock;
 use whmtoken_core::BackendError;
 use whmtoken_core::retire::{self, Journal, Pruning, RestoreState, RunId};
 
-use super::{capability, finish, open, thousands};
+use super::{FIRST_FEW, capability, finish, open, thousands};
 use crate::error::{CliError, status};
 use crate::output::shown;
 
@@ -25,8 +25,8 @@ pub struct RunsArgs {
     /// such a run can no longer put an access hash back)
     #[arg(long, requires = "older_than")]
     pub prune: bool,
-    /// With --prune: how long ago a run must have begun, a whole number and a unit: m
-    /// (minutes), h (hours), d (days) or w (weeks), such as 90d
+    /// With --prune: how long ago a run must have begun, a whole number (1 or more) and a
+    /// unit: m (minutes), h (hours), d (days) or w (weeks), such as 90d
     #[arg(long, value_name = "DURATION", requires = "prune", value_parser = span)]
     pub older_than: Option<i64>,
     /// With --prune: prune runs that were not restored (or only partly) too
@@ -35,6 +35,9 @@ pub struct RunsArgs {
     /// With --prune: say what would be pruned, and change nothing
     #[arg(short = 'n', long, requires = "prune")]
     pub dry_run: bool,
+    /// List every account of a partly restored run, not only the first few
+    #[arg(long)]
+    pub verbose: bool,
     /// With --prune: wait at most this long for the run lock (0 to 3600, default 30)
     #[arg(long, value_name = "SECS", requires = "prune", allow_hyphen_values = true, value_parser = crate::args::lock_timeout)]
     pub lock_timeout: Option<Duration>,
@@ -57,11 +60,17 @@ fn span(text: &str) -> Result<i64, String> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(expected());
     }
-    digits
+    match digits
         .parse::<i64>()
         .ok()
         .and_then(|n| n.checked_mul(per_unit))
-        .ok_or_else(expected)
+    {
+        // 0 would prune a run begun this very second, which the command that made it may
+        // still be about to restore: refused, as a slip.
+        Some(0) => Err("must be more than 0 (a run just begun is never pruned)".to_owned()),
+        Some(seconds) => Ok(seconds),
+        None => Err(expected()),
+    }
 }
 
 /// Lists the runs, or prunes them (`--prune`).
@@ -85,7 +94,7 @@ pub fn run_runs(args: RunsArgs, config: Option<&Utf8Path>) -> Result<u8, CliErro
     } else {
         journals
             .iter()
-            .try_for_each(|j| writeln!(out, "{}", run_line(j)))
+            .try_for_each(|j| writeln!(out, "{}", run_line(j, args.verbose)))
     };
     finish(written.and_then(|()| out.flush()))?;
     Ok(status::OK)
@@ -128,24 +137,35 @@ fn run_prune(args: &RunsArgs, older_than: i64, config: Option<&Utf8Path>) -> Res
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
+    } else if done.is_empty() {
+        let any = capability(backend.as_ref())
+            .journals()
+            .is_ok_and(|j| !j.is_empty());
+        if any {
+            writeln!(out, "No retire run begun that long ago; nothing to prune.")
+        } else {
+            writeln!(out, "No retire runs on this server yet.")
+        }
     } else {
         let pruned = done
             .iter()
             .filter(|(_, p)| matches!(p, Pruning::Pruned { .. }))
             .count();
-        let kept = done
-            .iter()
-            .filter(|(_, p)| matches!(p, Pruning::NotRestored(_)))
-            .count();
+        let kept = |state: RestoreState| {
+            done.iter()
+                .filter(|(_, p)| *p == Pruning::NotRestored(state))
+                .count()
+        };
         let summary = format!(
-            "{} {}, kept {} not restored.",
+            "{} {}, kept {} not restored and {} partly restored.",
             if args.dry_run {
                 "Would prune"
             } else {
                 "Pruned"
             },
             thousands(pruned),
-            thousands(kept)
+            thousands(kept(RestoreState::NotRestored)),
+            thousands(kept(RestoreState::PartlyRestored))
         );
         done.iter()
             .filter_map(|(id, pruning)| prune_line(id, pruning, args.dry_run))
@@ -158,11 +178,12 @@ fn run_prune(args: &RunsArgs, older_than: i64, config: Option<&Utf8Path>) -> Res
 
 fn prune_line(id: &RunId, pruning: &Pruning, dry_run: bool) -> Option<String> {
     Some(match pruning {
-        Pruning::Pruned { .. } if dry_run => format!("Would prune the backups of run {id}"),
-        Pruning::Pruned { removed } => format!(
-            "Pruned the backups of run {id} ({} file(s))",
-            removed.unwrap_or(0)
-        ),
+        Pruning::Pruned { removed } if dry_run => {
+            format!("Would prune the backups of run {id} ({removed} file(s))")
+        }
+        Pruning::Pruned { removed } => {
+            format!("Pruned the backups of run {id} ({removed} file(s))")
+        }
         Pruning::NotRestored(state) => format!(
             "Kept the backups of run {id}: {}; restore it first, or prune it with --force",
             match state {
@@ -194,7 +215,7 @@ fn restored_split<'a>(j: &'a Journal) -> (Vec<&'a str>, Vec<&'a str>) {
     (names(back), names(not_back))
 }
 
-fn run_line(j: &Journal) -> String {
+fn run_line(j: &Journal, verbose: bool) -> String {
     let mut what = vec![format!("retired {} access hash(es)", j.retired())];
     what.extend(j.settings().map(|s| {
         format!(
@@ -209,9 +230,11 @@ fn run_line(j: &Journal) -> String {
         (RestoreState::PartlyRestored, _) => {
             let (back, not_back) = restored_split(j);
             format!(
-                "partly restored (restored: {}; not restored: {})",
-                listed(&back),
-                listed(&not_back)
+                "partly restored (not restored {}: {}; restored {}: {})",
+                thousands(not_back.len()),
+                listed(&not_back, verbose),
+                thousands(back.len()),
+                listed(&back, verbose)
             )
         }
         _ => "not restored".to_owned(),
@@ -229,17 +252,26 @@ fn run_line(j: &Journal) -> String {
     )
 }
 
-/// Names as a line lists them, `none` for none.
-fn listed(names: &[&str]) -> String {
+/// Names as a line lists them, `none` for none; the first few and `and N more` unless
+/// `verbose`.
+fn listed(names: &[&str], verbose: bool) -> String {
     if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names
-            .iter()
-            .map(|n| shown(n))
-            .collect::<Vec<_>>()
-            .join(", ")
+        return "none".to_owned();
     }
+    let take = if verbose { names.len() } else { FIRST_FEW };
+    let mut text = names
+        .iter()
+        .take(take)
+        .map(|n| shown(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > take {
+        text.push_str(&format!(
+            " and {} more; --verbose lists them",
+            thousands(names.len() - take)
+        ));
+    }
+    text
 }
 
 fn run_json(j: &Journal) -> Value {
@@ -291,9 +323,19 @@ mod tests {
     #[test]
     fn older_than_is_a_whole_number_and_a_unit() {
         assert_eq!(span("90d"), Ok(90 * 86_400));
-        assert_eq!(span("0m"), Ok(0));
+        assert_eq!(span("1m"), Ok(60));
         assert_eq!(span("2w"), Ok(14 * 86_400));
-        for bad in ["", "d", "5", "5x", "-1d", "1.5h", "99999999999999999999w"] {
+        for bad in [
+            "",
+            "d",
+            "5",
+            "5x",
+            "-1d",
+            "1.5h",
+            "99999999999999999999w",
+            "0m",
+            "0d",
+        ] {
             assert!(span(bad).is_err(), "{bad}");
         }
     }

@@ -161,7 +161,7 @@ fn every_status_on_both_backends() {
         );
         assert_eq!(
             doc["summary"],
-            json!({"retired": 1, "already_retired": 1, "no_accesshash": 1, "not_converted": 1, "failed": 1})
+            json!({"retired": 1, "already_retired": 1, "no_accesshash": 1, "not_converted": 1, "failed": 1, "not_attempted": 0})
         );
         assert!(
             out.stderr.contains(
@@ -409,6 +409,13 @@ fn disabling_access_hash_authentication_is_refused_while_one_is_not_converted_un
             whmtoken_core::retire::NOT_ATTEMPTED_REFUSED
         );
         assert!(
+            !whmtoken_core::retire::NOT_ATTEMPTED_REFUSED.contains("below"),
+            "nothing is below in JSON"
+        );
+        // The summary counts as the text's: not attempted apart from failed.
+        assert_eq!(doc["summary"]["failed"], 0, "{doc}");
+        assert_eq!(doc["summary"]["not_attempted"], 1, "{doc}");
+        assert!(
             out.stderr.contains(
                 "error: allow_deprecated_accesshash left on: 1 account(s) still have an access hash that is not converted (res1)"
             ),
@@ -536,6 +543,26 @@ fn setting_only_switches_the_setting_alone_with_the_same_refusals_journal_and_re
         );
         assert!(audit(&config).1, "{backend}: on again");
 
+        // The usage shown with the refusal of users names the three forms, never
+        // --setting-only with users.
+        let out = whmtoken(
+            &config,
+            &[
+                "retire",
+                "--setting-only",
+                "--disable-accesshash-auth",
+                "root",
+            ],
+            "",
+        );
+        assert_eq!(out.code, 64, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("whmtoken retire [OPTIONS] --setting-only --disable-accesshash-auth\n")
+                && !out.stderr.contains("--setting-only [USER]"),
+            "{}",
+            out.stderr
+        );
         // Only with --disable-accesshash-auth, and without accounts.
         for wrong in [
             &["retire", "--setting-only"][..],
@@ -554,6 +581,52 @@ fn setting_only_switches_the_setting_alone_with_the_same_refusals_journal_and_re
         ] {
             assert_eq!(whmtoken(&config, wrong, "").code, 64, "{wrong:?}");
         }
+    }
+}
+
+/// Every run's journal made to say it began `seconds` earlier (what waiting would do).
+fn age_runs(backend: &str, dir: &Utf8Path, seconds: i64) {
+    if backend == "sqlite" {
+        let conn = rusqlite::Connection::open(dir.join("server.db")).unwrap();
+        conn.execute(
+            "UPDATE runs SET record = json_set(record, '$.started', json_extract(record, '$.started') - ?1) WHERE json_extract(record, '$.started') IS NOT NULL",
+            [seconds],
+        )
+        .unwrap();
+        return;
+    }
+    for entry in std::fs::read_dir(dir.join("var/lib/whmtoken/runs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (header, rest) = text.split_once('\n').unwrap();
+        let mut header: serde_json::Map<String, Value> = serde_json::from_str(header).unwrap();
+        let started = header["started"].as_i64().unwrap();
+        header.insert("started".into(), json!(started - seconds));
+        std::fs::write(&path, format!("{}\n{rest}", Value::Object(header))).unwrap();
+    }
+}
+
+#[test]
+fn runs_prune_with_no_runs_says_so_and_makes_nothing() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        let before = TreeSnapshot::of(&dir);
+        for extra in [&[][..], &["--dry-run"]] {
+            let out = whmtoken(
+                &config,
+                &[&["runs", "--prune", "--older-than", "1d"][..], extra].concat(),
+                "",
+            );
+            assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+            assert_eq!(out.stdout, "No retire runs on this server yet.\n");
+        }
+        assert_eq!(TreeSnapshot::of(&dir), before, "{backend}: no store made");
+        assert!(!dir.join("var/lib/whmtoken").exists());
+        // 0 would prune a run just begun: refused as a usage error.
+        let out = whmtoken(&config, &["runs", "--prune", "--older-than", "0m"], "");
+        assert_eq!(out.code, 64, "{}", out.stderr);
+        assert!(out.stderr.contains("must be more than 0"), "{}", out.stderr);
     }
 }
 
@@ -580,24 +653,40 @@ fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
         // Not old enough: nothing.
         assert_eq!(
             prune(&["--older-than", "1d"]),
-            "Pruned 0, kept 0 not restored.\n"
+            "No retire run begun that long ago; nothing to prune.\n"
         );
+        age_runs(backend, &dir, 120);
         let not_restored = format!(
             "Kept the backups of run {kept}: not restored; restore it first, or prune it with --force\n"
         );
         assert_eq!(
-            prune(&["--older-than", "0m", "--dry-run"]),
+            prune(&["--older-than", "1m", "--dry-run"]),
             format!(
-                "Would prune the backups of run {restored}\n{not_restored}Would prune 1, kept 1 not restored.\n"
+                "Would prune the backups of run {restored} (1 file(s))\n{not_restored}Would prune 1, kept 1 not restored and 0 partly restored.\n"
             )
         );
+        let dry = whmtoken(
+            &config,
+            &[
+                "runs",
+                "--prune",
+                "--older-than",
+                "1m",
+                "--dry-run",
+                "--json",
+            ],
+            "",
+        );
+        let dry = json_of(&dry);
+        assert_eq!(dry["runs"][0]["status"], "pruned", "{dry}");
+        assert_eq!(dry["runs"][0]["removed"], 1, "{dry}: what it would remove");
         if backend == "files" {
             assert!(backups(&restored).is_dir(), "a dry run removes nothing");
         }
         assert_eq!(
-            prune(&["--older-than", "0m"]),
+            prune(&["--older-than", "1m"]),
             format!(
-                "Pruned the backups of run {restored} (1 file(s))\n{not_restored}Pruned 1, kept 1 not restored.\n"
+                "Pruned the backups of run {restored} (1 file(s))\n{not_restored}Pruned 1, kept 1 not restored and 0 partly restored.\n"
             )
         );
         if backend == "files" {
@@ -619,7 +708,7 @@ fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
         // Forced: the run not restored too; it can then no longer be restored.
         let out = whmtoken(
             &config,
-            &["runs", "--prune", "--older-than", "0m", "--force", "--json"],
+            &["runs", "--prune", "--older-than", "1m", "--force", "--json"],
             "",
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
@@ -645,6 +734,24 @@ fn runs_prune_removes_old_restored_runs_backups_journaled_and_dry_runnable() {
             &["runs", "--force"],
         ] {
             assert_eq!(whmtoken(&config, wrong, "").code, 64, "{wrong:?}");
+        }
+    }
+}
+
+#[test]
+fn restore_of_a_run_that_does_not_exist_says_so_plainly() {
+    for backend in backends() {
+        let (_keep, dir) = temp();
+        let config = server(backend, &dir);
+        // Once with no run at all, once with another run there.
+        for _ in 0..2 {
+            let out = whmtoken(&config, &["restore", "20261204T000000Z-abcd"], "");
+            assert_eq!(out.code, 64, "{backend}: {}", out.stderr);
+            assert_eq!(
+                out.stderr, "error: no run 20261204T000000Z-abcd (whmtoken runs lists them)\n",
+                "{backend}"
+            );
+            assert_eq!(whmtoken(&config, &["retire", "root"], "").code, 0);
         }
     }
 }
@@ -714,7 +821,7 @@ fn restore_puts_a_whole_run_back_once_and_says_so() {
         assert_eq!(out.code, 0);
         assert_eq!(
             json_of(&out)["summary"],
-            json!({"restored": 0, "already_restored": 3, "failed": 0})
+            json!({"restored": 0, "already_restored": 3, "failed": 0, "not_attempted": 0})
         );
         if backend == "files" {
             assert_eq!(
@@ -1216,6 +1323,28 @@ fn restore_refuses_an_access_hash_that_came_back_and_a_changed_backup_unless_for
         out.stderr
     );
     assert!(!dir.join("root/.accesshash").exists());
+}
+
+#[test]
+fn a_converted_access_hash_that_cannot_be_read_safely_is_said_so_in_the_refusal() {
+    let (_keep, dir) = temp();
+    let config = server("files", &dir);
+    // root's is converted, but writable by others: it cannot be read to tell.
+    let path = dir.join("root/.accesshash");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o602)).unwrap();
+    let out = whmtoken(
+        &config,
+        &["retire", "--setting-only", "--disable-accesshash-auth"],
+        "",
+    );
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "left on: 1 account(s) still have an access hash that is not converted (res1), and 1 account(s) have an access hash that cannot be read to tell whether it is converted (root)"
+        ),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -494,6 +494,49 @@ fn a_set_aside_file_planted_after_the_removal_is_left_alone_by_restore() {
 }
 
 #[test]
+fn runs_lists_a_partly_restored_runs_accounts_not_back_first_and_counts_the_rest() {
+    let given = ["h", "g", "f", "e", "d", "c", "b", "a"];
+    let server = converted(&given);
+    let config = server.config_path();
+    let id = retire(&config, &given);
+    plant_as(&server, "e", &server.access_hash_path("e"), b"a new one");
+    assert_eq!(whmtoken(&config, &["restore", &id], "").code, 65);
+    let text = whmtoken(&config, &["runs"], "");
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains(
+            "partly restored (not restored 1: e; restored 7: h, g, f, d, c and 2 more; --verbose lists them)\n"
+        ),
+        "{}",
+        text.stdout
+    );
+    let verbose = whmtoken(&config, &["runs", "--verbose"], "");
+    assert!(
+        verbose
+            .stdout
+            .contains("partly restored (not restored 1: e; restored 7: h, g, f, d, c, b, a)\n"),
+        "{}",
+        verbose.stdout
+    );
+    // Begun two minutes ago, as far as the journal tells; pruning keeps it, and says how.
+    let path = journal_path(&server, &id);
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let (header, rest) = journal.split_once('\n').unwrap();
+    let mut header: Value = serde_json::from_str(header).unwrap();
+    header["started"] = (header["started"].as_i64().unwrap() - 120).into();
+    std::fs::write(&path, format!("{header}\n{rest}")).unwrap();
+    let out = whmtoken(&config, &["runs", "--prune", "--older-than", "1m"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "Kept the backups of run {id}: only partly restored; restore it first, or prune it with --force\n\
+             Pruned 0, kept 0 not restored and 1 partly restored.\n"
+        )
+    );
+}
+
+#[test]
 fn runs_shows_a_partly_restored_run_naming_what_is_back_and_what_is_not() {
     let server = converted(&["carol", "alice", "bob"]);
     let config = server.config_path();
@@ -511,7 +554,7 @@ fn runs_shows_a_partly_restored_run_naming_what_is_back_and_what_is_not() {
     assert_eq!(text.code, 0, "{}", text.stderr);
     assert!(
         text.stdout.contains(
-            "retired 3 access hash(es)  partly restored (restored: carol, bob; not restored: alice)"
+            "retired 3 access hash(es)  partly restored (not restored 1: alice; restored 2: carol, bob)"
         ),
         "{}",
         text.stdout

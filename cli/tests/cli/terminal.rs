@@ -302,3 +302,38 @@ fn whmtoken_convert_ends_its_text_with_the_summary_when_it_printed_or_on_a_termi
         "Would convert 1, already converted 0, failed 0, not attempted 0.\n"
     );
 }
+
+#[test]
+fn the_progress_bar_counts_a_dry_run_and_redraws_only_as_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    let config = whmtoken_fixtures::generate(3000, 0, 7)
+        .build("sqlite", dir)
+        .unwrap();
+    let whmtoken = env!("CARGO_BIN_EXE_whmtoken");
+    let (code, stdout, shown) = convert_on_terminal(
+        whmtoken,
+        &[
+            "--config",
+            config.as_str(),
+            "convert",
+            "--dry-run",
+            "--all-resellers",
+        ],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert_eq!(
+        stdout,
+        "Would convert 3,000, already converted 0, failed 0, not attempted 0.\n"
+    );
+    // The bar ends at the run's count (a dry run imports nothing, its results count).
+    assert!(shown.contains(" 3000/3000 users"), "{shown:?}");
+    // It stepped aside for no result (none printed): redrawn a bounded number of times,
+    // not once per user (about 500 KB for 3,000 users before).
+    assert!(
+        shown.len() < 60_000,
+        "{} bytes on the terminal: {:?}",
+        shown.len(),
+        &shown[..shown.len().min(2000)]
+    );
+}

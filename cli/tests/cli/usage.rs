@@ -564,13 +564,107 @@ fn retire_names_the_unconverted_access_hashes_in_use_in_its_refusal_and_when_for
         );
         let doc = json_of(&forced);
         assert_eq!(doc["accesshash_auth"], "disabled");
+        let bob = &doc["accesshash_in_use"][0];
+        assert_eq!(bob["user"], "bob", "{doc}");
+        let last = bob["last"].as_i64().unwrap();
+        assert!((now - 40 * DAY..=now).contains(&last), "{doc}");
         assert!(
-            doc["accesshash_in_use"][0]
-                .as_str()
+            bob["clients"]
+                .as_array()
                 .unwrap()
-                .starts_with("bob: "),
+                .iter()
+                .any(|c| c["ip"] == "198.51.100.7"),
             "{doc}"
         );
+    }
+}
+
+/// Root and eight resellers, none converted, each used by a client `198.51.100.<n>` an hour
+/// ago (`n` 0 for root).
+fn many_in_use(backend: &str, dir: &Utf8Path, now: i64) -> Utf8PathBuf {
+    let mut text = String::from("[server]\nallow_deprecated_accesshash = true\n");
+    let mut access = Vec::new();
+    for (n, user) in std::iter::once("root".to_owned())
+        .chain((1..=8).map(|i| format!("res{i}")))
+        .enumerate()
+    {
+        let reseller = if user == "root" {
+            ""
+        } else {
+            "reseller = []\n"
+        };
+        text.push_str(&format!(
+            "[[user]]\nname = \"{user}\"\n{reseller}accesshash = \"{}\"\n",
+            cpanel_style_access_hash(&user).escape_default()
+        ));
+        let ip = format!("198.51.100.{n}");
+        access.extend(
+            Line {
+                ip: &ip,
+                ..line(&user, now - 3600 + n as i64)
+            }
+            .bytes(),
+        );
+    }
+    let mut scenario = Scenario::parse(Utf8Path::new("many"), &text).unwrap();
+    scenario.logs = vec![("access_log".to_owned(), access)];
+    scenario.build(backend, dir).unwrap()
+}
+
+#[test]
+fn the_refusal_lists_the_first_few_access_hashes_in_use_root_first_and_json_gives_epochs() {
+    for backend in backends() {
+        let (_t, dir) = temp();
+        let now = now();
+        let config = many_in_use(backend, &dir, now);
+        let args = ["retire", "--setting-only", "--disable-accesshash-auth"];
+        let refused = whmtoken(&config, &args, "");
+        assert_eq!(refused.code, 65, "{}", refused.stderr);
+        let lines: Vec<&str> = refused.stderr.lines().collect();
+        // Five accounts, one line for the other four, and the refusal.
+        assert_eq!(lines.len(), 7, "{}", refused.stderr);
+        for (line, user) in lines.iter().zip(["root", "res1", "res2", "res3", "res4"]) {
+            assert!(
+                line.starts_with(&format!(
+                    "error: {user}: access hash not converted and in use"
+                )),
+                "{}",
+                refused.stderr
+            );
+        }
+        assert!(
+            lines[5].starts_with("error: and 4 more account(s)")
+                && lines[5].contains("(res5, res6, res7, res8)")
+                && lines[5].contains("--verbose lists them"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            lines[6].contains("9 account(s) still have an access hash that is not converted (root, res1, res2, res3, res4 and 4 more)"),
+            "{}",
+            refused.stderr
+        );
+        let verbose = whmtoken(&config, &[&args[..], &["--verbose"]].concat(), "");
+        assert_eq!(verbose.stderr.lines().count(), 10, "{}", verbose.stderr);
+
+        let json = whmtoken(&config, &[&args[..], &["--json"]].concat(), "");
+        assert_eq!(json.code, 65, "{}", json.stderr);
+        let doc = json_of(&json);
+        let in_use = doc["accesshash_in_use"].as_array().unwrap();
+        let users: Vec<&str> = in_use.iter().map(|a| a["user"].as_str().unwrap()).collect();
+        assert_eq!(
+            users,
+            [
+                "root", "res1", "res2", "res3", "res4", "res5", "res6", "res7", "res8"
+            ]
+        );
+        for (n, account) in in_use.iter().enumerate() {
+            assert_eq!(account["last"], now - 3600 + n as i64, "{account}");
+            assert_eq!(account["ok"], 1, "{account}");
+            assert_eq!(account["unreadable"], false, "{account}");
+            assert_eq!(account["clients"][0]["ip"], format!("198.51.100.{n}"));
+            assert!(account["since"].is_i64(), "{account}");
+        }
     }
 }
 
@@ -704,4 +798,32 @@ fn dns_cluster_peers_reached_with_an_access_hash_are_found_never_shown() {
             "{shown}"
         );
     }
+}
+
+#[test]
+fn usage_text_counts_with_thousands_separated_as_every_count() {
+    let (_t, dir) = temp();
+    let now = now();
+    let access: Vec<u8> = (0..1250)
+        .flat_map(|i| line("bob", now - 5000 + i).bytes())
+        .collect();
+    let config = build(
+        "sqlite",
+        &dir,
+        true,
+        vec![("access_log".to_owned(), access)],
+    );
+    let out = whmtoken(&config, &["usage"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(", 1,250 lines (0 unparsed)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("1,250 uses, first "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(": 1,250 requests, last "),
+        "{}",
+        out.stdout
+    );
 }

@@ -23,8 +23,9 @@ pub struct PruneRequest {
 /// What became of one run old enough to be pruned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pruning {
-    /// Its backups were removed (a dry run: would be); how many (a dry run: `None`).
-    Pruned { removed: Option<usize> },
+    /// Its backups were removed (a dry run: would be); how many (a dry run: how many
+    /// would be).
+    Pruned { removed: usize },
     /// Kept: it was not restored, or only partly, and pruning was not forced.
     NotRestored(RestoreState),
     /// Pruned already, at that time.
@@ -40,6 +41,10 @@ pub fn prune(
     request: PruneRequest,
     clock: &dyn Clock,
 ) -> Result<Vec<(RunId, Pruning)>, BackendError> {
+    // No run at all: nothing to prune, and no store made (taking the lock would make it).
+    if retirement.journals()?.is_empty() {
+        return Ok(Vec::new());
+    }
     let _lock = (!request.dry_run)
         .then(|| retirement.lock_runs())
         .transpose()?;
@@ -58,13 +63,13 @@ pub fn prune(
             (None, state) if state != RestoreState::Restored && !request.force => {
                 Pruning::NotRestored(state)
             }
-            (None, _) if request.dry_run => Pruning::Pruned { removed: None },
+            (None, _) if request.dry_run => Pruning::Pruned {
+                removed: retirement.count_backups(&journal.id)?,
+            },
             (None, _) => {
                 retirement.append(&journal.id, &Record::Pruned { pruned_at: now })?;
                 let removed = retirement.remove_backups(&journal.id)?;
-                Pruning::Pruned {
-                    removed: Some(removed),
-                }
+                Pruning::Pruned { removed }
             }
         };
         done.push((journal.id, pruning));

@@ -98,25 +98,70 @@ impl Auth {
 /// Why the setting was left on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthProblem {
-    /// These accounts' access hashes are not converted (or cannot be read to tell): their
-    /// clients would break. Forcing it goes ahead.
+    /// These accounts' access hashes are not converted, or cannot be read to tell
+    /// (`unreadable`, a subset of `blockers`): their clients would break. Root first, then
+    /// by name. Forcing it goes ahead.
     NotConverted {
         blockers: Vec<String>,
+        unreadable: Vec<String>,
     },
     Failed(String),
+}
+
+/// How many names a refusal lists before `and N more`.
+const NAMES_LISTED: usize = 5;
+
+/// `n` names, the first few, then `and N more`: `(root, res1, …, res5 and 296 more)`.
+fn listed(names: &[&String]) -> String {
+    let shown: Vec<&str> = names
+        .iter()
+        .take(NAMES_LISTED)
+        .map(|n| n.as_str())
+        .collect();
+    let more = names.len() - shown.len();
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
 impl fmt::Display for AuthProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotConverted { blockers } => {
-                let listed: Vec<&str> = blockers.iter().take(10).map(String::as_str).collect();
-                let more = if blockers.len() > 10 { ", …" } else { "" };
+            Self::NotConverted {
+                blockers,
+                unreadable,
+            } => {
+                let not_converted: Vec<&String> = blockers
+                    .iter()
+                    .filter(|b| !unreadable.contains(b))
+                    .collect();
+                let unreadable: Vec<&String> = unreadable.iter().collect();
+                let mut parts = Vec::new();
+                if !not_converted.is_empty() {
+                    parts.push(format!(
+                        "{} account(s) still have an access hash that is not converted ({})",
+                        not_converted.len(),
+                        listed(&not_converted)
+                    ));
+                }
+                if !unreadable.is_empty() {
+                    parts.push(format!(
+                        "{} account(s) have an access hash that cannot be read to tell whether it is converted ({})",
+                        unreadable.len(),
+                        listed(&unreadable)
+                    ));
+                }
+                let first = if unreadable.is_empty() {
+                    "Convert them first"
+                } else {
+                    "Convert them (or make their .accesshash readable) first"
+                };
                 write!(
                     f,
-                    "{ALLOW_DEPRECATED_ACCESSHASH} left on: {} account(s) still have an access hash that is not converted ({}{more}); their clients would break at once. Convert them first",
-                    blockers.len(),
-                    listed.join(", ")
+                    "{ALLOW_DEPRECATED_ACCESSHASH} left on: {}; their clients would break at once. {first}",
+                    parts.join(", and ")
                 )
             }
             Self::Failed(message) => f.write_str(message),
@@ -134,8 +179,11 @@ pub struct RetireReport {
     pub auth: Auth,
     pub auth_problem: Option<AuthProblem>,
     /// With the setting to switch off: the accounts whose access hash is not converted
-    /// (or cannot be read to tell), whether that refused the switch or it was forced.
+    /// (or cannot be read to tell), whether that refused the switch or it was forced; root
+    /// first, then by name.
     pub unconverted: Vec<String>,
+    /// Those of `unconverted` whose access hash cannot be read to tell.
+    pub unreadable: Vec<String>,
 }
 
 impl RetireReport {
@@ -233,7 +281,8 @@ fn retire_locked(
             outcomes,
             auth: auth.0,
             auth_problem: auth.1,
-            unconverted,
+            unconverted: unconverted.all,
+            unreadable: unconverted.unreadable,
         };
     }
     let run = Mutex::new(Run {
@@ -276,14 +325,15 @@ fn retire_locked(
     let ((auth, auth_problem), unconverted) = if request.disable_auth {
         disable_auth(backend, request, &outcomes, (&mut run, &audit))
     } else {
-        ((Auth::Unchanged, None), Vec::new())
+        ((Auth::Unchanged, None), Blockers::default())
     };
     RetireReport {
         run: run.id,
         outcomes,
         auth,
         auth_problem,
-        unconverted,
+        unconverted: unconverted.all,
+        unreadable: unconverted.unreadable,
     }
 }
 
@@ -478,10 +528,28 @@ fn finish_interrupted(
 
 /// What became of the setting and why, with the accounts whose access hash is not
 /// converted.
-type AuthDecided = ((Auth, Option<AuthProblem>), Vec<String>);
+type AuthDecided = ((Auth, Option<AuthProblem>), Blockers);
+
+/// The accounts whose access hash would stop working (root first, then by name), and
+/// those of them whose access hash cannot be read to tell.
+#[derive(Default)]
+struct Blockers {
+    all: Vec<String>,
+    unreadable: Vec<String>,
+}
+
+impl Blockers {
+    fn problem(&self) -> AuthProblem {
+        AuthProblem::NotConverted {
+            blockers: self.all.clone(),
+            unreadable: self.unreadable.clone(),
+        }
+    }
+}
 
 /// The error of an account left alone because the setting's switch was refused.
-pub const NOT_ATTEMPTED_REFUSED: &str = "not attempted: access-hash authentication cannot be turned off (below), so nothing was retired";
+pub const NOT_ATTEMPTED_REFUSED: &str =
+    "not attempted: access-hash authentication cannot be turned off, so nothing was retired";
 
 /// The setting's switch, decided before any change: `Some` (refused, and why; with the
 /// accounts whose access hash is not converted) when it would be refused, or when the
@@ -497,7 +565,7 @@ fn auth_refused(
             let message = format!("cannot read the server's settings: {}", error_chain(&e));
             return Some((
                 (Auth::Refused, Some(AuthProblem::Failed(message))),
-                Vec::new(),
+                Blockers::default(),
             ));
         }
     };
@@ -506,13 +574,10 @@ fn auth_refused(
     }
     let names: Vec<String> = users.iter().map(|u| (*u).clone()).collect();
     let blockers = blockers(backend, &names);
-    if request.force || blockers.is_empty() {
+    if request.force || blockers.all.is_empty() {
         return None;
     }
-    let problem = AuthProblem::NotConverted {
-        blockers: blockers.clone(),
-    };
-    Some(((Auth::Refused, Some(problem)), blockers))
+    Some(((Auth::Refused, Some(blockers.problem())), blockers))
 }
 
 /// The setting switched off, unless an access hash would stop working (or `force`); with
@@ -528,19 +593,16 @@ fn disable_auth(
         Ok(settings) => settings,
         Err(e) => {
             let message = format!("cannot read the server's settings: {}", error_chain(&e));
-            return (failed(message), Vec::new());
+            return (failed(message), Blockers::default());
         }
     };
     if !settings.allow_deprecated_accesshash {
-        return ((Auth::Unchanged, None), Vec::new());
+        return ((Auth::Unchanged, None), Blockers::default());
     }
     let names: Vec<String> = outcomes.iter().map(|o| o.name.clone()).collect();
     let blockers = blockers(backend, &names);
-    if !request.force && !blockers.is_empty() {
-        let problem = AuthProblem::NotConverted {
-            blockers: blockers.clone(),
-        };
-        return ((Auth::Refused, Some(problem)), blockers);
+    if !request.force && !blockers.all.is_empty() {
+        return ((Auth::Refused, Some(blockers.problem())), blockers);
     }
     if request.dry_run {
         return ((Auth::Disabled, None), blockers);
@@ -586,27 +648,36 @@ fn switch_off(run: &mut Run<'_>) -> Result<Option<SettingChange>, String> {
 }
 
 /// The accounts (root, every reseller, and those named) whose access hash would stop
-/// working: not converted, or not readable to tell.
-fn blockers(backend: &dyn Backend, named: &[String]) -> Vec<String> {
+/// working: not converted, or not readable to tell; root first, then by name (as `audit`
+/// lists them).
+fn blockers(backend: &dyn Backend, named: &[String]) -> Blockers {
     let mut accounts: BTreeSet<String> = backend
         .resellers()
         .unwrap_or_default()
         .into_iter()
         .collect();
-    accounts.insert("root".to_owned());
     accounts.extend(named.iter().cloned());
-    accounts
-        .into_iter()
-        .filter(|raw| match read_standing(backend, raw) {
-            Ok((_, s)) => s == Standing::NotConverted,
+    accounts.remove("root");
+    let mut found = Blockers::default();
+    for raw in std::iter::once("root".to_owned()).chain(accounts) {
+        match read_standing(backend, &raw) {
+            Ok((_, Standing::NotConverted)) => found.all.push(raw),
+            Ok(_) => {}
             // An account whose access hash cannot be read to tell; not one that does not
             // exist, nor one that WHM's API does not serve (not a reseller).
-            Err(_) => UserName::new(raw).ok().is_some_and(|user| {
-                backend.has_account(&user).unwrap_or(true)
-                    && backend
-                        .role(&user)
-                        .map_or(true, |r| r != WhmRole::NotReseller)
-            }),
-        })
-        .collect()
+            Err(_)
+                if UserName::new(&raw).ok().is_some_and(|user| {
+                    backend.has_account(&user).unwrap_or(true)
+                        && backend
+                            .role(&user)
+                            .map_or(true, |r| r != WhmRole::NotReseller)
+                }) =>
+            {
+                found.unreadable.push(raw.clone());
+                found.all.push(raw);
+            }
+            Err(_) => {}
+        }
+    }
+    found
 }

@@ -79,7 +79,7 @@ run_id:
   returned: always
   type: str
 summary:
-  description: The count of each status (C(restored), C(already_restored), C(failed)).
+  description: The count of each status (C(restored), C(already_restored), C(failed)), and of the changes not attempted (C(not_attempted), not counted in C(failed)).
   returned: when the command printed a report
   type: dict
 errors:

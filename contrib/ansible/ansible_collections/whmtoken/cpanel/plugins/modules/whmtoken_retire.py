@@ -89,7 +89,7 @@ accesshash_auth:
   returned: when the command printed a report
   type: str
 summary:
-  description: The count of each status (C(retired), C(already_retired), C(no_accesshash), C(not_converted), C(failed)).
+  description: The count of each status (C(retired), C(already_retired), C(no_accesshash), C(not_converted), C(failed)), and of the accounts not attempted (C(not_attempted), not counted in C(failed)).
   returned: when the command printed a report
   type: dict
 errors:
