@@ -46,8 +46,9 @@ const USAGE: &str =
     "usage: cargo xtask <ci|dist|man|fleet|browser|demo|bench|faultdisk>   (cargo xtask TASK --help: what TASK does)
 
   ci     fmt check, clippy and rustdoc with warnings denied, every test (tidy checks
-         included), each backend alone, dist --check, fleet; as root, the install checks
-         in a throwaway root. Writes nothing outside the workspace
+         included), each backend alone, dist --check, fleet, browser; as root, the install
+         checks in a throwaway root and faultdisk. Writes nothing outside the workspace but
+         the Debian packages it installs as root (ci --help lists them)
   dist   release binaries for glibc 2.17+, and DEB and RPM packages in target/dist
   man    the man pages alone, in seconds (no release build), in target/man (man -l reads them)
   fleet  the Ansible collection (contrib/ansible) run on local hosts with fake servers

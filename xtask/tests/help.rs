@@ -21,7 +21,8 @@ fn help_lists_the_tasks() {
         let (ok, stdout, stderr) = xtask(&[flag]);
         assert!(ok, "{flag}: {stderr}");
         assert!(
-            stdout.starts_with("usage: cargo xtask <ci|dist|fleet|browser|demo|bench|faultdisk>"),
+            stdout
+                .starts_with("usage: cargo xtask <ci|dist|man|fleet|browser|demo|bench|faultdisk>"),
             "{stdout}"
         );
     }
@@ -32,6 +33,7 @@ fn a_tasks_help_says_what_it_does_and_runs_nothing() {
     for (task, usage) in [
         ("ci", "ci"),
         ("dist", "dist [--check]"),
+        ("man", "man"),
         ("fleet", "fleet"),
         ("browser", "browser"),
         ("demo", "demo"),
