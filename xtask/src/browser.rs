@@ -36,7 +36,14 @@ pub(crate) fn browser() -> Result<(), String> {
     let report = |format: &str, file: &str| -> Result<PathBuf, String> {
         let path = work.join(file);
         run(Command::new(target_dir().join("debug/whmtoken"))
-            .args(["report", "--format", format, "-o"])
+            .args([
+                "report",
+                "--missing",
+                documents::MISSING_HOST,
+                "--format",
+                format,
+                "-o",
+            ])
             .arg(&path)
             .arg(&audits))?;
         Ok(path)
@@ -48,7 +55,8 @@ pub(crate) fn browser() -> Result<(), String> {
         .arg(script(&work, "readback.py", READBACK)?)
         .arg(&csv)
         .arg(&jsonl)
-        .arg(generated.findings.to_string())
+        // Each finding, and the host that could not be audited.
+        .arg((generated.findings + 1).to_string())
         .arg(generated.accounts.to_string())
         .arg(documents::HOSTILE_TOKEN))?;
     let measured = chromium.check(&page, &work.join("page.png"))?;

@@ -21,6 +21,9 @@
   const fMsg = Uint32Array.from(F.message);
   D.findings = null;
   const num = (n) => n.toLocaleString("en");
+  // "1 server", "2 servers".
+  const count = (n, one, many) => num(n) + " " + (n === 1 ? one : many || one + "s");
+  const M = D.missing || [];
   const date = (t) => (t === null || t === undefined) ? "" :
     new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
   const userOf = (i) => fUser[i] >= 0 ? D.users[fUser[i]] : "";
@@ -33,7 +36,8 @@
   hostOrder.forEach((s, rank) => { hostRank[s] = rank; });
 
   $("generated").textContent = "Generated " + date(D.generated) + " from the audits of " +
-    num(S.length) + " servers.";
+    count(S.length, "server") + "." + (M.length ? " " + count(M.length, "server") +
+    " could not be audited." : "");
 
   // Totals and progress.
   const sum = (key) => S.reduce((n, s) => n + s[key], 0);
@@ -44,7 +48,13 @@
     c.append(el("div", "value", num(value)), el("div", "label", label));
     $("totals").append(c);
   };
-  card("servers", S.length, "");
+  if (M.length) {
+    card(M.length === 1 ? "server not audited" : "servers not audited", M.length, "bad");
+    $("missing").hidden = false;
+    $("missing-title").textContent = "Not audited: " + count(M.length, "server");
+    for (const host of M) $("missing-list").append(el("li", "", host));
+  }
+  card(S.length === 1 ? "server" : "servers", S.length, "");
   card("servers accepting access hashes", accepting, accepting ? "bad" : "good");
   card("accounts with an access hash not converted", notConverted, notConverted ? "bad" : "good");
   card("converted", converted, "");
@@ -58,7 +68,8 @@
   const pct = (x) => (100 * x).toFixed(1) + "%";
   $("totals").append(progress, el("p", "progress-label", pct(done) +
     " of access hashes converted or retired (" + pct(all ? retired / all : 0) + " retired); " +
-    num(S.length - accepting) + " of " + num(S.length) + " servers refuse access hashes."));
+    num(S.length - accepting) + " of " + count(S.length, "server") + " " +
+    (S.length - accepting === 1 ? "refuses" : "refuse") + " access hashes."));
 
   // The chart: one stacked bar per server, in host order.
   const NS = "http://www.w3.org/2000/svg";
@@ -184,7 +195,8 @@
       const [col, desc] = serverSort, key = serverColumns[col][2];
       serverRows.sort((a, b) => (desc ? -1 : 1) * byText(key(S[a]), key(S[b])));
     }
-    $("server-count").textContent = num(serverRows.length) + " of " + num(S.length) + " servers; open one for its accounts and tokens.";
+    $("server-count").textContent = num(serverRows.length) + " of " + count(S.length, "server") +
+      (S.length ? "; open one for its accounts, tokens and findings." : ": no audit document.");
     servers.set(serverRows.length, (row, col) => {
       const r = S[serverRows[row]], value = serverColumns[col][2](r);
       return col === 9 ? date(value === "" ? null : value) : String(value);
@@ -265,12 +277,34 @@
     .map((title, i) => ({ title, flex: [1.6, 1.2, 0.8, 1.6, 1.6, 5][i], sort: true })),
     (row) => openServer(fServer[shown[row]]));
   const drawFindings = () => {
-    $("finding-count").textContent = num(shown.length) + " of " + num(N) + " findings";
+    $("finding-count").textContent = !N ? "No findings: nothing to fix on the servers audited." :
+      num(shown.length) + " of " + count(N, "finding") + (shown.length ? "" : ": none matches the filters.");
     findings.set(shown.length, (row, col) => {
       const i = shown[row];
       return [S[fServer[i]].host, userOf(i), D.severities[fSev[i]], D.codes[fCode[i]], tokenOf(i), messageOf(i)][col];
     }, (row) => D.severities[fSev[shown[row]]]);
   };
+  // A message template's hit for the query q, on the text as shown: 1 when its own text
+  // has q, 2 when q could span a name put in it (q has a character next to where a name
+  // goes), so that each finding's message must be tested whole, 0 otherwise.
+  const messageHits = (q) => {
+    lower.message = lower.message || D.messages.map((s) => s.toLowerCase());
+    return Uint8Array.from(lower.message, (m) => {
+      const parts = m.split(/[\u0001\u0002]/);
+      if (parts.some((p) => p.includes(q))) return 1;
+      if (parts.length === 1) return 0;
+      for (let k = 0; k < parts.length; k++) {
+        const p = parts[k];
+        if ((k > 0 && p && q.includes(p[0])) || (k < parts.length - 1 && p && q.includes(p[p.length - 1]))) return 2;
+      }
+      // Names next to each other, or a name alone: q spans them only if it has none of
+      // the template's text; tested whole.
+      return parts.some((p, k) => !p && k > 0 && k < parts.length - 1) ? 2 : 0;
+    });
+  };
+  const shownLower = (i) => lower.message[fMsg[i]]
+    .replace("\u0001", () => fUser[i] >= 0 ? lower.user[fUser[i]] : "")
+    .replace("\u0002", () => fToken[i] >= 0 ? lower.token[fToken[i]] : "");
   function filterFindings() {
     const sev = $("severity").value === "" ? -1 : Number($("severity").value);
     const code = $("code").value === "" ? -1 : Number($("code").value);
@@ -280,15 +314,16 @@
       host = hits("host", S.map((s) => s.host), q);
       user = hits("user", D.users, q);
       token = hits("token", D.tokens, q);
-      message = hits("message", D.messages, q);
+      message = messageHits(q);
     }
     const out = new Uint32Array(N);
     let m = 0;
     for (let i = 0; i < N; i++) {
       if (sev >= 0 && fSev[i] !== sev) continue;
       if (code >= 0 && fCode[i] !== code) continue;
-      if (q && !(host[fServer[i]] || message[fMsg[i]] || (fUser[i] >= 0 && user[fUser[i]]) ||
-        (fToken[i] >= 0 && token[fToken[i]]))) continue;
+      if (q && !(host[fServer[i]] || message[fMsg[i]] === 1 || (fUser[i] >= 0 && user[fUser[i]]) ||
+        (fToken[i] >= 0 && token[fToken[i]]) ||
+        (message[fMsg[i]] === 2 && shownLower(i).includes(q)))) continue;
       out[m++] = i;
     }
     shown = out.subarray(0, m);

@@ -32,6 +32,8 @@ pub struct Page {
     tokens: Interner,
     codes: Interner,
     templates: Interner,
+    /// The hosts that could not be audited (`--missing`), sorted.
+    missing: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +137,11 @@ impl Server {
 }
 
 impl Page {
+    /// The hosts that could not be audited, shown apart from the others.
+    pub fn set_missing(&mut self, hosts: &[String]) {
+        self.missing = hosts.to_vec();
+    }
+
     /// Adds one server's audit.
     pub fn add(&mut self, server: Server) {
         let Server { document, details } = server;
@@ -217,6 +224,7 @@ impl Page {
             tokens,
             codes,
             templates,
+            missing,
         } = self;
         let (users, renumber) = users.sorted();
         renumber_all(&mut findings.user, &renumber);
@@ -242,6 +250,7 @@ impl Page {
             tokens: &tokens,
             codes: &codes,
             messages: &templates,
+            missing: &missing,
         };
         write!(out, "{}", head())?;
         out.write_all(br#"<script type="application/json" id="fleet">"#)?;
@@ -278,6 +287,8 @@ struct Data<'a> {
     tokens: &'a [Box<str>],
     codes: &'a [Box<str>],
     messages: &'a [Box<str>],
+    /// The hosts that could not be audited.
+    missing: &'a [String],
 }
 
 /// A use, as the page reads it: `[time, address, user agent]`.
@@ -406,6 +417,7 @@ fn head() -> String {
 <header><h1>WHM credentials of the fleet</h1><p id="generated"></p></header>
 <main>
 <section id="totals" aria-label="Totals"></section>
+<section id="missing" class="alert" hidden><h2 id="missing-title"></h2><p>No audit document came from these servers (their audit failed, or they were unreachable): nothing on this page is about them.</p><ul id="missing-list"></ul></section>
 <section><h2>Migration progress per server</h2><div id="chart"></div><p id="legend" class="legend"></p></section>
 <section><h2>Servers</h2>
 <div class="filters"><input id="server-text" type="search" placeholder="Filter servers by name" aria-label="Filter servers"></div>

@@ -5,7 +5,9 @@ usage: check.py CHROMIUM CHROMEDRIVER PAGE SCREENSHOT
 
 Opens the page, and checks: no console error; the chart and the findings table are drawn
 in the first screen (a screenshot of it is saved); filtering by severity and sorting by
-server change the rows shown; the token named as markup is shown as text and no script of
+server change the rows shown; the server that could not be audited (MISSING) is shown;
+text is found as shown (across a user's name and the rest of the message, quotes
+included, regardless of case); the token named as markup is shown as text and no script of
 it ran. Prints one JSON object: the times measured in the page (milliseconds), or the
 first check that failed (exit status 1).
 """
@@ -17,6 +19,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
+MISSING = "cp9999.example.net"
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 
 # The rows drawn in a table: each row's cells' text.
@@ -96,6 +99,30 @@ const s = document.getElementById('severity'); s.value = ''; s.dispatchEvent(new
         fail("sorting by server should bring the first, then the last server to the top",
              ascending=ascending[0], descending=descending[0], first=hosts[0], last=hosts[-1])
 
+    # The servers that could not be audited: a card and their list, in the first screen.
+    missing = driver.execute_script("""
+return [document.getElementById('missing').hidden,
+  Array.from(document.querySelectorAll('#missing-list li'), (li) => li.textContent),
+  Array.from(document.querySelectorAll('#totals .card .label'), (l) => l.textContent)];""")
+    if missing[0] or missing[1] != [MISSING] or "server not audited" not in missing[2]:
+        fail("the server that could not be audited should be shown", missing=missing)
+
+    # Text is found as shown, across a name and the rest of the message: each answer timed.
+    text_ms = []
+    for query, column, expected in [("root: access hash", 1, "root"),
+                                    ("\u201cbilling-5\u201d", 4, "billing-5"),
+                                    ("ROOT: TOKEN \u201cACCESSHASH-", 1, "root")]:
+        text_ms.append(driver.execute_script(TIMED % ("""
+const box = document.getElementById('text'); box.value = %s;
+document.getElementById('severity').dispatchEvent(new Event('change'));""" % json.dumps(query))))
+        found = driver.execute_script(ROWS, "#findings")
+        if not found or any(r[column] != expected or query.lower() not in r[5].lower()
+                            for r in found):
+            fail("the text filter should find the text as shown", query=query, rows=found[:3])
+    driver.execute_script("""
+const t = document.getElementById('text'); t.value = '';
+document.getElementById('severity').dispatchEvent(new Event('change'));""")
+
     # The markup-named token, shown as text, never run.
     driver.execute_script("""
 const t = document.getElementById('text'); t.value = 'pwned'; t.dispatchEvent(new Event('input'));""")
@@ -115,7 +142,7 @@ const t = document.getElementById('text'); t.value = 'pwned'; t.dispatchEvent(ne
     if errors:
         fail("the console has errors", errors=errors)
     print(json.dumps(dict(ok=True, ready_ms=ready, painted_ms=painted, filter_ms=filter_ms,
-                          sort_ms=sort_ms, findings=len(rows))))
+                          sort_ms=sort_ms, text_ms=text_ms, findings=len(rows))))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 pub(crate) const HOSTILE_TOKEN: &str =
     "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>";
 
+/// A host given to `whmtoken report --missing`: a server that could not be audited.
+pub(crate) const MISSING_HOST: &str = "cp9999.example.net";
+
 /// The epoch the documents are dated from (2026-11-01 UTC).
 const NOW: i64 = 1_793_491_200;
 
