@@ -59,7 +59,23 @@ pub(crate) fn browser() -> Result<(), String> {
         .arg((generated.findings + 1).to_string())
         .arg(generated.accounts.to_string())
         .arg(documents::HOSTILE_TOKEN))?;
-    let measured = chromium.check(&page, &work.join("page.png"))?;
+    // A fleet of one server with no account and no finding: the empty states.
+    let edge_audits = work.join("edge");
+    std::fs::create_dir_all(&edge_audits).map_err(|e| format!("{}: {e}", edge_audits.display()))?;
+    let empty = serde_json::json!({
+        "version": 1, "host": "empty.example.net", "backend": "files",
+        "server": { "allow_deprecated_accesshash": false, "findings": [] },
+        "accounts": [], "summary": { "critical": 0, "warning": 0, "info": 0 }, "usage": null,
+    });
+    let edge_doc = edge_audits.join("empty.json");
+    std::fs::write(&edge_doc, empty.to_string())
+        .map_err(|e| format!("{}: {e}", edge_doc.display()))?;
+    let edge = work.join("edge.html");
+    run(Command::new(target_dir().join("debug/whmtoken"))
+        .args(["report", "-o"])
+        .arg(&edge)
+        .arg(&edge_audits))?;
+    let measured = chromium.check(&page, &work.join("page.png"), Some(&edge))?;
     eprintln!(
         "xtask: browser: the page of {} servers ({} findings) in headless Chromium: no console error, chart and table drawn (target/browser/page.png), filter and sort change the rows, the markup-named token shown as text and never run; {measured}",
         generated.servers, generated.findings
@@ -117,6 +133,7 @@ impl Chromium {
         &self,
         page: &Path,
         screenshot: &Path,
+        edge: Option<&Path>,
     ) -> Result<serde_json::Value, String> {
         let work = page.parent().unwrap_or(Path::new("."));
         let mut command = Command::new(&self.python);
@@ -125,7 +142,8 @@ impl Chromium {
             .arg(&self.chromium)
             .arg(&self.driver)
             .arg(page)
-            .arg(screenshot);
+            .arg(screenshot)
+            .args(edge);
         let shown = format!("{command:?}");
         let out = command
             .output()

@@ -292,21 +292,27 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
         assert!(!markup.contains(remote), "{remote}");
     }
     assert!(!inline_handler(&markup), "no inline handler");
-    let (code, data): (Vec<_>, Vec<_>) = scripts.iter().partition(|(head, _)| *head == "<script");
+    let (code, data): (Vec<&(&str, &str)>, Vec<_>) =
+        scripts.iter().partition(|(head, _)| *head == "<script");
     assert_eq!(code.len(), 1, "one script of the page's own");
     assert_eq!(
         data.len(),
-        3,
-        "the fleet's data, and one element per server"
+        4,
+        "the fleet's summary, its findings, and one element per server"
     );
-    for (head, text) in &data {
-        assert!(
-            head.starts_with("<script type=\"application/json\" id=\""),
-            "{head}"
-        );
-        assert!(!text.contains('<'), "{text}");
-        serde_json::from_str::<Value>(text).unwrap();
-    }
+    assert_eq!(data[0].0, "<script type=\"application/json\" id=\"fleet\"");
+    assert!(!data[0].1.contains('<'));
+    // The findings and each server's accounts: gzipped JSON in base64.
+    let data: Vec<Value> = std::iter::once(serde_json::from_str(data[0].1).unwrap())
+        .chain(data[1..].iter().map(|(head, text)| {
+            assert!(
+                head.starts_with("<script type=\"application/x-gzip-base64\" id=\""),
+                "{head}"
+            );
+            assert!(!text.contains('<'), "{text}");
+            gunzip_base64(text)
+        }))
+        .collect();
     // The policy allows the page's own script and style by hash, and nothing else.
     let policy = page
         .split_once("http-equiv=\"Content-Security-Policy\" content=\"")
@@ -336,7 +342,7 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
     ] {
         assert!(!code[0].1.contains(call), "{call}");
     }
-    let fleet: Value = serde_json::from_str(data[0].1).unwrap();
+    let fleet = &data[0];
     let hosts: Vec<&str> = fleet["servers"]
         .as_array()
         .unwrap()
@@ -355,12 +361,12 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
     );
     assert_eq!(fleet["servers"][1]["accepting"], true);
     assert!(
-        fleet["tokens"]
+        data[1]["tokens"]
             .as_array()
             .unwrap()
             .contains(&json!(HOSTILE))
     );
-    let details: Value = serde_json::from_str(data[1].1).unwrap();
+    let details = &data[2];
     // [user, state, last use, tokens], a token [name, key prefix, …].
     assert_eq!(
         (&details[0][0], &details[0][1]),
@@ -374,6 +380,25 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
     );
     assert_eq!(details[1][3][0][0], HOSTILE);
     assert_eq!(details[1][3][0][1].as_str().unwrap().len(), 12);
+}
+
+/// An element's text, gzipped JSON in base64, read back.
+fn gunzip_base64(text: &str) -> Value {
+    const DIGITS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = Vec::new();
+    let (mut bits, mut n) = (0u32, 0);
+    for c in text.chars().filter(|c| *c != '=') {
+        bits = bits << 6 | DIGITS.find(c).expect("base64") as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            bytes.push((bits >> n) as u8);
+        }
+    }
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut json)
+        .unwrap();
+    serde_json::from_str(&json).unwrap()
 }
 
 /// Whether an HTML attribute `on…=` (an inline event handler) appears in a tag.
