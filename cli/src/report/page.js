@@ -353,7 +353,8 @@
     showServerFindings();
     filterFindings();
     root.dataset.findings = String(performance.now());
-    setTimeout(() => prepareText(performance.now() + 40), 0);
+    low.edges = new Uint32Array(F.messages.length);
+    setTimeout(prepareText, 0);
   }
 
   // Sorting by counting on the ranks the page was written with (the tables are sorted).
@@ -373,78 +374,80 @@
     return out;
   }
 
-  // The text filter, on the text as shown. Lowercase copies of every string table are made
-  // once, in slices while the page is idle (or at the first search): the messages with
-  // each name's place as "\0", and for each message the characters next to those places.
-  // A message matches when its own text has the query (1), or may match across a name
-  // when the query has a character next to one (2: that finding's message is then tested
-  // whole), else not (0).
-  const lower = { host: null, user: null, token: null, literal: null, edges: null, edgeSets: null };
-  let prepared = false;
-  function prepareText(deadline) {
-    if (prepared || !F) return;
-    lower.host = lower.host || S.map((s) => s.host.toLowerCase());
-    const todo = [["user", F.users], ["token", F.tokens]];
-    for (const [name, strings] of todo) {
-      if (!lower[name]) lower[name] = strings.map((s) => s.toLowerCase());
-      if (deadline && performance.now() > deadline) {
-        setTimeout(() => prepareText(performance.now() + 40), 0);
-        return;
-      }
+  // The text filter, on the text as shown: each table's hits are found as the search
+  // meets its strings, so that a search's first rows come in its first slice.
+  // Lowercase copies of the string tables, each made when first needed, and ahead while
+  // the page is idle: the messages with each name's place as "\0", and for each message
+  // the characters next to those places (as an index into the sets of such characters).
+  const low = { host: S.map((s) => s.host.toLowerCase()), user: [], token: [], literal: [],
+    edges: null, edgeSets: [""], edgeIndex: new Map([["", 0]]) };
+  const userLow = (k) => low.user[k] ?? (low.user[k] = F.users[k].toLowerCase());
+  const tokenLow = (k) => low.token[k] ?? (low.token[k] = F.tokens[k].toLowerCase());
+  function literalLow(k) {
+    const known = low.literal[k];
+    if (known !== undefined) return known;
+    const m = F.messages[k].toLowerCase();
+    let edges = "";
+    for (let p = m.indexOf("\u0001"), q = m.indexOf("\u0002"); p >= 0 || q >= 0;) {
+      const at = p < 0 ? q : q < 0 ? p : Math.min(p, q);
+      const before = at > 0 ? m[at - 1] : "", after = at + 1 < m.length ? m[at + 1] : "";
+      // Two names side by side: any query may span them.
+      edges += (before === "\u0001" || before === "\u0002" ? "\u0000" : before) + after;
+      if (at === p) p = m.indexOf("\u0001", p + 1); else q = m.indexOf("\u0002", q + 1);
     }
-    if (!lower.literal) {
-      lower.literal = new Array(F.messages.length);
-      lower.edges = new Uint32Array(F.messages.length);
-      lower.edgeSets = [""];
-      lower.next = 0;
-      lower.edgeIndex = new Map([["", 0]]);
+    edges = Array.from(new Set(edges)).sort().join("");
+    let id = low.edgeIndex.get(edges);
+    if (id === undefined) {
+      id = low.edgeSets.length;
+      low.edgeSets.push(edges);
+      low.edgeIndex.set(edges, id);
     }
-    const slice = deadline ? 20000 : F.messages.length;
-    for (let end = Math.min(lower.next + slice, F.messages.length); lower.next < end; lower.next++) {
-      const m = F.messages[lower.next].toLowerCase();
-      lower.literal[lower.next] = m.replace(/[\u0001\u0002]/g, "\u0000");
-      let edges = "";
-      for (let p = m.indexOf("\u0001"), q = m.indexOf("\u0002"); p >= 0 || q >= 0;) {
-        const at = p < 0 ? q : q < 0 ? p : Math.min(p, q);
-        const before = at > 0 ? m[at - 1] : "", after = at + 1 < m.length ? m[at + 1] : "";
-        // Two names side by side: any query may span them.
-        edges += (before === "\u0001" || before === "\u0002" ? "\u0000" : before) + after;
-        if (at === p) p = m.indexOf("\u0001", p + 1); else q = m.indexOf("\u0002", q + 1);
-      }
-      edges = Array.from(new Set(edges)).sort().join("");
-      let id = lower.edgeIndex.get(edges);
-      if (id === undefined) {
-        id = lower.edgeSets.length;
-        lower.edgeSets.push(edges);
-        lower.edgeIndex.set(edges, id);
-      }
-      lower.edges[lower.next] = id;
-      if (deadline && performance.now() > deadline) break;
-    }
-    if (lower.next < F.messages.length) {
-      if (deadline) setTimeout(() => prepareText(performance.now() + 40), 0);
-      else prepareText();
-      return;
-    }
-    prepared = true;
+    low.edges[k] = id;
+    return (low.literal[k] = m.replace(/[\u0001\u0002]/g, "\u0000"));
   }
-  const hostHits = (q) => Uint8Array.from(lower.host, (s) => s.includes(q) ? 1 : 0);
-  const hits = (strings, q) => {
-    const out = new Uint8Array(strings.length);
-    for (let i = 0; i < strings.length; i++) if (strings[i].includes(q)) out[i] = 1;
-    return out;
+  // Makes the copies ahead, in slices of 40 ms while nothing else runs.
+  function prepareText() {
+    const tables = [[F.messages.length, literalLow], [F.users.length, userLow], [F.tokens.length, tokenLow]];
+    let t = 0, k = 0;
+    const step = () => {
+      const until = performance.now() + 40;
+      for (; t < tables.length; t++, k = 0) {
+        const [n, make] = tables[t];
+        for (; k < n; k++) {
+          make(k);
+          if ((k & 1023) === 0 && performance.now() > until) return setTimeout(step, 0);
+        }
+      }
+    };
+    step();
+  }
+  // The shown message of finding i, lowercase.
+  const shownLower = (i) => literalLow(F.msg[i])
+    .replace("\u0000", () => F.user[i] >= 0 ? userLow(F.user[i]) : "")
+    .replace("\u0000", () => F.token[i] >= 0 ? tokenLow(F.token[i]) : "");
+  // Whether the query q is in each string of a table, found when first asked (-1: not yet).
+  const lazyHits = (n, text, q) => {
+    const known = new Int8Array(n).fill(-1);
+    return (k) => {
+      let v = known[k];
+      if (v < 0) v = known[k] = text(k).includes(q) ? 1 : 0;
+      return v;
+    };
   };
+  // A message's hit: 1 when its own text has q, 2 when q may span a name put in it (q has
+  // a character next to where a name goes: that finding's message is then tested whole),
+  // else 0.
   const messageHits = (q) => {
-    const spans = lower.edgeSets.map((e) => [...e].some((c) => c === "\u0000" || q.includes(c)));
-    const out = new Uint8Array(F.messages.length);
-    for (let m = 0; m < out.length; m++) {
-      out[m] = lower.literal[m].includes(q) ? 1 : spans[lower.edges[m]] ? 2 : 0;
-    }
-    return out;
+    const known = new Int8Array(F.messages.length).fill(-1);
+    const spans = [];
+    const span = (id) => spans[id] ??
+      (spans[id] = [...low.edgeSets[id]].some((c) => c === "\u0000" || q.includes(c)));
+    return (k) => {
+      let v = known[k];
+      if (v < 0) v = known[k] = literalLow(k).includes(q) ? 1 : span(low.edges[k]) ? 2 : 0;
+      return v;
+    };
   };
-  const shownLower = (i) => lower.literal[F.msg[i]]
-    .replace("\u0000", () => F.user[i] >= 0 ? lower.user[F.user[i]] : "")
-    .replace("\u0000", () => F.token[i] >= 0 ? lower.token[F.token[i]] : "");
 
   const drawFindings = (searched) => {
     const N = F.n;
@@ -470,10 +473,9 @@
     const q = $("text").value.trim().toLowerCase();
     let host, user, token, message;
     if (q) {
-      prepareText();
-      host = hostHits(q);
-      user = hits(lower.user, q);
-      token = hits(lower.token, q);
+      host = Uint8Array.from(low.host, (h) => h.includes(q) ? 1 : 0);
+      user = lazyHits(F.users.length, userLow, q);
+      token = lazyHits(F.tokens.length, tokenLow, q);
       message = messageHits(q);
     }
     const { server: fServer, user: fUser, sev: fSev, code: fCode, token: fToken, msg: fMsg } = F;
@@ -489,9 +491,9 @@
           if (sev >= 0 && fSev[i] !== sev) continue;
           if (code >= 0 && fCode[i] !== code) continue;
           if (q) {
-            const hit = message[fMsg[i]];
-            if (!(hit === 1 || host[fServer[i]] || (fUser[i] >= 0 && user[fUser[i]]) ||
-              (fToken[i] >= 0 && token[fToken[i]]) ||
+            const hit = message(fMsg[i]);
+            if (!(hit === 1 || host[fServer[i]] || (fUser[i] >= 0 && user(fUser[i])) ||
+              (fToken[i] >= 0 && token(fToken[i])) ||
               (hit === 2 && shownLower(i).includes(q)))) continue;
           }
           out[m++] = i;
