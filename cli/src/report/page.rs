@@ -266,10 +266,18 @@ impl Page {
         // (totals, chart, servers) is drawn from the summary while the browser still reads
         // them.
         writeln!(out, "<script>{SCRIPT}</script>")?;
-        let mut json = Vec::new();
-        serde_json::to_writer(&mut json, &data)?;
         out.write_all(br#"<script type="application/x-gzip-base64" id="findings-data">"#)?;
-        out.write_all(gzip_base64(&json).as_bytes())?;
+        // Streamed: the findings' JSON (the most of the fleet) is never held whole.
+        let mut gzip = flate2::write::GzEncoder::new(
+            Base64Writer::new(&mut *out),
+            flate2::Compression::fast(),
+        );
+        // Buffered: serde writes a piece per token, and zlib is slow on tiny writes.
+        let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut gzip);
+        serde_json::to_writer(&mut buffered, &data)?;
+        buffered.flush()?;
+        drop(buffered);
+        gzip.finish()?.finish()?;
         out.write_all(b"</script>\n")?;
         for (index, detail) in details.iter().enumerate() {
             writeln!(
@@ -398,6 +406,52 @@ impl<W: Write> Write for NoLessThan<W> {
     }
 }
 
+/// Writes base64 of the bytes written to it; [`Base64Writer::finish`] writes the last
+/// group and its padding.
+struct Base64Writer<W: Write> {
+    out: W,
+    /// Bytes not yet written, fewer than 3.
+    pending: Vec<u8>,
+}
+
+impl<W: Write> Base64Writer<W> {
+    fn new(out: W) -> Self {
+        Self {
+            out,
+            pending: Vec::with_capacity(3),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(base64(&self.pending).as_bytes())?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for Base64Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        if !self.pending.is_empty() {
+            let take = (3 - self.pending.len()).min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() < 3 {
+                return Ok(buf.len());
+            }
+            self.out.write_all(base64(&self.pending).as_bytes())?;
+            self.pending.clear();
+        }
+        let whole = rest.len() / 3 * 3;
+        self.out.write_all(base64(&rest[..whole]).as_bytes())?;
+        self.pending.extend_from_slice(&rest[whole..]);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// `'sha256-…'`: a CSP source allowing exactly this inline element's text.
 fn csp_hash(text: &str) -> String {
     format!("'sha256-{}'", base64(&Sha256::digest(text.as_bytes())))
@@ -485,6 +539,19 @@ mod tests {
         );
         assert_eq!(template("bobby: x", "bob", None), "bobby: x");
         assert_eq!(template("server says", "", None), "server says");
+    }
+
+    #[test]
+    fn base64_written_in_pieces_is_base64_of_the_whole() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for piece in [1, 2, 3, 5, 7, 64, 1000] {
+            let mut writer = Base64Writer::new(Vec::new());
+            for chunk in bytes.chunks(piece) {
+                writer.write_all(chunk).unwrap();
+            }
+            let out = writer.finish().unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), base64(&bytes), "{piece}");
+        }
     }
 
     #[test]
