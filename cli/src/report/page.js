@@ -193,7 +193,8 @@
         }
       }
     };
-    t.set = (n, cell, rowClass, emptyText) => {
+    // keep: the same rows, more of them (a search going on): the scroll stays.
+    t.set = (n, cell, rowClass, emptyText, keep) => {
       t.n = n;
       t.cell = cell;
       t.rowClass = rowClass || (() => "");
@@ -202,7 +203,7 @@
       view.hidden = n === 0;
       empty.hidden = n !== 0;
       empty.textContent = emptyText || "Nothing to show.";
-      view.scrollTop = 0;
+      if (!keep) view.scrollTop = 0;
       t.draw();
     };
     let pending = false;
@@ -449,7 +450,7 @@
     };
   };
 
-  const drawFindings = (searched) => {
+  const drawFindings = (searched, keep) => {
     const N = F.n;
     $("finding-count").textContent = !N ? "" :
       num(shown.length) + " of " + count(N, "finding") +
@@ -459,7 +460,7 @@
       return [S[F.server[i]].host, F.userOf(i), D.severities[F.sev[i]], F.codes[F.code[i]], F.tokenOf(i), F.messageOf(i)][col];
     }, (row) => D.severities[F.sev[shown[row]]],
     !N ? "No findings: nothing to fix on the servers audited." :
-      searched < 1 ? "Searching…" : "No finding matches the filters.");
+      searched < 1 ? "Searching…" : "No finding matches the filters.", keep);
   };
   // Filters the findings in slices of about 50 ms, drawing the rows found so far after
   // each: a search over millions of messages answers at once and finishes in the background.
@@ -480,7 +481,7 @@
     }
     const { server: fServer, user: fUser, sev: fSev, code: fCode, token: fToken, msg: fMsg } = F;
     const out = new Uint32Array(N);
-    let m = 0, i = 0;
+    let m = 0, i = 0, slices = 0;
     root.dataset.searching = "1";
     const step = () => {
       if (job !== search) return;
@@ -502,12 +503,13 @@
       }
       shown = out.subarray(0, m);
       if (i < N) {
-        drawFindings(i / N);
+        drawFindings(i / N, slices++ > 0);
         setTimeout(step, 0);
         return;
       }
+      // Sorted, the rows found so far are no longer on top: back to the first row.
       if (findingSort) shown = countingSort(shown, findingSort[0], findingSort[1]);
-      drawFindings(1);
+      drawFindings(1, slices > 0 && !findingSort);
       delete root.dataset.searching;
     };
     step();
