@@ -3,8 +3,12 @@
 //! CSV and JSON Lines by the debug build; the CSV and JSON Lines are read back with
 //! Python's `csv` and `json` (`browser/readback.py`); the page is opened in headless
 //! Chromium driven by Selenium (`browser/check.py`): no console error, the chart and the
-//! table in a screenshot (`target/browser/page.png`), filtering by severity and sorting
-//! by server change the rows, the markup is shown as text and runs nothing.
+//! tables in a screenshot (`target/browser/page.png`, and `page-narrow.png` at 760 pixels),
+//! filtering by severity and sorting by server change the rows, text is found as shown,
+//! the host given with `--missing` is shown, headers sit over their columns, rows are 24
+//! pixels, cut cells have titles, an opened server shows its findings, the markup is shown
+//! as text and runs nothing; and a fleet of one empty server (`edge.html`) says `1 server`
+//! and why each table is empty.
 //!
 //! Debian's `chromium` and `chromium-driver` are installed with apt-get when missing (as
 //! root; without root the check says so and is skipped), Selenium from PyPI (pinned) into
