@@ -97,6 +97,12 @@ pub fn run(args: AuditArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
         whmtoken_core::UserName::new(user).map_err(|e| CliError::Usage(e.to_string()))?;
     }
     let host = match (&args.host, args.json) {
+        (Some(host), _) if host.trim().is_empty() => {
+            return Err(CliError::Argument(
+                "--host needs a host name, not an empty one: whmtoken report tells servers apart by it"
+                    .to_owned(),
+            ));
+        }
         (Some(host), _) => host.clone(),
         (None, true) => host_name()?,
         (None, false) => String::new(),

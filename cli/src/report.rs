@@ -31,9 +31,15 @@ pub struct ReportArgs {
     /// account and per finding
     #[arg(long, value_enum, default_value = "html")]
     pub format: Format,
-    /// Write to FILE instead of standard output
+    /// Write to FILE instead of standard output (never one of the inputs, nor into an
+    /// input folder)
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<Utf8PathBuf>,
+    /// A server that could not be audited (its audit failed, or it was unreachable): the
+    /// page names it, and the CSV and JSON Lines have a critical finding `not_audited` for
+    /// it; repeatable
+    #[arg(long, value_name = "HOST")]
+    pub missing: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -57,13 +63,19 @@ enum Source {
 
 /// Writes the report and returns the exit status.
 pub fn run(args: ReportArgs) -> Result<u8, CliError> {
-    let inputs = inputs(&args.inputs)?;
+    let missing = missing(&args.missing)?;
     let output = args.output.as_deref();
+    if let Some(output) = output {
+        output_apart(output, &args.inputs)?;
+    }
+    let inputs = inputs(&args.inputs)?;
     match args.format {
         Format::Html => {
             let mut page = page::Page::default();
+            page.set_missing(&missing);
             each_document(
                 &inputs,
+                &missing,
                 |document| Ok(page::Server::new(document)),
                 |server| {
                     page.add(server);
@@ -76,7 +88,7 @@ pub fn run(args: ReportArgs) -> Result<u8, CliError> {
         Format::Csv | Format::Jsonl => {
             // Checked first, written second: each document is parsed twice, and only a
             // few are held at once.
-            each_document(&inputs, |_| Ok(()), |()| Ok(()))?;
+            each_document(&inputs, &missing, |_| Ok(()), |()| Ok(()))?;
             let csv = args.format == Format::Csv;
             // An input changed between the two readings.
             let mut changed = None;
@@ -86,6 +98,7 @@ pub fn run(args: ReportArgs) -> Result<u8, CliError> {
                 }
                 let written = each_document(
                     &inputs,
+                    &missing,
                     |document| {
                         let mut rows = Vec::new();
                         if csv {
@@ -103,7 +116,13 @@ pub fn run(args: ReportArgs) -> Result<u8, CliError> {
                         changed = Some(e);
                         Ok(())
                     }
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        if csv {
+                            rows::missing_csv(&missing, out)
+                        } else {
+                            rows::missing_jsonl(&missing, out)
+                        }
+                    }
                 }
             })?;
             if let Some(e) = changed {
@@ -112,6 +131,74 @@ pub fn run(args: ReportArgs) -> Result<u8, CliError> {
         }
     }
     Ok(status::OK)
+}
+
+/// The hosts given with `--missing`, sorted; refuses an empty one, or one given twice
+/// (host names compared as DNS compares them, regardless of case).
+fn missing(given: &[String]) -> Result<Vec<String>, CliError> {
+    let mut seen = HashMap::new();
+    for host in given {
+        if host.trim().is_empty() {
+            return Err(CliError::Argument(
+                "--missing needs a host name, not an empty one".to_owned(),
+            ));
+        }
+        if let Some(first) = seen.insert(host.to_lowercase(), host) {
+            return Err(CliError::Argument(format!(
+                "--missing “{}” given twice (as “{}”): host names are compared regardless of case",
+                shown(host),
+                shown(first)
+            )));
+        }
+    }
+    let mut hosts = given.to_vec();
+    hosts.sort();
+    Ok(hosts)
+}
+
+/// Refuses an output that is one of the inputs or inside an input folder: writing it
+/// would destroy an audit document, or add the report to the documents read next time.
+fn output_apart(output: &Utf8Path, named: &[Utf8PathBuf]) -> Result<(), CliError> {
+    if output == "-" {
+        return Ok(());
+    }
+    // The output's folder made absolute (the file may not exist yet), then its name.
+    let absolute = |path: &Utf8Path| -> Option<std::path::PathBuf> {
+        if let Ok(real) = path.canonicalize() {
+            return Some(real);
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_str().is_empty() => p,
+            _ => Utf8Path::new("."),
+        };
+        Some(parent.canonicalize().ok()?.join(path.file_name()?))
+    };
+    let Some(out) = absolute(output) else {
+        return Ok(());
+    };
+    for input in named.iter().filter(|p| *p != "-") {
+        let Ok(real) = input.canonicalize() else {
+            continue;
+        };
+        let clash = if real.is_dir() {
+            out.starts_with(&real)
+        } else {
+            out == real
+        };
+        if clash {
+            return Err(CliError::Argument(format!(
+                "-o {}: {} {}: write the report elsewhere",
+                shown(output.as_str()),
+                if real.is_dir() {
+                    "is inside the input folder"
+                } else {
+                    "is the input"
+                },
+                shown(input.as_str())
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The inputs named on the command line, each folder replaced by its `*.json` files
@@ -190,15 +277,20 @@ impl From<ReadError> for CliError {
 
 /// Parses every document of `inputs`, several inputs at once, runs `prepare` on each
 /// where it was parsed, and hands `each` what it made, in the inputs' order; refuses a
-/// document that is not an audit document, or whose host another document has, naming
-/// both files.
+/// document that is not an audit document, has an empty host, or whose host another
+/// document has (regardless of case, as DNS names) or is given with `--missing`, naming
+/// both files (and which document of a file holding several).
 fn each_document<T: Send>(
     inputs: &[Input],
+    missing: &[String],
     prepare: impl Fn(Document) -> io::Result<T> + Sync,
     mut each: impl FnMut(T) -> io::Result<()>,
 ) -> Result<(), ReadError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let mut hosts: HashMap<String, &str> = HashMap::new();
+    let mut hosts: HashMap<String, String> = missing
+        .iter()
+        .map(|h| (h.to_lowercase(), "--missing".to_owned()))
+        .collect();
     // A few inputs at a time, so that only those are held at once.
     for chunk in inputs.chunks(threads * 2) {
         let next = AtomicUsize::new(0);
@@ -218,14 +310,32 @@ fn each_document<T: Send>(
         });
         for (input, result) in chunk.iter().zip(parsed) {
             let result = result.into_inner().unwrap_or_else(|e| e.into_inner());
-            for (host, prepared) in result.expect("every input parsed")? {
-                if let Some(first) = hosts.insert(host.clone(), &input.name) {
+            let documents = result.expect("every input parsed")?;
+            let several = documents.len() > 1;
+            for (position, (host, prepared)) in documents.into_iter().enumerate() {
+                let name = if several {
+                    format!("{} (document {})", input.name, position + 1)
+                } else {
+                    input.name.clone()
+                };
+                if host.trim().is_empty() {
                     return Err(ReadError::Cli(CliError::Data(format!(
-                        "{}: host “{}” is also the host of {}: each server needs its own host \
-                         name (whmtoken audit --host NAME)",
-                        shown(&input.name),
+                        "{}: the host is empty: each server needs its host name (whmtoken \
+                         audit --host NAME)",
+                        shown(&name)
+                    ))));
+                }
+                if let Some(first) = hosts.insert(host.to_lowercase(), name.clone()) {
+                    let why = if first == "--missing" {
+                        "is also given with --missing".to_owned()
+                    } else {
+                        format!("is also the host of {}", shown(&first))
+                    };
+                    return Err(ReadError::Cli(CliError::Data(format!(
+                        "{}: host “{}” {why} (host names are compared regardless of case): \
+                         each server needs its own host name (whmtoken audit --host NAME)",
+                        shown(&name),
                         shown(&host),
-                        shown(first)
                     ))));
                 }
                 each(prepared).map_err(ReadError::Write)?;

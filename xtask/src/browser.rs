@@ -3,8 +3,12 @@
 //! CSV and JSON Lines by the debug build; the CSV and JSON Lines are read back with
 //! Python's `csv` and `json` (`browser/readback.py`); the page is opened in headless
 //! Chromium driven by Selenium (`browser/check.py`): no console error, the chart and the
-//! table in a screenshot (`target/browser/page.png`), filtering by severity and sorting
-//! by server change the rows, the markup is shown as text and runs nothing.
+//! tables in a screenshot (`target/browser/page.png`, and `page-narrow.png` at 760 pixels),
+//! filtering by severity and sorting by server change the rows, text is found as shown,
+//! the host given with `--missing` is shown, headers sit over their columns, rows are 24
+//! pixels, cut cells have titles, an opened server shows its findings, the markup is shown
+//! as text and runs nothing; and a fleet of one empty server (`edge.html`) says `1 server`
+//! and why each table is empty.
 //!
 //! Debian's `chromium` and `chromium-driver` are installed with apt-get when missing (as
 //! root; without root the check says so and is skipped), Selenium from PyPI (pinned) into
@@ -36,7 +40,14 @@ pub(crate) fn browser() -> Result<(), String> {
     let report = |format: &str, file: &str| -> Result<PathBuf, String> {
         let path = work.join(file);
         run(Command::new(target_dir().join("debug/whmtoken"))
-            .args(["report", "--format", format, "-o"])
+            .args([
+                "report",
+                "--missing",
+                documents::MISSING_HOST,
+                "--format",
+                format,
+                "-o",
+            ])
             .arg(&path)
             .arg(&audits))?;
         Ok(path)
@@ -48,10 +59,27 @@ pub(crate) fn browser() -> Result<(), String> {
         .arg(script(&work, "readback.py", READBACK)?)
         .arg(&csv)
         .arg(&jsonl)
-        .arg(generated.findings.to_string())
+        // Each finding, and the host that could not be audited.
+        .arg((generated.findings + 1).to_string())
         .arg(generated.accounts.to_string())
         .arg(documents::HOSTILE_TOKEN))?;
-    let measured = chromium.check(&page, &work.join("page.png"))?;
+    // A fleet of one server with no account and no finding: the empty states.
+    let edge_audits = work.join("edge");
+    std::fs::create_dir_all(&edge_audits).map_err(|e| format!("{}: {e}", edge_audits.display()))?;
+    let empty = serde_json::json!({
+        "version": 1, "host": "empty.example.net", "backend": "files",
+        "server": { "allow_deprecated_accesshash": false, "findings": [] },
+        "accounts": [], "summary": { "critical": 0, "warning": 0, "info": 0 }, "usage": null,
+    });
+    let edge_doc = edge_audits.join("empty.json");
+    std::fs::write(&edge_doc, empty.to_string())
+        .map_err(|e| format!("{}: {e}", edge_doc.display()))?;
+    let edge = work.join("edge.html");
+    run(Command::new(target_dir().join("debug/whmtoken"))
+        .args(["report", "-o"])
+        .arg(&edge)
+        .arg(&edge_audits))?;
+    let measured = chromium.check(&page, &work.join("page.png"), Some(&edge))?;
     eprintln!(
         "xtask: browser: the page of {} servers ({} findings) in headless Chromium: no console error, chart and table drawn (target/browser/page.png), filter and sort change the rows, the markup-named token shown as text and never run; {measured}",
         generated.servers, generated.findings
@@ -109,6 +137,7 @@ impl Chromium {
         &self,
         page: &Path,
         screenshot: &Path,
+        edge: Option<&Path>,
     ) -> Result<serde_json::Value, String> {
         let work = page.parent().unwrap_or(Path::new("."));
         let mut command = Command::new(&self.python);
@@ -117,7 +146,8 @@ impl Chromium {
             .arg(&self.chromium)
             .arg(&self.driver)
             .arg(page)
-            .arg(screenshot);
+            .arg(screenshot)
+            .args(edge);
         let shown = format!("{command:?}");
         let out = command
             .output()

@@ -163,6 +163,19 @@ impl Fleet {
         extra: &[&str],
         play_vars: serde_json::Value,
     ) -> Result<(i32, String, Recap), String> {
+        self.play_book_from(&self.work, book, hosts, extra, play_vars)
+    }
+
+    /// Runs the playbook `book` as [`Fleet::play_book`] does, from the directory `dir` (its
+    /// working directory and `PWD`, as a shell would run it there).
+    fn play_book_from(
+        &self,
+        dir: &Path,
+        book: &str,
+        hosts: &[&Host],
+        extra: &[&str],
+        play_vars: serde_json::Value,
+    ) -> Result<(i32, String, Recap), String> {
         let inventory_file = self.write_inventory(hosts)?;
         let mut settings =
             serde_json::json!({ "whmtoken_install": false, "whmtoken_become": false });
@@ -179,6 +192,7 @@ impl Fleet {
             .args(extra)
             .arg(book);
         self.ansible_env(&mut command);
+        command.current_dir(dir).env("PWD", dir);
         eprintln!("xtask: {command:?}");
         let out = command
             .output()
@@ -267,6 +281,7 @@ impl Fleet {
             .env("ANSIBLE_HOME", self.work.join("ansible-home"))
             .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
             .env("PATH", path_with(&self.ansible.bin))
+            .env("PWD", &self.work)
             .current_dir(&self.work);
     }
 

@@ -39,6 +39,46 @@ pub fn csv(document: &Document, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// The message of the finding `not_audited` of a host given with `--missing`.
+pub fn not_audited(host: &str) -> String {
+    format!("{host}: not audited: no audit document (its audit failed, or it was unreachable)")
+}
+
+/// One CSV row per host that could not be audited: a critical finding `not_audited`.
+pub fn missing_csv(hosts: &[String], out: &mut dyn Write) -> io::Result<()> {
+    for host in hosts {
+        let message = not_audited(host);
+        let fields = [host.as_str(), "", "critical", "not_audited", "", &message];
+        for (index, field) in fields.into_iter().enumerate() {
+            if index > 0 {
+                out.write_all(b",")?;
+            }
+            csv_field(field, out)?;
+        }
+        out.write_all(b"\r\n")?;
+    }
+    Ok(())
+}
+
+/// One JSON line per host that could not be audited: a critical finding `not_audited`.
+pub fn missing_jsonl(hosts: &[String], out: &mut dyn Write) -> io::Result<()> {
+    for host in hosts {
+        let message = not_audited(host);
+        let line = FindingLine {
+            kind: "finding",
+            host,
+            user: None,
+            severity: "critical",
+            code: "not_audited",
+            token: None,
+            message: &message,
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
 /// A field as RFC 4180 writes it: in double quotes (doubled inside) when it holds a comma,
 /// a quote or a line break; as it is otherwise.
 fn csv_field(field: &str, out: &mut dyn Write) -> io::Result<()> {

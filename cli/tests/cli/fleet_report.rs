@@ -272,7 +272,8 @@ fn sha256_source(text: &str) -> String {
 #[test]
 fn the_page_is_self_contained_and_no_server_text_is_markup() {
     let (_dir, docs) = fleet();
-    let page_file = docs.join("fleet.html");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let page_file = Utf8PathBuf::from_path_buf(elsewhere.path().join("fleet.html")).unwrap();
     let out = report(&["report", "-o", page_file.as_str(), docs.as_str()], "");
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
     let page = std::fs::read_to_string(&page_file).unwrap();
@@ -291,21 +292,27 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
         assert!(!markup.contains(remote), "{remote}");
     }
     assert!(!inline_handler(&markup), "no inline handler");
-    let (code, data): (Vec<_>, Vec<_>) = scripts.iter().partition(|(head, _)| *head == "<script");
+    let (code, data): (Vec<&(&str, &str)>, Vec<_>) =
+        scripts.iter().partition(|(head, _)| *head == "<script");
     assert_eq!(code.len(), 1, "one script of the page's own");
     assert_eq!(
         data.len(),
-        3,
-        "the fleet's data, and one element per server"
+        4,
+        "the fleet's summary, its findings, and one element per server"
     );
-    for (head, text) in &data {
-        assert!(
-            head.starts_with("<script type=\"application/json\" id=\""),
-            "{head}"
-        );
-        assert!(!text.contains('<'), "{text}");
-        serde_json::from_str::<Value>(text).unwrap();
-    }
+    assert_eq!(data[0].0, "<script type=\"application/json\" id=\"fleet\"");
+    assert!(!data[0].1.contains('<'));
+    // The findings and each server's accounts: gzipped JSON in base64.
+    let data: Vec<Value> = std::iter::once(serde_json::from_str(data[0].1).unwrap())
+        .chain(data[1..].iter().map(|(head, text)| {
+            assert!(
+                head.starts_with("<script type=\"application/x-gzip-base64\" id=\""),
+                "{head}"
+            );
+            assert!(!text.contains('<'), "{text}");
+            gunzip_base64(text)
+        }))
+        .collect();
     // The policy allows the page's own script and style by hash, and nothing else.
     let policy = page
         .split_once("http-equiv=\"Content-Security-Policy\" content=\"")
@@ -335,7 +342,7 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
     ] {
         assert!(!code[0].1.contains(call), "{call}");
     }
-    let fleet: Value = serde_json::from_str(data[0].1).unwrap();
+    let fleet = &data[0];
     let hosts: Vec<&str> = fleet["servers"]
         .as_array()
         .unwrap()
@@ -354,12 +361,12 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
     );
     assert_eq!(fleet["servers"][1]["accepting"], true);
     assert!(
-        fleet["tokens"]
+        data[1]["tokens"]
             .as_array()
             .unwrap()
             .contains(&json!(HOSTILE))
     );
-    let details: Value = serde_json::from_str(data[1].1).unwrap();
+    let details = &data[2];
     // [user, state, last use, tokens], a token [name, key prefix, …].
     assert_eq!(
         (&details[0][0], &details[0][1]),
@@ -375,6 +382,25 @@ fn the_page_is_self_contained_and_no_server_text_is_markup() {
     assert_eq!(details[1][3][0][1].as_str().unwrap().len(), 12);
 }
 
+/// An element's text, gzipped JSON in base64, read back.
+fn gunzip_base64(text: &str) -> Value {
+    const DIGITS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = Vec::new();
+    let (mut bits, mut n) = (0u32, 0);
+    for c in text.chars().filter(|c| *c != '=') {
+        bits = bits << 6 | DIGITS.find(c).expect("base64") as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            bytes.push((bits >> n) as u8);
+        }
+    }
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut json)
+        .unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
 /// Whether an HTML attribute `on…=` (an inline event handler) appears in a tag.
 fn inline_handler(markup: &str) -> bool {
     markup
@@ -387,12 +413,18 @@ fn inline_handler(markup: &str) -> bool {
         })
 }
 
+/// The end of the refusal of a host twice.
+const SAME_HOST: &str = "(host names are compared regardless of case): each server needs its own host name (whmtoken audit --host NAME)";
+
 #[test]
 fn a_host_twice_is_refused_naming_both_files_and_nothing_is_written() {
     let (_dir, docs) = fleet();
+    // Another server whose host differs only in case: DNS names are the same.
     let copy = docs.join("copy-of-web1.json");
-    std::fs::copy(docs.join("web1.example.json"), &copy).unwrap();
-    let output = docs.join("out.csv");
+    let web1 = std::fs::read_to_string(docs.join("web1.example.json")).unwrap();
+    std::fs::write(&copy, web1.replace("\"web1.example\"", "\"WEB1.Example\"")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = Utf8PathBuf::from_path_buf(elsewhere.path().join("out.csv")).unwrap();
     for format in ["html", "csv", "jsonl"] {
         let out = report(
             &[
@@ -409,7 +441,7 @@ fn a_host_twice_is_refused_naming_both_files_and_nothing_is_written() {
         assert_eq!(
             out.stderr,
             format!(
-                "error: {}: host “web1.example” is also the host of {}: each server needs its own host name (whmtoken audit --host NAME)\n",
+                "error: {}: host “web1.example” is also the host of {} {SAME_HOST}\n",
                 docs.join("web1.example.json"),
                 copy
             )
@@ -477,4 +509,167 @@ fn standard_input_may_hold_several_documents() {
     let from_folder = report(&["report", "--format", "jsonl", docs.as_str()], "");
     assert_eq!(from_stdin.code, 0, "{from_stdin:?}");
     assert_eq!(from_stdin.stdout, from_folder.stdout);
+}
+
+#[test]
+fn a_host_twice_in_standard_input_is_refused_naming_which_documents() {
+    let (_dir, docs) = fleet();
+    let web1 = std::fs::read_to_string(docs.join("web1.example.json")).unwrap();
+    let web2 = std::fs::read_to_string(docs.join("web2.example.json")).unwrap();
+    let out = report(
+        &["report", "--format", "csv", "-"],
+        &[&*web2, &*web1, &*web1].concat(),
+    );
+    assert_eq!(out.code, 65, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: standard input (document 3): host “web1.example” is also the host of standard input (document 2) {SAME_HOST}\n"
+        )
+    );
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn an_empty_host_is_refused_by_the_audit_and_by_the_report() {
+    let server = server(&[]);
+    for host in ["", " "] {
+        let out = whmtoken(
+            &server.config_path(),
+            &["audit", "--json", "--no-usage", "--host", host],
+            "",
+        );
+        assert_eq!(out.code, 64, "{out:?}");
+        assert!(out.stderr.contains("--host needs a host name"), "{out:?}");
+        assert_eq!(out.stdout, "");
+    }
+    let (_dir, docs) = fleet();
+    let web1 = docs.join("web1.example.json");
+    let text = std::fs::read_to_string(&web1).unwrap();
+    std::fs::write(&web1, text.replace("\"web1.example\"", "\"\"")).unwrap();
+    for format in ["html", "csv", "jsonl"] {
+        let out = report(&["report", "--format", format, docs.as_str()], "");
+        assert_eq!(out.code, 65, "{out:?}");
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: {web1}: the host is empty: each server needs its host name (whmtoken audit --host NAME)\n"
+            )
+        );
+        assert_eq!(out.stdout, "");
+    }
+}
+
+#[test]
+fn servers_that_could_not_be_audited_are_in_every_format() {
+    let (_dir, docs) = fleet();
+    let missing = |format: &str| {
+        let out = report(
+            &[
+                "report",
+                "--format",
+                format,
+                "--missing",
+                "web9.example",
+                "--missing",
+                "web0.example",
+                docs.as_str(),
+            ],
+            "",
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        out.stdout
+    };
+    let csv = csv_records(&missing("csv"));
+    for host in ["web0.example", "web9.example"] {
+        let row: Vec<String> = [
+            host,
+            "",
+            "critical",
+            "not_audited",
+            "",
+            &format!(
+                "{host}: not audited: no audit document (its audit failed, or it was unreachable)"
+            ),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert!(csv.contains(&row), "{host}: {csv:?}");
+    }
+    let lines: Vec<Value> = missing("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let not_audited: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["code"] == "not_audited")
+        .collect();
+    assert_eq!(not_audited.len(), 2, "{lines:?}");
+    assert_eq!(not_audited[0]["host"], "web0.example");
+    assert_eq!(not_audited[0]["severity"], "critical");
+    assert_eq!(not_audited[0]["user"], Value::Null);
+    let page = missing("html");
+    assert!(
+        page.contains(r#""missing":["web0.example","web9.example"]"#),
+        "the page's data names them"
+    );
+    assert!(page.contains(r#"<section id="missing""#));
+
+    // Empty, twice (regardless of case), or a host that has a document: refused.
+    for (args, code, error) in [
+        (&["--missing", ""][..], 64, "--missing needs a host name"),
+        (
+            &["--missing", "web9.example", "--missing", "WEB9.example"][..],
+            64,
+            "--missing “WEB9.example” given twice",
+        ),
+        (
+            &["--missing", "Web2.Example"][..],
+            65,
+            "host “web2.example” is also given with --missing",
+        ),
+    ] {
+        let out = report(&[&["report"][..], args, &[docs.as_str()]].concat(), "");
+        assert_eq!(out.code, code, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(error), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stdout, "");
+    }
+}
+
+#[test]
+fn the_output_is_never_an_input_nor_inside_an_input_folder() {
+    let (_dir, docs) = fleet();
+    let web1 = docs.join("web1.example.json");
+    let before = std::fs::read(&web1).unwrap();
+    let inside = docs.join("fleet.html");
+    let relative_docs = format!("{}/../{}", docs, docs.file_name().unwrap());
+    for (output, inputs, error) in [
+        (
+            inside.as_str(),
+            vec![docs.as_str()],
+            format!("-o {inside}: is inside the input folder {docs}: write the report elsewhere"),
+        ),
+        (
+            inside.as_str(),
+            vec![relative_docs.as_str()],
+            format!(
+                "-o {inside}: is inside the input folder {relative_docs}: write the report elsewhere"
+            ),
+        ),
+        (
+            web1.as_str(),
+            vec![web1.as_str()],
+            format!("-o {web1}: is the input {web1}: write the report elsewhere"),
+        ),
+    ] {
+        let out = report(&[&["report", "-o", output][..], &inputs].concat(), "");
+        assert_eq!(out.code, 64, "{out:?}");
+        assert_eq!(out.stderr, format!("error: {error}\n"));
+    }
+    assert!(!inside.exists());
+    assert_eq!(
+        std::fs::read(&web1).unwrap(),
+        before,
+        "the input is untouched"
+    );
 }

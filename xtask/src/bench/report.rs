@@ -2,9 +2,11 @@
 //! documents of 1,000 accounts each (`browser::documents`, kept in
 //! `target/bench/report/audits` for the next run) written as the page by the release
 //! build, timed with its peak memory (GNU time); then the page opened in headless Chromium
-//! (`browser::Chromium`): its first screen, and sorting and filtering the findings, timed
-//! in the page. The goals: the page in under 10 s and 1 GiB, its first screen in under
-//! 2 s, sorting and filtering in under 200 ms.
+//! (`browser::Chromium`): its first screen, the findings read after it, and sorting and
+//! filtering the findings (by severity, and by text as shown), timed in the page. The
+//! goals: the page in under 10 s and 1 GiB, its first screen in under 2 s, sorting and
+//! filtering answering in under 200 ms (a search shows its first rows at once and goes
+//! on in slices of 50 ms).
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -19,7 +21,8 @@ pub(super) fn measure() -> Result<String, String> {
     cargo(&["build", "--release", "-p", "whmtoken-cli", "--locked"])?;
     let dir = target_dir().join("bench/report");
     let audits = dir.join("audits");
-    let marker = dir.join("generated");
+    // Named after the generator's version: documents of an older generator are made again.
+    let marker = dir.join(format!("generated-v{}", documents::VERSION));
     let findings = match std::fs::read_to_string(&marker) {
         Ok(text) => text
             .trim()
@@ -44,7 +47,7 @@ pub(super) fn measure() -> Result<String, String> {
     let page = dir.join("fleet.html");
     let sample = super::timed(
         Command::new(target_dir().join("release/whmtoken"))
-            .args(["report", "-o"])
+            .args(["report", "--missing", documents::MISSING_HOST, "-o"])
             .arg(&page)
             .arg(&audits),
     )?;
@@ -67,17 +70,34 @@ pub(super) fn measure() -> Result<String, String> {
     match Chromium::ready()? {
         None => notes.push_str("| the page in Chromium | skipped (not root, no chromium) | |\n"),
         Some(chromium) => {
-            let measured = chromium.check(&page, &dir.join("page.png"))?;
+            let measured = chromium.check(&page, &dir.join("page.png"), None)?;
             let ms = |key: &str| measured[key].as_f64().unwrap_or(f64::NAN);
+            let texts: Vec<String> = measured["text_ms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    format!(
+                        "{:.0} ms (done {:.0} ms)",
+                        t[0].as_f64().unwrap_or(f64::NAN),
+                        t[1].as_f64().unwrap_or(f64::NAN)
+                    )
+                })
+                .collect();
             let _ = write!(
                 notes,
-                "| first screen (page script done, drawn) | {:.0} ms, {:.0} ms | < 2000 ms |\n\
-                 | filter the findings by severity | {:.0} ms | < 200 ms |\n\
-                 | sort the findings by server | {:.0} ms | < 200 ms |\n",
+                "| first screen: totals, chart, servers (page script done, drawn) | {:.0} ms, {:.0} ms | < 2000 ms |\n\
+                 | the findings read and drawn | {:.0} ms | |\n\
+                 | filter the findings by severity (first rows, done) | {:.0} ms, {:.0} ms | < 200 ms |\n\
+                 | sort the findings by server | {:.0} ms | < 200 ms |\n\
+                 | filter by text, the first search then two more (first rows, done) | {} | < 200 ms |\n",
                 ms("ready_ms"),
                 ms("painted_ms"),
+                ms("findings_ms"),
                 ms("filter_ms"),
+                ms("filter_done_ms"),
                 ms("sort_ms"),
+                texts.join("; "),
             );
         }
     }

@@ -1,16 +1,26 @@
 //! Generated `whmtoken audit --json` documents, one per server, for the browser check (a
 //! small fleet) and the report's bench (1,000 servers of 1,000 accounts): servers at every
-//! step of the migration, with the findings a real audit gives each account.
+//! step of the migration, with the findings a real audit with logs gives each account, and
+//! their messages as it writes them (counts, dates, addresses and user agents in them:
+//! about half a million distinct messages for 1,000 x 1,000, as real audits give).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use whmtoken_core::usage::utc_text;
 
 /// A token name that is markup, and would run if the page ever parsed it as HTML.
 pub(crate) const HOSTILE_TOKEN: &str =
     "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>";
+
+/// The generator's version, raised when the documents it writes change (`bench report`
+/// keeps its documents for the next run of the same version).
+pub(crate) const VERSION: u32 = 2;
+
+/// A host given to `whmtoken report --missing`: a server that could not be audited.
+pub(crate) const MISSING_HOST: &str = "cp9999.example.net";
 
 /// The epoch the documents are dated from (2026-11-01 UTC).
 const NOW: i64 = 1_793_491_200;
@@ -81,6 +91,7 @@ fn document(server: usize, accounts: usize, hostile: bool) -> Value {
                 index,
                 (index as f64) < progress * accounts as f64,
                 retiring,
+                accepting,
                 hostile && index == 0,
             )
         })
@@ -104,7 +115,7 @@ fn document(server: usize, accounts: usize, hostile: bool) -> Value {
         "accounts": list,
         "summary": { "critical": critical, "warning": warning, "info": info },
         "usage": {
-            "window": { "from": NOW - 90 * 86_400, "to": NOW },
+            "window": { "from": WINDOW_FROM, "to": NOW },
             "folder": "/usr/local/cpanel/logs",
             "files": [],
             "coverage": { "from": NOW - 120 * 86_400, "complete": server % 7 != 3 },
@@ -112,38 +123,133 @@ fn document(server: usize, accounts: usize, hostile: bool) -> Value {
     })
 }
 
-fn account(server: usize, index: usize, converted: bool, retiring: bool, hostile: bool) -> Value {
+/// A client's use of a credential: how often in the window, when last, from where.
+struct Used {
+    uses: usize,
+    last: i64,
+    ip: String,
+    agent: Option<&'static str>,
+}
+
+/// The user agents of the clients, as billing systems and scripts send them.
+const AGENTS: [&str; 5] = [
+    "WHMCS/8.10.1",
+    "Blesta/5.9.2",
+    "python-requests/2.31.0",
+    "cpanel-dnsadmin/11.130",
+    "HostBill/2024-11",
+];
+
+impl Used {
+    /// A use, different for each server, account and credential (`salt`).
+    fn new(server: usize, index: usize, salt: usize) -> Self {
+        let mix = (server * 7919 + index * 104_729 + salt * 15_485_863) % 1_000_003;
+        Self {
+            uses: 1 + mix % 90,
+            last: NOW - ((mix * 37) % (80 * 86_400)) as i64,
+            ip: format!("198.51.{}.{}", mix % 256, (mix / 256) % 256),
+            agent: (!mix.is_multiple_of(7)).then(|| AGENTS[mix % AGENTS.len()]),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "time": self.last, "ip": self.ip, "user_agent": self.agent })
+    }
+
+    /// As the audit writes it (`findings_usage::uses_text`): `N uses since <window>, last
+    /// <date>, from <ip> “agent”`.
+    fn text(&self) -> String {
+        let client = match self.agent {
+            Some(agent) => format!("{} “{agent}”", self.ip),
+            None => self.ip.clone(),
+        };
+        format!(
+            "{} use{} since {}, last {}, from {client}",
+            self.uses,
+            if self.uses == 1 { "" } else { "s" },
+            utc_text(WINDOW_FROM),
+            utc_text(self.last)
+        )
+    }
+}
+
+/// The start of the logs' window the documents' usage covers.
+const WINDOW_FROM: i64 = NOW - 90 * 86_400;
+
+/// One account, its tokens and findings, with the messages exactly as `whmtoken audit`
+/// writes them (`core/src/findings.rs`, `core/src/findings_usage.rs`): counts, dates,
+/// addresses and user agents in them, so that nearly every message is its own.
+fn account(
+    server: usize,
+    index: usize,
+    converted: bool,
+    retiring: bool,
+    accepting: bool,
+    hostile: bool,
+) -> Value {
     let user = if index == 0 {
         "root".to_owned()
     } else {
         format!("r{server:04}u{index:05}")
     };
-    let used = index.is_multiple_of(3).then(|| {
-        json!({
-            "time": NOW - ((server * 7919 + index * 104_729) % (80 * 86_400)) as i64,
-            "ip": format!("198.51.{}.{}", server % 256, index % 256),
-            "user_agent": if index.is_multiple_of(2) { Value::from("billing-system/2.1") } else { Value::Null },
-        })
-    });
+    let used = (!index.is_multiple_of(3)).then(|| Used::new(server, index, 0));
     let mut findings = Vec::new();
     let mut tokens = Vec::new();
     let state = if !converted {
-        let consequence = "its clients fail once access-hash authentication is off";
+        let (severity, consequence) = if accepting {
+            (
+                "warning",
+                "its clients fail once access-hash authentication is off",
+            )
+        } else {
+            (
+                "critical",
+                "access-hash authentication is off, so its clients are failing now",
+            )
+        };
         findings.push(finding(
-            "critical",
+            severity,
             "accesshash_not_converted",
             format!("{user}: access hash not converted; {consequence}"),
             None,
         ));
+        if let Some(used) = &used {
+            let consequence = if accepting {
+                "convert it before access-hash authentication is turned off"
+            } else {
+                "access-hash authentication is off: convert it"
+            };
+            findings.push(finding(
+                severity,
+                "accesshash_in_use",
+                format!(
+                    "{user}: access hash not converted and in use: {}; {consequence}",
+                    used.text()
+                ),
+                None,
+            ));
+        }
         "not_converted"
     } else {
-        let created = NOW - ((index * 977) % (30 * 86_400)) as i64;
+        let created = NOW - 86_400 - ((server * 131 + index * 977) % (30 * 86_400)) as i64;
         let name = if hostile {
             HOSTILE_TOKEN.to_owned()
         } else {
             format!("accesshash-{created}")
         };
-        tokens.push(token(&name, created, None, None, true, used.clone()));
+        // Some clients still send the old secret through the converted token.
+        let legacy = used
+            .as_ref()
+            .filter(|_| index.is_multiple_of(4))
+            .map(|_| Used::new(server, index, 1));
+        tokens.push(token(
+            &name,
+            created,
+            None,
+            None,
+            true,
+            legacy.as_ref().map(Used::json),
+        ));
         let retired = retiring && index % 5 != 1;
         if !retired {
             findings.push(finding(
@@ -165,36 +271,60 @@ fn account(server: usize, index: usize, converted: bool, retiring: bool, hostile
             format!("{user}: token “{name}” never expires"),
             Some(&name),
         ));
+        if let Some(legacy) = &legacy {
+            findings.push(finding(
+                "info",
+                "legacy_secret_in_use",
+                format!(
+                    "{user}: token “{name}”, converted from an access hash, is in use: {}: those clients still send the old secret; rotate it",
+                    legacy.text()
+                ),
+                Some(&name),
+            ));
+        }
         if retired { "none" } else { "converted" }
     };
     if index.is_multiple_of(5) {
         let name = format!("billing-{index}");
-        let expires = NOW + ((index % 3) as i64 - 1) * 86_400 * 30;
+        let created = NOW - 400 * 86_400 + ((server * 613 + index * 89) % (300 * 86_400)) as i64;
+        let expires = created + ((index % 3) as i64 + 1) * 86_400 * 200;
+        let token_used = index.is_multiple_of(2).then(|| Used::new(server, index, 2));
         tokens.push(token(
             &name,
-            NOW - 400 * 86_400,
+            created,
             Some(expires),
             Some(&["list-accts", "create-acct"]),
             false,
-            None,
+            token_used.as_ref().map(Used::json),
         ));
         if expires < NOW {
             findings.push(finding(
                 "info",
                 "expired",
-                format!("{user}: token “{name}” expired at {expires} and is still stored"),
+                format!(
+                    "{user}: token “{name}” expired {} and is still stored",
+                    utc_text(expires)
+                ),
                 Some(&name),
             ));
-        } else {
+        }
+        if token_used.is_none() {
             findings.push(finding(
                 "info",
                 "unused_token",
-                format!("{user}: token “{name}” was not used in the 90-day window"),
+                format!(
+                    "{user}: token “{name}” was not used since {}",
+                    utc_text(created.max(WINDOW_FROM))
+                ),
                 Some(&name),
             ));
         }
     }
-    let last = if state == "none" { None } else { used };
+    let last = if state == "none" {
+        None
+    } else {
+        used.as_ref().map(Used::json)
+    };
     json!({
         "user": user,
         "accesshash": state,

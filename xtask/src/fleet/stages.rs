@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use super::{Fleet, Host, debug_binary, dumps, expect, expect_changed};
-use crate::output;
+use crate::{output, workspace_root};
 
 /// A server's state: the setting, each account's access hash state, and its dump.
 type State = (bool, Vec<(String, String)>, String);
@@ -474,6 +474,75 @@ impl Fleet {
             )?;
         }
         eprintln!("xtask: fleet: the report play wrote the page and the CSV, and changed no host");
+        self.the_report_play_from_where_it_is_run(hosts)
+    }
+
+    /// The report play run from a folder of its own, without `whmtoken_report_dir` and with
+    /// a relative one: the report lands in that folder (`$PWD`), never in the collection;
+    /// a host whose audit fails (its config missing) is in the page and the CSV as not
+    /// audited, and fails the play.
+    fn the_report_play_from_where_it_is_run(&self, hosts: &[&Host]) -> Result<(), String> {
+        let here = self.work.join("report-here");
+        std::fs::create_dir_all(&here).map_err(|e| format!("{}: {e}", here.display()))?;
+        let unaudited = Host {
+            name: "unaudited",
+            config: self.work.join("no-such-config.toml"),
+            vars: serde_json::json!({}),
+        };
+        let mut all: Vec<&Host> = hosts.to_vec();
+        all.push(&unaudited);
+        let collection =
+            workspace_root().join("contrib/ansible/ansible_collections/whmtoken/cpanel/playbooks");
+        for (given, folder) in [
+            (serde_json::Value::Null, here.join("whmtoken-report")),
+            (serde_json::json!("relative/out"), here.join("relative/out")),
+        ] {
+            let play_vars = serde_json::json!({
+                "whmtoken_report_dir": given,
+                "whmtoken_report_binary": debug_binary("whmtoken"),
+            });
+            let (status, text, recap) =
+                self.play_book_from(&here, "whmtoken.cpanel.report", &all, &[], play_vars)?;
+            expect(
+                status != 0 && recap.get("unaudited").is_some_and(|r| r.2 == 1),
+                "the host that could not be audited should fail the report play",
+                &text,
+            )?;
+            expect(
+                !collection.join("whmtoken-report").exists()
+                    && !collection.join("relative").exists(),
+                "the report should never land inside the collection",
+                &text,
+            )?;
+            let page = std::fs::read_to_string(folder.join("fleet.html")).map_err(|e| {
+                format!(
+                    "fleet: no page in {} (given {given}): {e}\n{text}",
+                    folder.display()
+                )
+            })?;
+            let csv = std::fs::read_to_string(folder.join("findings.csv"))
+                .map_err(|e| format!("fleet: no CSV in {}: {e}\n{text}", folder.display()))?;
+            expect(
+                page.contains("\"missing\":[\"unaudited\"]"),
+                "the page should name the host that could not be audited",
+                &text,
+            )?;
+            expect(
+                csv.contains("\r\nunaudited,,critical,not_audited,"),
+                "the CSV should have the host that could not be audited",
+                &text,
+            )?;
+            for host in hosts {
+                expect(
+                    csv.contains(&format!("\r\n{},", host.name)),
+                    &format!("the CSV should name {}", host.name),
+                    &text,
+                )?;
+            }
+        }
+        eprintln!(
+            "xtask: fleet: the report play run from a folder wrote there (default and relative whmtoken_report_dir), and named the host it could not audit"
+        );
         Ok(())
     }
 }
