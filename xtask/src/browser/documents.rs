@@ -195,130 +195,22 @@ fn account(
     let used = (!index.is_multiple_of(3)).then(|| Used::new(server, index, 0));
     let mut findings = Vec::new();
     let mut tokens = Vec::new();
-    let state = if !converted {
-        let (severity, consequence) = if accepting {
-            (
-                "warning",
-                "its clients fail once access-hash authentication is off",
-            )
-        } else {
-            (
-                "critical",
-                "access-hash authentication is off, so its clients are failing now",
-            )
-        };
-        findings.push(finding(
-            severity,
-            "accesshash_not_converted",
-            format!("{user}: access hash not converted; {consequence}"),
-            None,
-        ));
-        if let Some(used) = &used {
-            let consequence = if accepting {
-                "convert it before access-hash authentication is turned off"
-            } else {
-                "access-hash authentication is off: convert it"
-            };
-            findings.push(finding(
-                severity,
-                "accesshash_in_use",
-                format!(
-                    "{user}: access hash not converted and in use: {}; {consequence}",
-                    used.text()
-                ),
-                None,
-            ));
-        }
-        "not_converted"
+    let state = if converted {
+        converted_account(
+            &user,
+            (server, index),
+            retiring && index % 5 != 1,
+            hostile,
+            used.as_ref(),
+            &mut tokens,
+            &mut findings,
+        )
     } else {
-        let created = NOW - 86_400 - ((server * 131 + index * 977) % (30 * 86_400)) as i64;
-        let name = if hostile {
-            HOSTILE_TOKEN.to_owned()
-        } else {
-            format!("accesshash-{created}")
-        };
-        // Some clients still send the old secret through the converted token.
-        let legacy = used
-            .as_ref()
-            .filter(|_| index.is_multiple_of(4))
-            .map(|_| Used::new(server, index, 1));
-        tokens.push(token(
-            &name,
-            created,
-            None,
-            None,
-            true,
-            legacy.as_ref().map(Used::json),
-        ));
-        let retired = retiring && index % 5 != 1;
-        if !retired {
-            findings.push(finding(
-                "warning",
-                "accesshash_active",
-                format!("{user}: access hash converted as “{name}” but still present; retire it"),
-                Some(&name),
-            ));
-        }
-        findings.push(finding(
-            "warning",
-            "unrestricted_token",
-            format!("{user}: token “{name}” has full access and accepts any address"),
-            Some(&name),
-        ));
-        findings.push(finding(
-            "info",
-            "no_expiry",
-            format!("{user}: token “{name}” never expires"),
-            Some(&name),
-        ));
-        if let Some(legacy) = &legacy {
-            findings.push(finding(
-                "info",
-                "legacy_secret_in_use",
-                format!(
-                    "{user}: token “{name}”, converted from an access hash, is in use: {}: those clients still send the old secret; rotate it",
-                    legacy.text()
-                ),
-                Some(&name),
-            ));
-        }
-        if retired { "none" } else { "converted" }
+        not_converted_findings(&user, accepting, used.as_ref(), &mut findings);
+        "not_converted"
     };
     if index.is_multiple_of(5) {
-        let name = format!("billing-{index}");
-        let created = NOW - 400 * 86_400 + ((server * 613 + index * 89) % (300 * 86_400)) as i64;
-        let expires = created + ((index % 3) as i64 + 1) * 86_400 * 200;
-        let token_used = index.is_multiple_of(2).then(|| Used::new(server, index, 2));
-        tokens.push(token(
-            &name,
-            created,
-            Some(expires),
-            Some(&["list-accts", "create-acct"]),
-            false,
-            token_used.as_ref().map(Used::json),
-        ));
-        if expires < NOW {
-            findings.push(finding(
-                "info",
-                "expired",
-                format!(
-                    "{user}: token “{name}” expired {} and is still stored",
-                    utc_text(expires)
-                ),
-                Some(&name),
-            ));
-        }
-        if token_used.is_none() {
-            findings.push(finding(
-                "info",
-                "unused_token",
-                format!(
-                    "{user}: token “{name}” was not used since {}",
-                    utc_text(created.max(WINDOW_FROM))
-                ),
-                Some(&name),
-            ));
-        }
+        billing_token(&user, server, index, &mut tokens, &mut findings);
     }
     let last = if state == "none" {
         None
@@ -332,6 +224,154 @@ fn account(
         "tokens": tokens,
         "findings": findings,
     })
+}
+
+/// The findings of an account whose access hash is not converted.
+fn not_converted_findings(
+    user: &str,
+    accepting: bool,
+    used: Option<&Used>,
+    findings: &mut Vec<Value>,
+) {
+    let (severity, consequence) = if accepting {
+        (
+            "warning",
+            "its clients fail once access-hash authentication is off",
+        )
+    } else {
+        (
+            "critical",
+            "access-hash authentication is off, so its clients are failing now",
+        )
+    };
+    findings.push(finding(
+        severity,
+        "accesshash_not_converted",
+        format!("{user}: access hash not converted; {consequence}"),
+        None,
+    ));
+    if let Some(used) = used {
+        let consequence = if accepting {
+            "convert it before access-hash authentication is turned off"
+        } else {
+            "access-hash authentication is off: convert it"
+        };
+        findings.push(finding(
+            severity,
+            "accesshash_in_use",
+            format!(
+                "{user}: access hash not converted and in use: {}; {consequence}",
+                used.text()
+            ),
+            None,
+        ));
+    }
+}
+
+/// The converted token of an account and its findings; its access-hash state.
+fn converted_account(
+    user: &str,
+    (server, index): (usize, usize),
+    retired: bool,
+    hostile: bool,
+    used: Option<&Used>,
+    tokens: &mut Vec<Value>,
+    findings: &mut Vec<Value>,
+) -> &'static str {
+    let created = NOW - 86_400 - ((server * 131 + index * 977) % (30 * 86_400)) as i64;
+    let name = if hostile {
+        HOSTILE_TOKEN.to_owned()
+    } else {
+        format!("accesshash-{created}")
+    };
+    // Some clients still send the old secret through the converted token.
+    let legacy = used
+        .filter(|_| index.is_multiple_of(4))
+        .map(|_| Used::new(server, index, 1));
+    tokens.push(token(
+        &name,
+        created,
+        None,
+        None,
+        true,
+        legacy.as_ref().map(Used::json),
+    ));
+    if !retired {
+        findings.push(finding(
+            "warning",
+            "accesshash_active",
+            format!("{user}: access hash converted as “{name}” but still present; retire it"),
+            Some(&name),
+        ));
+    }
+    findings.push(finding(
+        "warning",
+        "unrestricted_token",
+        format!("{user}: token “{name}” has full access and accepts any address"),
+        Some(&name),
+    ));
+    findings.push(finding(
+        "info",
+        "no_expiry",
+        format!("{user}: token “{name}” never expires"),
+        Some(&name),
+    ));
+    if let Some(legacy) = &legacy {
+        findings.push(finding(
+            "info",
+            "legacy_secret_in_use",
+            format!(
+                "{user}: token “{name}”, converted from an access hash, is in use: {}: those clients still send the old secret; rotate it",
+                legacy.text()
+            ),
+            Some(&name),
+        ));
+    }
+    if retired { "none" } else { "converted" }
+}
+
+/// A restricted token that one account in five has, some expired, some unused.
+fn billing_token(
+    user: &str,
+    server: usize,
+    index: usize,
+    tokens: &mut Vec<Value>,
+    findings: &mut Vec<Value>,
+) {
+    let name = format!("billing-{index}");
+    let created = NOW - 400 * 86_400 + ((server * 613 + index * 89) % (300 * 86_400)) as i64;
+    let expires = created + ((index % 3) as i64 + 1) * 86_400 * 200;
+    let token_used = index.is_multiple_of(2).then(|| Used::new(server, index, 2));
+    tokens.push(token(
+        &name,
+        created,
+        Some(expires),
+        Some(&["list-accts", "create-acct"]),
+        false,
+        token_used.as_ref().map(Used::json),
+    ));
+    if expires < NOW {
+        findings.push(finding(
+            "info",
+            "expired",
+            format!(
+                "{user}: token “{name}” expired {} and is still stored",
+                utc_text(expires)
+            ),
+            Some(&name),
+        ));
+    }
+    if token_used.is_none() {
+        findings.push(finding(
+            "info",
+            "unused_token",
+            format!(
+                "{user}: token “{name}” was not used since {}",
+                utc_text(created.max(WINDOW_FROM))
+            ),
+            Some(&name),
+        ));
+    }
 }
 
 fn token(
