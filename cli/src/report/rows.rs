@@ -28,15 +28,20 @@ pub fn csv(document: &Document, out: &mut dyn Write) -> io::Result<()> {
             finding.token.as_deref().unwrap_or(""),
             &finding.message,
         ];
-        for (index, field) in fields.into_iter().enumerate() {
-            if index > 0 {
-                out.write_all(b",")?;
-            }
-            csv_field(field, out)?;
-        }
-        out.write_all(b"\r\n")?;
+        csv_row(&fields, out)?;
     }
     Ok(())
+}
+
+/// One CSV row: the fields quoted where needed, separated by commas, ended by CRLF.
+fn csv_row(fields: &[&str], out: &mut dyn Write) -> io::Result<()> {
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            out.write_all(b",")?;
+        }
+        csv_field(field, out)?;
+    }
+    out.write_all(b"\r\n")
 }
 
 /// The message of the finding `not_audited` of a host given with `--missing`.
@@ -49,13 +54,7 @@ pub fn missing_csv(hosts: &[String], out: &mut dyn Write) -> io::Result<()> {
     for host in hosts {
         let message = not_audited(host);
         let fields = [host.as_str(), "", "critical", "not_audited", "", &message];
-        for (index, field) in fields.into_iter().enumerate() {
-            if index > 0 {
-                out.write_all(b",")?;
-            }
-            csv_field(field, out)?;
-        }
-        out.write_all(b"\r\n")?;
+        csv_row(&fields, out)?;
     }
     Ok(())
 }
