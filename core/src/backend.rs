@@ -220,7 +220,9 @@ pub trait BatchImport: Send + Sync {
     /// Does for every item what [`Backend::import`] does for one, on the calling thread,
     /// each token stored together with its audit record (one for an entry written, timed by
     /// `clock`) and never without it, and returns one outcome per item in the same order. A
-    /// failure for one item never undoes another's import.
+    /// failure for one item never undoes another's import. A run hands its users over in
+    /// slices of at most [`crate::pipeline::BATCH_USERS`], in order, so that a signal stops
+    /// it between slices.
     fn import_batch(
         &self,
         items: &[ImportItem],

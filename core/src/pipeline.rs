@@ -403,6 +403,10 @@ pub fn import_all(
         .collect()
 }
 
+/// The most users handed to a backend's [`BatchImport`] at once: a stop is honoured
+/// between such slices (SQLite commits each in one transaction, a fraction of a second).
+pub const BATCH_USERS: usize = 5_000;
+
 /// [`import_all`], handing each item's outcome to `ready` (on the calling thread, in
 /// completion order) as soon as it is known; once `stop` is set no item is started, and
 /// an item not started is handed over as `None`.
@@ -416,11 +420,16 @@ fn import_each(
 ) {
     let stopped = || stop.is_some_and(|stop| stop.load(Ordering::SeqCst));
     match backend.batch() {
-        Some(_) if stopped() => (0..items.len()).for_each(|index| ready(index, None)),
         Some(batch) => {
-            let outcomes = import_batch(batch, items, clock);
-            for (index, outcome) in outcomes.into_iter().enumerate() {
-                ready(index, Some(outcome));
+            for (slice, from) in items.chunks(BATCH_USERS).zip((0..).step_by(BATCH_USERS)) {
+                if stopped() {
+                    (from..from + slice.len()).for_each(|index| ready(index, None));
+                    continue;
+                }
+                let outcomes = import_batch(batch, slice, clock);
+                for (offset, outcome) in outcomes.into_iter().enumerate() {
+                    ready(from + offset, Some(outcome));
+                }
             }
         }
         None => {
