@@ -123,6 +123,7 @@ fn run_prune(args: &RunsArgs, older_than: i64, config: Option<&Utf8Path>) -> Res
                 let (status, extra) = match pruning {
                     Pruning::Pruned { removed } => ("pruned", json!({"removed": removed})),
                     Pruning::NotRestored(state) => ("kept", json!({"restore": state.as_str()})),
+                    Pruning::HoldsReplaced(users) => ("kept", json!({"replaced": users})),
                     Pruning::AlreadyPruned(at) => ("already_pruned", json!({"pruned_at": at})),
                 };
                 let mut run = json!({"id": id.as_str(), "status": status});
@@ -156,8 +157,12 @@ fn run_prune(args: &RunsArgs, older_than: i64, config: Option<&Utf8Path>) -> Res
                 .filter(|(_, p)| *p == Pruning::NotRestored(state))
                 .count()
         };
+        let holding = done
+            .iter()
+            .filter(|(_, p)| matches!(p, Pruning::HoldsReplaced(_)))
+            .count();
         let summary = format!(
-            "{} {}, kept {} not restored and {} partly restored.",
+            "{} {}, kept {} not restored and {} partly restored{}.",
             if args.dry_run {
                 "Would prune"
             } else {
@@ -165,7 +170,15 @@ fn run_prune(args: &RunsArgs, older_than: i64, config: Option<&Utf8Path>) -> Res
             },
             thousands(pruned),
             thousands(kept(RestoreState::NotRestored)),
-            thousands(kept(RestoreState::PartlyRestored))
+            thousands(kept(RestoreState::PartlyRestored)),
+            if holding > 0 {
+                format!(
+                    ", and {} holding replaced access hashes",
+                    thousands(holding)
+                )
+            } else {
+                String::new()
+            }
         );
         done.iter()
             .filter_map(|(id, pruning)| prune_line(id, pruning, args.dry_run))
@@ -190,6 +203,11 @@ fn prune_line(id: &RunId, pruning: &Pruning, dry_run: bool) -> Option<String> {
                 RestoreState::PartlyRestored => "only partly restored",
                 _ => "not restored",
             }
+        ),
+        Pruning::HoldsReplaced(users) => format!(
+            "Kept the backups of run {id}: they hold the only copy of the access hash a forced \
+             restore replaced for {}; prune it with --force",
+            users.join(", ")
         ),
         Pruning::AlreadyPruned(_) => return None,
     })

@@ -1299,10 +1299,54 @@ fn restore_refuses_an_access_hash_that_came_back_and_a_changed_backup_unless_for
             assert_eq!(kept.len(), 1, "the replaced one is kept");
             let path = dir.join(format!("var/lib/whmtoken/backups/{id}/{}", kept[0]));
             assert_eq!(
-                std::fs::read_to_string(path).unwrap(),
+                std::fs::read_to_string(&path).unwrap(),
                 "a new access hash\n"
             );
         }
+
+        // The replaced access hash's only copy is among the run's backups: pruning the
+        // restored run keeps them unless forced.
+        age_runs(backend, &dir, 120);
+        let out = whmtoken(&config, &["runs", "--prune", "--older-than", "1m"], "");
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        assert_eq!(
+            out.stdout,
+            format!(
+                "Kept the backups of run {id}: they hold the only copy of the access hash a forced restore replaced for root; prune it with --force\n\
+                 Pruned 0, kept 0 not restored and 0 partly restored, and 1 holding replaced access hashes.\n"
+            ),
+            "{backend}"
+        );
+        let runs = json_of(&whmtoken(&config, &["runs", "--json"], ""));
+        assert_eq!(
+            runs["runs"][0]["pruned_at"],
+            Value::Null,
+            "{backend}: not pruned"
+        );
+        let dry = whmtoken(
+            &config,
+            &["runs", "--prune", "--older-than", "1m", "-n", "--json"],
+            "",
+        );
+        let dry = json_of(&dry);
+        assert_eq!(dry["runs"][0]["status"], "kept", "{dry}");
+        assert_eq!(
+            dry["runs"][0]["replaced"],
+            serde_json::json!(["root"]),
+            "{dry}"
+        );
+        let out = whmtoken(
+            &config,
+            &["runs", "--prune", "--older-than", "1m", "--force"],
+            "",
+        );
+        assert_eq!(out.code, 0, "{backend}: {}", out.stderr);
+        assert!(
+            out.stdout
+                .starts_with(&format!("Pruned the backups of run {id}")),
+            "{}",
+            out.stdout
+        );
     }
 
     // A backup that no longer matches the journal.

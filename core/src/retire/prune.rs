@@ -1,6 +1,8 @@
 //! Pruning runs' backups (`whmtoken runs --prune --older-than DURATION`): a run begun
 //! longer ago than asked loses its backups when it was restored (its access hashes are
-//! back, the backups are mere copies), or when forced (it can then never be restored).
+//! back, the backups are mere copies), or when forced (it can then never be restored). A
+//! run whose forced restore kept the access hashes it replaced holds the only copies of
+//! those: it is kept unless forced.
 //! Each pruning is journaled (`{"pruned_at": …}`) before the backups go; a dry run only
 //! decides. Nothing here prints.
 
@@ -28,6 +30,9 @@ pub enum Pruning {
     Pruned { removed: usize },
     /// Kept: it was not restored, or only partly, and pruning was not forced.
     NotRestored(RestoreState),
+    /// Kept: a forced restore kept these accounts' replaced access hashes among its
+    /// backups (their only copies), and pruning was not forced.
+    HoldsReplaced(Vec<String>),
     /// Pruned already, at that time.
     AlreadyPruned(i64),
 }
@@ -62,6 +67,9 @@ pub fn prune(
             }
             (None, state) if state != RestoreState::Restored && !request.force => {
                 Pruning::NotRestored(state)
+            }
+            (None, _) if !journal.kept_replaced.is_empty() && !request.force => {
+                Pruning::HoldsReplaced(journal.kept_replaced.iter().cloned().collect())
             }
             (None, _) if request.dry_run => Pruning::Pruned {
                 removed: retirement.count_backups(&journal.id)?,

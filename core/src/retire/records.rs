@@ -185,6 +185,9 @@ pub struct Journal {
     /// When its backups were removed ([`Record::Pruned`]): it can no longer put an
     /// access hash back.
     pub pruned_at: Option<i64>,
+    /// The accounts whose replaced access hash a forced restore kept among the backups
+    /// ([`Record::KeptReplaced`]).
+    pub kept_replaced: BTreeSet<String>,
 }
 
 /// How much of a run was restored.
@@ -320,6 +323,11 @@ pub enum Record {
     Pruned {
         pruned_at: i64,
     },
+    /// A forced restore kept, among the run's backups, the access hash it replaced in this
+    /// account's home: the only copy of it, which pruning keeps unless forced.
+    KeptReplaced {
+        kept_replaced: String,
+    },
 }
 
 impl Journal {
@@ -348,6 +356,7 @@ impl Journal {
             restored_accounts: BTreeSet::new(),
             restored_settings: BTreeSet::new(),
             pruned_at: None,
+            kept_replaced: BTreeSet::new(),
         };
         for record in records {
             match record {
@@ -366,6 +375,9 @@ impl Journal {
                     journal.restored_settings.insert(restored_setting);
                 }
                 Record::Pruned { pruned_at } => journal.pruned_at = Some(pruned_at),
+                Record::KeptReplaced { kept_replaced } => {
+                    journal.kept_replaced.insert(kept_replaced);
+                }
             }
         }
         journal.in_users_order();

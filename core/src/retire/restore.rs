@@ -268,6 +268,14 @@ fn restore_file(
             if let (true, Some(present), Some(sha)) = (replacing, &present, &present_sha) {
                 // Named by what it holds: kept once, however often it is replaced.
                 let name = format!("{user}.accesshash.replaced-{}", &sha[..12]);
+                retirement
+                    .append(
+                        id,
+                        &Record::KeptReplaced {
+                            kept_replaced: user.to_string(),
+                        },
+                    )
+                    .map_err(fail)?;
                 if retirement.backup(id, &name).is_err() {
                     retirement
                         .put_backup(id, &name, &present.content)
