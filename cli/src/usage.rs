@@ -60,6 +60,7 @@ pub fn run(args: UsageArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
         jobs: pipeline::default_jobs(),
     };
     let report = usage::collect(backend.as_ref(), &request).map_err(CliError::Logs)?;
+    warn_unknown_accounts(backend.as_ref(), &args.users);
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let written = if args.json {
         serde_json::to_writer_pretty(&mut stdout, &document(&report))
@@ -71,6 +72,24 @@ pub fn run(args: UsageArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
     match written.and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
         _ => Ok(status::OK),
+    }
+}
+
+/// A `warning:` line on stderr for each account asked for that the server does not have (a
+/// typo reads as `not used` otherwise); its log lines are shown all the same, as an account
+/// removed since may have left some.
+fn warn_unknown_accounts(backend: &dyn whmtoken_core::Backend, users: &[String]) {
+    for user in users {
+        let Ok(name) = whmtoken_core::UserName::new(user) else {
+            continue;
+        };
+        if let Ok(false) = backend.has_account(&name) {
+            let _ = writeln!(
+                io::stderr(),
+                "warning: {}: no such account on this server; its uses in the logs are shown all the same",
+                shown(user)
+            );
+        }
     }
 }
 
@@ -104,14 +123,25 @@ pub(crate) fn optional(
     }
 }
 
+/// A window's length in whole days, or hours or minutes when shorter: `1 day`, `90 days`,
+/// `12 hours`.
+fn span(seconds: i64) -> String {
+    let (count, unit) = match seconds {
+        s if s >= 86_400 => (s / 86_400, "day"),
+        s if s >= 3_600 => (s / 3_600, "hour"),
+        s => (s / 60, "minute"),
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+}
+
 fn text(report: &UsageReport, out: &mut impl Write) -> io::Result<()> {
     let dates = Dates::at(report.window.to);
-    let days = (report.window.to - report.window.from) / 86_400;
     writeln!(
         out,
-        "window: {} to {} ({days} days)",
+        "window: {} to {} ({})",
         dates.utc(report.window.from),
-        dates.utc(report.window.to)
+        dates.utc(report.window.to),
+        span(report.window.to - report.window.from)
     )?;
     writeln!(out, "logs: {}", shown(&report.folder))?;
     for log in &report.logs {
@@ -323,4 +353,18 @@ fn client_json(client: &Client) -> Value {
         "refused": client.refused,
         "last": client.last,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span;
+
+    #[test]
+    fn a_window_reads_in_days_hours_or_minutes_singular_or_plural() {
+        assert_eq!(span(86_400), "1 day");
+        assert_eq!(span(90 * 86_400), "90 days");
+        assert_eq!(span(12 * 3_600), "12 hours");
+        assert_eq!(span(3_600), "1 hour");
+        assert_eq!(span(30 * 60), "30 minutes");
+    }
 }

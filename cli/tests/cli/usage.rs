@@ -827,3 +827,29 @@ fn usage_text_counts_with_thousands_separated_as_every_count() {
         out.stdout
     );
 }
+
+#[test]
+fn an_account_the_server_does_not_have_is_warned_of_and_the_window_reads_in_words() {
+    let (_t, dir) = temp();
+    let now = now();
+    let config = build(
+        "files",
+        &dir,
+        true,
+        vec![("access_log".to_owned(), line("bob", now - 60).bytes())],
+    );
+    let out = whmtoken(&config, &["usage", "ghost", "bob", "--since", "1d"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "warning: ghost: no such account on this server; its uses in the logs are shown all the same\n"
+    );
+    assert!(
+        out.stdout.contains("ghost:\n  access hash: not used"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(" (1 day)\n"), "{}", out.stdout);
+    let out = whmtoken(&config, &["usage", "root", "bob"], "");
+    assert_eq!(out.stderr, "", "known accounts: no warning");
+}
