@@ -9,7 +9,7 @@ pub(crate) const READ_BUDGET: u64 = 64 << 20;
 
 #[derive(Debug)]
 pub(crate) struct ReadBudget {
-    available: Mutex<u64>,
+    available: Mutex<Available>,
     freed: Condvar,
     total: u64,
 }
@@ -21,10 +21,21 @@ pub(crate) struct Taken<'a> {
     bytes: u64,
 }
 
+/// The bytes not taken, and how many takers wait for more: a release wakes them only when
+/// there are some (a wake-up is a system call even when nobody sleeps).
+#[derive(Debug)]
+struct Available {
+    bytes: u64,
+    waiting: usize,
+}
+
 impl ReadBudget {
     pub(crate) fn new(total: u64) -> Self {
         Self {
-            available: Mutex::new(total),
+            available: Mutex::new(Available {
+                bytes: total,
+                waiting: 0,
+            }),
             freed: Condvar::new(),
             total,
         }
@@ -38,13 +49,15 @@ impl ReadBudget {
             .available
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        while *available < bytes {
+        while available.bytes < bytes {
+            available.waiting += 1;
             available = self
                 .freed
                 .wait(available)
                 .unwrap_or_else(PoisonError::into_inner);
+            available.waiting -= 1;
         }
-        *available -= bytes;
+        available.bytes -= bytes;
         Taken {
             budget: self,
             bytes,
@@ -59,8 +72,10 @@ impl Drop for Taken<'_> {
             .available
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        *available += self.bytes;
-        self.budget.freed.notify_all();
+        available.bytes += self.bytes;
+        if available.waiting > 0 {
+            self.budget.freed.notify_all();
+        }
     }
 }
 
@@ -86,6 +101,10 @@ mod tests {
             waiter.join().unwrap()
         });
         assert_eq!(huge, 100, "capped at the whole budget");
-        assert_eq!(*budget.available.lock().unwrap(), 100, "all given back");
+        assert_eq!(
+            budget.available.lock().unwrap().bytes,
+            100,
+            "all given back"
+        );
     }
 }

@@ -179,6 +179,10 @@ pub(crate) fn open_data(
     if !create {
         return Ok(existing()?.map(|file| (file, false)));
     }
+    // Most files are there already: one open, rather than a refused creation first.
+    if let Some(file) = existing()? {
+        return Ok(Some((file, false)));
+    }
     loop {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create_new(true).mode(0o600);
@@ -473,9 +477,11 @@ pub(crate) fn unique_suffix() -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     format!(
         "{:x}-{:x}-{:x}",
-        std::process::id(),
+        // Asked once: the process never forks.
+        *PID.get_or_init(std::process::id),
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )

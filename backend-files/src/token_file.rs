@@ -302,12 +302,11 @@ impl<'p> NewFile<'p> {
     pub(crate) fn write(
         path: &'p Utf8Path,
         owner: u32,
-        contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+        contents: impl FnOnce(&mut io::BufWriter<Counted<'_>>) -> io::Result<()>,
     ) -> Result<Self, BackendError> {
         let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
-        let (made, file) = write_new(&temp, contents, owner)?;
+        let (made, file, written) = write_new(&temp, contents, owner)?;
         // A file this program could not read back would lock its user out of every later run.
-        let written = file.metadata().map_err(|e| io_error(&temp, e))?.len();
         if written > MAX_TOKEN_FILE {
             return Err(BackendError::UnsafeToWrite {
                 location: path.to_string(),
@@ -423,9 +422,9 @@ impl std::error::Error for LineWithoutToken {
 /// the file unless the caller keeps it.
 fn write_new(
     temp: &Utf8Path,
-    contents: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+    contents: impl FnOnce(&mut io::BufWriter<Counted<'_>>) -> io::Result<()>,
     owner: u32,
-) -> Result<(Made, File), BackendError> {
+) -> Result<(Made, File, u64), BackendError> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -439,17 +438,62 @@ fn write_new(
         .map_err(|e| io_error(temp, io::Error::other(e.to_string())))?;
     // As root, the new file gets the tree's owner (root on a real server); anyone else
     // can only write files of their own.
-    if rustix::process::geteuid().is_root() {
+    if running_as_root() {
         let gid = (owner == 0).then_some(rustix::process::Gid::ROOT);
         rustix::fs::fchown(&file, Some(rustix::process::Uid::from_raw(owner)), gid)
             .map_err(|e| io_error(temp, e.into()))?;
     }
-    let mut out = io::BufWriter::with_capacity(64 << 10, &file);
+    let mut out = io::BufWriter::with_capacity(
+        64 << 10,
+        Counted {
+            file: &file,
+            written: 0,
+        },
+    );
     contents(&mut out)
         .and_then(|()| out.flush())
         .map_err(|e| io_error(temp, e))?;
+    let written = out.get_ref().written;
     drop(out);
-    Ok((made, file))
+    Ok((made, file, written))
+}
+
+/// A new file being written, and how many bytes reached it (its length: it was empty),
+/// so that its size is known without asking the system again.
+#[derive(Debug)]
+pub(crate) struct Counted<'f> {
+    file: &'f File,
+    written: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(bytes)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether this thread writes as root (and so gives new files the tree's owner): asked
+/// once per thread rather than once per file. Identities are per thread here
+/// ([`owner::act_as`](crate::owner::act_as)), and a thread's can only drop, never rise, after
+/// it was asked: a stale `true` then makes a `fchown` to the thread's own uid, which changes
+/// nothing.
+fn running_as_root() -> bool {
+    thread_local! {
+        static ROOT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    }
+    ROOT.with(|root| {
+        root.get().unwrap_or_else(|| {
+            let is_root = rustix::process::geteuid().is_root();
+            root.set(Some(is_root));
+            is_root
+        })
+    })
 }
 
 #[cfg(test)]

@@ -156,7 +156,16 @@ pub fn bench(only_filesystems: bool) -> Result<(), String> {
     let mut file_medians = Vec::new();
     let copies = Copies::new(out.join("work"))?;
     let mut file_templates = Vec::new();
-    for case in CASES.iter().filter(|c| c.backend == "files") {
+    // `bench filesystems` alone can be held to one server size: BENCH_RESELLERS=1000.
+    let only_resellers: Option<usize> = std::env::var("BENCH_RESELLERS")
+        .ok()
+        .filter(|_| only_filesystems)
+        .map(|n| n.parse().map_err(|e| format!("BENCH_RESELLERS={n}: {e}")))
+        .transpose()?;
+    for case in CASES
+        .iter()
+        .filter(|c| c.backend == "files" && only_resellers.is_none_or(|n| n == c.resellers))
+    {
         let template = out.join(format!("{}-{}-v{TEMPLATES}", case.backend, case.resellers));
         generated(&tools, &template, case.backend, case.resellers, 3, 1)?;
         file_templates.push((case.resellers, template));

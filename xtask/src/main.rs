@@ -179,7 +179,9 @@ the page written (time, peak memory), then opened in headless Chromium (its firs
 sorting and filtering the findings, timed in the page; see cargo xtask browser).
 `cargo xtask bench serve`, `cargo xtask bench filesystems`, `cargo xtask bench usage` or
 `cargo xtask bench report` measures only that part. BENCH_CONVERTER=PATH measures another build of the
-converter instead (an older commit's, say). Needs GNU time at /usr/bin/time; takes several
+converter instead (an older commit's, say); BENCH_BASELINE=PATH times another build beside
+it in the same pairs on the XFS and ext4 images, and BENCH_RESELLERS=1000 (or 10000) holds
+`bench filesystems` to that server size. Needs GNU time at /usr/bin/time; takes several
 minutes. A benchmark, not a test: CI runs none of it.",
     ),
     (

@@ -22,8 +22,9 @@ const FILE_SYSTEMS: [(&str, &str, &[&str]); 2] = [
     ("ext4 (journal)", "mkfs.ext4", &["-q", "-F"]),
 ];
 
-/// Big enough for every fresh copy of the 10,000-reseller server the bench makes.
-const IMAGE_SIZE: &str = "6G";
+/// Big enough for every fresh copy of the 10,000-reseller server the bench makes (ext4's
+/// inodes included: one per 16 KiB of the image; the image file is sparse).
+const IMAGE_SIZE: &str = "14G";
 
 impl Image {
     fn new(folder: &Path, name: &str, mkfs: &str, options: &[&str]) -> Result<Self, String> {
@@ -74,14 +75,23 @@ fn cannot_run() -> Option<String> {
 /// The converter and the floors on each file system, for each template: a markdown section.
 pub(crate) fn bench(tools: &Tools, templates: &[(usize, PathBuf)], out: &Path) -> String {
     let mut text = String::from("\n## On XFS and ext4 with its journal (loop-mounted images)\n\n");
+    let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
     if let Some(why) = cannot_run() {
         eprintln!("xtask: file systems: {why}");
         writeln!(text, "{why}.").expect("write to a String");
         return text;
     }
+    if let Some(baseline) = &baseline {
+        writeln!(
+            text,
+            "Baseline (`BENCH_BASELINE`), timed in the same pairs: `{}`.\n",
+            baseline.display()
+        )
+        .expect("write to a String");
+    }
     text.push_str(
-        "| file system | users | converter | floor serial | floor, 8 threads | floor one `syncfs` | ratio threaded | ratio serial | user CPU/user | total CPU/user |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| file system | users | baseline | baseline vs 8 threads | baseline vs `syncfs` | baseline: user CPU/user | baseline: total CPU/user | converter | floor serial | floor, 8 threads | floor one `syncfs` | vs 8 threads | vs `syncfs` | vs serial | user CPU/user | total CPU/user | load average (1 min) before, after |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let mut growth = String::new();
     for (name, mkfs, options) in FILE_SYSTEMS {
@@ -94,7 +104,8 @@ pub(crate) fn bench(tools: &Tools, templates: &[(usize, PathBuf)], out: &Path) -
         };
         let mut medians = Vec::new();
         for (resellers, template) in templates {
-            match measure(tools, template, &image.mount) {
+            let repeats = if *resellers <= 1_000 { 5 } else { REPEATS };
+            match measure(tools, baseline.as_deref(), template, &image.mount, repeats) {
                 Ok(row) => {
                     medians.push(row.converter);
                     writeln!(text, "{}", row.line(name, *resellers)).expect("write");
@@ -119,55 +130,107 @@ pub(crate) fn bench(tools: &Tools, templates: &[(usize, PathBuf)], out: &Path) -
 
 /// Medians of one server on one file system.
 struct Row {
+    baseline: Option<Baseline>,
     converter: f64,
     floor_serial: f64,
     floor_threaded: f64,
     floor_syncfs: f64,
     ratio_threaded: f64,
+    ratio_syncfs: f64,
     ratio_serial: f64,
+    user_cpu_per_user: f64,
+    total_cpu_per_user: f64,
+    /// The machine's load average over the last minute, before and after the runs.
+    load: (String, String),
+}
+
+/// The baseline binary's medians, timed in the same pairs as the converter.
+#[derive(Clone, Copy)]
+struct Baseline {
+    wall: f64,
+    ratio_threaded: f64,
+    ratio_syncfs: f64,
     user_cpu_per_user: f64,
     total_cpu_per_user: f64,
 }
 
 impl Row {
     fn line(&self, name: &str, users: usize) -> String {
+        let baseline = self.baseline.map_or_else(
+            || "- | - | - | - | -".to_owned(),
+            |b| {
+                format!(
+                    "{:.3} s | {:.2}x | {:.2}x | {:.1} µs | {:.1} µs",
+                    b.wall,
+                    b.ratio_threaded,
+                    b.ratio_syncfs,
+                    b.user_cpu_per_user * 1e6,
+                    b.total_cpu_per_user * 1e6
+                )
+            },
+        );
         format!(
-            "| {name} | {users} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}x | {:.2}x | {:.1} µs | {:.1} µs |",
+            "| {name} | {users} | {baseline} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}x | {:.2}x | {:.2}x | {:.1} µs | {:.1} µs | {}, {} |",
             self.converter,
             self.floor_serial,
             self.floor_threaded,
             self.floor_syncfs,
             self.ratio_threaded,
+            self.ratio_syncfs,
             self.ratio_serial,
             self.user_cpu_per_user * 1e6,
             self.total_cpu_per_user * 1e6,
+            self.load.0,
+            self.load.1,
         )
     }
 }
 
-/// How many times each command runs on each file system.
+/// The load average over the last minute (`/proc/loadavg`), or `?`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// How many times each command runs on each file system (the 1,000-reseller server: 5).
 const REPEATS: usize = 3;
 
-fn measure(tools: &Tools, template: &Path, mount: &Path) -> Result<Row, String> {
+fn measure(
+    tools: &Tools,
+    baseline: Option<&Path>,
+    template: &Path,
+    mount: &Path,
+    repeats: usize,
+) -> Result<Row, String> {
+    let load_before = load_average();
     let copies = Copies::new(mount.join("work"))?;
     let users = std::fs::read_dir(template.join("home"))
         .map_err(|e| e.to_string())?
         .count() as f64;
-    let (mut converter, mut serial, mut threaded, mut syncfs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut before, mut converter, mut serial, mut threaded, mut syncfs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let floor = |mode: &str, copy: &Path, jobs: usize| {
         let mut c = Command::new(&tools.floor);
         c.arg(mode).arg(copy).arg(jobs.to_string());
         c
     };
-    for _ in 0..REPEATS {
-        let copy = copies.fresh(template)?;
-        converter.push(timed(
-            Command::new(&tools.converter)
-                .arg("--config")
-                .arg(copy.join("whmtoken.toml"))
-                .arg("--all-resellers"),
-        )?);
+    let convert = |program: &Path, copy: &Path| {
+        let mut c = Command::new(program);
+        c.arg("--config")
+            .arg(copy.join("whmtoken.toml"))
+            .arg("--all-resellers");
+        c
+    };
+    for _ in 0..repeats {
+        if let Some(baseline) = baseline {
+            before.push(timed(&mut convert(baseline, &copies.fresh(template)?))?);
+        }
+        converter.push(timed(&mut convert(
+            &tools.converter,
+            &copies.fresh(template)?,
+        ))?);
         serial.push(timed(&mut floor("files", &copies.fresh(template)?, 1))?);
         threaded.push(timed(&mut floor(
             "files",
@@ -181,16 +244,28 @@ fn measure(tools: &Tools, template: &Path, mount: &Path) -> Result<Row, String> 
         ))?);
     }
     let wall = |samples: &[Sample]| median(samples.iter().map(|s| s.wall));
-    let ratio =
-        |floor: &[Sample]| median(converter.iter().zip(floor).map(|(c, f)| c.wall / f.wall));
+    let ratio_of = |ours: &[Sample], floor: &[Sample]| {
+        median(ours.iter().zip(floor).map(|(c, f)| c.wall / f.wall))
+    };
+    let user_cpu = |samples: &[Sample]| median(samples.iter().map(|s| s.user)) / users;
+    let cpu = |samples: &[Sample]| median(samples.iter().map(|s| s.user + s.system)) / users;
     Ok(Row {
+        baseline: (!before.is_empty()).then(|| Baseline {
+            wall: wall(&before),
+            ratio_threaded: ratio_of(&before, &threaded),
+            ratio_syncfs: ratio_of(&before, &syncfs),
+            user_cpu_per_user: user_cpu(&before),
+            total_cpu_per_user: cpu(&before),
+        }),
         converter: wall(&converter),
         floor_serial: wall(&serial),
         floor_threaded: wall(&threaded),
         floor_syncfs: wall(&syncfs),
-        ratio_threaded: ratio(&threaded),
-        ratio_serial: ratio(&serial),
-        user_cpu_per_user: median(converter.iter().map(|s| s.user)) / users,
-        total_cpu_per_user: median(converter.iter().map(|s| s.user + s.system)) / users,
+        ratio_threaded: ratio_of(&converter, &threaded),
+        ratio_syncfs: ratio_of(&converter, &syncfs),
+        ratio_serial: ratio_of(&converter, &serial),
+        user_cpu_per_user: user_cpu(&converter),
+        total_cpu_per_user: cpu(&converter),
+        load: (load_before, load_average()),
     })
 }

@@ -4,13 +4,22 @@
 //! ```text
 //! io-floor files ROOT JOBS   # per reseller (each folder under ROOT/home): read .accesshash and
 //!                            # the token file, write a new token file to a temporary file,
-//!                            # fsync it, append an audit line to var/cpanel/accounting.log and
-//!                            # fdatasync it, rename, fsync the folder; on JOBS threads
+//!                            # fsync it, have its audit line appended to
+//!                            # var/cpanel/accounting.log and fdatasynced by a group commit,
+//!                            # rename, have the folder fsynced by a group commit; on JOBS
+//!                            # threads
 //! io-floor syncfs ROOT JOBS  # the same writes without any fsync, then one syncfs of the file
 //!                            # system: the limit no per-file durability can reach
 //! io-floor sqlite DB         # per reseller: read its access hash and tokens, insert a token
 //!                            # and an accounting line; all in one transaction
 //! ```
+//!
+//! A floor is the best the same durable work allows: each user's own file is fsynced, but
+//! the audit log and the folder are shared, so their flushes are group commits (as in the
+//! converter and in any database's log): whoever finds no flush running writes every line
+//! queued so far in one `write` and fdatasyncs the log once (or fsyncs the folder once) for
+//! every user that queued before it began, while the others wait. One sync per user of a
+//! shared file would serialize the threads on it and make the floor slower than need be.
 
 #![allow(clippy::print_stderr)]
 
@@ -19,6 +28,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,8 +51,63 @@ fn main() -> ExitCode {
     }
 }
 
-/// Each user's token file replaced, and an audit line appended; each synced on its own when
-/// `durable`.
+/// One flush shared by every change queued before it began: `flush` gets the batch queued
+/// so far (the log's lines; nothing for the folder).
+#[derive(Default)]
+struct Group {
+    state: Mutex<GroupState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    issued: u64,
+    synced: u64,
+    flushing: bool,
+    failed: Option<String>,
+    batch: Vec<u8>,
+}
+
+impl Group {
+    /// Queues `bytes` and returns once a flush that began after that covered them.
+    fn commit(
+        &self,
+        bytes: &[u8],
+        flush: impl Fn(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), String> {
+        let mut state = self.state.lock().expect("lock");
+        state.batch.extend_from_slice(bytes);
+        state.issued += 1;
+        let ticket = state.issued;
+        loop {
+            if let Some(e) = &state.failed {
+                return Err(e.clone());
+            }
+            if state.synced >= ticket {
+                return Ok(());
+            }
+            if state.flushing {
+                state = self.done.wait(state).expect("lock");
+                continue;
+            }
+            state.flushing = true;
+            let through = state.issued;
+            let batch = std::mem::take(&mut state.batch);
+            drop(state);
+            let result = flush(&batch);
+            state = self.state.lock().expect("lock");
+            state.flushing = false;
+            match result {
+                Ok(()) => state.synced = through,
+                Err(e) => state.failed = Some(e.to_string()),
+            }
+            self.done.notify_all();
+        }
+    }
+}
+
+/// Each user's token file replaced, and an audit line appended; when `durable`, each file
+/// fsynced on its own, the log and the folder by group commits.
 fn files(root: &Path, jobs: usize, durable: bool) -> Result<(), String> {
     let mut users: Vec<PathBuf> = fs::read_dir(root.join("home"))
         .map_err(|e| e.to_string())?
@@ -57,6 +122,8 @@ fn files(root: &Path, jobs: usize, durable: bool) -> Result<(), String> {
         .create(true)
         .open(root.join("var/cpanel/accounting.log"))
         .map_err(|e| e.to_string())?;
+    let folder = File::open(&tokens).map_err(|e| e.to_string())?;
+    let (lines, renames) = (Group::default(), Group::default());
     let next = AtomicUsize::new(0);
     let work = || -> Result<(), String> {
         loop {
@@ -72,18 +139,20 @@ fn files(root: &Path, jobs: usize, durable: bool) -> Result<(), String> {
             let mut file = File::create(&temp).map_err(|e| e.to_string())?;
             file.write_all(&contents).map_err(|e| e.to_string())?;
             let line = format!("floor:CREATEAPITOKEN:root:{user}:not-applicable:floor\n");
-            (&log)
-                .write_all(line.as_bytes())
-                .map_err(|e| e.to_string())?;
             if durable {
                 file.sync_all().map_err(|e| e.to_string())?;
-                log.sync_data().map_err(|e| e.to_string())?;
+                lines.commit(line.as_bytes(), |batch| {
+                    (&log).write_all(batch)?;
+                    log.sync_data()
+                })?;
+            } else {
+                (&log)
+                    .write_all(line.as_bytes())
+                    .map_err(|e| e.to_string())?;
             }
             fs::rename(&temp, &path).map_err(|e| e.to_string())?;
             if durable {
-                File::open(&tokens)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| e.to_string())?;
+                renames.commit(&[], |_| folder.sync_all())?;
             }
         }
     };
