@@ -7,7 +7,8 @@
 //! converter, whose `--help` is cPanel's), and the examples from the README: each line of
 //! its `sh` blocks that runs the page's command, made one an operator runs on a real server
 //! ([`for_operators`]: `--config` and its value dropped, the server's own config applying;
-//! a line that only makes sense as the docs test's left out), and each
+//! a line that only makes sense as the docs test's left out, and so is a block the docs
+//! test expects to fail), and each
 //! `<!-- man example: COMMAND -->` comment, an example for the pages alone (one the docs
 //! test cannot run, such as a restore of a run id it cannot know).
 
@@ -283,9 +284,21 @@ const MAN_EXAMPLE: &str = "<!-- man example: ";
 fn command_lines(readme: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut in_sh = false;
+    // The block after `<!-- docs test: exit status N -->` (N not 0) shows a failure on
+    // purpose (a user the server does not have): not an example to follow.
+    let mut failing = false;
     for line in readme.lines() {
         if let Some(tag) = line.strip_prefix("```") {
-            in_sh = !in_sh && tag == "sh";
+            in_sh = !in_sh && tag == "sh" && !failing;
+            failing = false;
+            continue;
+        }
+        if let Some(status) = line
+            .trim()
+            .strip_prefix("<!-- docs test: exit status ")
+            .and_then(|rest| rest.strip_suffix("-->"))
+        {
+            failing = status.trim() != "0";
             continue;
         }
         if let Some(example) = line
@@ -403,6 +416,16 @@ mod tests {
                 ),
                 ("whmtoken-runs".to_owned(), "whmtoken runs".to_owned()),
             ]
+        );
+        let failing = "<!-- docs test: exit status 65 -->\n```sh\nwhmtoken audit ghost\n```\n\
+            ```sh\nwhmtoken audit root\n```\n";
+        assert_eq!(
+            command_lines(failing),
+            [(
+                "whmtoken-audit".to_owned(),
+                "whmtoken audit root".to_owned()
+            )],
+            "a block that fails on purpose is no example"
         );
         let piped = "```sh\ncat secret-file | whmtoken --config c.toml verify bob\n```\n";
         assert_eq!(command_lines(piped)[0].0, "whmtoken-verify");
