@@ -441,7 +441,18 @@ pub(crate) fn timed(command: &mut Command) -> Result<Sample, String> {
     let out = tempfile_path();
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
-    let status = Command::new("/usr/bin/time")
+    let mut time = Command::new("/usr/bin/time");
+    // What was set on `command` (variables, folder) applies to it under time too.
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => time.env(key, value),
+            None => time.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        time.current_dir(dir);
+    }
+    let status = time
         .args(["-f", "%e %U %S %M", "-o"])
         .arg(&out)
         .arg(&program)
