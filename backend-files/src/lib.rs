@@ -239,8 +239,15 @@ impl FilesBackend {
         if let Ok(dir) = std::fs::File::open(&var_cpanel) {
             debris::sweep(&var_cpanel, &dir, debris::Leftovers::VarCpanel);
         }
+        let mode = rustix::fs::fstat(&dir)
+            .map(|stat| stat.st_mode & 0o7777)
+            .map_err(|e| whmtoken_core::BackendError::Io {
+                location: path.to_string(),
+                source: e.into(),
+            })?;
         Ok(self.token_folder.get_or_init(|| token_file::TokenFolder {
             dir,
+            mode: rustix::fs::Mode::from_raw_mode(mode),
             syncs: group_sync::GroupSync::default(),
             locks: lock::LockSource::new(path.clone()),
             failed: OnceLock::new(),

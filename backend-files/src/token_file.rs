@@ -102,6 +102,8 @@ pub(crate) fn list_users(folder: &Utf8Path, owner: u32) -> Result<Vec<String>, B
 pub(crate) struct TokenFolder {
     pub(crate) path: Utf8PathBuf,
     pub(crate) dir: File,
+    /// Its permission bits, as found when the run began ([`TokenFolder::journal_alive`]).
+    pub(crate) mode: rustix::fs::Mode,
     pub(crate) syncs: GroupSync<(), Arc<io::Error>>,
     pub(crate) locks: LockSource,
     pub(crate) failed: OnceLock<Arc<io::Error>>,
@@ -117,6 +119,27 @@ impl TokenFolder {
             }),
             None => Ok(()),
         }
+    }
+
+    /// `Err` when the file system's journal was aborted by a failed commit. After that,
+    /// ext4 reports an fsync of what the failed commit held as done (nothing is left to
+    /// commit) though nothing reached the disk; the abort is found out by the next change
+    /// that starts a journal handle. Setting the folder's mode to what it is is such a
+    /// change: the first after the abort marks the file system failed (the inode update
+    /// swallows its own error), and the second is refused (`EROFS`; XFS, shut down after a
+    /// failed log write, refuses the first with `EIO`). Where the folder's mode cannot be
+    /// set (not its owner), there is nothing to learn here: `Ok`.
+    fn journal_alive(&self) -> io::Result<()> {
+        for _ in 0..2 {
+            match fault("journal-probe")
+                .and_then(|()| rustix::fs::fchmod(&self.dir, self.mode).map_err(io::Error::from))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the first failed flush (`error`, of the file or folder at `location`) and
@@ -386,7 +409,12 @@ impl<'p> NewFile<'p> {
         // succeeds; the new file's own descriptor reports it.
         fault("token-file-datasync")
             .and_then(|()| file.sync_data())
-            .map_err(|e| not_stored(folder.flush_failed(path, e)))
+            .map_err(|e| not_stored(folder.flush_failed(path, e)))?;
+        // The flushes above may have returned 0 for a commit that failed (see
+        // `journal_alive`): the user is reported stored only while the journal is alive.
+        folder
+            .journal_alive()
+            .map_err(|e| not_stored(folder.flush_failed(dir, e)))
     }
 }
 

@@ -94,6 +94,28 @@ fn after_a_failed_folder_flush_no_later_user_is_reported_stored() {
 }
 
 #[test]
+fn a_journal_found_aborted_after_the_flushes_fails_the_user_and_stops_the_rest() {
+    // ext4 returns 0 from an fsync of what a failed commit held; the probe after a user's
+    // flushes (the folder's mode set twice) finds the aborted journal.
+    let (server, names) = server_with_resellers(5);
+    let (out, results) = convert_failing(&server, "journal-probe:3");
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert_eq!(results[0]["status"], "converted");
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    assert_eq!(
+        results[1]["error"],
+        format!(
+            "{folder}: its audit line was written, but the token was not stored: Input/output error (os error 5)"
+        ),
+        "{}",
+        names[1]
+    );
+    assert_rest_not_attempted(&server, &results, 1);
+}
+
+#[test]
 fn after_a_failed_token_file_flush_its_line_is_never_written_and_nothing_more_is_stored() {
     let (server, names) = server_with_resellers(6);
     let (out, results) = convert_failing(&server, "token-file-sync:2");
