@@ -90,9 +90,8 @@ rc:
   type: int
 """
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.whmtoken.cpanel.plugins.module_utils.whmtoken import json_report
 
 # `whmtoken audit` exits 1 when a finding is at least as severe as --fail-on.
 EXIT_FINDINGS = 1
@@ -126,17 +125,7 @@ def main():
     cmd.append("--")
     cmd.extend(params["users"])
     rc, stdout, stderr = module.run_command(cmd)
-    try:
-        report = json.loads(stdout) if stdout.strip() else None
-    except ValueError:
-        report = None
-    if report is None:
-        module.fail_json(
-            msg="%s exited %d without a JSON report: %s"
-            % (cmd[0], rc, stderr.strip() or "(no error message)"),
-            rc=rc,
-            cmd=cmd,
-        )
+    report = json_report(module, cmd, rc, stdout, stderr, rc=rc, cmd=cmd)
     facts = dict(whmtoken_audit=report)
     if rc == EXIT_FINDINGS:
         module.fail_json(

@@ -127,9 +127,8 @@ cmd:
   elements: str
 """
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.whmtoken.cpanel.plugins.module_utils.whmtoken import json_report
 
 # The converter's exit statuses (its README): 0 done, 65 at least one user failed.
 EXIT_OK = 0
@@ -178,16 +177,7 @@ def main():
     cmd = build_command(module.params, module.check_mode)
     rc, stdout, stderr = module.run_command(cmd)
     result = dict(changed=False, rc=rc, stderr=stderr, cmd=cmd)
-    try:
-        report = json.loads(stdout) if stdout.strip() else None
-    except ValueError:
-        report = None
-    if report is None:
-        module.fail_json(
-            msg="%s exited %d without a JSON report: %s"
-            % (cmd[0], rc, stderr.strip() or "(no error message)"),
-            **result
-        )
+    report = json_report(module, cmd, rc, stdout, stderr, **result)
     results = report.get("results", [])
     summary = report.get("summary", {})
     errors = [

@@ -109,6 +109,7 @@ cmd:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.whmtoken.cpanel.plugins.module_utils.whmtoken import json_report
 
 # whmtoken's exit statuses: 0 done, 65 something could not be put back.
 EXIT_OK = 0
@@ -167,16 +168,7 @@ def main():
     cmd.extend(["--", run_id])
     rc, stdout, stderr = module.run_command(cmd)
     result = dict(changed=False, run_id=run_id, rc=rc, stderr=stderr, cmd=cmd)
-    try:
-        report = json.loads(stdout) if stdout.strip() else None
-    except ValueError:
-        report = None
-    if report is None:
-        module.fail_json(
-            msg="%s exited %d without a JSON report: %s"
-            % (cmd[0], rc, stderr.strip() or "(no error message)"),
-            **result
-        )
+    report = json_report(module, cmd, rc, stdout, stderr, **result)
     summary = report.get("summary", {})
     errors = [
         dict(change=r.get("change"), name=r.get("user") or r.get("name"), error=r.get("error"))
