@@ -884,14 +884,26 @@ fn https_with_a_certificate_made_at_start() {
     }
 }
 
+/// A certificate for `localhost` made for the test, and its PEM files in `dir`.
+fn self_signed_pem_files(
+    dir: &std::path::Path,
+) -> (
+    rcgen::CertifiedKey<rcgen::KeyPair>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (made, cert, key)
+}
+
 fn https_with_a_certificate_given_as_pem_files() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", "files", &scenario(true, None));
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (made, cert, key) = self_signed_pem_files(dir.path());
     let served = Served::start(
         &config,
         &[
@@ -1198,10 +1210,7 @@ fn tls_connect(
 fn https_closes_slow_handshakes_and_partial_headers() {
     let dir = tempfile::tempdir().unwrap();
     let config = build(dir.path(), "server", "files", &scenario(true, None));
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (made, cert, key) = self_signed_pem_files(dir.path());
     let served = Served::start(
         &config,
         &[

@@ -379,22 +379,11 @@ impl Fleet {
         let play_vars =
             serde_json::json!({ "whmtoken_serial": [1, 2], "whmtoken_max_fail_percentage": 0 });
         let (status, text, recap) = self.play(&hosts, &[], play_vars)?;
-        expect(status != 0, "a failed host should fail the run", &text)?;
-        expect(
-            recap.get("batch2-failing").is_some_and(|r| r.2 == 1),
-            "batch2-failing should have failed",
-            &text,
-        )?;
-        expect(
-            text.contains("ghost: User ghost is not a reseller."),
-            "the failing user's error should be reported",
-            &text,
-        )?;
-        expect_changed(&recap, &[("batch1", 1), ("batch2-ok", 1)], &text)?;
-        expect(
-            !recap.contains_key("batch3"),
-            "the batch after the failed one should not have started",
-            &text,
+        expect_stopped_at_failing_host(
+            (status, &text, &recap),
+            "batch2-failing",
+            &[("batch1", 1), ("batch2-ok", 1)],
+            "batch3",
         )?;
         let after = dumps(&hosts)?;
         // The failing host still converted its good user; the last batch is untouched.
@@ -716,6 +705,34 @@ fn expect(condition: bool, what: &str, output: &str) -> Result<(), String> {
             "fleet: {what}; ansible-playbook printed:\n{output}"
         ))
     }
+}
+
+/// A play whose `failing` host (its user `ghost` not a reseller) failed it: the run failed,
+/// with ghost's error, the hosts before it changed as `changed` says, and the batch with
+/// `next` never started.
+fn expect_stopped_at_failing_host(
+    (status, text, recap): (i32, &str, &Recap),
+    failing: &str,
+    changed: &[(&str, u32)],
+    next: &str,
+) -> Result<(), String> {
+    expect(status != 0, "a failed host should fail the run", text)?;
+    expect(
+        recap.get(failing).is_some_and(|r| r.2 == 1),
+        &format!("{failing} should have failed"),
+        text,
+    )?;
+    expect(
+        text.contains("ghost: User ghost is not a reseller."),
+        "the failing user's error should be reported",
+        text,
+    )?;
+    expect_changed(recap, changed, text)?;
+    expect(
+        !recap.contains_key(next),
+        "the batch after the failed one should not have started",
+        text,
+    )
 }
 
 fn expect_changed(recap: &Recap, expected: &[(&str, u32)], output: &str) -> Result<(), String> {
