@@ -18,8 +18,9 @@ use crate::error::{BACKEND, Site};
 use crate::open;
 use crate::tokens::{SELECT_TOKENS, UPSERT_TOKEN, read_with};
 
-/// Users committed together. Bounds how much one failed commit can take with it.
-const CHUNK: usize = 5_000;
+/// Users committed together: what a run hands over at once. Bounds how much one failed
+/// commit can take with it, and how long a signal waits.
+const CHUNK: usize = whmtoken_core::pipeline::BATCH_USERS;
 
 type Outcome = Result<Decision, BackendError>;
 

@@ -42,9 +42,11 @@ pub struct UsageArgs {
 /// Reads the logs of the server the config names and prints the uses; returns the exit
 /// status.
 pub fn run(args: UsageArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
-    for user in &args.users {
-        whmtoken_core::UserName::new(user).map_err(|e| CliError::Usage(e.to_string()))?;
-    }
+    let names = args
+        .users
+        .iter()
+        .map(|user| whmtoken_core::UserName::new(user).map_err(|e| CliError::Usage(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     let now = jiff::Timestamp::now().as_second();
     let window = usage::window_since(&args.since, now)
         .map_err(|e| CliError::Usage(format!("--since {e}")))?;
@@ -60,7 +62,7 @@ pub fn run(args: UsageArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
         jobs: pipeline::default_jobs(),
     };
     let report = usage::collect(backend.as_ref(), &request).map_err(CliError::Logs)?;
-    warn_unknown_accounts(backend.as_ref(), &args.users);
+    warn_unknown_accounts(backend.as_ref(), &names);
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let written = if args.json {
         serde_json::to_writer_pretty(&mut stdout, &document(&report))
@@ -78,16 +80,13 @@ pub fn run(args: UsageArgs, config: Option<&Utf8Path>) -> Result<u8, CliError> {
 /// A `warning:` line on stderr for each account asked for that the server does not have (a
 /// typo reads as `not used` otherwise); its log lines are shown all the same, as an account
 /// removed since may have left some.
-fn warn_unknown_accounts(backend: &dyn whmtoken_core::Backend, users: &[String]) {
+fn warn_unknown_accounts(backend: &dyn whmtoken_core::Backend, users: &[whmtoken_core::UserName]) {
     for user in users {
-        let Ok(name) = whmtoken_core::UserName::new(user) else {
-            continue;
-        };
-        if let Ok(false) = backend.has_account(&name) {
+        if let Ok(false) = backend.has_account(user) {
             let _ = writeln!(
                 io::stderr(),
                 "warning: {}: no such account on this server; its uses in the logs are shown all the same",
-                shown(user)
+                shown(user.as_str())
             );
         }
     }
