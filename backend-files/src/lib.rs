@@ -24,6 +24,7 @@
 mod accounting;
 mod accounts;
 mod budget;
+mod chunk;
 mod cluster;
 mod cpanel_config;
 mod crash;
@@ -357,6 +358,19 @@ impl Reads for FilesBackend {
     }
 }
 
+/// An import's decision for the user's `tokens`, and the edit of the token file it calls for.
+fn decide_import(
+    request: &ImportRequest,
+    tokens: &TokenSet,
+) -> Result<(Decision, Option<Edit>), BackendError> {
+    let decision = request.decide(tokens)?;
+    let edit = match &decision {
+        Decision::Write { entry, .. } => Some(Edit::Put(request.hash.clone(), entry.clone())),
+        Decision::AlreadyPresent { .. } => None,
+    };
+    Ok((decision, edit))
+}
+
 impl Backend for FilesBackend {
     fn kind(&self) -> &'static str {
         FilesConfig::KIND
@@ -395,18 +409,13 @@ impl Backend for FilesBackend {
             &target,
             true,
             Some(&request.hash),
-            |tokens| {
-                let decision = request.decide(tokens)?;
-                let edit = match &decision {
-                    Decision::Write { entry, .. } => {
-                        Some(Edit::Put(request.hash.clone(), entry.clone()))
-                    }
-                    Decision::AlreadyPresent { .. } => None,
-                };
-                Ok((decision, edit))
-            },
+            |tokens| decide_import(request, tokens),
             record,
         )
+    }
+
+    fn chunks(&self) -> Option<&dyn whmtoken_core::ChunkImport> {
+        Some(self)
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), BackendError> {

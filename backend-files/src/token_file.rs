@@ -145,9 +145,66 @@ impl TokenFolder {
     /// Keeps the first failed flush (`error`, of the file or folder at `location`) and
     /// returns it as that place's error.
     fn flush_failed(&self, location: &Utf8Path, error: io::Error) -> BackendError {
+        self.keep_failure(location, error).error()
+    }
+
+    fn keep_failure(&self, location: &Utf8Path, error: io::Error) -> Unsettled {
         let error = Arc::new(error);
         let _ = self.failed.set(Arc::clone(&error));
-        io_error(location, io::Error::new(error.kind(), error.to_string()))
+        Unsettled {
+            location: location.to_owned(),
+            error,
+        }
+    }
+
+    /// Makes the renames of `placed` (new files just renamed into this folder) durable:
+    /// one fsync of the folder (shared with other threads' renames), then each new file's
+    /// fdatasync (after an I/O error a file system can stop writing while a folder's fsync
+    /// still succeeds; the file's own descriptor reports it), then one probe of the
+    /// journal: those flushes may have returned 0 for a commit that failed (see
+    /// [`journal_alive`](Self::journal_alive)). `Ok` only when all of it succeeded; else
+    /// the first failure, which every file of `placed` then shares (none is reported
+    /// stored: some may be, the safe direction).
+    pub(crate) fn settle(&self, placed: &[&Placed<'_>]) -> Result<(), Unsettled> {
+        if placed.is_empty() {
+            return Ok(());
+        }
+        let ticket = self.syncs.ticket(|()| ());
+        self.syncs
+            .wait(ticket, |()| match self.failed.get() {
+                // A flush after a failed one proves nothing (see `TokenFolder`).
+                Some(failed) => Err(Arc::clone(failed)),
+                None => fault("token-folder-sync")
+                    .and_then(|()| self.dir.sync_all())
+                    .map_err(Arc::new),
+            })
+            .map_err(|e| self.keep_failure(&self.path, io::Error::new(e.kind(), e.to_string())))?;
+        // Each of those renames is now durable.
+        placed.iter().for_each(|_| crash_point("folder-synced"));
+        for new_file in placed {
+            fault("token-file-datasync")
+                .and_then(|()| new_file.file.sync_data())
+                .map_err(|e| self.keep_failure(new_file.path, e))?;
+        }
+        self.journal_alive()
+            .map_err(|e| self.keep_failure(&self.path, e))
+    }
+}
+
+/// A flush that failed in the token folder: where, and the system's error.
+#[derive(Debug)]
+pub(crate) struct Unsettled {
+    location: Utf8PathBuf,
+    error: Arc<io::Error>,
+}
+
+impl Unsettled {
+    /// The failure as an error of the place it happened.
+    fn error(&self) -> BackendError {
+        io_error(
+            &self.location,
+            io::Error::new(self.error.kind(), self.error.to_string()),
+        )
     }
 }
 
@@ -174,11 +231,13 @@ pub(crate) struct TokenFile<'a> {
 /// 4. write the edited document to a temporary file beside it, then let the bytes and the
 ///    budget go: an earlier user may be waiting for that memory; fsync it;
 /// 5. `record` the outcome's audit line in its user's turn, only now that the file it
-///    names is on disk (see [`NewFile::put_in_place`] for what follows: the line made
-///    durable, rename, folder and data syncs).
+///    names is on disk; then the line made durable and the file renamed into place
+///    ([`Staged::place`]), and the rename made durable ([`TokenFolder::settle`]).
 ///
 /// Nothing is attempted once a flush in the folder failed ([`TokenFolder`]). When any
-/// step fails, nothing is in place and a file made in step 1 is removed.
+/// step fails, nothing is in place and a file made in step 1 is removed. A chunk of imports
+/// ([`FilesBackend`](crate::FilesBackend)'s `ChunkImport`) takes the same steps for each of
+/// its users, each step for all of them before the next, through [`Staged`].
 pub(crate) fn rewrite<'l, T>(
     target: &TokenFile<'_>,
     create: bool,
@@ -186,35 +245,161 @@ pub(crate) fn rewrite<'l, T>(
     decide: impl FnOnce(&TokenSet) -> Result<(T, Option<Edit>), BackendError>,
     record: impl FnOnce(&T) -> Result<Option<Pending<'l>>, BackendError>,
 ) -> Result<T, BackendError> {
-    let (path, rules) = (&target.path, rules(target.owner));
-    target.folder.check()?;
-    let deadline = Deadline::after(target.timeout);
-    let locked = Locked::take(path, &target.folder.locks, deadline, rules, create)?;
-    let decided = (|| {
-        let (outcome, new_file) = {
-            let file = locked.as_ref().map(|locked| &locked.file);
-            let _memory = target.budget.take(file.map_or(0, |f| f.len()));
-            let bytes = file.map(|f| f.read()).transpose()?.unwrap_or_default();
-            let document = Document::parse_keeping(path, &bytes, whole)?;
-            let (outcome, edit) = decide(&document.set)?;
-            let new_file = edit
-                .map(|edit| NewFile::write(path, target.owner, |out| document.write(&edit, out)))
-                .transpose()?;
-            (outcome, new_file)
+    let mut staged = Staged::new(target, target.timeout, create, whole, decide)?;
+    staged.sync()?;
+    let line = record(staged.outcome())?;
+    staged.place(line)?;
+    let placed: Vec<_> = staged.placed().into_iter().collect();
+    match target.folder.settle(&placed) {
+        Ok(()) => Ok(staged.finish()),
+        Err(failure) => Err(staged.unsettled(&failure)),
+    }
+    // The flock and then the dot-lock are released here.
+}
+
+/// One user's rewrite between the steps of [`rewrite`]: its locks held, its outcome
+/// decided, its new file (if any) written, then flushed, then renamed into place. Dropped
+/// before [`finish`](Self::finish) (a step failed), it removes the file its lock made
+/// (still under its locks), and the new file's guard removes the temporary file; then the
+/// flock and the dot-lock are released.
+pub(crate) struct Staged<'t, T> {
+    target: &'t TokenFile<'t>,
+    locked: Option<Locked>,
+    outcome: Option<T>,
+    new_file: Option<NewFile<'t>>,
+    /// The new file once renamed into place, and whether an audit line names it.
+    placed: Option<Placed<'t>>,
+    /// Every step done: the change stays.
+    finished: bool,
+}
+
+/// A new file renamed into place, not yet known to be durable there.
+pub(crate) struct Placed<'p> {
+    path: &'p Utf8Path,
+    file: File,
+    line_written: bool,
+}
+
+impl<'t, T> Staged<'t, T> {
+    /// Steps 1 to 4 of [`rewrite`], but the new file's fsync, waiting at most `wait` for
+    /// the locks ([`BackendError::Locked`] after it; zero: only when they are free now).
+    pub(crate) fn new(
+        target: &'t TokenFile<'t>,
+        wait: Duration,
+        create: bool,
+        whole: Option<&TokenHash>,
+        decide: impl FnOnce(&TokenSet) -> Result<(T, Option<Edit>), BackendError>,
+    ) -> Result<Self, BackendError> {
+        let (path, rules) = (&target.path, rules(target.owner));
+        target.folder.check()?;
+        let deadline = Deadline::after(wait);
+        let locked = Locked::take(path, &target.folder.locks, deadline, rules, create)?;
+        let mut staged = Self {
+            target,
+            locked,
+            outcome: None,
+            new_file: None,
+            placed: None,
+            finished: false,
         };
-        if let Some(new_file) = &new_file {
-            new_file.sync(target.folder)?;
-            target.folder.check()?;
+        let file = staged.locked.as_ref().map(|locked| &locked.file);
+        let _memory = target.budget.take(file.map_or(0, |f| f.len()));
+        let bytes = file.map(|f| f.read()).transpose()?.unwrap_or_default();
+        let document = Document::parse_keeping(path, &bytes, whole)?;
+        let (outcome, edit) = decide(&document.set)?;
+        staged.new_file = edit
+            .map(|edit| NewFile::write(path, target.owner, |out| document.write(&edit, out)))
+            .transpose()?;
+        staged.outcome = Some(outcome);
+        Ok(staged)
+    }
+
+    pub(crate) fn outcome(&self) -> &T {
+        self.outcome.as_ref().expect("decided in `new`")
+    }
+
+    /// Asks the system to start writing the new file out now, so that the new files of
+    /// several users are on their way to the disk together before the first is flushed.
+    /// Only a hint: [`sync`](Self::sync) still flushes it.
+    pub(crate) fn start_writeback(&self) {
+        if let Some(new_file) = &self.new_file {
+            // POSIX_FADV_DONTNEED starts the writeback of the file's dirty pages (Linux);
+            // an error only means that it did not.
+            let _ = rustix::fs::fadvise(&new_file.file, 0, None, rustix::fs::Advice::DontNeed);
         }
-        let line = record(&outcome)?;
-        match new_file {
-            Some(new_file) => new_file.put_in_place(target.folder, line)?,
-            None => line.map_or(Ok(()), Pending::durable)?,
+    }
+
+    /// Flushes the new file, before its audit line is queued: a line is never written for
+    /// a file that may not be on disk. A failure is kept by the folder.
+    pub(crate) fn sync(&self) -> Result<(), BackendError> {
+        if let Some(new_file) = &self.new_file {
+            new_file.sync(self.target.folder)?;
+            self.target.folder.check()?;
         }
-        Ok(outcome)
-    })();
-    if let Some(locked) = locked.filter(|locked| locked.created && decided.is_err()) {
+        Ok(())
+    }
+
+    /// Makes `line` (the audit line appended in its user's turn, if any) durable (one log
+    /// sync shared with other users) and renames the synced new file over its path: after
+    /// a crash the file holds either the old or the new contents, never a mix, and never
+    /// the new contents without their line. When any step before the rename fails, the
+    /// temporary file is removed. A failure once the line is durable fails the user with
+    /// an error saying that its line was written but its token was not stored.
+    pub(crate) fn place(&mut self, line: Option<Pending<'_>>) -> Result<(), BackendError> {
+        let line_written = line.is_some();
+        line.map_or(Ok(()), Pending::durable)?;
+        let Some(NewFile {
+            path,
+            temp,
+            made,
+            file,
+        }) = self.new_file.take()
+        else {
+            return Ok(());
+        };
+        crash_point("audit-line-durable");
+        fault("rename")
+            .and_then(|()| fs::rename(&temp, path))
+            .map_err(|e| not_stored(line_written, io_error(path, e)))?;
+        made.keep();
+        crash_point("renamed");
+        self.placed = Some(Placed {
+            path,
+            file,
+            line_written,
+        });
+        Ok(())
+    }
+
+    /// The new file renamed into place by [`place`](Self::place), if any.
+    pub(crate) fn placed(&self) -> Option<&Placed<'t>> {
+        self.placed.as_ref()
+    }
+
+    /// The error of a user whose renamed file could not be made durable
+    /// ([`TokenFolder::settle`]'s `failure`).
+    pub(crate) fn unsettled(&self, failure: &Unsettled) -> BackendError {
+        let line_written = self.placed.as_ref().is_some_and(|p| p.line_written);
+        not_stored(line_written, failure.error())
+    }
+
+    /// The outcome, every step done: the change stays.
+    pub(crate) fn finish(mut self) -> T {
+        self.finished = true;
+        self.outcome.take().expect("decided in `new`")
+    }
+}
+
+impl<T> Drop for Staged<'_, T> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Some(locked) = self.locked.as_ref().filter(|locked| locked.created) else {
+            return;
+        };
         // The empty file this rewrite made, still under its locks: gone with the change.
+        let path = &self.target.path;
         let still_ours = fs::symlink_metadata(path)
             .ok()
             .zip(locked.file.file().metadata().ok())
@@ -223,8 +408,6 @@ pub(crate) fn rewrite<'l, T>(
             let _ = fs::remove_file(path);
         }
     }
-    decided
-    // The flock and then the dot-lock are released here.
 }
 
 /// Parses bytes as a token file would be, for the property tests.
@@ -355,66 +538,14 @@ impl<'p> NewFile<'p> {
         crash_point("token-file-synced");
         Ok(())
     }
+}
 
-    /// Makes `line` (the audit line appended in its user's turn, if any) durable (one log
-    /// sync shared with other threads), renames the synced file over its path and syncs the
-    /// folder (one sync shared with the renames of other threads) and the new file: after
-    /// a crash the file holds either the old or the new contents, never a mix, and never
-    /// the new contents without their line. When any step before the rename fails, the
-    /// temporary file is removed. A failure once the line is durable fails the user with
-    /// an error saying that its line was written but its token was not stored.
-    pub(crate) fn put_in_place(
-        self,
-        folder: &TokenFolder,
-        line: Option<Pending<'_>>,
-    ) -> Result<(), BackendError> {
-        let Self {
-            path,
-            temp,
-            made,
-            file,
-        } = self;
-        let written = line.is_some();
-        line.map_or(Ok(()), Pending::durable)?;
-        crash_point("audit-line-durable");
-        let not_stored = |error| {
-            if written {
-                line_without_token(error)
-            } else {
-                error
-            }
-        };
-        fault("rename")
-            .and_then(|()| fs::rename(&temp, path))
-            .map_err(|e| not_stored(io_error(path, e)))?;
-        made.keep();
-        crash_point("renamed");
-        let dir = path.parent().expect("a token file has a folder");
-        let ticket = folder.syncs.ticket(|()| ());
-        folder
-            .syncs
-            .wait(ticket, |()| match folder.failed.get() {
-                // A flush after a failed one proves nothing (see `TokenFolder`).
-                Some(failed) => Err(Arc::clone(failed)),
-                None => fault("token-folder-sync")
-                    .and_then(|()| folder.dir.sync_all())
-                    .map_err(Arc::new),
-            })
-            .map_err(|e| {
-                let error = io::Error::new(e.kind(), e.to_string());
-                not_stored(folder.flush_failed(dir, error))
-            })?;
-        crash_point("folder-synced");
-        // After an I/O error a file system can stop writing while a folder's fsync still
-        // succeeds; the new file's own descriptor reports it.
-        fault("token-file-datasync")
-            .and_then(|()| file.sync_data())
-            .map_err(|e| not_stored(folder.flush_failed(path, e)))?;
-        // The flushes above may have returned 0 for a commit that failed (see
-        // `journal_alive`): the user is reported stored only while the journal is alive.
-        folder
-            .journal_alive()
-            .map_err(|e| not_stored(folder.flush_failed(dir, e)))
+/// `error`, for a user whose token was not stored; saying so when its audit line is on disk.
+fn not_stored(line_written: bool, error: BackendError) -> BackendError {
+    if line_written {
+        line_without_token(error)
+    } else {
+        error
     }
 }
 

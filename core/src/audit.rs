@@ -146,6 +146,19 @@ impl<'a> AuditTurn<'a> {
         self.taken.get()
     }
 
+    /// Passes the turn on without a record: what an import that failed before its record
+    /// does (the pipeline does it for [`Backend::import`](crate::Backend::import); a
+    /// [`ChunkImport`](crate::backend::ChunkImport) does it for each item that failed
+    /// before a later item records). Nothing once the turn was taken.
+    pub fn pass(&self) {
+        if self.taken.replace(true) {
+            return;
+        }
+        if let Some((run, index)) = self.run {
+            run.turns.in_turn(index, || ());
+        }
+    }
+
     /// Runs the whole of an import in its turn: for a backend whose imports all take one
     /// lock, which it takes inside `f`. [`record`](Self::record), called within `f`, then
     /// does not wait.

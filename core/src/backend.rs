@@ -150,6 +150,14 @@ pub trait Backend: Reads + fmt::Debug {
         None
     }
 
+    /// The chunk capability, for a backend whose imports share their flushes when one
+    /// worker thread writes several users at once; `None` (the default) has the pipeline
+    /// call [`import`](Self::import) per user. A backend offering [`batch`](Self::batch)
+    /// is never asked for it.
+    fn chunks(&self) -> Option<&dyn ChunkImport> {
+        None
+    }
+
     /// The retirement capability (`whmtoken retire`, `restore`, `runs`): `None` (the
     /// default) when the backend cannot retire access hashes.
     fn retirement(&self) -> Option<&dyn Retirement> {
@@ -227,6 +235,29 @@ pub trait BatchImport: Send + Sync {
         &self,
         items: &[ImportItem],
         clock: &dyn Clock,
+    ) -> Vec<Result<Decision, BackendError>>;
+}
+
+/// Importing a few consecutive users of a run at once on one of the pipeline's worker
+/// threads, so that their flushes are issued together (the file backend: every new file
+/// written and its writeback started before the first is flushed, then one audit-log
+/// commit and one folder sync for them all). What [`Backend::chunks`] hands out.
+pub trait ChunkImport: Send + Sync {
+    /// Does for the first items what [`Backend::import`] does for one, `turns[i]` being
+    /// item `i`'s [`AuditTurn`], and returns their outcomes in the items' order: at least
+    /// the first item's (for which it waits as `import` would), and as many more as it got
+    /// to; the pipeline hands the others back in a later call. A failure for one item
+    /// never undoes another's import.
+    ///
+    /// The items follow each other in the run, so their records must be written in the
+    /// items' order, and an item that fails before its record must pass its turn
+    /// ([`AuditTurn::pass`]) before a later item of the call records: a record waits for
+    /// every earlier user's turn. An item left for a later call must not have taken its
+    /// turn.
+    fn import_chunk(
+        &self,
+        items: &[ImportItem],
+        turns: &[AuditTurn<'_>],
     ) -> Vec<Result<Decision, BackendError>>;
 }
 

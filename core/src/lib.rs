@@ -34,8 +34,8 @@ mod properties;
 pub use acl::Privileges;
 pub use audit::{AuditAction, AuditEvent, AuditTurn};
 pub use backend::{
-    Account, Backend, BackendError, BatchImport, ClusterFile, ImportItem, LogFile, Logs, Reads,
-    ServerSettings, WhmRole,
+    Account, Backend, BackendError, BatchImport, ChunkImport, ClusterFile, ImportItem, LogFile,
+    Logs, Reads, ServerSettings, WhmRole,
 };
 pub use clock::{Clock, FixedClock};
 pub use error_chain::error_chain;

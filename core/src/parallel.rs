@@ -32,16 +32,36 @@ pub fn for_each_ready<T: Sync, R: Send>(
     f: impl Fn(usize, &T) -> R + Sync,
     mut ready: impl FnMut(usize, R),
 ) {
+    for_each_emitting(
+        items,
+        jobs,
+        |index, item, emit| emit((index, f(index, item))),
+        |(index, result)| ready(index, result),
+    );
+}
+
+/// [`for_each_ready`] for work that yields its results in parts: `f` hands each to `emit`
+/// (any number of them per item) and `ready` gets each on the calling thread as soon as it
+/// is emitted.
+pub fn for_each_emitting<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(usize, &T, &mut dyn FnMut(R)) + Sync,
+    mut ready: impl FnMut(R),
+) {
     let next = AtomicUsize::new(0);
     let take = || {
         let index = next.fetch_add(1, Ordering::Relaxed);
         items.get(index).map(|item| (index, item))
     };
     let workers = jobs.min(items.len());
-    if workers <= 1 {
+    let on_this_thread = |ready: &mut dyn FnMut(R)| {
         while let Some((index, item)) = take() {
-            ready(index, f(index, item));
+            f(index, item, ready);
         }
+    };
+    if workers <= 1 {
+        on_this_thread(&mut ready);
         return;
     }
     std::thread::scope(|scope| {
@@ -51,8 +71,16 @@ pub fn for_each_ready<T: Sync, R: Send>(
             let send = send.clone();
             let (take, f) = (&take, &f);
             let worker = std::thread::Builder::new().spawn_scoped(scope, move || {
+                // Once the calling thread stopped receiving (it panicked), no item is started.
+                let closed = std::cell::Cell::new(false);
+                let mut emit = |result| {
+                    if send.send(result).is_err() {
+                        closed.set(true);
+                    }
+                };
                 while let Some((index, item)) = take() {
-                    if send.send((index, f(index, item))).is_err() {
+                    f(index, item, &mut emit);
+                    if closed.get() {
                         break;
                     }
                 }
@@ -67,12 +95,10 @@ pub fn for_each_ready<T: Sync, R: Send>(
         }
         drop(send);
         if spawned == 0 {
-            while let Some((index, item)) = take() {
-                ready(index, f(index, item));
-            }
+            on_this_thread(&mut ready);
         }
-        for (index, result) in receive {
-            ready(index, result);
+        for result in receive {
+            ready(result);
         }
     });
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rand::{Rng, RngExt};
 
 use crate::audit::{AuditTurn, RunAudit};
-use crate::backend::{Backend, BackendError, BatchImport, ImportItem, Reads, WhmRole};
+use crate::backend::{Backend, BackendError, BatchImport, ChunkImport, ImportItem, Reads, WhmRole};
 use crate::clock::Clock;
 use crate::import::{Decision, ImportRequest};
 use crate::parallel;
@@ -432,23 +432,96 @@ fn import_each(
                 }
             }
         }
-        None => {
-            let run = RunAudit::default();
-            parallel::for_each_ready(
-                items,
-                jobs,
-                |index, item| {
-                    if stopped() {
-                        // Not started; its turn still passes, for the users after it.
-                        run.turns.in_turn(index, || ());
-                        return None;
-                    }
-                    Some(import_one(backend, item, clock, &run, index))
-                },
-                ready,
-            );
-        }
+        None => match backend.chunks() {
+            Some(chunks) => import_chunks(chunks, items, clock, jobs, &stopped, ready),
+            None => {
+                let run = RunAudit::default();
+                parallel::for_each_ready(
+                    items,
+                    jobs,
+                    |index, item| {
+                        if stopped() {
+                            // Not started; its turn still passes, for the users after it.
+                            run.turns.in_turn(index, || ());
+                            return None;
+                        }
+                        Some(import_one(backend, item, clock, &run, index))
+                    },
+                    ready,
+                );
+            }
+        },
     }
+}
+
+/// The most users one worker thread writes at once through a backend's [`ChunkImport`].
+pub const CHUNK_USERS: usize = 16;
+
+/// How many consecutive users each chunk holds: enough for every thread to have one (a
+/// few users on many threads stay one or two per chunk), at most [`CHUNK_USERS`]; one with
+/// a single job, which is serial.
+fn chunk_users(users: usize, jobs: usize) -> usize {
+    if jobs <= 1 {
+        return 1;
+    }
+    users.div_ceil(jobs).clamp(1, CHUNK_USERS)
+}
+
+/// [`import_each`] through a backend's [`ChunkImport`]: consecutive users in chunks, one
+/// chunk at a time per worker thread, each handed to the backend until every user of it
+/// has an outcome (the backend may settle a first part of it at a time), each outcome
+/// handed over as soon as it is known. Once `stopped`, no user is started; a panic fails
+/// the users of the chunk it happened in that had no outcome yet.
+fn import_chunks(
+    chunks: &dyn ChunkImport,
+    items: &[ImportItem],
+    clock: &dyn Clock,
+    jobs: usize,
+    stopped: &(dyn Fn() -> bool + Sync),
+    ready: &mut dyn FnMut(usize, Option<Result<Decision, BackendError>>),
+) {
+    let size = chunk_users(items.len(), jobs);
+    let ranges: Vec<std::ops::Range<usize>> = (0..items.len())
+        .step_by(size)
+        .map(|from| from..(from + size).min(items.len()))
+        .collect();
+    let run = RunAudit::default();
+    parallel::for_each_emitting(
+        &ranges,
+        jobs,
+        |_, range, emit| {
+            let turns: Vec<AuditTurn<'_>> = range
+                .clone()
+                .map(|index| AuditTurn::in_run(clock, &run, index))
+                .collect();
+            let mut from = range.start;
+            while from < range.end {
+                if stopped() {
+                    (from..range.end).for_each(|index| emit((index, None)));
+                    break;
+                }
+                let (rest, rest_turns) = (&items[from..range.end], &turns[from - range.start..]);
+                let outcomes =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match run.check() {
+                        Ok(()) => chunks.import_chunk(rest, rest_turns),
+                        Err(_) => rest
+                            .iter()
+                            .map(|_| Err(run.check().expect_err("a failed run stays failed")))
+                            .collect(),
+                    }))
+                    .ok()
+                    .filter(|outcomes| (1..=rest.len()).contains(&outcomes.len()))
+                    .unwrap_or_else(|| rest.iter().map(|item| Err(internal_error(item))).collect());
+                for outcome in outcomes {
+                    emit((from, Some(outcome)));
+                    from += 1;
+                }
+            }
+            // Failed before their records, or not started: the turns pass on, in order.
+            turns.iter().for_each(AuditTurn::pass);
+        },
+        |(index, outcome)| ready(index, outcome),
+    );
 }
 
 fn import_batch(

@@ -90,8 +90,8 @@ pub(crate) fn bench(tools: &Tools, templates: &[(usize, PathBuf)], out: &Path) -
         .expect("write to a String");
     }
     text.push_str(
-        "| file system | users | baseline | baseline vs 8 threads | baseline vs `syncfs` | baseline: user CPU/user | baseline: total CPU/user | converter | floor serial | floor, 8 threads | floor one `syncfs` | vs 8 threads | vs `syncfs` | vs serial | user CPU/user | total CPU/user | load average (1 min) before, after |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| file system | users | baseline | baseline vs 8 threads | baseline vs `syncfs` | baseline: user CPU/user | baseline: total CPU/user | converter | floor serial | floor, 8 threads | floor, chunks of 16 | floor one `syncfs` | vs 8 threads | vs chunks | vs `syncfs` | vs serial | user CPU/user | total CPU/user | load average (1 min) before, after |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let mut growth = String::new();
     for (name, mkfs, options) in FILE_SYSTEMS {
@@ -134,8 +134,10 @@ struct Row {
     converter: f64,
     floor_serial: f64,
     floor_threaded: f64,
+    floor_chunked: f64,
     floor_syncfs: f64,
     ratio_threaded: f64,
+    ratio_chunked: f64,
     ratio_syncfs: f64,
     ratio_serial: f64,
     user_cpu_per_user: f64,
@@ -170,12 +172,14 @@ impl Row {
             },
         );
         format!(
-            "| {name} | {users} | {baseline} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}x | {:.2}x | {:.2}x | {:.1} µs | {:.1} µs | {}, {} |",
+            "| {name} | {users} | {baseline} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}x | {:.2}x | {:.2}x | {:.2}x | {:.1} µs | {:.1} µs | {}, {} |",
             self.converter,
             self.floor_serial,
             self.floor_threaded,
+            self.floor_chunked,
             self.floor_syncfs,
             self.ratio_threaded,
+            self.ratio_chunked,
             self.ratio_syncfs,
             self.ratio_serial,
             self.user_cpu_per_user * 1e6,
@@ -209,8 +213,14 @@ fn measure(
     let users = std::fs::read_dir(template.join("home"))
         .map_err(|e| e.to_string())?
         .count() as f64;
-    let (mut before, mut converter, mut serial, mut threaded, mut syncfs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut before, mut converter, mut serial, mut threaded, mut chunked, mut syncfs) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let floor = |mode: &str, copy: &Path, jobs: usize| {
         let mut c = Command::new(&tools.floor);
         c.arg(mode).arg(copy).arg(jobs.to_string());
@@ -240,6 +250,11 @@ fn measure(
             FLOOR_THREADS,
         ))?;
         threaded.push(if group.wall <= each.wall { group } else { each });
+        chunked.push(timed(&mut floor(
+            "files-chunked",
+            &copies.fresh(template)?,
+            tools.jobs,
+        ))?);
         syncfs.push(timed(&mut floor(
             "syncfs",
             &copies.fresh(template)?,
@@ -263,8 +278,10 @@ fn measure(
         converter: wall(&converter),
         floor_serial: wall(&serial),
         floor_threaded: wall(&threaded),
+        floor_chunked: wall(&chunked),
         floor_syncfs: wall(&syncfs),
         ratio_threaded: ratio_of(&converter, &threaded),
+        ratio_chunked: ratio_of(&converter, &chunked),
         ratio_syncfs: ratio_of(&converter, &syncfs),
         ratio_serial: ratio_of(&converter, &serial),
         user_cpu_per_user: user_cpu(&converter),

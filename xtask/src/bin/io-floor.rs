@@ -10,6 +10,11 @@
 //!                            # threads
 //! io-floor files-each ROOT JOBS  # the same, but each user appends and fdatasyncs its own
 //!                            # line and fsyncs the folder itself
+//! io-floor files-chunked ROOT JOBS  # the same, in chunks of 16 users per thread, as the
+//!                            # converter writes them: every temp file of the chunk written
+//!                            # and its writeback started, then each fsynced, the chunk's
+//!                            # lines in one write and one fdatasync, the renames, one
+//!                            # folder fsync
 //! io-floor syncfs ROOT JOBS  # the same writes without any fsync, then one syncfs of the file
 //!                            # system: the limit no per-file durability can reach
 //! io-floor sqlite DB         # per reseller: read its access hash and tokens, insert a token
@@ -53,10 +58,12 @@ fn main() -> ExitCode {
                 rustix::fs::syncfs(&dir).map_err(|e| e.to_string())
             })
         }
+        ["files-chunked", root, jobs] => files_chunked(Path::new(root), jobs.parse().unwrap_or(1)),
         ["sqlite", db] => sqlite(Path::new(db)).map_err(|e| e.to_string()),
-        _ => {
-            Err("usage: io-floor files|files-each|syncfs ROOT JOBS | io-floor sqlite DB".to_owned())
-        }
+        _ => Err(
+            "usage: io-floor files|files-each|files-chunked|syncfs ROOT JOBS | io-floor sqlite DB"
+                .to_owned(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,6 +194,75 @@ fn files(root: &Path, jobs: usize, durable: Option<Shared>) -> Result<(), String
                 Some(Shared::EachUser) => folder.sync_all().map_err(|e| e.to_string())?,
                 None => {}
             }
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs.max(1)).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("worker"))
+    })
+}
+
+/// Users per chunk in `files-chunked`, as in the converter (`pipeline::CHUNK_USERS`).
+const CHUNK: usize = 16;
+
+/// Each thread takes `CHUNK` users at a time: writes every temp file of the chunk, starting
+/// its writeback at once, then fdatasyncs each, appends the chunk's lines in one write and
+/// one fdatasync, renames them all and fsyncs the folder once.
+fn files_chunked(root: &Path, jobs: usize) -> Result<(), String> {
+    let mut users: Vec<PathBuf> = fs::read_dir(root.join("home"))
+        .map_err(|e| e.to_string())?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    users.sort();
+    let tokens = root.join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    fs::create_dir_all(&tokens).map_err(|e| e.to_string())?;
+    let log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(root.join("var/cpanel/accounting.log"))
+        .map_err(|e| e.to_string())?;
+    let folder = File::open(&tokens).map_err(|e| e.to_string())?;
+    let next = AtomicUsize::new(0);
+    let e = |e: std::io::Error| e.to_string();
+    let work = || -> Result<(), String> {
+        loop {
+            let first = next.fetch_add(CHUNK, Ordering::Relaxed);
+            let Some(mine) = users.get(first..(first + CHUNK).min(users.len())) else {
+                return Ok(());
+            };
+            if mine.is_empty() {
+                return Ok(());
+            }
+            let mut pending = Vec::with_capacity(mine.len());
+            let mut lines = String::new();
+            for home in mine {
+                let user = home.file_name().expect("a user folder").to_string_lossy();
+                let secret = fs::read(home.join(".accesshash")).map_err(e)?;
+                let path = tokens.join(format!("{user}.json"));
+                let mut contents = fs::read(&path).unwrap_or_default();
+                contents.extend_from_slice(&secret[..secret.len().min(200)]);
+                let temp = tokens.join(format!("{user}.json-floor"));
+                let mut file = File::create(&temp).map_err(e)?;
+                file.write_all(&contents).map_err(e)?;
+                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)
+                    .map_err(|x| x.to_string())?;
+                lines.push_str(&format!(
+                    "floor:CREATEAPITOKEN:root:{user}:not-applicable:floor\n"
+                ));
+                pending.push((file, temp, path));
+            }
+            for (file, _, _) in &pending {
+                file.sync_data().map_err(e)?;
+            }
+            (&log).write_all(lines.as_bytes()).map_err(e)?;
+            log.sync_data().map_err(e)?;
+            for (_, temp, path) in &pending {
+                fs::rename(temp, path).map_err(e)?;
+            }
+            folder.sync_all().map_err(e)?;
         }
     };
     std::thread::scope(|scope| {
