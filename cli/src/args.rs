@@ -28,7 +28,7 @@ Options:
                         (repeatable, at most 100)
    --lock-timeout SECS  Wait at most this long for a lock held by another process
                         (0 to 3600, default 30)
-   --jobs N             Read and write up to N users at once (default: 8 per core, 8 to 32; 1 is serial)
+   --jobs N             Read and write on N threads (default: 8 per core, 8 to 32; 1 is serial)
    --config PATH        Config file (default: $WHMTOKEN_CONFIG, else /etc/whmtoken.toml)
    -V, --version        Print the version
 
