@@ -77,19 +77,21 @@ pub(crate) struct DotLock {
     _claim: Claim,
 }
 
-/// The dot-locks this process's threads are taking or hold: a lock naming this process
-/// that is not claimed here is one it failed to remove.
-static CLAIMED: Mutex<BTreeSet<Utf8PathBuf>> = Mutex::new(BTreeSet::new());
+/// The dot-locks this process's threads are taking or hold, by path as written (compared
+/// as strings: every lock path is made the same way, and a path's component-wise
+/// comparison costs more than the rest of a claim): a lock naming this process that is not
+/// claimed here is one it failed to remove.
+static CLAIMED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// A thread's claim on a dot-lock path, released when dropped.
 #[derive(Debug)]
-struct Claim(Utf8PathBuf);
+struct Claim(String);
 
 impl Claim {
     fn take(path: &Utf8Path, deadline: Deadline) -> Result<Self, BackendError> {
         loop {
-            if claimed().insert(path.to_owned()) {
-                return Ok(Self(path.to_owned()));
+            if claimed().insert(path.as_str().to_owned()) {
+                return Ok(Self(path.as_str().to_owned()));
             }
             if deadline.expired() {
                 return Err(deadline.missed(path));
@@ -105,7 +107,7 @@ impl Drop for Claim {
     }
 }
 
-fn claimed() -> std::sync::MutexGuard<'static, BTreeSet<Utf8PathBuf>> {
+fn claimed() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
     CLAIMED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -308,7 +308,13 @@ impl<'t, T> Staged<'t, T> {
         let document = Document::parse_keeping(path, &bytes, whole)?;
         let (outcome, edit) = decide(&document.set)?;
         staged.new_file = edit
-            .map(|edit| NewFile::write(path, target.owner, |out| document.write(&edit, out)))
+            .map(|edit| {
+                let owner = Owner {
+                    uid: target.owner,
+                    folder_setgid: target.folder.mode.contains(rustix::fs::Mode::SGID),
+                };
+                NewFile::write(path, owner, |out| document.write(&edit, out))
+            })
             .transpose()?;
         staged.outcome = Some(outcome);
         Ok(staged)
@@ -507,7 +513,7 @@ impl<'p> NewFile<'p> {
     /// program could not read back. The temporary file is removed unless it is put in place.
     pub(crate) fn write(
         path: &'p Utf8Path,
-        owner: u32,
+        owner: Owner,
         contents: impl FnOnce(&mut io::BufWriter<Counted<'_>>) -> io::Result<()>,
     ) -> Result<Self, BackendError> {
         let temp = Utf8PathBuf::from(format!("{path}-{}", unique_suffix()));
@@ -576,13 +582,21 @@ impl std::error::Error for LineWithoutToken {
     }
 }
 
+/// Who a new token file must belong to: the tree's owner (root on a real server), and
+/// whether its folder has the setgid bit (a new file then takes the folder's group).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Owner {
+    pub(crate) uid: u32,
+    pub(crate) folder_setgid: bool,
+}
+
 /// Writes the new file, flocked as cPanel's writer flocks it; the returned handle
 /// keeps that lock until the caller has renamed the file into place, and the guard removes
 /// the file unless the caller keeps it.
 fn write_new(
     temp: &Utf8Path,
     contents: impl FnOnce(&mut io::BufWriter<Counted<'_>>) -> io::Result<()>,
-    owner: u32,
+    owner: Owner,
 ) -> Result<(Made, File, u64), BackendError> {
     let file = OpenOptions::new()
         .write(true)
@@ -596,10 +610,12 @@ fn write_new(
     file.try_lock()
         .map_err(|e| io_error(temp, io::Error::other(e.to_string())))?;
     // As root, the new file gets the tree's owner (root on a real server); anyone else
-    // can only write files of their own.
-    if running_as_root() {
-        let gid = (owner == 0).then_some(rustix::process::Gid::ROOT);
-        rustix::fs::fchown(&file, Some(rustix::process::Uid::from_raw(owner)), gid)
+    // can only write files of their own. A file root makes, in its own group, in a
+    // folder without the setgid bit, is root's and group root's already.
+    let (root, root_group) = running_as_root();
+    if root && (owner.uid != 0 || owner.folder_setgid || !root_group) {
+        let gid = (owner.uid == 0).then_some(rustix::process::Gid::ROOT);
+        rustix::fs::fchown(&file, Some(rustix::process::Uid::from_raw(owner.uid)), gid)
             .map_err(|e| io_error(temp, e.into()))?;
     }
     let mut out = io::BufWriter::with_capacity(
@@ -637,20 +653,23 @@ impl Write for Counted<'_> {
     }
 }
 
-/// Whether this thread writes as root (and so gives new files the tree's owner): asked
-/// once per thread rather than once per file. Identities are per thread here
-/// ([`owner::act_as`](crate::owner::act_as)), and a thread's can only drop, never rise, after
-/// it was asked: a stale `true` then makes a `fchown` to the thread's own uid, which changes
-/// nothing.
-fn running_as_root() -> bool {
+/// Whether this thread writes as root (and so gives new files the tree's owner), and
+/// whether its group is root's: asked once per thread rather than once per file.
+/// Identities are per thread here ([`owner::act_as`](crate::owner::act_as)), and a thread's
+/// can only drop, never rise, after it was asked: a stale answer then makes a `fchown` to
+/// the thread's own uid, which changes nothing.
+fn running_as_root() -> (bool, bool) {
     thread_local! {
-        static ROOT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+        static ROOT: std::cell::Cell<Option<(bool, bool)>> = const { std::cell::Cell::new(None) };
     }
     ROOT.with(|root| {
         root.get().unwrap_or_else(|| {
-            let is_root = rustix::process::geteuid().is_root();
-            root.set(Some(is_root));
-            is_root
+            let identity = (
+                rustix::process::geteuid().is_root(),
+                rustix::process::getegid().is_root(),
+            );
+            root.set(Some(identity));
+            identity
         })
     })
 }

@@ -77,6 +77,28 @@ fn no_arguments_converts_root_into_cpanels_exact_file_shape() {
 }
 
 #[test]
+fn as_root_a_token_file_is_root_s_even_in_a_folder_with_the_setgid_bit() {
+    let server = server_with_resellers();
+    if fs::metadata(server.root()).unwrap().uid() != 0 {
+        return; // only root makes files for another owner
+    }
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    fs::create_dir_all(&folder).unwrap();
+    std::os::unix::fs::chown(&folder, Some(0), Some(4321)).unwrap();
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o2700)).unwrap();
+    let out = run(&server, &["res1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let owner = fs::metadata(server.token_file("res1")).unwrap();
+    assert_eq!(
+        (owner.uid(), owner.gid()),
+        (0, 0),
+        "root:root, not the folder's group"
+    );
+}
+
+#[test]
 fn the_sha512_vectors_of_the_reference_are_the_keys() {
     let mut server = FakeServer::new();
     server.add_reseller("abc", &[]);
