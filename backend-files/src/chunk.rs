@@ -7,7 +7,8 @@
 //!    writeback started (`Staged::start_writeback`): the disk gets every new file of the
 //!    chunk at once instead of one per flush;
 //! 2. each new file fsynced (mostly a wait for writes already under way);
-//! 3. each audit line appended in its user's turn (a user that failed passes its turn);
+//! 3. each audit line appended in its user's turn, once the folder is known not to have
+//!    failed meanwhile (a user that failed passes its turn);
 //! 4. the lines made durable (one commit serves the chunk) and each new file renamed;
 //! 5. one folder fsync, each new file's fdatasync and one journal probe for the chunk
 //!    (`TokenFolder::settle`).
@@ -29,10 +30,12 @@ impl ChunkImport for FilesBackend {
     /// The users from the first on, together (the module's steps), up to the first whose
     /// token file another process holds locked: that one is left for the next call, where
     /// it comes first and waits for its lock, so that the users before it are not held up.
+    /// Once `stopped`, no later user is started.
     fn import_chunk(
         &self,
         items: &[ImportItem],
         turns: &[AuditTurn<'_>],
+        stopped: &dyn Fn() -> bool,
     ) -> Vec<Result<Decision, BackendError>> {
         let mut outcomes: Vec<Outcome> = items.iter().map(|_| None).collect();
         let targets: Vec<Option<TokenFile<'_>>> = items
@@ -44,7 +47,7 @@ impl ChunkImport for FilesBackend {
                     .ok()
             })
             .collect();
-        let end = self.import_round(items, turns, &targets, &mut outcomes);
+        let end = self.import_round(items, turns, &targets, stopped, &mut outcomes);
         outcomes
             .into_iter()
             .take(end)
@@ -53,21 +56,27 @@ impl ChunkImport for FilesBackend {
     }
 }
 
+/// The users of a round, by their index in the call, with their rewrite while it goes on.
+type Round<'t> = Vec<(usize, Option<Staged<'t, Decision>>)>;
+
 impl FilesBackend {
-    /// [`ChunkImport::import_chunk`]'s steps; returns how many users have an outcome.
-    fn import_round(
-        &self,
+    /// Step 1 for the users from the first on: each one's token file locked (the first's
+    /// waited for, the others' only when free now), read and decided, its new file written
+    /// and its writeback started; up to the first user whose lock is held, or after a
+    /// signal. A user that failed has its outcome and no rewrite.
+    fn stage<'t>(
         items: &[ImportItem],
-        turns: &[AuditTurn<'_>],
-        targets: &[Option<TokenFile<'_>>],
+        targets: &'t [Option<TokenFile<'t>>],
+        stopped: &dyn Fn() -> bool,
         outcomes: &mut [Outcome],
-    ) -> usize {
-        let mut fail = |index: usize, error: BackendError| outcomes[index] = Some(Err(error));
-        // 1. Decided and written, every write on its way to the disk.
-        let mut staged: Vec<(usize, Option<Staged<'_, Decision>>)> = Vec::new();
-        let mut end = items.len();
-        for index in 0..items.len() {
-            let Some(target) = &targets[index] else {
+    ) -> Round<'t> {
+        let mut staged = Vec::new();
+        for (index, (item, target)) in items.iter().zip(targets).enumerate() {
+            // After a signal, no user is started (the first is: the pipeline checked).
+            if index > 0 && stopped() {
+                break;
+            }
+            let Some(target) = target else {
                 staged.push((index, None));
                 continue;
             };
@@ -76,7 +85,7 @@ impl FilesBackend {
             } else {
                 Duration::ZERO
             };
-            let request = &items[index].request;
+            let request = &item.request;
             let user = Staged::new(target, wait, true, Some(&request.hash), |tokens| {
                 crate::decide_import(request, tokens)
             });
@@ -85,16 +94,28 @@ impl FilesBackend {
                     user.start_writeback();
                     staged.push((index, Some(user)));
                 }
-                Err(BackendError::Locked { .. }) if index > 0 => {
-                    end = index;
-                    break;
-                }
+                Err(BackendError::Locked { .. }) if index > 0 => break,
                 Err(e) => {
-                    fail(index, e);
+                    outcomes[index] = Some(Err(e));
                     staged.push((index, None));
                 }
             }
         }
+        staged
+    }
+
+    /// [`ChunkImport::import_chunk`]'s steps; returns how many users have an outcome.
+    fn import_round(
+        &self,
+        items: &[ImportItem],
+        turns: &[AuditTurn<'_>],
+        targets: &[Option<TokenFile<'_>>],
+        stopped: &dyn Fn() -> bool,
+        outcomes: &mut [Outcome],
+    ) -> usize {
+        let mut staged = Self::stage(items, targets, stopped, outcomes);
+        let end = staged.last().map_or(0, |(index, _)| index + 1);
+        let mut fail = |index: usize, error: BackendError| outcomes[index] = Some(Err(error));
         // 2. Each new file flushed.
         for (index, slot) in &mut staged {
             if let Some(Err(e)) = slot.as_ref().map(Staged::sync) {
@@ -110,12 +131,13 @@ impl FilesBackend {
                 lines.push(None);
                 continue;
             };
-            let line = self.accounting.record(
-                &turns[*index],
-                &items[*index].user,
-                user.outcome(),
-                self.lock_timeout,
-            );
+            // In the user's turn: a flush that failed while it waited stops it here.
+            let turn = &turns[*index];
+            let line = turn.hold(|| {
+                user.check_folder()?;
+                self.accounting
+                    .record(turn, &items[*index].user, user.outcome(), self.lock_timeout)
+            });
             match line {
                 Ok(line) => lines.push(line),
                 Err(e) => {

@@ -201,8 +201,13 @@ pub(crate) struct Unsettled {
 impl Unsettled {
     /// The failure as an error of the place it happened.
     fn error(&self) -> BackendError {
+        self.error_at(&self.location)
+    }
+
+    /// The failure as an error of `location`.
+    fn error_at(&self, location: &Utf8Path) -> BackendError {
         io_error(
-            &self.location,
+            location,
             io::Error::new(self.error.kind(), self.error.to_string()),
         )
     }
@@ -264,13 +269,14 @@ pub(crate) fn rewrite<'l, T>(
 /// flock and the dot-lock are released.
 pub(crate) struct Staged<'t, T> {
     target: &'t TokenFile<'t>,
-    locked: Option<Locked>,
     outcome: Option<T>,
     new_file: Option<NewFile<'t>>,
     /// The new file once renamed into place, and whether an audit line names it.
     placed: Option<Placed<'t>>,
     /// Every step done: the change stays.
     finished: bool,
+    /// Last, so that it is dropped last: the temporary file goes while the locks are held.
+    locked: Option<Locked>,
 }
 
 /// A new file renamed into place, not yet known to be durable there.
@@ -296,11 +302,11 @@ impl<'t, T> Staged<'t, T> {
         let locked = Locked::take(path, &target.folder.locks, deadline, rules, create)?;
         let mut staged = Self {
             target,
-            locked,
             outcome: None,
             new_file: None,
             placed: None,
             finished: false,
+            locked,
         };
         let file = staged.locked.as_ref().map(|locked| &locked.file);
         let _memory = target.budget.take(file.map_or(0, |f| f.len()));
@@ -364,6 +370,11 @@ impl<'t, T> Staged<'t, T> {
             return Ok(());
         };
         crash_point("audit-line-durable");
+        // A flush in the folder failed meanwhile: nothing more is put in place there.
+        if let Some(failed) = self.target.folder.failed.get() {
+            let error = io::Error::new(failed.kind(), failed.to_string());
+            return Err(not_stored(line_written, io_error(path, error)));
+        }
         fault("rename")
             .and_then(|()| fs::rename(&temp, path))
             .map_err(|e| not_stored(line_written, io_error(path, e)))?;
@@ -383,10 +394,24 @@ impl<'t, T> Staged<'t, T> {
     }
 
     /// The error of a user whose renamed file could not be made durable
-    /// ([`TokenFolder::settle`]'s `failure`).
+    /// ([`TokenFolder::settle`]'s `failure`): at its own file when that is where the flush
+    /// failed, else at the folder.
     pub(crate) fn unsettled(&self, failure: &Unsettled) -> BackendError {
         let line_written = self.placed.as_ref().is_some_and(|p| p.line_written);
-        not_stored(line_written, failure.error())
+        let folder = &self.target.folder.path;
+        let location = if failure.location == self.target.path {
+            &self.target.path
+        } else {
+            folder
+        };
+        not_stored(line_written, failure.error_at(location))
+    }
+
+    /// `Err` ([`BackendError::StoreUnavailable`]) once a flush in the token folder failed:
+    /// checked again in the user's audit turn, so that no line is written for a token that
+    /// can no longer be stored.
+    pub(crate) fn check_folder(&self) -> Result<(), BackendError> {
+        self.target.folder.check()
     }
 
     /// The outcome, every step done: the change stays.

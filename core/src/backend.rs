@@ -253,11 +253,13 @@ pub trait ChunkImport: Send + Sync {
     /// items' order, and an item that fails before its record must pass its turn
     /// ([`AuditTurn::pass`]) before a later item of the call records: a record waits for
     /// every earlier user's turn. An item left for a later call must not have taken its
-    /// turn.
+    /// turn. Once `stopped()` (a signal), no item after the first is started: the call
+    /// returns the outcomes of those already started.
     fn import_chunk(
         &self,
         items: &[ImportItem],
         turns: &[AuditTurn<'_>],
+        stopped: &dyn Fn() -> bool,
     ) -> Vec<Result<Decision, BackendError>>;
 }
 

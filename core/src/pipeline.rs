@@ -503,7 +503,7 @@ fn import_chunks(
                 let (rest, rest_turns) = (&items[from..range.end], &turns[from - range.start..]);
                 let outcomes =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match run.check() {
-                        Ok(()) => chunks.import_chunk(rest, rest_turns),
+                        Ok(()) => chunks.import_chunk(rest, rest_turns, stopped),
                         Err(_) => rest
                             .iter()
                             .map(|_| Err(run.check().expect_err("a failed run stays failed")))

@@ -22,14 +22,21 @@ fn server_with_resellers(count: usize) -> (FakeServer, Vec<String>) {
 
 /// Converts every reseller, one at a time, with `fail` as `WHMTOKEN_FAIL_AT`.
 fn convert_failing(server: &FakeServer, fail: &str) -> (Run, Vec<Value>) {
+    convert_failing_on(server, fail, 1)
+}
+
+/// Converts every reseller on `jobs` threads (chunks of several users each when above
+/// one), with `fail` as `WHMTOKEN_FAIL_AT`.
+fn convert_failing_on(server: &FakeServer, fail: &str, jobs: usize) -> (Run, Vec<Value>) {
     let config = server.config_path();
+    let jobs = jobs.to_string();
     let args = [
         "--config",
         config.as_str(),
         "--all-resellers",
         "--json",
         "--jobs",
-        "1",
+        &jobs,
     ];
     let out = run_raw(&args, &[("WHMTOKEN_FAIL_AT", fail)]);
     let report: Value =
@@ -135,6 +142,49 @@ fn after_a_failed_token_file_flush_its_line_is_never_written_and_nothing_more_is
         names[..1],
         "no line for a token file that was not on disk"
     );
+}
+
+#[test]
+fn in_chunks_no_line_is_written_once_a_flush_of_the_chunk_failed() {
+    // Two chunks of three users; only the first two token-file flushes succeed, so each
+    // chunk meets a failed flush before its users' lines are due, whatever the threads'
+    // order: the users flushed before it get no line either.
+    let (server, names) = server_with_resellers(6);
+    let (out, results) = convert_failing_on(&server, "token-file-sync:3+", 2);
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    for result in &results {
+        assert_eq!(result["status"], "failed", "{result}");
+    }
+    assert_eq!(
+        users_in_log(&server),
+        Vec::<String>::new(),
+        "{}",
+        out.stderr
+    );
+    assert!(names.iter().all(|name| !has_token(&server, name)));
+}
+
+#[test]
+fn in_chunks_each_user_s_error_names_its_own_file_or_the_folder() {
+    let (server, _) = server_with_resellers(8);
+    let (out, results) = convert_failing_on(&server, "token-file-datasync:2", 2);
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    let folder = server
+        .root()
+        .join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    let failed: Vec<&Value> = results.iter().filter(|r| r["status"] == "failed").collect();
+    assert!(!failed.is_empty());
+    for result in failed {
+        let user = result["user"].as_str().unwrap();
+        let error = result["error"].as_str().unwrap();
+        let own = server.token_file(user);
+        assert!(
+            error.starts_with(&format!("{own}: "))
+                || error.starts_with(&format!("{folder}: "))
+                || error.starts_with("not attempted: "),
+            "{user}: {error}"
+        );
+    }
 }
 
 #[test]

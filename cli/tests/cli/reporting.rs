@@ -245,6 +245,52 @@ fn a_signal_stops_the_run_between_users_and_a_rerun_converts_the_rest() {
 }
 
 #[test]
+fn a_signal_starts_no_more_users_of_a_chunk() {
+    // Two chunks of six (12 users, 2 jobs); the third user's token file is held by "another
+    // process", so the first chunk settles res00001 and res00002, then waits for res00003.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let config = generate(12, 0, 11).build("files", dir).unwrap();
+    let folder = dir.join("var/cpanel/authn/api_tokens_v2/whostmgr");
+    std::fs::create_dir_all(&folder).unwrap();
+    let lock = hold_lock(&folder.join("res00003.json"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
+        .args(["--config", config.as_str(), "--all-resellers", "--verbose"])
+        .args(["--jobs", "2", "--lock-timeout", "60"])
+        .env_remove("WHMTOKEN_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for n in 1..=2 {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.contains(&format!("“res0000{n}”")), "{line}");
+    }
+    // res00003 waits for its lock by now.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    signal(&child, rustix::process::Signal::TERM);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::remove_file(&lock).unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(75));
+    assert!(
+        rest[0].contains("“res00003”"),
+        "being written, it finishes: {rest:?}"
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    for n in 4..=6 {
+        let user = format!("res0000{n}");
+        assert!(
+            stderr.contains(&format!("error: {user}: not attempted: interrupted")),
+            "{user} is not started after the signal: {stderr}"
+        );
+        assert!(!folder.join(format!("{user}.json")).exists());
+    }
+}
+
+#[test]
 fn a_second_signal_ends_the_run_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(dir.path()).unwrap();

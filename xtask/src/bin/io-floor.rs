@@ -18,7 +18,8 @@
 //! io-floor syncfs ROOT JOBS  # the same writes without any fsync, then one syncfs of the file
 //!                            # system: the limit no per-file durability can reach
 //! io-floor sqlite DB         # per reseller: read its access hash and tokens, insert a token
-//!                            # and an accounting line; all in one transaction
+//!                            # and an accounting line; one transaction per slice of
+//!                            # `pipeline::BATCH_USERS` (5,000), as the converter commits
 //! ```
 //!
 //! A floor is the best the same durable work allows. Each user's own file is fsynced; the
@@ -38,6 +39,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+
+use whmtoken_core::pipeline::BATCH_USERS;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -278,28 +281,31 @@ fn sqlite(db: &Path) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut users =
-            tx.prepare("SELECT name FROM users WHERE reseller_acls IS NOT NULL ORDER BY name")?;
-        let names: Vec<String> = users
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut hash = tx.prepare("SELECT access_hash FROM users WHERE name = ?1")?;
-        let mut tokens =
-            tx.prepare("SELECT hash, entry FROM tokens WHERE user = ?1 ORDER BY id")?;
-        let mut insert =
-            tx.prepare("INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)")?;
-        let mut audit = tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?;
-        for (i, name) in names.iter().enumerate() {
-            let secret: Vec<u8> = hash.query_row([name], |row| row.get(0))?;
-            let existing: Vec<(String, String)> = tokens
-                .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let key = format!("{:0128x}", i + existing.len() + secret.len());
-            insert.execute(rusqlite::params![name, key, "{\"name\":\"floor\"}"])?;
-            audit.execute([format!("floor:{name}")])?;
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM users WHERE reseller_acls IS NOT NULL ORDER BY name")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    // The converter's transactions: one per slice of the run.
+    for (slice, first) in names.chunks(BATCH_USERS).zip((0..).step_by(BATCH_USERS)) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut hash = tx.prepare("SELECT access_hash FROM users WHERE name = ?1")?;
+            let mut tokens =
+                tx.prepare("SELECT hash, entry FROM tokens WHERE user = ?1 ORDER BY id")?;
+            let mut insert =
+                tx.prepare("INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)")?;
+            let mut audit = tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?;
+            for (i, name) in slice.iter().enumerate() {
+                let secret: Vec<u8> = hash.query_row([name], |row| row.get(0))?;
+                let existing: Vec<(String, String)> = tokens
+                    .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let key = format!("{:0128x}", first + i + existing.len() + secret.len());
+                insert.execute(rusqlite::params![name, key, "{\"name\":\"floor\"}"])?;
+                audit.execute([format!("floor:{name}")])?;
+            }
         }
+        tx.commit()?;
     }
-    tx.commit()
+    Ok(())
 }
