@@ -141,23 +141,49 @@ enum Shared {
     EachUser,
 }
 
+/// What every file floor works on: the users' home folders in name order, the token folder
+/// (made if missing, and opened for its fsyncs) and the audit log opened for appending.
+struct Server {
+    users: Vec<PathBuf>,
+    tokens: PathBuf,
+    log: File,
+    folder: File,
+}
+
+impl Server {
+    fn open(root: &Path) -> Result<Self, String> {
+        let mut users: Vec<PathBuf> = fs::read_dir(root.join("home"))
+            .map_err(|e| e.to_string())?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        users.sort();
+        let tokens = root.join("var/cpanel/authn/api_tokens_v2/whostmgr");
+        fs::create_dir_all(&tokens).map_err(|e| e.to_string())?;
+        let log = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(root.join("var/cpanel/accounting.log"))
+            .map_err(|e| e.to_string())?;
+        let folder = File::open(&tokens).map_err(|e| e.to_string())?;
+        Ok(Self {
+            users,
+            tokens,
+            log,
+            folder,
+        })
+    }
+}
+
 /// Each user's token file replaced, and an audit line appended; with `durable`, each file
 /// fsynced on its own, the log and the folder as `durable` says; without, nothing synced.
 fn files(root: &Path, jobs: usize, durable: Option<Shared>) -> Result<(), String> {
-    let mut users: Vec<PathBuf> = fs::read_dir(root.join("home"))
-        .map_err(|e| e.to_string())?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    users.sort();
-    let tokens = root.join("var/cpanel/authn/api_tokens_v2/whostmgr");
-    fs::create_dir_all(&tokens).map_err(|e| e.to_string())?;
-    let log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(root.join("var/cpanel/accounting.log"))
-        .map_err(|e| e.to_string())?;
-    let folder = File::open(&tokens).map_err(|e| e.to_string())?;
+    let Server {
+        users,
+        tokens,
+        log,
+        folder,
+    } = Server::open(root)?;
     let (lines, renames) = (Group::default(), Group::default());
     let next = AtomicUsize::new(0);
     let work = || -> Result<(), String> {
@@ -214,20 +240,12 @@ const CHUNK: usize = 16;
 /// its writeback at once, then fdatasyncs each, appends the chunk's lines in one write and
 /// one fdatasync, renames them all and fsyncs the folder once.
 fn files_chunked(root: &Path, jobs: usize) -> Result<(), String> {
-    let mut users: Vec<PathBuf> = fs::read_dir(root.join("home"))
-        .map_err(|e| e.to_string())?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    users.sort();
-    let tokens = root.join("var/cpanel/authn/api_tokens_v2/whostmgr");
-    fs::create_dir_all(&tokens).map_err(|e| e.to_string())?;
-    let log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(root.join("var/cpanel/accounting.log"))
-        .map_err(|e| e.to_string())?;
-    let folder = File::open(&tokens).map_err(|e| e.to_string())?;
+    let Server {
+        users,
+        tokens,
+        log,
+        folder,
+    } = Server::open(root)?;
     let next = AtomicUsize::new(0);
     let e = |e: std::io::Error| e.to_string();
     let work = || -> Result<(), String> {
