@@ -261,16 +261,22 @@ fn convert(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Report {
     let clock = SystemClock;
-    let plan = pipeline::plan(backend, users, options, &clock, &mut rand::rng(), jobs);
-    if options.dry_run {
-        let report = plan.preview();
-        for result in &report.results {
-            progress(Progress::Ready(result));
-        }
-        report
-    } else {
-        pipeline::apply_each(backend, plan, &clock, jobs, progress)
+    if !options.dry_run {
+        return pipeline::run_each(
+            backend,
+            users,
+            options,
+            &clock,
+            &mut rand::rng(),
+            jobs,
+            progress,
+        );
     }
+    let report = pipeline::plan(backend, users, options, &clock, &mut rand::rng(), jobs).preview();
+    for result in &report.results {
+        progress(Progress::Ready(result));
+    }
+    report
 }
 
 fn run_options(args: &Args, now: i64) -> Result<RunOptions, CliError> {

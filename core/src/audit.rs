@@ -313,6 +313,21 @@ struct TurnState {
     next: usize,
     /// The workers asleep, by the turn each waits for.
     waiting: HashMap<usize, Thread>,
+    /// Turns given up ahead of time ([`Turns::skip`]): passed over when they come.
+    skipped: std::collections::BTreeSet<usize>,
+}
+
+impl TurnState {
+    /// The turn passes on, over the turns given up, and wakes the worker whose turn it is.
+    fn advance(&mut self) {
+        self.next += 1;
+        while self.skipped.remove(&self.next) {
+            self.next += 1;
+        }
+        if let Some(next) = self.waiting.get(&self.next) {
+            next.unpark();
+        }
+    }
 }
 
 impl Turns {
@@ -331,13 +346,19 @@ impl Turns {
         // Nobody else runs until the turn passes on: it is this worker's alone.
         drop(state);
         let value = catch_unwind(AssertUnwindSafe(f));
-        let mut state = lock();
-        state.next += 1;
-        if let Some(next) = state.waiting.get(&state.next) {
-            next.unpark();
-        }
-        drop(state);
+        lock().advance();
         value.unwrap_or_else(|panic| resume_unwind(panic))
+    }
+
+    /// Gives turn `index` up without waiting for it: an item that will write nothing (a
+    /// user settled while planning). The turns before it are not waited for.
+    pub(crate) fn skip(&self, index: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.next == index {
+            state.advance();
+        } else {
+            state.skipped.insert(index);
+        }
     }
 }
 
@@ -359,6 +380,23 @@ mod tests {
             event.accounting_line(),
             "Mon Jun  1 13:33:19 2015:CREATEAPITOKEN:root:res1:not-applicable:accesshash-1433165599"
         );
+    }
+
+    #[test]
+    fn skipped_turns_are_passed_over_without_waiting_for_the_ones_before() {
+        let turns = Turns::default();
+        let order = Mutex::new(Vec::new());
+        // Given up ahead of their turn, and at their turn.
+        turns.skip(2);
+        turns.skip(3);
+        std::thread::scope(|scope| {
+            scope.spawn(|| turns.in_turn(4, || order.lock().unwrap().push(4)));
+            scope.spawn(|| turns.in_turn(1, || order.lock().unwrap().push(1)));
+            turns.in_turn(0, || order.lock().unwrap().push(0));
+        });
+        turns.skip(5);
+        turns.in_turn(6, || order.lock().unwrap().push(6));
+        assert_eq!(*order.lock().unwrap(), [0, 1, 4, 6]);
     }
 
     #[test]

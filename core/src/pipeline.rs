@@ -1,4 +1,5 @@
-//! The conversion pipeline: [`plan`] reads and checks every user, [`apply`] writes.
+//! The conversion pipeline: [`plan`] reads and checks every user, [`apply`] writes;
+//! [`run_each`] does both for a real run, chunk by chunk where the backend writes chunks.
 //!
 //! Both return one result per user, in the order the users were given; a failure for one
 //! user never stops the others. The pipeline owns the worker threads (`jobs` of them), and
@@ -194,12 +195,7 @@ pub fn plan(
     rng: &mut impl Rng,
     jobs: usize,
 ) -> Plan {
-    let mut seen = std::collections::HashSet::new();
-    let unique: Vec<(&str, u64)> = users
-        .iter()
-        .filter(|u| seen.insert(u.as_str()))
-        .map(|u| (u.as_str(), rng.random()))
-        .collect();
+    let unique = unique_users(users, rng);
     let session = backend.read_session();
     let reads: &dyn Reads = match &session {
         Some(session) => session.as_ref(),
@@ -215,6 +211,17 @@ pub fn plan(
         items,
         stop: options.stop.clone(),
     }
+}
+
+/// Each user once (its first occurrence), in the order given, with the seed of its
+/// fallback token names.
+fn unique_users<'u>(users: &'u [String], rng: &mut impl Rng) -> Vec<(&'u str, u64)> {
+    let mut seen = std::collections::HashSet::new();
+    users
+        .iter()
+        .filter(|u| seen.insert(u.as_str()))
+        .map(|u| (u.as_str(), rng.random()))
+        .collect()
 }
 
 fn plan_user(
@@ -313,6 +320,113 @@ impl Plan {
             .collect();
         Report { results }
     }
+}
+
+/// A real run: plans and writes every user in `users` (each at most once), telling
+/// `progress` as [`apply_each`] does. Through a backend's [`ChunkImport`], each worker
+/// thread plans a chunk of users just before it writes them, so that the reads of one
+/// chunk overlap the flushes of another (`Finished` then counts every user, planned
+/// failures included); otherwise [`plan`], then [`apply_each`].
+pub fn run_each(
+    backend: &dyn Backend,
+    users: &[String],
+    options: &RunOptions,
+    clock: &dyn Clock,
+    rng: &mut impl Rng,
+    jobs: usize,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Report {
+    match (backend.batch(), backend.chunks()) {
+        (None, Some(chunks)) => {
+            plan_and_import_chunks(backend, chunks, users, options, clock, rng, jobs, progress)
+        }
+        _ => {
+            let plan = plan(backend, users, options, clock, rng, jobs);
+            apply_each(backend, plan, clock, jobs, progress)
+        }
+    }
+}
+
+/// [`run_each`] through a [`ChunkImport`]: chunks of consecutive users, each planned then
+/// imported by one worker thread; the audit turns are the users' (a user settled while
+/// planning gives its turn up at once).
+#[allow(clippy::too_many_arguments)]
+fn plan_and_import_chunks(
+    backend: &dyn Backend,
+    chunks: &dyn ChunkImport,
+    users: &[String],
+    options: &RunOptions,
+    clock: &dyn Clock,
+    rng: &mut impl Rng,
+    jobs: usize,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Report {
+    let unique = unique_users(users, rng);
+    let session = backend.read_session();
+    let reads: &dyn Reads = match &session {
+        Some(session) => session.as_ref(),
+        None => backend,
+    };
+    let size = chunk_users(unique.len(), jobs);
+    let ranges: Vec<std::ops::Range<usize>> = (0..unique.len())
+        .step_by(size)
+        .map(|from| from..(from + size).min(unique.len()))
+        .collect();
+    let run = RunAudit::default();
+    let stopped = || options.stopped();
+    let (total, mut done, mut streamed) = (unique.len(), 0, 0);
+    let mut slots: Vec<Option<UserResult>> = unique.iter().map(|_| None).collect();
+    parallel::for_each_emitting(
+        &ranges,
+        jobs,
+        |_, range, emit| {
+            let (mut items, mut at) = (Vec::new(), Vec::new());
+            for index in range.clone() {
+                let (raw, suffix_seed) = unique[index];
+                let planned = if stopped() {
+                    Planned::Settled(UserResult::interrupted(raw))
+                } else {
+                    plan_user(reads, raw, options, clock, suffix_seed)
+                };
+                match planned {
+                    Planned::Settled(result) => {
+                        run.turns.skip(index);
+                        emit((index, result));
+                    }
+                    Planned::Import { user, request, .. } => {
+                        items.push(ImportItem { user, request });
+                        at.push(index);
+                    }
+                }
+            }
+            let turns: Vec<AuditTurn<'_>> = at
+                .iter()
+                .map(|&index| AuditTurn::in_run(clock, &run, index))
+                .collect();
+            import_chunk_calls(chunks, &items, &turns, &run, &stopped, &mut |k, outcome| {
+                let item = &items[k];
+                let result = match outcome {
+                    Some(outcome) => imported(item, outcome),
+                    None => UserResult::interrupted(item.user.as_str()),
+                };
+                emit((at[k], result));
+            });
+        },
+        |(index, result)| {
+            done += 1;
+            progress(Progress::Finished { done, total });
+            slots[index] = Some(result);
+            while let Some(Some(result)) = slots.get(streamed) {
+                progress(Progress::Ready(result));
+                streamed += 1;
+            }
+        },
+    );
+    let results = slots
+        .into_iter()
+        .map(|slot| slot.expect("every user has a result"))
+        .collect();
+    Report { results }
 }
 
 /// Writes every planned import and audits each entry written, on up to `jobs` threads
@@ -494,34 +608,59 @@ fn import_chunks(
                 .clone()
                 .map(|index| AuditTurn::in_run(clock, &run, index))
                 .collect();
-            let mut from = range.start;
-            while from < range.end {
-                if stopped() {
-                    (from..range.end).for_each(|index| emit((index, None)));
-                    break;
-                }
-                let (rest, rest_turns) = (&items[from..range.end], &turns[from - range.start..]);
-                let outcomes =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match run.check() {
-                        Ok(()) => chunks.import_chunk(rest, rest_turns, stopped),
-                        Err(_) => rest
-                            .iter()
-                            .map(|_| Err(run.check().expect_err("a failed run stays failed")))
-                            .collect(),
-                    }))
-                    .ok()
-                    .filter(|outcomes| (1..=rest.len()).contains(&outcomes.len()))
-                    .unwrap_or_else(|| rest.iter().map(|item| Err(internal_error(item))).collect());
-                for outcome in outcomes {
-                    emit((from, Some(outcome)));
-                    from += 1;
-                }
-            }
-            // Failed before their records, or not started: the turns pass on, in order.
-            turns.iter().for_each(AuditTurn::pass);
+            let chunk = &items[range.clone()];
+            import_chunk_calls(
+                chunks,
+                chunk,
+                &turns,
+                &run,
+                stopped,
+                &mut |offset, outcome| {
+                    emit((range.start + offset, outcome));
+                },
+            );
         },
         |(index, outcome)| ready(index, outcome),
     );
+}
+
+/// Hands `items` (consecutive users, `turns` theirs) to the backend until each has an
+/// outcome, handing each to `emit` with its offset as soon as it is known: `None` for an
+/// item not started because the run was `stopped`. A panic fails the items without an
+/// outcome yet; every turn not taken then passes on, in order.
+fn import_chunk_calls(
+    chunks: &dyn ChunkImport,
+    items: &[ImportItem],
+    turns: &[AuditTurn<'_>],
+    run: &RunAudit,
+    stopped: &(dyn Fn() -> bool + Sync),
+    emit: &mut dyn FnMut(usize, Option<Result<Decision, BackendError>>),
+) {
+    let mut from = 0;
+    while from < items.len() {
+        if stopped() {
+            (from..items.len()).for_each(|offset| emit(offset, None));
+            break;
+        }
+        let (rest, rest_turns) = (&items[from..], &turns[from..]);
+        let outcomes =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match run.check() {
+                Ok(()) => chunks.import_chunk(rest, rest_turns, stopped),
+                Err(_) => rest
+                    .iter()
+                    .map(|_| Err(run.check().expect_err("a failed run stays failed")))
+                    .collect(),
+            }))
+            .ok()
+            .filter(|outcomes| (1..=rest.len()).contains(&outcomes.len()))
+            .unwrap_or_else(|| rest.iter().map(|item| Err(internal_error(item))).collect());
+        for outcome in outcomes {
+            emit(from, Some(outcome));
+            from += 1;
+        }
+    }
+    // Failed before their records, or not started: the turns pass on, in order.
+    turns.iter().for_each(AuditTurn::pass);
 }
 
 fn import_batch(
