@@ -205,8 +205,8 @@ fn warnings(backend: &dyn Backend, options: &RunOptions) -> bool {
     warned
 }
 
-/// What a text run does with each event: the bar counts the imports finished and the
-/// results in order (a dry run imports nothing: its results count), and steps aside only
+/// What a text run does with each event: the bar counts the users finished (the imports
+/// alone where a run plans first) and the results in order (a dry run imports nothing: its results count), and steps aside only
 /// for a result that prints (a clear and a redraw each time); the first error stderr gave
 /// goes to `stderr_status`.
 fn progress<'a, O: Write, E: Write>(

@@ -297,8 +297,9 @@ fn where_and_why(error: &BackendError) -> (String, String) {
 }
 
 /// Turns taken in the items' order: item `i` runs its part once items `0..i` have run
-/// theirs. Items are handed to workers in order, so every earlier item is already being
-/// worked on and its turn comes.
+/// theirs, or given theirs up ([`skip`](Self::skip)). Items are handed to workers in order,
+/// so every earlier item is already being worked on and its turn comes, provided that every
+/// item takes or gives up its turn on every path, a panic's included.
 ///
 /// A worker waiting for its turn sleeps until that turn comes: the one finishing a turn
 /// wakes the next turn's worker alone, not every waiting worker (each of which would wake
@@ -354,6 +355,7 @@ impl Turns {
     /// user settled while planning). The turns before it are not waited for.
     pub(crate) fn skip(&self, index: usize) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        debug_assert!(index >= state.next, "turn {index} was already taken");
         if state.next == index {
             state.advance();
         } else {

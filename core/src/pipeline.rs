@@ -386,7 +386,11 @@ fn plan_and_import_chunks(
                 let planned = if stopped() {
                     Planned::Settled(UserResult::interrupted(raw))
                 } else {
-                    plan_user(reads, raw, options, clock, suffix_seed)
+                    // A panic (a bug) fails its user: its turn must still be given up.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        plan_user(reads, raw, options, clock, suffix_seed)
+                    }))
+                    .unwrap_or_else(|_| Planned::Settled(planning_panicked(raw)))
                 };
                 match planned {
                     Planned::Settled(result) => {
@@ -435,10 +439,12 @@ pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock, jobs: usize) 
     apply_each(backend, plan, clock, jobs, &mut |_| {})
 }
 
-/// What [`apply_each`] tells its caller while it runs.
+/// What [`apply_each`] and [`run_each`] tell their caller while they run.
 #[derive(Debug)]
 pub enum Progress<'a> {
-    /// One more user's import finished (in any order): `done` of `total`.
+    /// One more user's import finished (in any order): `done` of `total`. Through a
+    /// [`ChunkImport`] in [`run_each`], every user counts, those settled while planning
+    /// included, and `total` is the number of users.
     Finished { done: usize, total: usize },
     /// The next user's result, in the users' order, as soon as it and every earlier one
     /// are known.
@@ -654,12 +660,15 @@ fn import_chunk_calls(
             .ok()
             .filter(|outcomes| (1..=rest.len()).contains(&outcomes.len()))
             .unwrap_or_else(|| rest.iter().map(|item| Err(internal_error(item))).collect());
+        let settled = from..from + outcomes.len();
         for outcome in outcomes {
             emit(from, Some(outcome));
             from += 1;
         }
+        // Those that failed before their records: their turns pass on before the next call.
+        turns[settled].iter().for_each(AuditTurn::pass);
     }
-    // Failed before their records, or not started: the turns pass on, in order.
+    // Not started: the turns pass on, in order.
     turns.iter().for_each(AuditTurn::pass);
 }
 
@@ -695,6 +704,15 @@ fn import_one(
         run.turns.in_turn(index, || ());
     }
     outcome
+}
+
+/// A user's failure when a panic (a bug) interrupted its planning.
+fn planning_panicked(raw: &str) -> UserResult {
+    let error = BackendError::Other {
+        backend: "pipeline",
+        source: format!("internal error while reading {raw}").into(),
+    };
+    UserResult::failed(raw, None, error)
 }
 
 /// A user's failure when a panic (a bug) interrupted its import.
