@@ -260,23 +260,15 @@ fn convert(
     jobs: usize,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Report {
-    let clock = SystemClock;
-    if !options.dry_run {
-        return pipeline::run_each(
-            backend,
-            users,
-            options,
-            &clock,
-            &mut rand::rng(),
-            jobs,
-            progress,
-        );
-    }
-    let report = pipeline::plan(backend, users, options, &clock, &mut rand::rng(), jobs).preview();
-    for result in &report.results {
-        progress(Progress::Ready(result));
-    }
-    report
+    pipeline::run_each(
+        backend,
+        users,
+        options,
+        &SystemClock,
+        &mut rand::rng(),
+        jobs,
+        progress,
+    )
 }
 
 fn run_options(args: &Args, now: i64) -> Result<RunOptions, CliError> {

@@ -322,11 +322,13 @@ impl Plan {
     }
 }
 
-/// A real run: plans and writes every user in `users` (each at most once), telling
-/// `progress` as [`apply_each`] does. Through a backend's [`ChunkImport`], each worker
-/// thread plans a chunk of users just before it writes them, so that the reads of one
-/// chunk overlap the flushes of another (`Finished` then counts every user, planned
-/// failures included); otherwise [`plan`], then [`apply_each`].
+/// A run: plans and writes every user in `users` (each at most once), telling `progress`
+/// as [`apply_each`] does. Through a backend's [`ChunkImport`], each worker thread plans a
+/// chunk of users just before it writes them, so that the reads of one chunk overlap the
+/// flushes of another (`Finished` then counts every user, planned failures included);
+/// otherwise [`plan`], then [`apply_each`]. A dry run ([`RunOptions::dry_run`]) writes
+/// nothing: its report is the plan's [`preview`](Plan::preview), each result handed over
+/// in order.
 pub fn run_each(
     backend: &dyn Backend,
     users: &[String],
@@ -336,6 +338,13 @@ pub fn run_each(
     jobs: usize,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Report {
+    if options.dry_run {
+        let report = plan(backend, users, options, clock, rng, jobs).preview();
+        for result in &report.results {
+            progress(Progress::Ready(result));
+        }
+        return report;
+    }
     match (backend.batch(), backend.chunks()) {
         (None, Some(chunks)) => {
             plan_and_import_chunks(backend, chunks, users, options, clock, rng, jobs, progress)
