@@ -376,11 +376,7 @@ fn plan_and_import_chunks(
         Some(session) => session.as_ref(),
         None => backend,
     };
-    let size = chunk_users(unique.len(), jobs);
-    let ranges: Vec<std::ops::Range<usize>> = (0..unique.len())
-        .step_by(size)
-        .map(|from| from..(from + size).min(unique.len()))
-        .collect();
+    let ranges = chunk_ranges(unique.len(), jobs);
     let run = RunAudit::default();
     let stopped = || options.stopped();
     let (total, mut done, mut streamed) = (unique.len(), 0, 0);
@@ -586,6 +582,15 @@ fn import_each(
 /// The most users one worker thread writes at once through a backend's [`ChunkImport`].
 pub const CHUNK_USERS: usize = 16;
 
+/// The chunks of `users` consecutive users, each of [`chunk_users`].
+fn chunk_ranges(users: usize, jobs: usize) -> Vec<std::ops::Range<usize>> {
+    let size = chunk_users(users, jobs);
+    (0..users)
+        .step_by(size)
+        .map(|from| from..(from + size).min(users))
+        .collect()
+}
+
 /// How many consecutive users each chunk holds: enough for every thread to have one (a
 /// few users on many threads stay one or two per chunk), at most [`CHUNK_USERS`]; one with
 /// a single job, which is serial.
@@ -609,11 +614,7 @@ fn import_chunks(
     stopped: &(dyn Fn() -> bool + Sync),
     ready: &mut dyn FnMut(usize, Option<Result<Decision, BackendError>>),
 ) {
-    let size = chunk_users(items.len(), jobs);
-    let ranges: Vec<std::ops::Range<usize>> = (0..items.len())
-        .step_by(size)
-        .map(|from| from..(from + size).min(items.len()))
-        .collect();
+    let ranges = chunk_ranges(items.len(), jobs);
     let run = RunAudit::default();
     parallel::for_each_emitting(
         &ranges,
