@@ -178,7 +178,7 @@ impl TokenFolder {
                     .and_then(|()| self.dir.sync_all())
                     .map_err(Arc::new),
             })
-            .map_err(|e| self.keep_failure(&self.path, io::Error::new(e.kind(), e.to_string())))?;
+            .map_err(|e| self.keep_failure(&self.path, copied(&e)))?;
         // Each of those renames is now durable.
         placed.iter().for_each(|_| crash_point("folder-synced"));
         for new_file in placed {
@@ -206,11 +206,13 @@ impl Unsettled {
 
     /// The failure as an error of `location`.
     fn error_at(&self, location: &Utf8Path) -> BackendError {
-        io_error(
-            location,
-            io::Error::new(self.error.kind(), self.error.to_string()),
-        )
+        io_error(location, copied(&self.error))
     }
+}
+
+/// A copy of a kept system error (its kind and message), for each user it fails.
+fn copied(error: &io::Error) -> io::Error {
+    io::Error::new(error.kind(), error.to_string())
 }
 
 /// One user's token file, ready to be rewritten: where it is, who owns it, and what its
@@ -372,8 +374,7 @@ impl<'t, T> Staged<'t, T> {
         crash_point("audit-line-durable");
         // A flush in the folder failed meanwhile: nothing more is put in place there.
         if let Some(failed) = self.target.folder.failed.get() {
-            let error = io::Error::new(failed.kind(), failed.to_string());
-            return Err(not_stored(line_written, io_error(path, error)));
+            return Err(not_stored(line_written, io_error(path, copied(failed))));
         }
         fault("rename")
             .and_then(|()| fs::rename(&temp, path))

@@ -3,7 +3,7 @@
 //! token becomes visible, in the order users were given.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Mutex, PoisonError};
@@ -315,7 +315,7 @@ struct TurnState {
     /// The workers asleep, by the turn each waits for.
     waiting: HashMap<usize, Thread>,
     /// Turns given up ahead of time ([`Turns::skip`]): passed over when they come.
-    skipped: std::collections::BTreeSet<usize>,
+    skipped: BTreeSet<usize>,
 }
 
 impl TurnState {

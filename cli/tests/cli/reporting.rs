@@ -161,23 +161,26 @@ fn audit_lines_follow_the_users_order_whatever_the_jobs() {
     assert_eq!(users, expected);
 }
 
-/// Starts a `--jobs 1 --verbose` conversion of 10 resellers whose third user's token file is
-/// held by "another process", and waits until the first two users are printed.
+/// Starts a `--verbose` conversion of `resellers` resellers on `jobs` threads whose third
+/// user's token file is held by "another process", and waits until the first two users are
+/// printed.
 fn blocked_run(
     dir: &Utf8Path,
+    resellers: usize,
+    jobs: &str,
     args: &[&str],
 ) -> (
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
     camino::Utf8PathBuf,
 ) {
-    let config = generate(10, 0, 11).build("files", dir).unwrap();
+    let config = generate(resellers, 0, 11).build("files", dir).unwrap();
     let folder = dir.join("var/cpanel/authn/api_tokens_v2/whostmgr");
     std::fs::create_dir_all(&folder).unwrap();
     let lock = hold_lock(&folder.join("res00003.json"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
         .args(["--config", config.as_str(), "--all-resellers", "--verbose"])
-        .args(["--jobs", "1", "--lock-timeout", "60"])
+        .args(["--jobs", jobs, "--lock-timeout", "60"])
         .args(args)
         .env_remove("WHMTOKEN_LOG")
         .stdout(Stdio::piped())
@@ -201,7 +204,7 @@ fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
 fn a_signal_stops_the_run_between_users_and_a_rerun_converts_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(dir.path()).unwrap();
-    let (mut child, lines, lock) = blocked_run(dir, &[]);
+    let (mut child, lines, lock) = blocked_run(dir, 10, "1", &[]);
     signal(&child, rustix::process::Signal::TERM);
     // The user being written (if it had started) finishes once the lock is free.
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -250,23 +253,8 @@ fn a_signal_starts_no_more_users_of_a_chunk() {
     // process", so the first chunk settles res00001 and res00002, then waits for res00003.
     let dir = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(dir.path()).unwrap();
-    let config = generate(12, 0, 11).build("files", dir).unwrap();
+    let (child, lines, lock) = blocked_run(dir, 12, "2", &[]);
     let folder = dir.join("var/cpanel/authn/api_tokens_v2/whostmgr");
-    std::fs::create_dir_all(&folder).unwrap();
-    let lock = hold_lock(&folder.join("res00003.json"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convert_accesshash_to_token"))
-        .args(["--config", config.as_str(), "--all-resellers", "--verbose"])
-        .args(["--jobs", "2", "--lock-timeout", "60"])
-        .env_remove("WHMTOKEN_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for n in 1..=2 {
-        let line = lines.next().unwrap().unwrap();
-        assert!(line.contains(&format!("“res0000{n}”")), "{line}");
-    }
     // res00003 waits for its lock by now.
     std::thread::sleep(std::time::Duration::from_millis(200));
     signal(&child, rustix::process::Signal::TERM);
@@ -294,7 +282,7 @@ fn a_signal_starts_no_more_users_of_a_chunk() {
 fn a_second_signal_ends_the_run_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(dir.path()).unwrap();
-    let (mut child, _lines, lock) = blocked_run(dir, &[]);
+    let (mut child, _lines, lock) = blocked_run(dir, 10, "1", &[]);
     signal(&child, rustix::process::Signal::TERM);
     std::thread::sleep(std::time::Duration::from_millis(100));
     signal(&child, rustix::process::Signal::INT);

@@ -104,7 +104,11 @@ pub(crate) fn bench(tools: &Tools, templates: &[(usize, PathBuf)], out: &Path) -
         };
         let mut medians = Vec::new();
         for (resellers, template) in templates {
-            let repeats = if *resellers <= 1_000 { 5 } else { REPEATS };
+            let repeats = if *resellers <= 1_000 {
+                REPEATS_SMALL
+            } else {
+                REPEATS
+            };
             match measure(tools, baseline.as_deref(), template, &image.mount, repeats) {
                 Ok(row) => {
                     medians.push(row.converter);
@@ -198,8 +202,10 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-/// How many times each command runs on each file system (the 1,000-reseller server: 5).
+/// How many times each command runs on each file system...
 const REPEATS: usize = 3;
+/// ...and on the 1,000-reseller server, whose runs are short and noisy.
+const REPEATS_SMALL: usize = 5;
 
 fn measure(
     tools: &Tools,
@@ -213,14 +219,14 @@ fn measure(
     let users = std::fs::read_dir(template.join("home"))
         .map_err(|e| e.to_string())?
         .count() as f64;
-    let (mut before, mut converter, mut serial, mut threaded, mut chunked, mut syncfs) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let [
+        mut before,
+        mut converter,
+        mut serial,
+        mut threaded,
+        mut chunked,
+        mut syncfs,
+    ]: [Vec<Sample>; 6] = Default::default();
     let floor = |mode: &str, copy: &Path, jobs: usize| {
         let mut c = Command::new(&tools.floor);
         c.arg(mode).arg(copy).arg(jobs.to_string());

@@ -173,63 +173,83 @@ impl Server {
             folder,
         })
     }
+
+    /// One user's reads and new file: its `.accesshash` and token file read, the new
+    /// contents written to a temporary file beside the token file (not synced).
+    fn write_temp(&self, home: &Path) -> Result<NewToken, String> {
+        let e = |e: std::io::Error| e.to_string();
+        let user = home.file_name().expect("a user folder").to_string_lossy();
+        let secret = fs::read(home.join(".accesshash")).map_err(e)?;
+        let path = self.tokens.join(format!("{user}.json"));
+        let mut contents = fs::read(&path).unwrap_or_default();
+        contents.extend_from_slice(&secret[..secret.len().min(200)]);
+        let temp = self.tokens.join(format!("{user}.json-floor"));
+        let mut file = File::create(&temp).map_err(e)?;
+        file.write_all(&contents).map_err(e)?;
+        Ok(NewToken {
+            line: format!("floor:CREATEAPITOKEN:root:{user}:not-applicable:floor\n"),
+            file,
+            temp,
+            path,
+        })
+    }
+}
+
+/// A user's new token file, written to `temp`, to be renamed to `path`, and its audit line.
+struct NewToken {
+    file: File,
+    temp: PathBuf,
+    path: PathBuf,
+    line: String,
+}
+
+/// Runs `work` on `jobs` threads (at least one); the first error, if any.
+fn on_threads(jobs: usize, work: impl Fn() -> Result<(), String> + Sync) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs.max(1)).map(|_| scope.spawn(&work)).collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("worker"))
+    })
 }
 
 /// Each user's token file replaced, and an audit line appended; with `durable`, each file
 /// fsynced on its own, the log and the folder as `durable` says; without, nothing synced.
 fn files(root: &Path, jobs: usize, durable: Option<Shared>) -> Result<(), String> {
-    let Server {
-        users,
-        tokens,
-        log,
-        folder,
-    } = Server::open(root)?;
+    let server = Server::open(root)?;
+    let (log, folder) = (&server.log, &server.folder);
     let (lines, renames) = (Group::default(), Group::default());
     let next = AtomicUsize::new(0);
-    let work = || -> Result<(), String> {
+    on_threads(jobs, || {
         loop {
-            let Some(home) = users.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            let Some(home) = server.users.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 return Ok(());
             };
-            let user = home.file_name().expect("a user folder").to_string_lossy();
-            let secret = fs::read(home.join(".accesshash")).map_err(|e| e.to_string())?;
-            let path = tokens.join(format!("{user}.json"));
-            let mut contents = fs::read(&path).unwrap_or_default();
-            contents.extend_from_slice(&secret[..secret.len().min(200)]);
-            let temp = tokens.join(format!("{user}.json-floor"));
-            let mut file = File::create(&temp).map_err(|e| e.to_string())?;
-            file.write_all(&contents).map_err(|e| e.to_string())?;
-            let line = format!("floor:CREATEAPITOKEN:root:{user}:not-applicable:floor\n");
-            let append = |bytes: &[u8]| (&log).write_all(bytes);
+            let new = server.write_temp(home)?;
+            let append = |bytes: &[u8]| (&*log).write_all(bytes);
             match durable {
                 Some(Shared::Group) => {
-                    file.sync_all().map_err(|e| e.to_string())?;
-                    lines.commit(line.as_bytes(), |batch| {
+                    new.file.sync_all().map_err(|e| e.to_string())?;
+                    lines.commit(new.line.as_bytes(), |batch| {
                         append(batch)?;
                         log.sync_data()
                     })?;
                 }
                 Some(Shared::EachUser) => {
-                    file.sync_all().map_err(|e| e.to_string())?;
-                    append(line.as_bytes())
+                    new.file.sync_all().map_err(|e| e.to_string())?;
+                    append(new.line.as_bytes())
                         .and_then(|()| log.sync_data())
                         .map_err(|e| e.to_string())?;
                 }
-                None => append(line.as_bytes()).map_err(|e| e.to_string())?,
+                None => append(new.line.as_bytes()).map_err(|e| e.to_string())?,
             }
-            fs::rename(&temp, &path).map_err(|e| e.to_string())?;
+            fs::rename(&new.temp, &new.path).map_err(|e| e.to_string())?;
             match durable {
                 Some(Shared::Group) => renames.commit(&[], |_| folder.sync_all())?,
                 Some(Shared::EachUser) => folder.sync_all().map_err(|e| e.to_string())?,
                 None => {}
             }
         }
-    };
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..jobs.max(1)).map(|_| scope.spawn(work)).collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("worker"))
     })
 }
 
@@ -240,57 +260,34 @@ const CHUNK: usize = 16;
 /// its writeback at once, then fdatasyncs each, appends the chunk's lines in one write and
 /// one fdatasync, renames them all and fsyncs the folder once.
 fn files_chunked(root: &Path, jobs: usize) -> Result<(), String> {
-    let Server {
-        users,
-        tokens,
-        log,
-        folder,
-    } = Server::open(root)?;
+    let server = Server::open(root)?;
     let next = AtomicUsize::new(0);
     let e = |e: std::io::Error| e.to_string();
-    let work = || -> Result<(), String> {
+    on_threads(jobs, || {
         loop {
             let first = next.fetch_add(CHUNK, Ordering::Relaxed);
-            let Some(mine) = users.get(first..(first + CHUNK).min(users.len())) else {
+            let end = (first + CHUNK).min(server.users.len());
+            let Some(mine) = server.users.get(first..end).filter(|m| !m.is_empty()) else {
                 return Ok(());
             };
-            if mine.is_empty() {
-                return Ok(());
-            }
             let mut pending = Vec::with_capacity(mine.len());
-            let mut lines = String::new();
             for home in mine {
-                let user = home.file_name().expect("a user folder").to_string_lossy();
-                let secret = fs::read(home.join(".accesshash")).map_err(e)?;
-                let path = tokens.join(format!("{user}.json"));
-                let mut contents = fs::read(&path).unwrap_or_default();
-                contents.extend_from_slice(&secret[..secret.len().min(200)]);
-                let temp = tokens.join(format!("{user}.json-floor"));
-                let mut file = File::create(&temp).map_err(e)?;
-                file.write_all(&contents).map_err(e)?;
-                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)
+                let new = server.write_temp(home)?;
+                rustix::fs::fadvise(&new.file, 0, None, rustix::fs::Advice::DontNeed)
                     .map_err(|x| x.to_string())?;
-                lines.push_str(&format!(
-                    "floor:CREATEAPITOKEN:root:{user}:not-applicable:floor\n"
-                ));
-                pending.push((file, temp, path));
+                pending.push(new);
             }
-            for (file, _, _) in &pending {
-                file.sync_data().map_err(e)?;
+            for new in &pending {
+                new.file.sync_data().map_err(e)?;
             }
-            (&log).write_all(lines.as_bytes()).map_err(e)?;
-            log.sync_data().map_err(e)?;
-            for (_, temp, path) in &pending {
-                fs::rename(temp, path).map_err(e)?;
+            let lines: String = pending.iter().map(|new| new.line.as_str()).collect();
+            (&server.log).write_all(lines.as_bytes()).map_err(e)?;
+            server.log.sync_data().map_err(e)?;
+            for new in &pending {
+                fs::rename(&new.temp, &new.path).map_err(e)?;
             }
-            folder.sync_all().map_err(e)?;
+            server.folder.sync_all().map_err(e)?;
         }
-    };
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..jobs.max(1)).map(|_| scope.spawn(work)).collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("worker"))
     })
 }
 
