@@ -1090,6 +1090,14 @@ fn removed_counts_logged<T>(f: impl FnOnce() -> T) -> (T, Vec<u64>) {
         fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
             true
         }
+        // Asked each time: other tests' threads, with no subscriber, must not have a
+        // callsite's "never" cached for this one.
+        fn register_callsite(
+            &self,
+            _: &'static tracing::Metadata<'static>,
+        ) -> tracing::subscriber::Interest {
+            tracing::subscriber::Interest::sometimes()
+        }
         fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
             tracing::span::Id::from_u64(1)
         }
@@ -1109,7 +1117,12 @@ fn removed_counts_logged<T>(f: impl FnOnce() -> T) -> (T, Vec<u64>) {
     }
     let counts = Counts::default();
     let seen = Arc::clone(&counts.0);
-    let value = tracing::subscriber::with_default(counts, f);
+    let value = tracing::subscriber::with_default(counts, || {
+        // A callsite another test's thread registered while this subscriber was being set
+        // may have cached "never"; asking again settles it.
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     let seen = seen.lock().unwrap().clone();
     (value, seen)
 }

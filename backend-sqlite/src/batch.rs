@@ -72,9 +72,12 @@ fn import_chunk(
     let outcomes = std::thread::scope(|scope| {
         let decisions = match reader {
             Some(reader) => {
-                let (send, receive) = sync_channel(LOOKAHEAD);
+                let (send, receive) = sync_channel(GROUPS_AHEAD);
                 scope.spawn(move || decide_ahead(reader, site, chunk, &send));
-                Decisions::Ahead(receive)
+                Decisions::Ahead {
+                    receive,
+                    group: Vec::new().into_iter(),
+                }
             }
             None => Decisions::Here(tx.prepare(SELECT_TOKENS)?),
         };
@@ -87,13 +90,20 @@ fn import_chunk(
     Ok(outcomes)
 }
 
-/// How far the reading connection may run ahead of the writes.
-const LOOKAHEAD: usize = 256;
+/// How many decisions the reading thread hands over at once: one wake-up of the writer
+/// (or of the reader, when it is ahead) per group, not per user.
+const GROUP: usize = 64;
+
+/// How many groups the reading connection may run ahead of the writes.
+const GROUPS_AHEAD: usize = 4;
 
 /// Where the decisions of a chunk come from.
 enum Decisions<'t> {
-    /// Made on another thread, in the chunk's order.
-    Ahead(Receiver<Result<Decision, BackendError>>),
+    /// Made on another thread, in the chunk's order, handed over in groups.
+    Ahead {
+        receive: Receiver<Vec<Outcome>>,
+        group: std::vec::IntoIter<Outcome>,
+    },
     /// Made here, through the writing transaction.
     Here(Statement<'t>),
 }
@@ -101,9 +111,15 @@ enum Decisions<'t> {
 impl Decisions<'_> {
     fn next(&mut self, site: &Site, item: &ImportItem) -> Result<Decision, BackendError> {
         match self {
-            Self::Ahead(receive) => receive
-                .recv()
-                .unwrap_or_else(|_| Err(nothing_stored(&"the reading connection stopped early"))),
+            Self::Ahead { receive, group } => loop {
+                if let Some(decision) = group.next() {
+                    break decision;
+                }
+                match receive.recv() {
+                    Ok(next) => *group = next.into_iter(),
+                    Err(_) => break Err(nothing_stored(&"the reading connection stopped early")),
+                }
+            },
             Self::Here(select) => decide(select, site, item),
         }
     }
@@ -118,13 +134,13 @@ fn decide(
     Ok(item.request.decide(&tokens)?)
 }
 
-/// Sends a decision for each user of `chunk`, in order, read in a transaction of `reader`'s
-/// own; stops when the writer stops listening.
+/// Sends a decision for each user of `chunk`, in order and in groups, read in a
+/// transaction of `reader`'s own; stops when the writer stops listening.
 fn decide_ahead(
     reader: &mut Connection,
     site: &Site,
     chunk: &[ImportItem],
-    send: &SyncSender<Result<Decision, BackendError>>,
+    send: &SyncSender<Vec<Outcome>>,
 ) {
     let tx = match reader.transaction() {
         Ok(tx) => tx,
@@ -134,24 +150,21 @@ fn decide_ahead(
         Ok(select) => select,
         Err(e) => return fail_all(send, chunk, &site.sql(Some("tokens"), e)),
     };
-    for item in chunk {
-        if send.send(decide(&mut select, site, item)).is_err() {
+    for group in chunk.chunks(GROUP) {
+        let decided = group
+            .iter()
+            .map(|item| decide(&mut select, site, item))
+            .collect();
+        if send.send(decided).is_err() {
             return;
         }
     }
     // Dropping `tx` ends the read transaction; it changed nothing.
 }
 
-fn fail_all(
-    send: &SyncSender<Result<Decision, BackendError>>,
-    chunk: &[ImportItem],
-    error: &BackendError,
-) {
-    for _ in chunk {
-        if send.send(Err(nothing_stored(error))).is_err() {
-            return;
-        }
-    }
+fn fail_all(send: &SyncSender<Vec<Outcome>>, chunk: &[ImportItem], error: &BackendError) {
+    // The writer stopped listening or has them all: either way, nothing more to do.
+    let _ = send.send(chunk.iter().map(|_| Err(nothing_stored(error))).collect());
 }
 
 /// A user's failure when the batch could not get as far as writing for it.

@@ -72,7 +72,19 @@ pub(crate) struct Tools {
     pub(crate) jobs: usize,
 }
 
-/// Builds the release binaries and says where they are.
+/// The manifest of `io-floor`, a program outside the workspace.
+pub(crate) const FLOOR_MANIFEST: &str = "bench/io-floor/Cargo.toml";
+
+/// Where `io-floor` is built, as cargo's `--target-dir`.
+pub(crate) fn floor_target_dir() -> Result<String, String> {
+    let dir = target_dir().join("io-floor");
+    dir.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{}: not UTF-8", dir.display()))
+}
+
+/// Builds the release binaries, and the floor from its own manifest, and says where they
+/// are.
 fn tools() -> Result<Tools, String> {
     cargo(&[
         "build",
@@ -82,9 +94,18 @@ fn tools() -> Result<Tools, String> {
         "whmtoken-cli",
         "-p",
         "whmtoken-fake-server",
-        "-p",
-        "xtask",
         "--bins",
+    ])?;
+    let floor_target = floor_target_dir()?;
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "--locked",
+        "--manifest-path",
+        FLOOR_MANIFEST,
+        "--target-dir",
+        &floor_target,
     ])?;
     let release = target_dir().join("release");
     Ok(Tools {
@@ -95,7 +116,7 @@ fn tools() -> Result<Tools, String> {
         ),
         whmtoken: release.join("whmtoken"),
         fake_server: release.join("fake-server"),
-        floor: release.join("io-floor"),
+        floor: Path::new(&floor_target).join("release/io-floor"),
         jobs: whmtoken_core::pipeline::default_jobs(),
     })
 }
@@ -359,7 +380,9 @@ fn measure(tools: &Tools, case: &Case, template: &Path, work: &Copies) -> Result
         if case.backend == "files" {
             c.arg("files").arg(copy).arg(threads.to_string());
         } else {
-            c.arg("sqlite").arg(copy.join("server.db"));
+            c.arg("sqlite")
+                .arg(copy.join("server.db"))
+                .arg(whmtoken_core::pipeline::BATCH_USERS.to_string());
         }
         c
     };

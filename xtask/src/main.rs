@@ -329,6 +329,14 @@ fn ci() -> Result<(), String> {
             "warnings",
         ])
     })?;
+    // The bench's floor, a program outside the workspace, held to the same checks.
+    timer.step("io-floor", || {
+        let manifest = ["--manifest-path", bench::FLOOR_MANIFEST];
+        cargo(&[&["fmt", "--check"][..], &manifest].concat())?;
+        let target = ["--target-dir", &bench::floor_target_dir()?];
+        let clippy = ["clippy", "--all-targets", "--locked"];
+        cargo(&[&clippy[..], &manifest, &target, &["--", "-D", "warnings"]].concat())
+    })?;
     timer.step("doc", || {
         cargo_with_env(
             &["doc", "--workspace", "--no-deps", "--locked"],

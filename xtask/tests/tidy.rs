@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 /// What may stand at the workspace root besides the workspace's members (its crates, read
 /// from `Cargo.toml`), `.git` and `target*`.
-const ROOT_ENTRIES: [&str; 13] = [
+const ROOT_ENTRIES: [&str; 14] = [
     ".cargo",
     ".ci",
     ".gitignore",
@@ -37,6 +37,7 @@ const ROOT_ENTRIES: [&str; 13] = [
     "LICENSE-APACHE",
     "LICENSE-MIT",
     "README.md",
+    "bench",
     "contrib",
     "docs",
     "packaging",

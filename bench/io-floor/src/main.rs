@@ -17,10 +17,14 @@
 //!                            # folder fsync
 //! io-floor syncfs ROOT JOBS  # the same writes without any fsync, then one syncfs of the file
 //!                            # system: the limit no per-file durability can reach
-//! io-floor sqlite DB         # per reseller: read its access hash and tokens, insert a token
-//!                            # and an accounting line; one transaction per slice of
-//!                            # `pipeline::BATCH_USERS` (5,000), as the converter commits
+//! io-floor sqlite DB SLICE   # per reseller: read its access hash and tokens, insert the
+//!                            # token the converter writes (the SHA-512 of the access hash,
+//!                            # an entry of the same shape) and an accounting line of the
+//!                            # same form; one transaction per SLICE users (the converter's
+//!                            # `pipeline::BATCH_USERS`), as the converter commits
 //! ```
+//!
+//! It is a program of its own, outside whmtoken's workspace, sharing none of its code.
 //!
 //! A floor is the best the same durable work allows. Each user's own file is fsynced; the
 //! audit log and the folder are shared, and there are two ways to flush them: a group
@@ -40,7 +44,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use whmtoken_core::pipeline::BATCH_USERS;
+use sha2::{Digest, Sha512};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,9 +66,12 @@ fn main() -> ExitCode {
             })
         }
         ["files-chunked", root, jobs] => files_chunked(Path::new(root), jobs.parse().unwrap_or(1)),
-        ["sqlite", db] => sqlite(Path::new(db)).map_err(|e| e.to_string()),
+        ["sqlite", db, slice] => match slice.parse() {
+            Ok(slice) if slice > 0 => sqlite(Path::new(db), slice).map_err(|e| e.to_string()),
+            _ => Err(format!("not a number of users: {slice}")),
+        },
         _ => Err(
-            "usage: io-floor files|files-each|files-chunked|syncfs ROOT JOBS | io-floor sqlite DB"
+            "usage: io-floor files|files-each|files-chunked|syncfs ROOT JOBS | io-floor sqlite DB SLICE"
                 .to_owned(),
         ),
     };
@@ -291,7 +298,7 @@ fn files_chunked(root: &Path, jobs: usize) -> Result<(), String> {
     })
 }
 
-fn sqlite(db: &Path) -> rusqlite::Result<()> {
+fn sqlite(db: &Path, slice_users: usize) -> rusqlite::Result<()> {
     let mut conn = rusqlite::Connection::open(db)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -300,8 +307,15 @@ fn sqlite(db: &Path) -> rusqlite::Result<()> {
         .prepare("SELECT name FROM users WHERE reseller_acls IS NOT NULL ORDER BY name")?
         .query_map([], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let token_name = format!("accesshash-{now}");
+    let entry = format!(r#"{{"name":"{token_name}","create_time":{now},"expires_at":null}}"#);
+    // The converter's timestamp is local time; its length is all that matters here.
+    let time = "Fri Dec  4 20:37:41 2026";
     // The converter's transactions: one per slice of the run.
-    for (slice, first) in names.chunks(BATCH_USERS).zip((0..).step_by(BATCH_USERS)) {
+    for slice in names.chunks(slice_users) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut hash = tx.prepare("SELECT access_hash FROM users WHERE name = ?1")?;
@@ -310,17 +324,37 @@ fn sqlite(db: &Path) -> rusqlite::Result<()> {
             let mut insert =
                 tx.prepare("INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)")?;
             let mut audit = tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?;
-            for (i, name) in slice.iter().enumerate() {
+            for name in slice {
                 let secret: Vec<u8> = hash.query_row([name], |row| row.get(0))?;
                 let existing: Vec<(String, String)> = tokens
                     .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
                     .collect::<Result<_, _>>()?;
-                let key = format!("{:0128x}", first + i + existing.len() + secret.len());
-                insert.execute(rusqlite::params![name, key, "{\"name\":\"floor\"}"])?;
-                audit.execute([format!("floor:{name}")])?;
+                let key = token_key(&secret);
+                if existing.iter().any(|(hash, _)| *hash == key) {
+                    continue;
+                }
+                insert.execute(rusqlite::params![name, key, entry])?;
+                audit.execute([format!(
+                    "{time}:CREATEAPITOKEN:root:{name}:not-applicable:{token_name}"
+                )])?;
             }
         }
         tx.commit()?;
     }
     Ok(())
+}
+
+/// The token's key: the lowercase SHA-512 hex of the access hash without its whitespace.
+fn token_key(secret: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hasher = Sha512::new();
+    secret
+        .split(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        .for_each(|run| hasher.update(run));
+    let mut key = String::with_capacity(128);
+    for byte in hasher.finalize() {
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    key
 }
