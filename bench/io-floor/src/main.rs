@@ -1,5 +1,6 @@
-//! The I/O floor for `cargo xtask bench`: only the system calls a conversion cannot avoid,
-//! with no parsing and no locking logic, to measure the converter against.
+//! The I/O floor for `cargo xtask bench`: only the work a conversion cannot avoid (its
+//! system calls, and the rows and keys it stores), with no parsing, no checks and no
+//! locking logic, to measure the converter against.
 //!
 //! ```text
 //! io-floor files ROOT JOBS   # per reseller (each folder under ROOT/home): read .accesshash and
