@@ -1071,12 +1071,17 @@ const DEAD_PID: &str = "400000";
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// The `removed` counts of the events logged while `f` runs on this thread.
+///
+/// Through one process-wide subscriber, set once, that hands each event to the thread
+/// that logged it: a subscriber set for this thread alone can miss an event whose callsite
+/// another test's thread registered first, with no subscriber to ask ("never", cached).
 fn removed_counts_logged<T>(f: impl FnOnce() -> T) -> (T, Vec<u64>) {
-    use std::sync::{Arc, Mutex};
+    use std::cell::RefCell;
     use tracing::field::{Field, Visit};
 
-    #[derive(Default)]
-    struct Counts(Arc<Mutex<Vec<u64>>>);
+    thread_local! {
+        static SEEN: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+    }
     struct Removed(Option<u64>);
     impl Visit for Removed {
         fn record_u64(&mut self, field: &Field, value: u64) {
@@ -1086,17 +1091,10 @@ fn removed_counts_logged<T>(f: impl FnOnce() -> T) -> (T, Vec<u64>) {
         }
         fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
     }
-    impl tracing::Subscriber for Counts {
+    struct ToItsThread;
+    impl tracing::Subscriber for ToItsThread {
         fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
             true
-        }
-        // Asked each time: other tests' threads, with no subscriber, must not have a
-        // callsite's "never" cached for this one.
-        fn register_callsite(
-            &self,
-            _: &'static tracing::Metadata<'static>,
-        ) -> tracing::subscriber::Interest {
-            tracing::subscriber::Interest::sometimes()
         }
         fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
             tracing::span::Id::from_u64(1)
@@ -1109,22 +1107,20 @@ fn removed_counts_logged<T>(f: impl FnOnce() -> T) -> (T, Vec<u64>) {
             if let Some(n) = removed.0
                 && *event.metadata().level() == tracing::Level::INFO
             {
-                self.0.lock().unwrap().push(n);
+                SEEN.with_borrow_mut(|seen| seen.as_mut().map(|seen| seen.push(n)));
             }
         }
         fn enter(&self, _: &tracing::span::Id) {}
         fn exit(&self, _: &tracing::span::Id) {}
     }
-    let counts = Counts::default();
-    let seen = Arc::clone(&counts.0);
-    let value = tracing::subscriber::with_default(counts, || {
-        // A callsite another test's thread registered while this subscriber was being set
-        // may have cached "never"; asking again settles it.
-        tracing::callsite::rebuild_interest_cache();
-        f()
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        tracing::subscriber::set_global_default(ToItsThread)
+            .expect("no other subscriber is set in this test binary");
     });
-    let seen = seen.lock().unwrap().clone();
-    (value, seen)
+    SEEN.set(Some(Vec::new()));
+    let value = f();
+    (value, SEEN.take().unwrap_or_default())
 }
 
 #[test]

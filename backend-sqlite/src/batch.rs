@@ -4,7 +4,8 @@
 //! chunk is rolled back and done again with a savepoint around each user.
 //!
 //! While the writing connection holds the write lock, a second connection reads each
-//! user's tokens and decides on another thread, a few users ahead of the writes. Its read
+//! user's tokens and decides on another thread, a few hundred users ahead of the writes,
+//! handing its decisions over in groups, each group tagged with its first user. Its read
 //! transaction starts after the write lock was taken, so it sees exactly what the writer
 //! sees: nobody else can commit meanwhile, and the writer's own changes are to other users
 //! (a run holds each user once).
@@ -77,6 +78,7 @@ fn import_chunk(
                 Decisions::Ahead {
                     receive,
                     group: Vec::new().into_iter(),
+                    next: 0,
                 }
             }
             None => Decisions::Here(tx.prepare(SELECT_TOKENS)?),
@@ -97,26 +99,48 @@ const GROUP: usize = 64;
 /// How many groups the reading connection may run ahead of the writes.
 const GROUPS_AHEAD: usize = 4;
 
+/// A group of consecutive decisions, with the index in the chunk of its first user.
+type Group = (usize, Vec<Outcome>);
+
 /// Where the decisions of a chunk come from.
 enum Decisions<'t> {
-    /// Made on another thread, in the chunk's order, handed over in groups.
+    /// Made on another thread, in the chunk's order, handed over in groups; `next` is the
+    /// index of the user the next decision held is for.
     Ahead {
-        receive: Receiver<Vec<Outcome>>,
+        receive: Receiver<Group>,
         group: std::vec::IntoIter<Outcome>,
+        next: usize,
     },
     /// Made here, through the writing transaction.
     Here(Statement<'t>),
 }
 
 impl Decisions<'_> {
-    fn next(&mut self, site: &Site, item: &ImportItem) -> Result<Decision, BackendError> {
+    /// The decision for `item`, the chunk's user at `index` (asked for in order).
+    fn next(
+        &mut self,
+        site: &Site,
+        index: usize,
+        item: &ImportItem,
+    ) -> Result<Decision, BackendError> {
         match self {
-            Self::Ahead { receive, group } => loop {
-                if let Some(decision) = group.next() {
+            Self::Ahead {
+                receive,
+                group,
+                next,
+            } => loop {
+                if *next == index
+                    && let Some(decision) = group.next()
+                {
+                    *next += 1;
                     break decision;
                 }
                 match receive.recv() {
-                    Ok(next) => *group = next.into_iter(),
+                    // A decision is only ever applied to the user it was made for.
+                    Ok((first, decided)) if first == index => {
+                        (*group, *next) = (decided.into_iter(), first);
+                    }
+                    Ok(_) => break Err(nothing_stored(&"the reading connection lost its place")),
                     Err(_) => break Err(nothing_stored(&"the reading connection stopped early")),
                 }
             },
@@ -140,7 +164,7 @@ fn decide_ahead(
     reader: &mut Connection,
     site: &Site,
     chunk: &[ImportItem],
-    send: &SyncSender<Vec<Outcome>>,
+    send: &SyncSender<Group>,
 ) {
     let tx = match reader.transaction() {
         Ok(tx) => tx,
@@ -150,21 +174,24 @@ fn decide_ahead(
         Ok(select) => select,
         Err(e) => return fail_all(send, chunk, &site.sql(Some("tokens"), e)),
     };
-    for group in chunk.chunks(GROUP) {
+    for (first, group) in (0..).step_by(GROUP).zip(chunk.chunks(GROUP)) {
         let decided = group
             .iter()
             .map(|item| decide(&mut select, site, item))
             .collect();
-        if send.send(decided).is_err() {
+        if send.send((first, decided)).is_err() {
             return;
         }
     }
     // Dropping `tx` ends the read transaction; it changed nothing.
 }
 
-fn fail_all(send: &SyncSender<Vec<Outcome>>, chunk: &[ImportItem], error: &BackendError) {
+fn fail_all(send: &SyncSender<Group>, chunk: &[ImportItem], error: &BackendError) {
     // The writer stopped listening or has them all: either way, nothing more to do.
-    let _ = send.send(chunk.iter().map(|_| Err(nothing_stored(error))).collect());
+    let _ = send.send((
+        0,
+        chunk.iter().map(|_| Err(nothing_stored(error))).collect(),
+    ));
 }
 
 /// A user's failure when the batch could not get as far as writing for it.
@@ -189,8 +216,8 @@ fn write_chunk(
             upsert: tx.prepare(UPSERT_TOKEN)?,
             audit: tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?,
         };
-        for item in chunk {
-            let decision = match decisions.next(site, item) {
+        for (index, item) in chunk.iter().enumerate() {
+            let decision = match decisions.next(site, index, item) {
                 Ok(decision) => decision,
                 Err(e) => {
                     outcomes.push(Err(e));
@@ -262,4 +289,57 @@ fn in_savepoint(
     };
     tx.execute_batch(end)?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whmtoken_core::{ImportRequest, Restrictions, TokenHash, UserName};
+
+    fn item(name: &str) -> ImportItem {
+        let hash = TokenHash::parse(&"ab".repeat(64)).expect("128 hex digits");
+        ImportItem {
+            user: UserName::new(name).expect("a valid name"),
+            request: ImportRequest::new(hash, 0, Restrictions::default(), false, 0),
+        }
+    }
+
+    fn decided(name: &str) -> Outcome {
+        Err(nothing_stored(&format!("made for {name}")))
+    }
+
+    #[test]
+    fn a_decision_is_never_applied_to_a_user_it_was_not_made_for() {
+        let site = Site::new(
+            camino::Utf8Path::new("server.db"),
+            std::time::Duration::ZERO,
+        );
+        let users = [item("res1"), item("res2"), item("res3"), item("res4")];
+        let (send, receive) = sync_channel(4);
+        // A group one decision short, then the group that follows it.
+        send.send((0, vec![decided("res1")])).unwrap();
+        send.send((2, vec![decided("res3"), decided("res4")]))
+            .unwrap();
+        drop(send);
+        let mut decisions = Decisions::Ahead {
+            receive,
+            group: Vec::new().into_iter(),
+            next: 0,
+        };
+        let told: Vec<String> = users
+            .iter()
+            .enumerate()
+            .map(|(index, user)| {
+                let error = decisions.next(&site, index, user).unwrap_err();
+                format!("{error:?}")
+            })
+            .collect();
+        assert!(told[0].contains("made for res1"), "{told:?}");
+        for (index, error) in told.iter().enumerate().skip(1) {
+            assert!(
+                !error.contains("made for"),
+                "user {index} was given another user's decision: {told:?}"
+            );
+        }
+    }
 }

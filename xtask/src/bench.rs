@@ -75,9 +75,10 @@ pub(crate) struct Tools {
 /// The manifest of `io-floor`, a program outside the workspace.
 pub(crate) const FLOOR_MANIFEST: &str = "bench/io-floor/Cargo.toml";
 
-/// Where `io-floor` is built, as cargo's `--target-dir`.
+/// Where `io-floor` is built, as cargo's `--target-dir`: the workspace's, so that the
+/// SQLite both link is compiled once.
 pub(crate) fn floor_target_dir() -> Result<String, String> {
-    let dir = target_dir().join("io-floor");
+    let dir = target_dir();
     dir.to_str()
         .map(str::to_owned)
         .ok_or_else(|| format!("{}: not UTF-8", dir.display()))

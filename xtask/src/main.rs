@@ -329,7 +329,7 @@ fn ci() -> Result<(), String> {
             "warnings",
         ])
     })?;
-    // The bench's floor, a program outside the workspace, held to the same checks.
+    // The bench's floor, a program outside the workspace, held to fmt and clippy.
     timer.step("io-floor", || {
         let manifest = ["--manifest-path", bench::FLOOR_MANIFEST];
         cargo(&[&["fmt", "--check"][..], &manifest].concat())?;

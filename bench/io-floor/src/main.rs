@@ -1,6 +1,6 @@
 //! The I/O floor for `cargo xtask bench`: only the work a conversion cannot avoid (its
-//! system calls, and the rows and keys it stores), with no parsing, no checks and no
-//! locking logic, to measure the converter against.
+//! system calls; for SQLite, also the rows and keys it stores), with no parsing, no checks
+//! and no locking logic, to measure the converter against.
 //!
 //! ```text
 //! io-floor files ROOT JOBS   # per reseller (each folder under ROOT/home): read .accesshash and
@@ -18,7 +18,8 @@
 //!                            # folder fsync
 //! io-floor syncfs ROOT JOBS  # the same writes without any fsync, then one syncfs of the file
 //!                            # system: the limit no per-file durability can reach
-//! io-floor sqlite DB SLICE   # per reseller: read its access hash and tokens, insert the
+//! io-floor sqlite DB SLICE   # per reseller: read its access hash and hash it (on a thread
+//!                            # of its own, ahead of the writes), read its tokens, insert the
 //!                            # token the converter writes (the SHA-512 of the access hash,
 //!                            # an entry of the same shape) and an accounting line of the
 //!                            # same form; one transaction per SLICE users (the converter's
@@ -315,47 +316,87 @@ fn sqlite(db: &Path, slice_users: usize) -> rusqlite::Result<()> {
     let entry = format!(r#"{{"name":"{token_name}","create_time":{now},"expires_at":null}}"#);
     // The converter's timestamp is local time; its length is all that matters here.
     let time = "Fri Dec  4 20:37:41 2026";
-    // The converter's transactions: one per slice of the run.
-    for slice in names.chunks(slice_users) {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut hash = tx.prepare("SELECT access_hash FROM users WHERE name = ?1")?;
-            let mut tokens =
-                tx.prepare("SELECT hash, entry FROM tokens WHERE user = ?1 ORDER BY id")?;
-            let mut insert =
-                tx.prepare("INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)")?;
-            let mut audit = tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?;
-            for name in slice {
-                let secret: Vec<u8> = hash.query_row([name], |row| row.get(0))?;
-                let existing: Vec<(String, String)> = tokens
-                    .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                let key = token_key(&secret);
-                if existing.iter().any(|(hash, _)| *hash == key) {
-                    continue;
+    std::thread::scope(|scope| {
+        // The keys, read and hashed on another core ahead of the writes, as the converter
+        // plans on its other threads; `None` for a user with no access hash to convert.
+        let (send, receive) = std::sync::mpsc::sync_channel(4);
+        let names = &names;
+        let reading = scope.spawn(move || keys_ahead(db, names, &send));
+        let mut keys = receive.iter().flatten();
+        // The converter's transactions: one per slice of the run.
+        for slice in names.chunks(slice_users) {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut tokens = tx.prepare("SELECT hash, entry FROM tokens WHERE user = ?1")?;
+                let mut insert =
+                    tx.prepare("INSERT INTO tokens (user, hash, entry) VALUES (?1, ?2, ?3)")?;
+                let mut audit = tx.prepare("INSERT INTO accounting (line) VALUES (?1)")?;
+                for name in slice {
+                    let Some(Some(key)) = keys.next() else {
+                        continue;
+                    };
+                    let existing: Vec<(String, String)> = tokens
+                        .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
+                    if existing.iter().any(|(hash, _)| *hash == key) {
+                        continue;
+                    }
+                    insert.execute(rusqlite::params![name, key, entry])?;
+                    audit.execute([format!(
+                        "{time}:CREATEAPITOKEN:root:{name}:not-applicable:{token_name}"
+                    )])?;
                 }
-                insert.execute(rusqlite::params![name, key, entry])?;
-                audit.execute([format!(
-                    "{time}:CREATEAPITOKEN:root:{name}:not-applicable:{token_name}"
-                )])?;
             }
+            tx.commit()?;
         }
-        tx.commit()?;
+        drop(keys);
+        reading.join().expect("the reading thread does not panic")
+    })
+}
+
+/// Sends each user's key, in order, in groups of 64, read through a connection of its own.
+fn keys_ahead(
+    db: &Path,
+    names: &[String],
+    send: &std::sync::mpsc::SyncSender<Vec<Option<String>>>,
+) -> rusqlite::Result<()> {
+    let conn = rusqlite::Connection::open(db)?;
+    let mut hash = conn.prepare("SELECT access_hash FROM users WHERE name = ?1")?;
+    for group in names.chunks(64) {
+        let keys = group
+            .iter()
+            .map(|name| {
+                let secret: Option<Vec<u8>> = hash.query_row([name], |row| row.get(0))?;
+                Ok(secret.and_then(|secret| token_key(&secret)))
+            })
+            .collect::<rusqlite::Result<_>>()?;
+        if send.send(keys).is_err() {
+            break;
+        }
     }
     Ok(())
 }
 
-/// The token's key: the lowercase SHA-512 hex of the access hash without its whitespace.
-fn token_key(secret: &[u8]) -> String {
+/// The token's key: the lowercase SHA-512 hex of the access hash without its whitespace;
+/// `None` when nothing is left, which the converter refuses.
+fn token_key(secret: &[u8]) -> Option<String> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha512::new();
-    secret
+    let mut empty = true;
+    for run in secret
         .split(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
-        .for_each(|run| hasher.update(run));
+        .filter(|run| !run.is_empty())
+    {
+        hasher.update(run);
+        empty = false;
+    }
+    if empty {
+        return None;
+    }
     let mut key = String::with_capacity(128);
     for byte in hasher.finalize() {
         key.push(char::from(HEX[usize::from(byte >> 4)]));
         key.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
-    key
+    Some(key)
 }
