@@ -10,6 +10,8 @@
 //! - **No import circle** between the files of a crate.
 //! - **No unused dependency**: each dependency a crate's `Cargo.toml` names is used in
 //!   its sources.
+//! - **The floor's versions are the workspace's**: every package `bench/io-floor`'s lock
+//!   file holds is locked at the same version in the workspace's.
 //!
 //! Test code is any file with a `tests` folder in its path, a file declared as
 //! `#[cfg(test)] mod NAME;` (its `NAME.rs` or `NAME/mod.rs`), and in other files the module
@@ -284,6 +286,62 @@ rustix = "1"
         unused_dependencies(manifest, sources.into_iter()),
         ["renamed", "unused-crate"]
     );
+}
+
+/// The bench's floor (`bench/io-floor`, outside the workspace, with its own lock file).
+const FLOOR_LOCK: &str = "bench/io-floor/Cargo.lock";
+
+#[test]
+fn the_floor_locks_the_workspace_s_versions() {
+    let root = workspace_root();
+    let read = |path: &str| fs::read_to_string(root.join(path)).unwrap();
+    let drift = version_drift(&read(FLOOR_LOCK), &read("Cargo.lock"));
+    assert!(
+        drift.is_empty(),
+        "\n{FLOOR_LOCK} locks versions the workspace does not (copy Cargo.lock over it and \
+         build the floor to prune it):\n\n{}\n",
+        drift.join("\n")
+    );
+}
+
+#[test]
+fn a_planted_version_drift_is_found() {
+    let workspace = "[[package]]\nname = \"sha2\"\nversion = \"0.10.9\"\n\n\
+                     [[package]]\nname = \"serde\"\nversion = \"1.0.1\"\n";
+    let floor = "[[package]]\nname = \"io-floor\"\nversion = \"0.1.0\"\n\n\
+                 [[package]]\nname = \"sha2\"\nversion = \"0.10.8\"\n";
+    assert_eq!(version_drift(floor, workspace), ["sha2 0.10.8"]);
+    assert!(version_drift(workspace, workspace).is_empty());
+}
+
+/// The packages `floor` locks at a version `workspace` does not lock (the floor itself
+/// aside), as `name version`.
+fn version_drift(floor: &str, workspace: &str) -> Vec<String> {
+    let locked = |text: &str| -> BTreeSet<(String, String)> {
+        let mut packages = BTreeSet::new();
+        let mut name = None;
+        for line in text.lines() {
+            let value = |key: &str| {
+                line.strip_prefix(key)
+                    .and_then(|rest| rest.strip_prefix(" = \""))
+                    .and_then(|rest| rest.strip_suffix('"'))
+                    .map(str::to_owned)
+            };
+            if let Some(n) = value("name") {
+                name = Some(n);
+            } else if let (Some(version), Some(n)) = (value("version"), name.take()) {
+                packages.insert((n, version));
+            }
+        }
+        packages
+    };
+    let workspace = locked(workspace);
+    locked(floor)
+        .into_iter()
+        .filter(|(name, _)| name != "io-floor")
+        .filter(|package| !workspace.contains(package))
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect()
 }
 
 #[test]
