@@ -206,9 +206,9 @@ fn warnings(backend: &dyn Backend, options: &RunOptions) -> bool {
 }
 
 /// What a text run does with each event: the bar counts the users finished (the imports
-/// alone where a run plans first) and the results in order (a dry run imports nothing: its results count), and steps aside only
-/// for a result that prints (a clear and a redraw each time); the first error stderr gave
-/// goes to `stderr_status`.
+/// alone where a run plans first) and the results in order (a dry run imports nothing: its
+/// results count), and steps aside only for a result that prints (a clear and a redraw
+/// each time); the first error stderr gave goes to `stderr_status`.
 fn progress<'a, O: Write, E: Write>(
     bar: &'a ProgressBar,
     printer: &'a mut output::Human<O, E>,

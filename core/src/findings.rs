@@ -176,10 +176,7 @@ pub fn audit(
     let settings = backend.server_settings()?;
     let (users, token_users) = covered_accounts(backend, users)?;
     let session = backend.read_session();
-    let reads: &dyn Reads = match &session {
-        Some(session) => session.as_ref(),
-        None => backend,
-    };
+    let reads: &dyn Reads = session.as_deref().unwrap_or(backend);
     let accounts = parallel::map(&users, jobs, |user| {
         let has_token_file = token_users.contains(user);
         audit_account(reads, settings, user, has_token_file, now)

@@ -197,10 +197,7 @@ pub fn plan(
 ) -> Plan {
     let unique = unique_users(users, rng);
     let session = backend.read_session();
-    let reads: &dyn Reads = match &session {
-        Some(session) => session.as_ref(),
-        None => backend,
-    };
+    let reads: &dyn Reads = session.as_deref().unwrap_or(backend);
     let items = parallel::map(&unique, jobs, |&(raw, suffix_seed)| {
         if options.stopped() {
             return Planned::Settled(UserResult::interrupted(raw));
@@ -372,15 +369,12 @@ fn plan_and_import_chunks(
 ) -> Report {
     let unique = unique_users(users, rng);
     let session = backend.read_session();
-    let reads: &dyn Reads = match &session {
-        Some(session) => session.as_ref(),
-        None => backend,
-    };
+    let reads: &dyn Reads = session.as_deref().unwrap_or(backend);
     let ranges = chunk_ranges(unique.len(), jobs);
     let run = RunAudit::default();
     let stopped = || options.stopped();
-    let (total, mut done, mut streamed) = (unique.len(), 0, 0);
-    let mut slots: Vec<Option<UserResult>> = unique.iter().map(|_| None).collect();
+    let (total, mut done) = (unique.len(), 0);
+    let mut results = InOrder::new(total);
     parallel::for_each_emitting(
         &ranges,
         jobs,
@@ -424,18 +418,45 @@ fn plan_and_import_chunks(
         |(index, result)| {
             done += 1;
             progress(Progress::Finished { done, total });
-            slots[index] = Some(result);
-            while let Some(Some(result)) = slots.get(streamed) {
-                progress(Progress::Ready(result));
-                streamed += 1;
-            }
+            results.put(index, result, progress);
         },
     );
-    let results = slots
-        .into_iter()
-        .map(|slot| slot.expect("every user has a result"))
-        .collect();
-    Report { results }
+    results.into_report()
+}
+
+/// Results that come in any order, handed over in the users' order: each as soon as it and
+/// every earlier one are known.
+struct InOrder {
+    slots: Vec<Option<UserResult>>,
+    /// How many have been handed over.
+    streamed: usize,
+}
+
+impl InOrder {
+    fn new(users: usize) -> Self {
+        Self {
+            slots: (0..users).map(|_| None).collect(),
+            streamed: 0,
+        }
+    }
+
+    /// The result of the user at `index`, and every one now ready after it, to `progress`.
+    fn put(&mut self, index: usize, result: UserResult, progress: &mut dyn FnMut(Progress<'_>)) {
+        self.slots[index] = Some(result);
+        while let Some(Some(result)) = self.slots.get(self.streamed) {
+            progress(Progress::Ready(result));
+            self.streamed += 1;
+        }
+    }
+
+    fn into_report(self) -> Report {
+        let results = self
+            .slots
+            .into_iter()
+            .map(|slot| slot.expect("every user has a result"))
+            .collect();
+        Report { results }
+    }
 }
 
 /// Writes every planned import and audits each entry written, on up to `jobs` threads
@@ -466,47 +487,33 @@ pub fn apply_each(
     jobs: usize,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Report {
+    let mut results = InOrder::new(plan.items.len());
     let mut items = Vec::new();
-    let mut slots: Vec<Option<UserResult>> = Vec::with_capacity(plan.items.len());
-    // For each import, the slot its result goes to.
+    // For each import, the index of its user.
     let mut slot_of = Vec::new();
-    for planned in plan.items {
+    for (index, planned) in plan.items.into_iter().enumerate() {
         match planned {
-            Planned::Settled(result) => slots.push(Some(result)),
+            Planned::Settled(result) => results.put(index, result, progress),
             Planned::Import { user, request, .. } => {
                 items.push(ImportItem { user, request });
-                slot_of.push(slots.len());
-                slots.push(None);
+                slot_of.push(index);
             }
         }
     }
     let total = items.len();
-    let mut streamed = 0;
-    let mut stream = |slots: &mut Vec<Option<UserResult>>,
-                      progress: &mut dyn FnMut(Progress<'_>)| {
-        while let Some(Some(result)) = slots.get(streamed) {
-            progress(Progress::Ready(result));
-            streamed += 1;
-        }
-    };
-    stream(&mut slots, progress);
     let mut done = 0;
     let stop = plan.stop.as_deref();
     import_each(backend, &items, clock, jobs, stop, &mut |index, outcome| {
         done += 1;
         progress(Progress::Finished { done, total });
         let item = &items[index];
-        slots[slot_of[index]] = Some(match outcome {
+        let result = match outcome {
             Some(outcome) => imported(item, outcome),
             None => UserResult::interrupted(item.user.as_str()),
-        });
-        stream(&mut slots, progress);
+        };
+        results.put(slot_of[index], result, progress);
     });
-    let results = slots
-        .into_iter()
-        .map(|slot| slot.expect("every import has a result"))
-        .collect();
-    Report { results }
+    results.into_report()
 }
 
 /// Every item's import and audit record, one outcome per item in the items' order: in the

@@ -117,7 +117,7 @@ fn tools() -> Result<Tools, String> {
         ),
         whmtoken: release.join("whmtoken"),
         fake_server: release.join("fake-server"),
-        floor: Path::new(&floor_target).join("release/io-floor"),
+        floor: release.join("io-floor"),
         jobs: whmtoken_core::pipeline::default_jobs(),
     })
 }

@@ -118,10 +118,7 @@ pub fn collect(
     let logs = backend.logs(request.folder)?;
     let (users, _) = crate::findings::covered_accounts(backend, request.users)?;
     let session = backend.read_session();
-    let reads: &dyn Reads = match &session {
-        Some(session) => session.as_ref(),
-        None => backend,
-    };
+    let reads: &dyn Reads = session.as_deref().unwrap_or(backend);
     let covered = crate::parallel::map(&users, request.jobs, |user| {
         let tokens = UserName::new(user)
             .ok()
