@@ -199,11 +199,20 @@ impl SqliteBackend {
                 Err(self.no_such_user(name))
             };
         };
+        self.checked_access_hash(name, row.get_ref(0).map_err(sql)?)
+    }
+
+    /// The access hash held in `column` of `user`'s row, checked.
+    fn checked_access_hash(
+        &self,
+        user: &str,
+        column: ValueRef<'_>,
+    ) -> Result<Option<AccessHash>, BackendError> {
         // Copied straight from SQLite's buffer into the secret: no other copy is made.
-        match row.get_ref(0).map_err(sql)? {
+        match column {
             ValueRef::Null => Ok(None),
             ValueRef::Blob(raw) if raw.len() > AccessHash::MAX_LEN => Err(BackendError::Unsafe {
-                location: self.site.location(Some("users"), Some(name)),
+                location: self.site.location(Some("users"), Some(user)),
                 detail: format!(
                     "its access hash is {} bytes, more than {}",
                     raw.len(),
@@ -213,8 +222,36 @@ impl SqliteBackend {
             ValueRef::Blob(raw) => Ok(Some(AccessHash::from_bytes(raw.to_vec()))),
             _ => Err(self
                 .site
-                .corrupt("users", Some(name), "the access hash is not a blob")),
+                .corrupt("users", Some(user), "the access hash is not a blob")),
         }
+    }
+
+    /// [`Reads::role_and_access_hash`] from one lookup of the user's row.
+    fn role_and_access_hash_with(
+        &self,
+        conn: &Connection,
+        user: &UserName,
+    ) -> Result<(WhmRole, Option<AccessHash>), BackendError> {
+        let name = user.as_str();
+        let sql = |e| self.site.sql_for(Some("users"), Some(name), e);
+        let mut stmt = conn
+            .prepare_cached("SELECT reseller_acls, access_hash FROM users WHERE name = ?1")
+            .map_err(sql)?;
+        let mut rows = stmt.query([name]).map_err(sql)?;
+        let row = rows.next().map_err(sql)?;
+        let role = match row {
+            _ if user.is_root() => WhmRole::Root,
+            Some(row) => role_of(&self.site, name, row.get(0).map_err(sql)?)?,
+            None => WhmRole::NotReseller,
+        };
+        let access_hash = match row {
+            Some(row) if role != WhmRole::NotReseller => {
+                self.checked_access_hash(name, row.get_ref(1).map_err(sql)?)?
+            }
+            // Root needs no entry; anyone else without one is no reseller.
+            _ => None,
+        };
+        Ok((role, access_hash))
     }
 }
 
@@ -239,13 +276,18 @@ fn role_with(conn: &Connection, site: &Site, user: &UserName) -> Result<WhmRole,
         .prepare_cached("SELECT reseller_acls FROM users WHERE name = ?1")
         .and_then(|mut stmt| stmt.query_row([name], |row| row.get(0)).optional())
         .map_err(|e| site.sql_for(Some("users"), Some(name), e))?;
-    let Some(Some(acls)) = acls else {
+    role_of(site, name, acls.flatten())
+}
+
+/// The role of `user` (not root), whose row holds `acls` in `reseller_acls`.
+fn role_of(site: &Site, user: &str, acls: Option<String>) -> Result<WhmRole, BackendError> {
+    let Some(acls) = acls else {
         return Ok(WhmRole::NotReseller);
     };
     let acls: Vec<String> = serde_json::from_str(&acls).map_err(|e| {
         site.corrupt(
             "users",
-            Some(name),
+            Some(user),
             format!("the reseller ACLs are not a list of names ({e})"),
         )
     })?;
@@ -259,6 +301,13 @@ impl Reads for SqliteBackend {
 
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
         self.access_hash_with(&self.lock(), user)
+    }
+
+    fn role_and_access_hash(
+        &self,
+        user: &UserName,
+    ) -> Result<(WhmRole, Option<AccessHash>), BackendError> {
+        self.role_and_access_hash_with(&self.lock(), user)
     }
 
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {
@@ -302,6 +351,13 @@ impl Reads for ReadSession<'_> {
 
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError> {
         self.read(|conn| self.backend.access_hash_with(conn, user))
+    }
+
+    fn role_and_access_hash(
+        &self,
+        user: &UserName,
+    ) -> Result<(WhmRole, Option<AccessHash>), BackendError> {
+        self.read(|conn| self.backend.role_and_access_hash_with(conn, user))
     }
 
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError> {

@@ -93,6 +93,23 @@ pub trait Reads: Send + Sync {
     /// has no entry for is [`BackendError::NotFound`] (root needs no entry).
     fn read_access_hash(&self, user: &UserName) -> Result<Option<AccessHash>, BackendError>;
 
+    /// What planning reads of each user: its role and, unless it is neither root nor a
+    /// reseller, its raw access hash, failing as [`role`](Self::role) and then
+    /// [`read_access_hash`](Self::read_access_hash) would. A user who is neither is never
+    /// asked for an access hash. A store that holds both in one record overrides this to
+    /// read it once.
+    fn role_and_access_hash(
+        &self,
+        user: &UserName,
+    ) -> Result<(WhmRole, Option<AccessHash>), BackendError> {
+        let role = self.role(user)?;
+        if role == WhmRole::NotReseller {
+            return Ok((role, None));
+        }
+        let access_hash = self.read_access_hash(user)?;
+        Ok((role, access_hash))
+    }
+
     /// The user's tokens, read without taking a lock and without creating anything.
     fn tokens(&self, user: &UserName) -> Result<TokenSet, BackendError>;
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::{Rng, RngExt};
 
+use crate::acl::Privileges;
 use crate::audit::{AuditTurn, RunAudit};
 use crate::backend::{Backend, BackendError, BatchImport, ChunkImport, ImportItem, Reads, WhmRole};
 use crate::clock::Clock;
@@ -233,22 +234,21 @@ fn plan_user(
         Ok(user) => user,
         Err(e) => return settle(UserResult::failed(raw, None, e)),
     };
-    let privileges = match backend.role(&user) {
-        Ok(WhmRole::NotReseller) => {
-            return settle(UserResult::failed(raw, None, UserError::NotReseller(user)));
-        }
-        Ok(role) => role
-            .privileges()
-            .expect("root and resellers have privileges"),
+    let (role, access_hash) = match backend.role_and_access_hash(&user) {
+        Ok(read) => read,
         Err(e) => return settle(UserResult::failed(raw, None, e)),
     };
-    let hash = match backend.read_access_hash(&user) {
-        Ok(None) => return settle(UserResult::new(raw, Status::NoAccesshash)),
-        Ok(Some(access_hash)) => match access_hash.token_hash() {
-            Some(hash) => hash,
-            None => return settle(UserResult::failed(raw, None, UserError::EmptyAccessHash)),
-        },
-        Err(e) => return settle(UserResult::failed(raw, None, e)),
+    let privileges = match role {
+        WhmRole::Root => Privileges::All,
+        WhmRole::Reseller(privileges) => privileges,
+        WhmRole::NotReseller => {
+            return settle(UserResult::failed(raw, None, UserError::NotReseller(user)));
+        }
+    };
+    let hash = match access_hash.map(|access_hash| access_hash.token_hash()) {
+        None => return settle(UserResult::new(raw, Status::NoAccesshash)),
+        Some(Some(hash)) => hash,
+        Some(None) => return settle(UserResult::failed(raw, None, UserError::EmptyAccessHash)),
     };
     let prefix = Some(hash.prefix().to_owned());
     tracing::debug!(user = %user, key = %hash, "access hash read");
