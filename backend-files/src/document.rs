@@ -148,7 +148,7 @@ impl<'a> Document<'a> {
         entry: &TokenEntry,
         out: &mut impl Write,
     ) -> io::Result<()> {
-        let entry = serde_json::to_string(&entry.to_json()).expect("a JSON value serializes");
+        let entry = serde_json::to_string(entry).expect("an entry is always valid JSON");
         let replaced = self.set.iter().position(|(h, _)| h == hash);
         let write_tokens = |out: &mut dyn Write| -> io::Result<()> {
             out.write_all(b"{")?;

@@ -258,7 +258,7 @@ fn write(
         .execute(params![
             user,
             item.request.hash.as_str(),
-            entry.to_json().to_string()
+            serde_json::to_string(entry).expect("an entry is always valid JSON")
         ])
         .map_err(|e| site.sql_for(Some("tokens"), Some(user), e))?;
     let event = AuditEvent {

@@ -323,19 +323,17 @@ impl Reads for SqliteBackend {
     }
 }
 
-/// Planning's reads: one deferred read transaction on the main connection (one lock and
-/// one schema check instead of one per query), and, for reads made from several threads
-/// at once, up to one extra connection per core, each in a read transaction of its own.
-/// Dropping the session ends them all.
+/// Planning's reads: through up to one extra connection per core, each in a read
+/// transaction of its own (one lock and one schema check instead of one per query), never
+/// through the main connection, which may be writing the slice before meanwhile; only
+/// should no extra connection open do the reads go there, one at a time. Dropping the
+/// session ends the read transactions.
 struct ReadSession<'b> {
     backend: &'b SqliteBackend,
     readers: readers::Readers,
-    began: bool,
 }
 
 impl ReadSession<'_> {
-    /// Runs a read on a reader connection of its own when one is free, otherwise on the
-    /// main connection.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         match self.readers.checkout(&self.backend.site) {
             Some(reader) => f(&reader),
@@ -376,9 +374,6 @@ impl Reads for ReadSession<'_> {
 impl Drop for ReadSession<'_> {
     fn drop(&mut self) {
         self.readers.close();
-        if self.began {
-            let _ = self.backend.lock().execute_batch("COMMIT");
-        }
     }
 }
 
@@ -467,14 +462,11 @@ impl Backend for SqliteBackend {
         })
     }
 
-    /// Should the read transaction fail to begin, the reads run without it.
     fn read_session(&self) -> Option<Box<dyn Reads + '_>> {
-        let began = self.lock().execute_batch("BEGIN DEFERRED").is_ok();
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Some(Box::new(ReadSession {
             backend: self,
             readers: readers::Readers::new(cores),
-            began,
         }))
     }
 

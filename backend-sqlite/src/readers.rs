@@ -5,8 +5,7 @@
 //! planning.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::Connection;
 
@@ -15,11 +14,20 @@ use crate::open;
 
 #[derive(Debug)]
 pub(crate) struct Readers {
-    /// Connections inside a read transaction that no thread is using right now.
-    idle: Mutex<Vec<Connection>>,
-    /// Connections opened and not yet closed, idle or in use.
-    opened: AtomicUsize,
+    pool: Mutex<Pool>,
+    /// Signalled when a reader goes back to the idle ones.
+    returned: Condvar,
     max: usize,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    /// Connections inside a read transaction that no thread is using right now.
+    idle: Vec<Connection>,
+    /// Connections opened and not yet closed, idle or in use.
+    opened: usize,
+    /// Whether opening one failed: no more are tried.
+    failed: bool,
 }
 
 /// A reader in use; it goes back to the idle ones when dropped.
@@ -33,59 +41,68 @@ impl Readers {
     /// the reads are CPU work once the pages are cached.
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
-            opened: AtomicUsize::new(0),
-            max,
+            pool: Mutex::new(Pool::default()),
+            returned: Condvar::new(),
+            max: max.max(1),
         }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Ends every reader's read transaction and closes it. Called when the session ends,
     /// when no reader is in use (each borrows the pool).
     pub(crate) fn close(&self) {
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
-        for conn in idle {
+        let mut pool = self.pool();
+        for conn in std::mem::take(&mut pool.idle) {
             // A read transaction has nothing to commit: whatever happens, closing ends it.
             let _ = conn.execute_batch("COMMIT");
-            self.opened.fetch_sub(1, Ordering::SeqCst);
+            pool.opened -= 1;
         }
     }
 
-    /// A connection in a read transaction, or `None` when all readers are in use or a new
-    /// one cannot be opened: the caller then reads through the main connection.
+    /// A connection in a read transaction: an idle one, a new one while fewer than `max`
+    /// are open, or else the next one returned. `None` only when none could be opened:
+    /// the caller then reads through the main connection.
     pub(crate) fn checkout(&self, site: &Site) -> Option<Reader<'_>> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.open(site)?,
+        let mut pool = self.pool();
+        let conn = loop {
+            if let Some(conn) = pool.idle.pop() {
+                break conn;
+            }
+            if pool.opened < self.max && !pool.failed {
+                pool.opened += 1;
+                drop(pool);
+                let opened = open_in_read_transaction(site);
+                pool = self.pool();
+                match opened {
+                    Some(conn) => break conn,
+                    None => {
+                        pool.opened -= 1;
+                        pool.failed = true;
+                    }
+                }
+            }
+            if pool.opened == 0 {
+                return None;
+            }
+            pool = self
+                .returned
+                .wait(pool)
+                .unwrap_or_else(PoisonError::into_inner);
         };
         Some(Reader {
             readers: self,
             conn: Some(conn),
         })
     }
+}
 
-    fn open(&self, site: &Site) -> Option<Connection> {
-        let claimed = self
-            .opened
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_ok();
-        if !claimed {
-            return None;
-        }
-        let conn = open::reader(site)
-            .ok()
-            .filter(|conn| conn.execute_batch("BEGIN DEFERRED").is_ok());
-        if conn.is_none() {
-            self.opened.fetch_sub(1, Ordering::SeqCst);
-        }
-        conn
-    }
+fn open_in_read_transaction(site: &Site) -> Option<Connection> {
+    open::reader(site)
+        .ok()
+        .filter(|conn| conn.execute_batch("BEGIN DEFERRED").is_ok())
 }
 
 impl Deref for Reader<'_> {
@@ -99,10 +116,7 @@ impl Deref for Reader<'_> {
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        self.readers
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
+        self.readers.pool().idle.push(conn);
+        self.readers.returned.notify_one();
     }
 }

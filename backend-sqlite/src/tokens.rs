@@ -93,16 +93,13 @@ fn parse_entry(
     hash: &TokenHash,
     text: &str,
 ) -> Result<TokenEntry, BackendError> {
-    serde_json::from_str(text)
-        .map_err(|e| format!("not valid JSON ({e})"))
-        .and_then(|value: Value| TokenEntry::from_json(&value).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            site.corrupt(
-                "tokens",
-                Some(user),
-                format!("token {}: {e}", hash.prefix()),
-            )
-        })
+    TokenEntry::from_json_text(text).map_err(|e| {
+        site.corrupt(
+            "tokens",
+            Some(user),
+            format!("token {}: {e}", hash.prefix()),
+        )
+    })
 }
 
 /// Stores `entry` under `hash`; an entry already there is replaced in its place.

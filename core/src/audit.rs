@@ -52,9 +52,21 @@ impl AuditEvent {
     /// `<Perl scalar localtime>:<ACTION>:<actor>:<user>:not-applicable:<token name>`,
     /// without the line feed.
     pub fn accounting_line(&self) -> String {
+        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let time = &self.time;
+        // What strftime's "%a %b %e %H:%M:%S %Y" gives, without parsing a format per line.
         format!(
-            "{}:{}:{}:{}:not-applicable:{}",
-            self.time.strftime("%a %b %e %H:%M:%S %Y"),
+            "{} {} {:>2} {:02}:{:02}:{:02} {}:{}:{}:{}:not-applicable:{}",
+            DAYS[usize::from(time.weekday().to_monday_zero_offset().unsigned_abs())],
+            MONTHS[usize::from(time.month().unsigned_abs() - 1)],
+            time.day(),
+            time.hour(),
+            time.minute(),
+            time.second(),
+            time.year(),
             self.action.as_str(),
             self.actor,
             self.user,
@@ -382,6 +394,25 @@ mod tests {
             event.accounting_line(),
             "Mon Jun  1 13:33:19 2015:CREATEAPITOKEN:root:res1:not-applicable:accesshash-1433165599"
         );
+    }
+
+    #[test]
+    fn times_read_as_strftime_writes_them_on_every_weekday_month_and_day() {
+        // About 900 days, each at another time of day.
+        for step in 0..900 {
+            let event = AuditEvent {
+                time: FixedClock::at(1_700_000_000 + step * 97_261).now(),
+                action: AuditAction::CreateApiToken,
+                actor: UserName::root(),
+                user: UserName::new("res1").unwrap(),
+                token_name: "t".into(),
+            };
+            let want = event.time.strftime("%a %b %e %H:%M:%S %Y").to_string();
+            assert_eq!(
+                event.accounting_line(),
+                format!("{want}:CREATEAPITOKEN:root:res1:not-applicable:t")
+            );
+        }
     }
 
     #[test]

@@ -155,7 +155,10 @@ pub trait Backend: Reads + fmt::Debug {
 
     /// A session for reading many users, from several threads at once, until it is
     /// dropped. A transactional backend can answer them from a few read transactions
-    /// instead of one per query. `None` (the default): the backend's own [`Reads`] serve.
+    /// instead of one per query. A run plans each slice of a batch through a session of
+    /// its own while [`BatchImport::import_batch`] writes the slice before it on another
+    /// thread: a session must neither wait for a batch nor get in its way (its reads are of
+    /// other users). `None` (the default): the backend's own [`Reads`] serve.
     fn read_session(&self) -> Option<Box<dyn Reads + '_>> {
         None
     }
@@ -247,7 +250,8 @@ pub trait BatchImport: Send + Sync {
     /// `clock`) and never without it, and returns one outcome per item in the same order. A
     /// failure for one item never undoes another's import. A run hands its users over in
     /// slices of at most [`crate::pipeline::BATCH_USERS`], in order, so that a signal stops
-    /// it between slices.
+    /// it between slices, and meanwhile reads the next slice's users through a read session
+    /// ([`Backend::read_session`]) on another thread.
     fn import_batch(
         &self,
         items: &[ImportItem],

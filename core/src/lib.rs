@@ -45,5 +45,5 @@ pub use pipeline::{Plan, Report, RunOptions, Status, UserError, UserResult};
 pub use restrictions::{RestrictionError, Restrictions};
 pub use retire::{Retirement, RunId};
 pub use secret::{AccessHash, TokenHash};
-pub use token::{DocumentError, EntryError, TokenEntry, TokenSet};
+pub use token::{DocumentError, EntryError, EntryTextError, TokenEntry, TokenSet};
 pub use user::UserName;

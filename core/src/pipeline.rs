@@ -1,10 +1,12 @@
 //! The conversion pipeline: [`plan`] reads and checks every user, [`apply`] writes;
-//! [`run_each`] does both for a real run, chunk by chunk where the backend writes chunks.
+//! [`run_each`] does both for a real run, the planning of some users overlapping the
+//! writes of others where the backend writes in batches or chunks.
 //!
 //! Both return one result per user, in the order the users were given; a failure for one
 //! user never stops the others. The pipeline owns the worker threads (`jobs` of them), and
-//! a panic while working on one user fails that user alone. A dry run is a plan turned into a report with
-//! [`Plan::preview`]: it makes every read and check a real run makes and writes nothing.
+//! a panic while working on one user fails that user alone. A dry run is a plan turned
+//! into a report with [`Plan::preview`]: it makes every read and check a real run makes
+//! and writes nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,10 @@ use crate::import::{Decision, ImportRequest};
 use crate::parallel;
 use crate::restrictions::Restrictions;
 use crate::user::{InvalidUserName, UserName};
+
+mod run;
+
+pub use run::run_each;
 
 /// What the caller asked for, beyond the list of users.
 #[derive(Clone, Debug, Default)]
@@ -319,111 +325,6 @@ impl Plan {
     }
 }
 
-/// A run: plans and writes every user in `users` (each at most once), telling `progress`
-/// as [`apply_each`] does. Through a backend's [`ChunkImport`], each worker thread plans a
-/// chunk of users just before it writes them, so that the reads of one chunk overlap the
-/// flushes of another (`Finished` then counts every user, planned failures included);
-/// otherwise [`plan`], then [`apply_each`]. A dry run ([`RunOptions::dry_run`]) writes
-/// nothing: its report is the plan's [`preview`](Plan::preview), each result handed over
-/// in order.
-pub fn run_each(
-    backend: &dyn Backend,
-    users: &[String],
-    options: &RunOptions,
-    clock: &dyn Clock,
-    rng: &mut impl Rng,
-    jobs: usize,
-    progress: &mut dyn FnMut(Progress<'_>),
-) -> Report {
-    if options.dry_run {
-        let report = plan(backend, users, options, clock, rng, jobs).preview();
-        for result in &report.results {
-            progress(Progress::Ready(result));
-        }
-        return report;
-    }
-    match (backend.batch(), backend.chunks()) {
-        (None, Some(chunks)) => {
-            plan_and_import_chunks(backend, chunks, users, options, clock, rng, jobs, progress)
-        }
-        _ => {
-            let plan = plan(backend, users, options, clock, rng, jobs);
-            apply_each(backend, plan, clock, jobs, progress)
-        }
-    }
-}
-
-/// [`run_each`] through a [`ChunkImport`]: chunks of consecutive users, each planned then
-/// imported by one worker thread; the audit turns are the users' (a user settled while
-/// planning gives its turn up at once).
-#[allow(clippy::too_many_arguments)]
-fn plan_and_import_chunks(
-    backend: &dyn Backend,
-    chunks: &dyn ChunkImport,
-    users: &[String],
-    options: &RunOptions,
-    clock: &dyn Clock,
-    rng: &mut impl Rng,
-    jobs: usize,
-    progress: &mut dyn FnMut(Progress<'_>),
-) -> Report {
-    let unique = unique_users(users, rng);
-    let session = backend.read_session();
-    let reads: &dyn Reads = session.as_deref().unwrap_or(backend);
-    let ranges = chunk_ranges(unique.len(), jobs);
-    let run = RunAudit::default();
-    let stopped = || options.stopped();
-    let (total, mut done) = (unique.len(), 0);
-    let mut results = InOrder::new(total);
-    parallel::for_each_emitting(
-        &ranges,
-        jobs,
-        |_, range, emit| {
-            let (mut items, mut at) = (Vec::new(), Vec::new());
-            for index in range.clone() {
-                let (raw, suffix_seed) = unique[index];
-                let planned = if stopped() {
-                    Planned::Settled(UserResult::interrupted(raw))
-                } else {
-                    // A panic (a bug) fails its user: its turn must still be given up.
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        plan_user(reads, raw, options, clock, suffix_seed)
-                    }))
-                    .unwrap_or_else(|_| Planned::Settled(planning_panicked(raw)))
-                };
-                match planned {
-                    Planned::Settled(result) => {
-                        run.turns.skip(index);
-                        emit((index, result));
-                    }
-                    Planned::Import { user, request, .. } => {
-                        items.push(ImportItem { user, request });
-                        at.push(index);
-                    }
-                }
-            }
-            let turns: Vec<AuditTurn<'_>> = at
-                .iter()
-                .map(|&index| AuditTurn::in_run(clock, &run, index))
-                .collect();
-            import_chunk_calls(chunks, &items, &turns, &run, &stopped, &mut |k, outcome| {
-                let item = &items[k];
-                let result = match outcome {
-                    Some(outcome) => imported(item, outcome),
-                    None => UserResult::interrupted(item.user.as_str()),
-                };
-                emit((at[k], result));
-            });
-        },
-        |(index, result)| {
-            done += 1;
-            progress(Progress::Finished { done, total });
-            results.put(index, result, progress);
-        },
-    );
-    results.into_report()
-}
-
 /// Results that come in any order, handed over in the users' order: each as soon as it and
 /// every earlier one are known.
 struct InOrder {
@@ -468,9 +369,9 @@ pub fn apply(backend: &dyn Backend, plan: Plan, clock: &dyn Clock, jobs: usize) 
 /// What [`apply_each`] and [`run_each`] tell their caller while they run.
 #[derive(Debug)]
 pub enum Progress<'a> {
-    /// One more user's import finished (in any order): `done` of `total`. Through a
-    /// [`ChunkImport`] in [`run_each`], every user counts, those settled while planning
-    /// included, and `total` is the number of users.
+    /// One more user's import finished (in any order): `done` of `total`. In [`run_each`]
+    /// through a [`BatchImport`] or a [`ChunkImport`], every user counts, those settled
+    /// while planning included, and `total` is the number of users.
     Finished { done: usize, total: usize },
     /// The next user's result, in the users' order, as soon as it and every earlier one
     /// are known.

@@ -4,6 +4,10 @@
 //! (reference 2.2). Parsing here is pure: backends hand in values and get domain types,
 //! or an error saying what is wrong (never what a value holds).
 
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::secret::{InvalidTokenHash, TokenHash};
@@ -51,6 +55,15 @@ pub enum EntryError {
     },
 }
 
+/// Why an entry's JSON text cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryTextError {
+    #[error("not valid JSON ({0})")]
+    NotJson(serde_json::Error),
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+}
+
 /// Why a whole token database document cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DocumentError {
@@ -73,45 +86,50 @@ impl TokenEntry {
         let Value::Object(map) = value else {
             return Err(EntryError::NotAnObject(kind_of(value)));
         };
-        let name = match map.get("name") {
+        let extra = map
+            .iter()
+            .filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Self::from_members(|key| map.get(key), extra)
+    }
+
+    /// Reads an entry from its JSON text as [`from_json`](Self::from_json) reads the value,
+    /// without making the whole value first.
+    pub fn from_json_text(text: &str) -> Result<Self, EntryTextError> {
+        match serde_json::from_str::<Members>(text) {
+            Ok(members) => Ok(members.into_entry()?),
+            // Not an object, or not JSON: the value, when there is one, says which.
+            Err(_) => {
+                let value: Value = serde_json::from_str(text).map_err(EntryTextError::NotJson)?;
+                Ok(Self::from_json(&value)?)
+            }
+        }
+    }
+
+    /// The entry whose known members `get` gives, with `extra` for every other key.
+    fn from_members<'v>(
+        get: impl Fn(&str) -> Option<&'v Value>,
+        extra: Map<String, Value>,
+    ) -> Result<Self, EntryError> {
+        let name = match get("name") {
             Some(Value::String(s)) => s.clone(),
             Some(other) => return Err(EntryError::NameNotAString(kind_of(other))),
             None => return Err(EntryError::NameMissing),
         };
         Ok(Self {
             name,
-            create_time: epoch_field(map, "create_time")?,
-            expires_at: epoch_field(map, "expires_at")?.filter(|t| *t != 0),
-            whitelist_ips: string_list_field(map, "whitelist_ips")?,
-            acls: string_list_field(map, "acls")?,
-            extra: map
-                .iter()
-                .filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            create_time: epoch_field(get("create_time"), "create_time")?,
+            expires_at: epoch_field(get("expires_at"), "expires_at")?.filter(|t| *t != 0),
+            whitelist_ips: string_list_field(get("whitelist_ips"), "whitelist_ips")?,
+            acls: string_list_field(get("acls"), "acls")?,
+            extra,
         })
     }
 
-    /// The entry as cPanel's writer stores it: `name`, `create_time`, `expires_at` (null when
-    /// none), then `whitelist_ips` and `acls` only when present, then any other keys.
+    /// The entry as a JSON value, in the order [`Serialize`] writes it.
     pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("name".into(), Value::from(self.name.clone()));
-        if let Some(t) = self.create_time {
-            map.insert("create_time".into(), Value::from(t));
-        }
-        map.insert(
-            "expires_at".into(),
-            self.expires_at.map_or(Value::Null, Value::from),
-        );
-        if let Some(ips) = &self.whitelist_ips {
-            map.insert("whitelist_ips".into(), Value::from(ips.clone()));
-        }
-        if let Some(acls) = &self.acls {
-            map.insert("acls".into(), Value::from(acls.clone()));
-        }
-        map.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Value::Object(map)
+        serde_json::to_value(self).expect("an entry is always valid JSON")
     }
 
     /// Full access: no ACL list, or one that contains `all` (reference 2.5).
@@ -122,8 +140,33 @@ impl TokenEntry {
     }
 }
 
-fn epoch_field(map: &Map<String, Value>, key: &'static str) -> Result<Option<i64>, EntryError> {
-    match map.get(key) {
+/// The entry as cPanel's writer stores it: `name`, `create_time`, `expires_at` (null when
+/// none), then `whitelist_ips` and `acls` only when present, then any other keys.
+impl Serialize for TokenEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("name", &self.name)?;
+        if let Some(time) = self.create_time {
+            map.serialize_entry("create_time", &time)?;
+        }
+        map.serialize_entry("expires_at", &self.expires_at)?;
+        if let Some(ips) = &self.whitelist_ips {
+            map.serialize_entry("whitelist_ips", ips)?;
+        }
+        if let Some(acls) = &self.acls {
+            map.serialize_entry("acls", acls)?;
+        }
+        for (key, value) in &self.extra {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+fn epoch_field(value: Option<&Value>, key: &'static str) -> Result<Option<i64>, EntryError> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
@@ -144,10 +187,10 @@ fn epoch_field(map: &Map<String, Value>, key: &'static str) -> Result<Option<i64
 }
 
 fn string_list_field(
-    map: &Map<String, Value>,
+    value: Option<&Value>,
     key: &'static str,
 ) -> Result<Option<Vec<String>>, EntryError> {
-    match map.get(key) {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
@@ -164,6 +207,53 @@ fn string_list_field(
             key,
             found: kind_of(other),
         }),
+    }
+}
+
+/// An entry's members as read from its text, each known one in the place [`KNOWN_KEYS`]
+/// gives it, before they are checked.
+#[derive(Default)]
+struct Members {
+    known: [Option<Value>; KNOWN_KEYS.len()],
+    extra: Map<String, Value>,
+}
+
+impl Members {
+    fn into_entry(self) -> Result<TokenEntry, EntryError> {
+        let Self { known, extra } = self;
+        let get = |key: &str| {
+            let at = KNOWN_KEYS.iter().position(|k| *k == key)?;
+            known[at].as_ref()
+        };
+        TokenEntry::from_members(get, extra)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Read;
+        impl<'de> Visitor<'de> for Read {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a token entry object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Members::default();
+                // A key given twice keeps its first place and its last value, as in a
+                // `Value`.
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<Value>()?;
+                    match KNOWN_KEYS.iter().position(|known| *known == key) {
+                        Some(at) => members.known[at] = Some(value),
+                        None => {
+                            members.extra.insert(key, value);
+                        }
+                    }
+                }
+                Ok(members)
+            }
+        }
+        deserializer.deserialize_map(Read)
     }
 }
 
@@ -260,6 +350,51 @@ mod tests {
         assert_eq!(e.extra.get("origin"), Some(&json!({"x": 1})));
         let zero = TokenEntry::from_json(&json!({"name": "z", "expires_at": 0})).unwrap();
         assert_eq!(zero.expires_at, None);
+    }
+
+    #[test]
+    fn text_reads_as_the_value_does() {
+        let texts = [
+            r#"{"name":"a","create_time":1700000000,"expires_at":null}"#,
+            r#"{"z":1,"name":"b","acls":["list-accts"],"whitelist_ips":["10.0.0.1"],"a":{"x":[1]}}"#,
+            r#"{"name":"c","create_time":"1700000000","expires_at":"0","name":"d"}"#,
+            r#"{"x":1,"name":"e","x":2,"y":null}"#,
+            r#"{"name":null}"#,
+            r#"{"create_time":1}"#,
+            r#"{"name":"f","create_time":1.5}"#,
+            r#"{"name":"g","acls":"all"}"#,
+            r#"{"name":"h","whitelist_ips":[1]}"#,
+            r#"["name"]"#,
+            r#""name""#,
+            r#"{"name":"i"} x"#,
+            r#"{"name":"#,
+            "",
+        ];
+        for text in texts {
+            let from_value = serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("not valid JSON ({e})"))
+                .and_then(|value| TokenEntry::from_json(&value).map_err(|e| e.to_string()));
+            let from_text = TokenEntry::from_json_text(text).map_err(|e| e.to_string());
+            assert_eq!(from_text, from_value, "{text}");
+            if let Ok(entry) = from_text {
+                let keys: Vec<_> = entry
+                    .to_json()
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                let again: Vec<_> = from_value
+                    .unwrap()
+                    .to_json()
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                assert_eq!(keys, again, "the order of {text}'s keys");
+            }
+        }
     }
 
     #[test]
