@@ -219,7 +219,7 @@ impl SqliteBackend {
                     AccessHash::MAX_LEN
                 ),
             }),
-            ValueRef::Blob(raw) => Ok(Some(AccessHash::from_bytes(raw.to_vec()))),
+            ValueRef::Blob(raw) => Ok(Some(AccessHash::copy_of(raw))),
             _ => Err(self
                 .site
                 .corrupt("users", Some(user), "the access hash is not a blob")),

@@ -39,7 +39,7 @@ pub(crate) fn read_with(
     rows.sort_unstable_by_key(|(id, ..)| *id);
     let mut entries = Vec::with_capacity(rows.len());
     for (_, key, text) in rows {
-        let hash = TokenHash::parse(&key)
+        let hash = TokenHash::parse_owned(key)
             .map_err(|e| site.corrupt("tokens", Some(user), format!("token key {e}")))?;
         let entry = parse_entry(site, user, &hash, &text)?;
         entries.push((hash, entry));

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Mutex, PoisonError};
 use std::thread::Thread;
@@ -57,22 +57,46 @@ impl AuditEvent {
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         let time = &self.time;
-        // What strftime's "%a %b %e %H:%M:%S %Y" gives, without parsing a format per line.
-        format!(
-            "{} {} {:>2} {:02}:{:02}:{:02} {}:{}:{}:{}:not-applicable:{}",
-            DAYS[usize::from(time.weekday().to_monday_zero_offset().unsigned_abs())],
-            MONTHS[usize::from(time.month().unsigned_abs() - 1)],
-            time.day(),
-            time.hour(),
-            time.minute(),
-            time.second(),
-            time.year(),
+        let fields = [
             self.action.as_str(),
-            self.actor,
-            self.user,
-            self.token_name
-        )
+            self.actor.as_str(),
+            self.user.as_str(),
+            "not-applicable",
+            &self.token_name,
+        ];
+        let mut line =
+            String::with_capacity(25 + fields.iter().map(|f| f.len() + 1).sum::<usize>());
+        // What strftime's "%a %b %e %H:%M:%S %Y" gives, without parsing a format per line.
+        line.push_str(DAYS[usize::from(time.weekday().to_monday_zero_offset().unsigned_abs())]);
+        line.push(' ');
+        line.push_str(MONTHS[usize::from(time.month().unsigned_abs() - 1)]);
+        for (separator, n, pad) in [
+            (' ', time.day(), ' '),
+            (' ', time.hour(), '0'),
+            (':', time.minute(), '0'),
+            (':', time.second(), '0'),
+        ] {
+            line.push(separator);
+            push_two_digits(&mut line, n, pad);
+        }
+        // Writing to a `String` cannot fail.
+        let _ = write!(line, " {}", time.year());
+        for field in fields {
+            line.push(':');
+            line.push_str(field);
+        }
+        line
     }
+}
+
+/// `n` (0 to 99) in two digits, the first `pad` when it would be a zero.
+fn push_two_digits(line: &mut String, n: i8, pad: char) {
+    let n = n.unsigned_abs();
+    line.push(match n / 10 {
+        0 => pad,
+        tens => char::from(b'0' + tens),
+    });
+    line.push(char::from(b'0' + n % 10));
 }
 
 /// What [`Backend::import`](crate::Backend::import) is handed to write the audit record of

@@ -29,6 +29,12 @@ impl AccessHash {
         Self(SecretSlice::new(exact))
     }
 
+    /// Copies `raw`, a buffer the caller does not own (a database's row), into the secret:
+    /// the only copy this makes.
+    pub fn copy_of(raw: &[u8]) -> Self {
+        Self(SecretSlice::new(raw.into()))
+    }
+
     /// The token key: the lowercase SHA-512 hex of the contents with every whitespace byte
     /// removed (Perl's `s/\s//g`: space, tab, LF, VT, FF, CR).
     ///
@@ -81,8 +87,19 @@ impl TokenHash {
 
     /// Validates a key read from a token database.
     pub fn parse(s: &str) -> Result<Self, InvalidTokenHash> {
+        Self::check(s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    /// [`parse`](Self::parse), keeping `s` rather than copying it.
+    pub fn parse_owned(s: String) -> Result<Self, InvalidTokenHash> {
+        Self::check(&s)?;
+        Ok(Self(s))
+    }
+
+    fn check(s: &str) -> Result<(), InvalidTokenHash> {
         if s.len() == 128 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self(s.to_owned()))
+            Ok(())
         } else {
             Err(InvalidTokenHash {
                 len: s.chars().count(),

@@ -91,7 +91,7 @@ impl TokenEntry {
             .filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Self::from_members(|key| map.get(key), extra)
+        Self::from_members(KNOWN_KEYS.map(|key| map.get(key).cloned()), extra)
     }
 
     /// Reads an entry from its JSON text as [`from_json`](Self::from_json) reads the value,
@@ -107,22 +107,24 @@ impl TokenEntry {
         }
     }
 
-    /// The entry whose known members `get` gives, with `extra` for every other key.
-    fn from_members<'v>(
-        get: impl Fn(&str) -> Option<&'v Value>,
+    /// The entry whose known members are `known`, in the order of [`KNOWN_KEYS`], with
+    /// `extra` for every other key.
+    fn from_members(
+        known: [Option<Value>; KNOWN_KEYS.len()],
         extra: Map<String, Value>,
     ) -> Result<Self, EntryError> {
-        let name = match get("name") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(EntryError::NameNotAString(kind_of(other))),
+        let [name, create_time, expires_at, whitelist_ips, acls] = known;
+        let name = match name {
+            Some(Value::String(s)) => s,
+            Some(other) => return Err(EntryError::NameNotAString(kind_of(&other))),
             None => return Err(EntryError::NameMissing),
         };
         Ok(Self {
             name,
-            create_time: epoch_field(get("create_time"), "create_time")?,
-            expires_at: epoch_field(get("expires_at"), "expires_at")?.filter(|t| *t != 0),
-            whitelist_ips: string_list_field(get("whitelist_ips"), "whitelist_ips")?,
-            acls: string_list_field(get("acls"), "acls")?,
+            create_time: epoch_field(create_time.as_ref(), "create_time")?,
+            expires_at: epoch_field(expires_at.as_ref(), "expires_at")?.filter(|t| *t != 0),
+            whitelist_ips: string_list_field(whitelist_ips, "whitelist_ips")?,
+            acls: string_list_field(acls, "acls")?,
             extra,
         })
     }
@@ -187,25 +189,25 @@ fn epoch_field(value: Option<&Value>, key: &'static str) -> Result<Option<i64>, 
 }
 
 fn string_list_field(
-    value: Option<&Value>,
+    value: Option<Value>,
     key: &'static str,
 ) -> Result<Option<Vec<String>>, EntryError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
-            .iter()
+            .into_iter()
             .map(|item| match item {
-                Value::String(s) => Ok(s.clone()),
+                Value::String(s) => Ok(s),
                 other => Err(EntryError::NotStrings {
                     key,
-                    found: kind_of(other),
+                    found: kind_of(&other),
                 }),
             })
             .collect::<Result<_, _>>()
             .map(Some),
         Some(other) => Err(EntryError::NotAList {
             key,
-            found: kind_of(other),
+            found: kind_of(&other),
         }),
     }
 }
@@ -220,12 +222,32 @@ struct Members {
 
 impl Members {
     fn into_entry(self) -> Result<TokenEntry, EntryError> {
-        let Self { known, extra } = self;
-        let get = |key: &str| {
-            let at = KNOWN_KEYS.iter().position(|k| *k == key)?;
-            known[at].as_ref()
-        };
-        TokenEntry::from_members(get, extra)
+        TokenEntry::from_members(self.known, self.extra)
+    }
+}
+
+/// A member's key: the place in [`KNOWN_KEYS`] of a known one, or any other as written.
+enum Key {
+    Known(usize),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Read;
+        impl Visitor<'_> for Read {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match KNOWN_KEYS.iter().position(|known| *known == key) {
+                    Some(at) => Key::Known(at),
+                    None => Key::Other(key.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_str(Read)
     }
 }
 
@@ -241,11 +263,11 @@ impl<'de> Deserialize<'de> for Members {
                 let mut members = Members::default();
                 // A key given twice keeps its first place and its last value, as in a
                 // `Value`.
-                while let Some(key) = map.next_key::<String>()? {
+                while let Some(key) = map.next_key::<Key>()? {
                     let value = map.next_value::<Value>()?;
-                    match KNOWN_KEYS.iter().position(|known| *known == key) {
-                        Some(at) => members.known[at] = Some(value),
-                        None => {
+                    match key {
+                        Key::Known(at) => members.known[at] = Some(value),
+                        Key::Other(key) => {
                             members.extra.insert(key, value);
                         }
                     }
