@@ -398,22 +398,17 @@ mod tests {
                 .and_then(|value| TokenEntry::from_json(&value).map_err(|e| e.to_string()));
             let from_text = TokenEntry::from_json_text(text).map_err(|e| e.to_string());
             assert_eq!(from_text, from_value, "{text}");
-            if let Ok(entry) = from_text {
-                let keys: Vec<_> = entry
-                    .to_json()
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .cloned()
-                    .collect();
-                let again: Vec<_> = from_value
-                    .unwrap()
-                    .to_json()
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .cloned()
-                    .collect();
+            if let (Ok(entry), Ok(again)) = (from_text, from_value) {
+                let keys = |entry: TokenEntry| -> Vec<String> {
+                    entry
+                        .to_json()
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .cloned()
+                        .collect()
+                };
+                let (keys, again) = (keys(entry), keys(again));
                 assert_eq!(keys, again, "the order of {text}'s keys");
             }
         }

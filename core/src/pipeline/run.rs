@@ -19,9 +19,9 @@ use crate::parallel;
 /// planned while the slice before it is written; through its [`ChunkImport`], each worker
 /// thread plans a chunk of users just before it writes them, so that the reads of one
 /// chunk overlap the flushes of another (either way `Finished` counts every user, planned
-/// failures included); otherwise [`plan`], then [`apply_each`]. A dry run ([`RunOptions::dry_run`]) writes
-/// nothing: its report is the plan's [`preview`](super::Plan::preview), each result handed over
-/// in order.
+/// failures included); otherwise [`plan`], then [`apply_each`]. A dry run
+/// ([`RunOptions::dry_run`]) writes nothing: its report is the plan's
+/// [`preview`](super::Plan::preview), each result handed over in order.
 pub fn run_each(
     backend: &dyn Backend,
     users: &[String],
