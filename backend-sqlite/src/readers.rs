@@ -81,6 +81,8 @@ impl Readers {
                     None => {
                         pool.opened -= 1;
                         pool.failed = true;
+                        // Whoever waits for a reader may now be waiting for none.
+                        self.returned.notify_all();
                     }
                 }
             }
@@ -118,5 +120,36 @@ impl Drop for Reader<'_> {
         let Some(conn) = self.conn.take() else { return };
         self.readers.pool().idle.push(conn);
         self.readers.returned.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn nobody_waits_for_a_reader_when_none_can_be_opened() {
+        let site = Site::new(
+            camino::Utf8Path::new("/nonexistent/whmtoken/server.db"),
+            Duration::ZERO,
+        );
+        for _ in 0..50 {
+            let readers = Arc::new(Readers::new(1));
+            let (done, finished) = std::sync::mpsc::channel();
+            for _ in 0..4 {
+                let (readers, site, done) = (Arc::clone(&readers), site.clone(), done.clone());
+                // Not scoped: a checkout that never returns must fail the test, not hang it.
+                std::thread::spawn(move || done.send(readers.checkout(&site).is_none()));
+            }
+            for _ in 0..4 {
+                let none = finished
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a checkout waited for a reader that can never come");
+                assert!(none, "a reader opened on a database that does not exist");
+            }
+        }
     }
 }

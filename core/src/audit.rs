@@ -79,8 +79,8 @@ impl AuditEvent {
             line.push(separator);
             push_two_digits(&mut line, n, pad);
         }
-        // Writing to a `String` cannot fail.
-        let _ = write!(line, " {}", time.year());
+        // Writing to a `String` cannot fail. Four digits, sign included, as `%Y` has them.
+        let _ = write!(line, " {:04}", time.year());
         for field in fields {
             line.push(':');
             line.push_str(field);
@@ -422,10 +422,17 @@ mod tests {
 
     #[test]
     fn times_read_as_strftime_writes_them_on_every_weekday_month_and_day() {
-        // About 900 days, each at another time of day.
-        for step in 0..900 {
+        // About 900 days, each at another time of day, and years of fewer digits than four.
+        let far = [-50, -2, 2, 999].map(|year| {
+            jiff::civil::date(year, 2, 3)
+                .at(4, 5, 6, 0)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .unwrap()
+        });
+        let near = (0..900).map(|step| FixedClock::at(1_700_000_000 + step * 97_261).now());
+        for time in far.into_iter().chain(near) {
             let event = AuditEvent {
-                time: FixedClock::at(1_700_000_000 + step * 97_261).now(),
+                time,
                 action: AuditAction::CreateApiToken,
                 actor: UserName::root(),
                 user: UserName::new("res1").unwrap(),

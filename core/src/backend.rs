@@ -157,8 +157,8 @@ pub trait Backend: Reads + fmt::Debug {
     /// dropped. A transactional backend can answer them from a few read transactions
     /// instead of one per query. A run plans each slice of a batch through a session of
     /// its own while [`BatchImport::import_batch`] writes the slice before it on another
-    /// thread: a session must neither wait for a batch nor get in its way (its reads are of
-    /// other users). `None` (the default): the backend's own [`Reads`] serve.
+    /// thread: a session must not get in a batch's way, nor fail because one is running (its
+    /// reads are of other users), though it may wait for one. `None` (the default): the backend's own [`Reads`] serve.
     fn read_session(&self) -> Option<Box<dyn Reads + '_>> {
         None
     }

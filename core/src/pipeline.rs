@@ -590,15 +590,22 @@ fn import_chunk_calls(
     turns.iter().for_each(AuditTurn::pass);
 }
 
+/// One outcome per item, whatever the backend does: a panic (a bug) fails the whole slice,
+/// and an item it returned no outcome for is an internal error.
 fn import_batch(
     batch: &dyn BatchImport,
     items: &[ImportItem],
     clock: &dyn Clock,
 ) -> Vec<Result<Decision, BackendError>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         batch.import_batch(items, clock)
     }))
-    .unwrap_or_else(|_| items.iter().map(|item| Err(internal_error(item))).collect())
+    .unwrap_or_default();
+    let mut outcomes = outcomes.into_iter();
+    items
+        .iter()
+        .map(|item| outcomes.next().unwrap_or_else(|| Err(internal_error(item))))
+        .collect()
 }
 
 /// Imports one item on a worker thread; its audit record is written in its turn, so that

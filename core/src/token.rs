@@ -143,7 +143,8 @@ impl TokenEntry {
 }
 
 /// The entry as cPanel's writer stores it: `name`, `create_time`, `expires_at` (null when
-/// none), then `whitelist_ips` and `acls` only when present, then any other keys.
+/// none), then `whitelist_ips` and `acls` only when present, then any other keys (a key of
+/// `extra` that names one of those is left out: the field is what is written).
 impl Serialize for TokenEntry {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;

@@ -88,12 +88,19 @@ fn plan_and_import_batches(
     let unique = unique_users(users, rng);
     let total = unique.len();
     let plan_slice = |slice: &[(&str, u64)]| -> Vec<Planned> {
-        let session = backend.read_session();
-        let reads: &dyn Reads = session.as_deref().unwrap_or(backend);
-        slice
-            .iter()
-            .map(|&user| plan_guarded(reads, user, options, clock))
-            .collect()
+        // A panic (a bug) outside a user's own planning fails the slice's users alone.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let session = backend.read_session();
+            let reads: &dyn Reads = session.as_deref().unwrap_or(backend);
+            slice
+                .iter()
+                .map(|&user| plan_guarded(reads, user, options, clock))
+                .collect()
+        }))
+        .unwrap_or_else(|_| {
+            let failed = |(raw, _): &(&str, u64)| Planned::Settled(planning_panicked(raw));
+            slice.iter().map(failed).collect()
+        })
     };
     let mut results = Vec::with_capacity(total);
     let mut write_slice = |planned: Vec<Planned>| {
