@@ -10,6 +10,7 @@
 //! sees: nobody else can commit meanwhile, and the writer's own changes are to other users
 //! (a run holds each user once).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior, params};
@@ -25,16 +26,24 @@ const CHUNK: usize = whmtoken_core::pipeline::BATCH_USERS;
 
 type Outcome = Result<Decision, BackendError>;
 
+/// Every item's outcome. Once a chunk could not begin because another process held the
+/// write lock past the timeout, `gave_up_waiting` is set, and this chunk's users and every
+/// later one's fail with that error at once.
 pub(crate) fn import_all(
     conn: &mut Connection,
     site: &Site,
     items: &[ImportItem],
     clock: &dyn Clock,
+    gave_up_waiting: &AtomicBool,
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(items.len());
     // Without a second connection, the writing one reads too.
     let mut reader = open::reader(site).ok();
     for chunk in items.chunks(CHUNK) {
+        if gave_up_waiting.load(Ordering::SeqCst) {
+            outcomes.extend(chunk.iter().map(|_| Err(site.locked())));
+            continue;
+        }
         let mut attempt =
             |guarded| import_chunk(conn, reader.as_mut(), site, chunk, clock, guarded);
         let done = match attempt(false) {
@@ -44,10 +53,13 @@ pub(crate) fn import_all(
         match done {
             Ok(done) => outcomes.extend(done.expect("a guarded chunk always completes")),
             // The transaction itself failed: nothing of this chunk was stored.
-            Err(e) => {
-                let error = site.sql(None, e);
-                outcomes.extend(chunk.iter().map(|_| Err(nothing_stored(&error))));
-            }
+            Err(e) => match site.sql(None, e) {
+                BackendError::Locked { .. } => {
+                    gave_up_waiting.store(true, Ordering::SeqCst);
+                    outcomes.extend(chunk.iter().map(|_| Err(site.locked())));
+                }
+                error => outcomes.extend(chunk.iter().map(|_| Err(nothing_stored(&error)))),
+            },
         }
     }
     outcomes

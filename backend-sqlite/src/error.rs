@@ -61,6 +61,14 @@ impl Site {
         }
     }
 
+    /// Another process held the database's write lock for longer than the lock timeout.
+    pub(crate) fn locked(&self) -> BackendError {
+        BackendError::Locked {
+            location: self.path.to_string(),
+            waited: self.waited,
+        }
+    }
+
     /// Maps a rusqlite error met in `table` (or the database as a whole).
     pub(crate) fn sql(&self, table: Option<&str>, e: rusqlite::Error) -> BackendError {
         self.sql_for(table, None, e)
@@ -74,12 +82,7 @@ impl Site {
         e: rusqlite::Error,
     ) -> BackendError {
         match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                return BackendError::Locked {
-                    location: self.path.to_string(),
-                    waited: self.waited,
-                };
-            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => return self.locked(),
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
                 return BackendError::Corrupt {
                     location: self.location(None, None),

@@ -43,6 +43,7 @@ mod settings;
 mod tokens;
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -92,6 +93,10 @@ impl BackendConfig for SqliteConfig {
 pub struct SqliteBackend {
     site: Site,
     conn: Mutex<Connection>,
+    /// Set once a batch could not begin because another process held the write lock past
+    /// the lock timeout: the later batches of the run fail at once instead of each waiting
+    /// again.
+    gave_up_waiting: AtomicBool,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -123,6 +128,7 @@ impl SqliteBackend {
         Self {
             site,
             conn: Mutex::new(conn),
+            gave_up_waiting: AtomicBool::new(false),
         }
     }
 
@@ -495,6 +501,12 @@ impl BatchImport for SqliteBackend {
         items: &[ImportItem],
         clock: &dyn Clock,
     ) -> Vec<Result<Decision, BackendError>> {
-        batch::import_all(&mut self.lock(), &self.site, items, clock)
+        batch::import_all(
+            &mut self.lock(),
+            &self.site,
+            items,
+            clock,
+            &self.gave_up_waiting,
+        )
     }
 }

@@ -40,7 +40,7 @@ pub(crate) fn read_with(
     let mut entries = Vec::with_capacity(rows.len());
     for (_, key, text) in rows {
         let hash = TokenHash::parse_owned(key)
-            .map_err(|e| site.corrupt("tokens", Some(user), format!("token key {e}")))?;
+            .map_err(|e| site.corrupt("tokens", Some(user), e.to_string()))?;
         let entry = parse_entry(site, user, &hash, &text)?;
         entries.push((hash, entry));
     }

@@ -805,6 +805,46 @@ fn a_writer_held_elsewhere_gives_a_retryable_lock_timeout() {
 }
 
 #[test]
+fn once_a_batch_gave_up_waiting_for_the_lock_the_later_ones_of_the_run_fail_at_once() {
+    let s = seeded();
+    let b = reopen(&s.path).with_lock_timeout(Duration::from_millis(50));
+    let batch = b.batch().expect("SQLite imports in batches");
+    let items = |name: &str, secret: &[u8]| {
+        vec![ImportItem {
+            user: user(name),
+            request: request(secret, 1000, false, 1),
+        }]
+    };
+    let clock = FixedClock::at(0);
+    let blocker = rusqlite::Connection::open(&s.path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let first = batch.import_batch(&items("res1", b"k1"), &clock);
+    blocker.execute_batch("ROLLBACK").unwrap();
+    // The lock is free again, but the run does not wait for it a second time.
+    let second = batch.import_batch(&items("res2", b"k2"), &clock);
+    for (outcome, what) in [
+        (&first[0], "the batch that waited"),
+        (&second[0], "the next one"),
+    ] {
+        assert!(
+            matches!(outcome, Err(BackendError::Locked { location, .. }) if location == s.path.as_str()),
+            "{what}: {outcome:?}"
+        );
+    }
+    assert!(
+        b.tokens(&user("res2")).unwrap().is_empty(),
+        "nothing stored"
+    );
+    // Another run (a backend opened again) tries again.
+    let again = reopen(&s.path);
+    let outcome = again
+        .batch()
+        .unwrap()
+        .import_batch(&items("res2", b"k2"), &clock);
+    assert!(outcome[0].is_ok(), "{outcome:?}");
+}
+
+#[test]
 fn debug_output_shows_no_data() {
     let s = seeded();
     s.backend

@@ -71,7 +71,7 @@ pub enum DocumentError {
     NotAnObject(&'static str),
     #[error("`tokens` is {0}, expected an object")]
     TokensNotAnObject(&'static str),
-    #[error("token key {0}")]
+    #[error("{0}")]
     BadKey(InvalidTokenHash),
     #[error("token {prefix}: {error}")]
     BadEntry { prefix: String, error: EntryError },
