@@ -452,7 +452,7 @@ impl Backend for SqliteBackend {
                     .map_err(|e| self.site.sql(Some("accounting"), e))
                 })?;
                 if let Decision::Write { entry, .. } = &decision {
-                    tokens::upsert(tx, name, &request.hash, &entry.to_json())
+                    tokens::upsert(tx, name, &request.hash, entry)
                         .map_err(|e| self.site.sql_for(Some("tokens"), Some(name), e))?;
                 }
                 Ok(decision)

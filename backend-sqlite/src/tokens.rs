@@ -6,7 +6,7 @@
 //! set, digit strings where cPanel wrote strings) and every unknown key survives as it was.
 
 use rusqlite::{Connection, OptionalExtension, Statement, params};
-use serde_json::Value;
+use serde::Serialize;
 use whmtoken_core::{BackendError, TokenEntry, TokenHash, TokenSet};
 
 use crate::error::Site;
@@ -102,17 +102,16 @@ fn parse_entry(
     })
 }
 
-/// Stores `entry` under `hash`; an entry already there is replaced in its place.
+/// Stores `entry` (a [`TokenEntry`], or any JSON value when seeding a server) under
+/// `hash`; an entry already there is replaced in its place.
 pub(crate) fn upsert(
     conn: &Connection,
     user: &str,
     hash: &TokenHash,
-    entry: &Value,
+    entry: &impl Serialize,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        UPSERT_TOKEN,
-        params![user, hash.as_str(), entry.to_string()],
-    )?;
+    let text = serde_json::to_string(entry).expect("an entry is always valid JSON");
+    conn.execute(UPSERT_TOKEN, params![user, hash.as_str(), text])?;
     Ok(())
 }
 

@@ -158,7 +158,8 @@ pub trait Backend: Reads + fmt::Debug {
     /// instead of one per query. A run plans each slice of a batch through a session of
     /// its own while [`BatchImport::import_batch`] writes the slice before it on another
     /// thread: a session must not get in a batch's way, nor fail because one is running (its
-    /// reads are of other users), though it may wait for one. `None` (the default): the backend's own [`Reads`] serve.
+    /// reads are of other users), though it may wait for one. `None` (the default): the
+    /// backend's own [`Reads`] serve.
     fn read_session(&self) -> Option<Box<dyn Reads + '_>> {
         None
     }

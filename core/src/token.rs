@@ -98,7 +98,7 @@ impl TokenEntry {
     /// without making the whole value first.
     pub fn from_json_text(text: &str) -> Result<Self, EntryTextError> {
         match serde_json::from_str::<Members>(text) {
-            Ok(members) => Ok(members.into_entry()?),
+            Ok(Members { known, extra }) => Ok(Self::from_members(known, extra)?),
             // Not an object, or not JSON: the value, when there is one, says which.
             Err(_) => {
                 let value: Value = serde_json::from_str(text).map_err(EntryTextError::NotJson)?;
@@ -219,12 +219,6 @@ fn string_list_field(
 struct Members {
     known: [Option<Value>; KNOWN_KEYS.len()],
     extra: Map<String, Value>,
-}
-
-impl Members {
-    fn into_entry(self) -> Result<TokenEntry, EntryError> {
-        TokenEntry::from_members(self.known, self.extra)
-    }
 }
 
 /// A member's key: the place in [`KNOWN_KEYS`] of a known one, or any other as written.
